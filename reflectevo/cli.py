@@ -1,0 +1,62 @@
+"""The `reflectevo` command. Each subcommand lives beside the code it drives and registers itself
+here through a `register(subparsers)` function, so `reflectevo <cmd> --help` is the reference."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from reflectevo.errors import UserError
+
+# name -> module exposing register(subparsers); imported lazily so `reflectevo --help` stays fast
+SUBCOMMANDS = {
+    "model": "reflectevo.model_cli",
+    "tasks": "reflectevo_tasks.cli",
+    "hub": "reflectevo.hub.cli",
+    "gen": "reflectevo_gen.cli",
+    "train": "reflectevo_train.cli",
+    "evolve": "reflectevo_gen.evolve_cli",
+    "leaderboard": "leaderboards.cli",
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reflectevo",
+        description="Self-reflection learning for small language models (ReflectEvo).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in SUBCOMMANDS.items():
+        if only is not None and name != only:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # subcommand not built yet in this checkout
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(only=first if first in SUBCOMMANDS else None)
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"reflectevo: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("reflectevo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
