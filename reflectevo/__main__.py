@@ -1,0 +1,3 @@
+from reflectevo.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""The one door to models: chat messages in, texts (or log-likelihoods) out.
+
+We do not write an inference engine. Every call goes to a model from lm-eval's registry (`hf`,
+`vllm`, `local-chat-completions`), which batches and sorts requests itself. This wrapper only
+renders messages with the model's own chat template, groups requests by sampling settings so each
+group is one batched call, and records what was run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+from reflectevo.embedded_model import model_revision, resolve_model
+from reflectevo.errors import UserError
+from reflectevo_tasks.prompts import Prompt
+
+ENGINES = ("hf", "vllm", "local-chat-completions")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Settings of one turn. Greedy when temperature is 0."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+
+    def gen_kwargs(self) -> dict:
+        kw: dict = {"until": list(self.stop), "max_gen_toks": int(self.max_new_tokens)}
+        if self.temperature > 0:
+            kw.update(do_sample=True, temperature=float(self.temperature), top_p=float(self.top_p))
+        else:
+            kw.update(do_sample=False, temperature=0.0)
+        return kw
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "stop": list(self.stop)}
+
+
+GREEDY = Sampling()
+
+
+@dataclass
+class EngineConfig:
+    model: str = "smollm2-135m-instruct"
+    engine: str = "hf"
+    revision: str | None = None
+    peft: str | None = None  # LoRA adapter folder or Hub repo on top of `model`
+    peft_revision: str | None = None
+    dtype: str | None = None  # e.g. float32, bfloat16; None = the model's own
+    batch_size: int = 16
+    device: str | None = None
+    model_args: dict = field(default_factory=dict)  # passed through to the lm-eval model
+
+    def check(self) -> None:
+        if self.engine not in ENGINES:
+            raise UserError(f"unknown engine {self.engine!r}; expected one of {', '.join(ENGINES)}")
+        if self.peft and not (os.path.isdir(self.peft) or self.peft.count("/") == 1):
+            raise UserError(f"{self.peft}: adapter not found (neither a folder nor a Hub repo id)")
+
+
+def build_lm(cfg: EngineConfig):
+    """Instantiate the lm-eval model for a config (the only place models are loaded)."""
+    cfg.check()
+    import lm_eval.models  # noqa: F401  (fills the registry before we look anything up)
+    from lm_eval.api.registry import get_model
+
+    pretrained = resolve_model(cfg.model)
+    args = dict(cfg.model_args)
+    if cfg.engine == "local-chat-completions":
+        args.setdefault("model", cfg.model)
+        return get_model(cfg.engine)(**args)
+    args["pretrained"] = pretrained
+    if cfg.revision:
+        args["revision"] = cfg.revision
+    if cfg.dtype:
+        args["dtype"] = cfg.dtype
+    if cfg.engine == "hf":
+        if cfg.peft:
+            args["peft"] = cfg.peft
+        args.setdefault("device", cfg.device or "cpu")
+        args["batch_size"] = cfg.batch_size
+    elif cfg.engine == "vllm":
+        if cfg.peft:
+            args["lora_local_path"] = cfg.peft
+        args["batch_size"] = cfg.batch_size
+    return get_model(cfg.engine)(**args)
+
+
+class Engine:
+    """Chat generation and log-likelihood scoring over one lm-eval model."""
+
+    def __init__(self, cfg: EngineConfig | None = None, lm=None, **kwargs):
+        self.cfg = cfg or EngineConfig(**kwargs)
+        self.lm = lm if lm is not None else build_lm(self.cfg)
+        self.calls = 0  # batched calls made into the lm-eval model
+        self.generated_tokens = 0
+
+    # -- provenance -------------------------------------------------------------------------
+    def describe(self) -> dict:
+        return {
+            "model": self.cfg.model,
+            "model_revision": model_revision(self.cfg.model, self.cfg.revision),
+            "adapter": self.cfg.peft,
+            "adapter_revision": self.cfg.peft_revision,
+            "engine": self.cfg.engine,
+            "dtype": self.cfg.dtype,
+            "batch_size": self.cfg.batch_size,
+        }
+
+    # -- rendering --------------------------------------------------------------------------
+    @property
+    def is_chat_api(self) -> bool:
+        return self.cfg.engine == "local-chat-completions"
+
+    def render(self, prompt: Prompt) -> str:
+        messages = prompt.as_list()
+        if self.is_chat_api:
+            # API models take the messages themselves; an assistant prefix cannot be forced there
+            return json.dumps(messages)
+        return self.lm.apply_chat_template(messages, add_generation_prompt=True) + prompt.reply_prefix
+
+    def count_tokens(self, text: str) -> int:
+        tok = getattr(self.lm, "tokenizer", None)
+        return len(tok(text, add_special_tokens=False)["input_ids"]) if tok is not None else len(text.split())
+
+    # -- generation -------------------------------------------------------------------------
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling | Sequence[Sampling] = GREEDY,
+                 seed: int | None = None) -> list[str]:
+        """Replies for all prompts, in order; each starts with the prompt's reply_prefix.
+
+        One batched lm-eval call per distinct sampling setting. With a seed, sampling is
+        reproducible for the same inputs, batch size and hardware.
+        """
+        from lm_eval.api.instance import Instance
+
+        if not prompts:
+            return []
+        samplings = [sampling] * len(prompts) if isinstance(sampling, Sampling) else list(sampling)
+        out: list[str | None] = [None] * len(prompts)
+        groups: dict[Sampling, list[int]] = {}
+        for i, s in enumerate(samplings):
+            groups.setdefault(s, []).append(i)
+        for s, idxs in groups.items():
+            if seed is not None:
+                _seed_everything(seed)
+            reqs = [Instance(request_type="generate_until", doc={}, arguments=(self.render(prompts[i]), s.gen_kwargs()),
+                             idx=0) for i in idxs]
+            texts = self.lm.generate_until(reqs, disable_tqdm=True) if _accepts_disable_tqdm(self.lm) else self.lm.generate_until(reqs)
+            self.calls += 1
+            for i, t in zip(idxs, texts):
+                prefix = "" if self.is_chat_api else prompts[i].reply_prefix
+                out[i] = (prefix + " " + t.lstrip()) if prefix and t.strip() else prefix + t
+        return [t or "" for t in out]
+
+    def loglikelihood(self, pairs: Sequence[tuple[Prompt, str]]) -> list[float]:
+        """log P(continuation | rendered prompt) for each pair, in one batched call."""
+        from lm_eval.api.instance import Instance
+
+        if not pairs:
+            return []
+        reqs = [Instance(request_type="loglikelihood", doc={}, arguments=(self.render(p), cont), idx=0) for p, cont in pairs]
+        res = self.lm.loglikelihood(reqs, disable_tqdm=True) if _accepts_disable_tqdm(self.lm, "loglikelihood") else self.lm.loglikelihood(reqs)
+        self.calls += 1
+        return [float(r[0]) for r in res]
+
+
+def _accepts_disable_tqdm(lm, method: str = "generate_until") -> bool:
+    import inspect
+
+    try:
+        return "disable_tqdm" in inspect.signature(getattr(lm, method)).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)

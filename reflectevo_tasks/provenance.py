@@ -1,0 +1,27 @@
+"""What every published number or record carries about the software that produced it."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from importlib import metadata
+
+PACKAGES = ("reflectevo", "lm_eval", "torch", "transformers", "trl", "peft", "datasets", "huggingface_hub", "vllm")
+
+
+def package_versions(names=PACKAGES) -> dict[str, str]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            try:
+                out[name] = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                continue
+    out["python"] = platform.python_version()
+    return out
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
