@@ -5,10 +5,15 @@ gold answer in the same canonical form. Three outcomes are kept apart: correct, 
 no answer found (the reply has nothing we can read as an answer of that kind).
 
 Where to look in the reply: the text after the LAST answer marker ("the answer is", "answer:",
-"final answer =") is read first and its FIRST candidate wins, because the marker is where the
-model commits. Without a usable marker we fall back to the LAST candidate anywhere in the reply,
-as lm-eval's "flexible-extract" filters do. Extraction never raises: any input string (empty,
-100 kB, arbitrary unicode) gives an `Extraction`.
+"final answer =", or a LaTeX `\\boxed{...}`) is read first and its FIRST candidate wins, because
+the marker is where the model commits. The marker's segment is the rest of its line, or the next
+non-empty line when the marker ends its line (for word sorting, a list of one word per line
+that starts there). Without a usable marker we fall back to the LAST candidate anywhere in the
+reply, as lm-eval's "flexible-extract" filters do.
+
+Extraction never raises: any input string (empty, 100 kB, arbitrary unicode) gives an
+`Extraction`, and every pattern runs in linear time so that a long reply cannot stall scoring.
+Replies longer than `_MAX_SCAN` characters are read from their tail.
 """
 
 from __future__ import annotations
@@ -31,18 +36,27 @@ KINDS = (CHOICE, TRUE_FALSE, YES_NO, VALID_INVALID, INTEGER, DYCK, WORD_SORT, FR
 
 CORRECT, WRONG, NO_ANSWER = "correct", "wrong", "no_answer"
 
-# Markers are searched on a bounded tail: answers live at the end, and this keeps work linear.
-_MAX_SCAN = 20_000
+# Replies are read from a bounded tail (answers live at the end); all patterns below are linear.
+_MAX_SCAN = 250_000
+_MAX_DIGITS = 30  # longer digit runs are not answers (and int() refuses very long ones)
 _MARKER = re.compile(
-    r"(?:final\s+answer|the\s+answer|answer)\s*(?:is|would\s+be|should\s+be|will\s+be|:|=)\s*[:=]?",
+    r"\b(?:final\s+answer|answer)\s*(?:(?:is|would\s+be|should\s+be|will\s+be)\b|:|=)\s*[:=]?",
     re.IGNORECASE,
 )
 _OPTION_LINE = re.compile(r"^\s*\(([A-Za-z])\)\s*(.*?)\s*$", re.MULTILINE)
 _PAREN_LETTER = re.compile(r"\(\s*([A-Za-z])\s*\)")
-_LEADING_LETTER = re.compile(r"^\W*?(?:option\s+|choice\s+)?\(?([A-Za-z])\)?(?=$|[\s.,:;!)\]])", re.IGNORECASE)
-_NUMBER = re.compile(r"(?<![\w.])(-|−|minus\s+|negative\s+)?(\d{1,3}(?:,\d{3})+|\d+)(?:\.0+)?(?![\w]|\.\d)", re.IGNORECASE)
+# a letter at the very start of a segment: "B", "B.", "B)", "(B)", "option B", "'b'"
+_LEADING_LETTER = re.compile(r"^[^\w(]*((?:option|choice|letter)\s+)?(\()?\s*([A-Za-z])\s*(\))?(?=$|\W)",
+                             re.IGNORECASE)
+# a capital letter standing alone inside a marker segment ("the answer is therefore B."); A and I
+# are English words, so they count only in the label forms above
+_LONE_CAPITAL = re.compile(r"(?<![\w'&.-])([B-HJ-Z])(?![\w'&-]|\.\w)")
+_LABEL_LINE = re.compile(r"[^\w(]*(?:(?:option|choice|letter)\s+)?\(?\s*([A-Za-z])\s*\)?[^\w]*", re.IGNORECASE)
+_NUMBER = re.compile(r"(?<![\w.])(-|minus\s+|negative\s+)?(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?!\w|\.\d)",
+                     re.IGNORECASE)
 _BRACKETS = set("()[]{}<>")
-_BRACKET_RUN = re.compile(r"[\s()\[\]{}<>]*[()\[\]{}<>][\s()\[\]{}<>]*")
+_BRACKET_RUN = re.compile(r"[()\[\]{}<>](?:[\s()\[\]{}<>]*[()\[\]{}<>])?")
+_PAREN_GROUP = re.compile(r"\(([^()\[\]{}<>]*)\)")
 
 
 @dataclass(frozen=True)
@@ -79,15 +93,40 @@ class Verdict:
 
 # ---------------------------------------------------------------- text normalisation
 
-_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2212": "-", "\u00a0": " "})
+_QUOTES = str.maketrans({
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u00ab": '"', "\u00bb": '"',
+    "\u2212": "-", "\u2010": "-", "\u00a0": " ",
+})
+# zero-width and bidirectional format characters: invisible, but they split tokens
+_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+_LATEX_WRAP = re.compile(r"\\(?:boxed|text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
+_BOXED = re.compile(r"\\boxed\s*\{([^{}]*)\}")
 _PUNCT = str.maketrans("", "", string.punctuation)
 
 
-def clean(text: str) -> str:
-    """Unicode-normalise and drop the markdown/LaTeX wrapping small models like to add."""
+def _unwrap_latex(text: str, boxed_as_marker: bool = False) -> str:
+    for _ in range(3):  # nested wrappers, innermost first
+        if boxed_as_marker:
+            inner = _LATEX_WRAP.sub(lambda m: m.group(0) if m.group(0).startswith("\\boxed") else m.group(1), text)
+            inner = _BOXED.sub(lambda m: f" answer: {m.group(1)} ", inner)
+        else:
+            inner = _LATEX_WRAP.sub(r"\1", text)
+        if inner == text:
+            break
+        text = inner
+    return text
+
+
+def clean(text: str, boxed_as_marker: bool = False) -> str:
+    """Unicode-normalise and drop the markdown/LaTeX wrapping small models like to add.
+
+    With `boxed_as_marker`, `\\boxed{X}` becomes an answer marker (" answer: X ") rather than
+    plain X, so that extraction reads a boxed answer first.
+    """
     text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
-    text = re.sub(r"\\boxed\{([^{}]*)\}", r"\1", text)
-    text = re.sub(r"\\text\{([^{}]*)\}", r"\1", text)
+    text = _INVISIBLE.sub("", text)
+    text = _unwrap_latex(text, boxed_as_marker)
     return text.replace("**", "").replace("__", "").replace("`", "").replace("$", "")
 
 
@@ -125,67 +164,120 @@ def parse_sort_vocabulary(question: str) -> tuple[str, ...]:
 # ---------------------------------------------------------------- candidates per kind
 # Each finder returns candidates in reading order as canonical strings.
 
+def _letters(spec: AnswerSpec) -> set[str]:
+    return {letter for letter, _ in spec.options} or set(string.ascii_uppercase[:18])
+
+
+def _leading_letter(segment: str, letters: set[str]) -> tuple[int, str] | None:
+    """A letter label at the start of `segment`, unless it is the word "A"/"I" or an article."""
+    m = _LEADING_LETTER.match(segment)
+    if not m:
+        return None
+    prefixed, raw = m.group(1), m.group(3)
+    labelled = bool(prefixed or m.group(2) or m.group(4))
+    rest = segment[m.end():]
+    if raw.upper() not in letters:
+        return None
+    if re.match(r"'[^\W\d_]", rest):  # "A's", "I'm"
+        return None
+    if not labelled and raw.upper() in "AI" and re.match(r"\s+[^\W\d_]", rest):
+        return None  # "A heptagon has...", "I think...", "a kite"
+    return m.start(3), f"({raw.upper()})"
+
+
+def _option_text_letter(norm_segment: str, spec: AnswerSpec, prefix_ok: bool) -> str | None:
+    """The option whose text is the segment (or, with prefix_ok, starts it); longest wins."""
+    best = None
+    for letter, text in spec.options:
+        opt = normalize_text(text)
+        if opt and (norm_segment == opt or (prefix_ok and norm_segment.startswith(opt + " "))):
+            if best is None or len(opt) > best[0]:
+                best = (len(opt), letter)
+    return f"({best[1]})" if best else None
+
+
 def _choice_candidates(segment: str, spec: AnswerSpec, whole_reply: bool) -> list[str]:
-    letters = {letter for letter, _ in spec.options} or set(string.ascii_uppercase[:18])
+    letters = _letters(spec)
     found: list[tuple[int, str]] = []
     for m in _PAREN_LETTER.finditer(segment):
         letter = m.group(1).upper()
         if letter in letters:
             found.append((m.start(), f"({letter})"))
-    if not whole_reply or not found:
-        lead = _LEADING_LETTER.match(segment)
-        if lead:
-            raw = lead.group(1)
-            # lower-case "a" directly followed by a word is the article, not option (A)
-            rest = segment[lead.end():lead.end() + 2]
-            is_article = raw.islower() and not re.match(r"^\W*?\(", segment) and rest[:1] == " " and rest[1:2].isalpha()
-            if raw.upper() in letters and not is_article:
-                found.append((lead.start(1), f"({raw.upper()})"))
-    if spec.options:
-        norm_segment = normalize_text(segment)
-        if whole_reply:
-            # the option text alone counts only when it is the whole reply
-            for letter, text in spec.options:
-                if normalize_text(text) and normalize_text(text) == norm_segment:
-                    found.append((0, f"({letter})"))
-        elif not found and norm_segment:
-            best = None
-            for letter, text in spec.options:
-                opt = normalize_text(text)
-                if opt and (norm_segment == opt or norm_segment.startswith(opt + " ")):
-                    if best is None or len(opt) > best[0]:
-                        best = (len(opt), letter)
-            if best:
-                found.append((0, f"({best[1]})"))
+    lead = _leading_letter(segment, letters)
+    if lead:
+        found.append(lead)
+    if whole_reply:
+        # the last non-empty line, when it is a bare letter label or exactly one option's text
+        stripped = segment.rstrip()
+        start = stripped.rfind("\n") + 1
+        last = stripped[start:]
+        if last.strip():
+            m = _LABEL_LINE.fullmatch(last)
+            if m and m.group(1).upper() in letters:
+                letter = m.group(1).upper()
+                if not (letter in "AI" and m.group(1).islower() and len(last.strip()) > 2):
+                    found.append((start + m.start(1), f"({letter})"))
+            elif spec.options:
+                hit = _option_text_letter(normalize_text(last), spec, prefix_ok=False)
+                if hit:
+                    found.append((start, hit))
+    else:
+        if not found and spec.options:
+            hit = _option_text_letter(normalize_text(segment), spec, prefix_ok=True)
+            if hit:
+                found.append((0, hit))
+        if not found:
+            for m in _LONE_CAPITAL.finditer(segment):
+                if m.group(1) in letters:
+                    found.append((m.start(), f"({m.group(1)})"))
+                    break
     found.sort(key=lambda x: x[0])
     return [c for _, c in found]
 
 
-def _free_text_choice(segment: str) -> list[str]:
-    """For the few BBH items whose gold is option text rather than a letter."""
-    norm = normalize_text(segment)
-    return [norm] if norm else []
+_LEADING_LABEL = re.compile(r"^[^\w(]*(?:(?:option|choice|letter)\s+)?[A-Za-z]\s*[.):]\s+", re.IGNORECASE)
 
 
+def _text_gold_candidates(segment: str, spec: AnswerSpec, whole_reply: bool) -> list[str]:
+    """For the few BBH items whose gold is text rather than a letter (their options split the
+    gold at its commas): the text of the committed segment, labels removed; a bare letter when
+    there is no text. In the fallback the committed segment is the last non-empty line."""
+    part = segment
+    if whole_reply:
+        stripped = segment.rstrip()
+        part = stripped[stripped.rfind("\n") + 1:]
+    text = normalize_text(_PAREN_LETTER.sub(" ", _LEADING_LABEL.sub("", part)))
+    if text:
+        return [text]
+    return _choice_candidates(segment, spec, whole_reply)
+
+
+# Negations: "not plausible" -> no, "not valid" -> invalid; "isn't", "is not deductively valid" too.
+_NEGATION = r"(?:not|isn't|is\s+not|wasn't|was\s+not)\s+(?:(?:very|really|deductively|logically)\s+)?"
 _WORD_PATTERNS = {
-    TRUE_FALSE: [(re.compile(r"\b(true|false)\b", re.I), None)],
-    VALID_INVALID: [(re.compile(r"\b(invalid|not\s+valid|valid)\b", re.I), {"not valid": "invalid"})],
-    YES_NO: [(re.compile(r"\b(yes|no|not\s+plausible|implausible|plausible)\b", re.I),
-              {"not plausible": "no", "implausible": "no", "plausible": "yes"})],
+    TRUE_FALSE: re.compile(r"\b(true|false)\b", re.IGNORECASE),
+    VALID_INVALID: re.compile(rf"\b(invalid|{_NEGATION}valid|valid)\b", re.IGNORECASE),
+    YES_NO: re.compile(rf"\b(yes|no|{_NEGATION}plausible|implausible|plausible)\b", re.IGNORECASE),
 }
 _WORD_CANON = {TRUE_FALSE: {"true": "True", "false": "False"},
                YES_NO: {"yes": "Yes", "no": "No"},
                VALID_INVALID: {"valid": "valid", "invalid": "invalid"}}
 
 
+def _word_value(kind: str, word: str) -> str:
+    w = " ".join(word.lower().split())
+    negated = w.startswith(("not ", "isn't ", "is not ", "wasn't ", "was not "))
+    if kind == TRUE_FALSE:
+        return _WORD_CANON[kind][w]
+    if kind == YES_NO:
+        if w in ("yes", "no"):
+            return _WORD_CANON[kind][w]
+        return "No" if negated or w == "implausible" else "Yes"
+    return "invalid" if negated or w == "invalid" else "valid"
+
+
 def _word_candidates(segment: str, kind: str) -> list[str]:
-    out = []
-    for pattern, mapping in _WORD_PATTERNS[kind]:
-        for m in pattern.finditer(segment):
-            word = " ".join(m.group(1).lower().split())
-            word = (mapping or {}).get(word, word)
-            out.append(_WORD_CANON[kind][word])
-    return out
+    return [_word_value(kind, m.group(1)) for m in _WORD_PATTERNS[kind].finditer(segment)]
 
 
 _UNITS = {w: i for i, w in enumerate(
@@ -193,9 +285,11 @@ _UNITS = {w: i for i, w in enumerate(
     "sixteen seventeen eighteen nineteen".split())}
 _TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
 _SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6}
+_ONE_WORD = "(?:" + "|".join(sorted(list(_UNITS) + list(_TENS) + list(_SCALES), key=len, reverse=True)) + r")\b"
 _NUMBER_WORD = re.compile(
-    r"\b(?:(minus|negative)\s+)?((?:(?:" + "|".join(list(_UNITS) + list(_TENS) + list(_SCALES)) +
-    r")(?:[\s-]+(?:and\s+)?)?)+)", re.IGNORECASE)
+    rf"\b(?:(minus|negative)\s+)?({_ONE_WORD}(?:[\s-]+(?:and[\s-]+)?{_ONE_WORD})*)", re.IGNORECASE)
+_PRONOUN_ONE = re.compile(r"\b(?:the|this|that|which|each|every|any|no)\s+$", re.IGNORECASE)
+_MAX_WORD_VALUE = 10**15
 
 
 def _words_to_int(words: str) -> int | None:
@@ -214,17 +308,35 @@ def _words_to_int(words: str) -> int | None:
             current = 0
         else:
             return None
+        if total + current > _MAX_WORD_VALUE:
+            return None
         seen = True
     return total + current if seen else None
 
 
-def _integer_candidates(segment: str) -> list[str]:
+def _number_text(sign: bool, digits: str, fraction: str | None) -> str | None:
+    digits = digits.replace(",", "")
+    if len(digits) > _MAX_DIGITS or (fraction and len(fraction) > _MAX_DIGITS):
+        return None
+    value = int(digits)
+    frac = "".join(str(unicodedata.digit(c)) for c in fraction[1:]).rstrip("0") if fraction else ""
+    if frac:
+        return f"{'-' if sign else ''}{value}.{frac}"
+    return str(-value if sign else value)
+
+
+def _integer_candidates(segment: str, words: bool | None = None) -> list[str]:
+    """Numbers in reading order; numbers written in words count only where there are no digits
+    (or always, with words=True)."""
     found: list[tuple[int, str]] = []
     for m in _NUMBER.finditer(segment):
-        value = int(m.group(2).replace(",", ""))
-        found.append((m.start(), str(-value if m.group(1) else value)))
-    if not found:
+        text = _number_text(bool(m.group(1)), m.group(2), m.group(3))
+        if text is not None:
+            found.append((m.start(), text))
+    if words or (words is None and not found):
         for m in _NUMBER_WORD.finditer(segment):
+            if m.group(2).lower() == "one" and not m.group(1) and _PRONOUN_ONE.search(segment, max(0, m.start() - 8), m.start()):
+                continue  # "the one with...", a pronoun
             value = _words_to_int(m.group(2))
             if value is not None:
                 found.append((m.start(), str(-value if m.group(1) else value)))
@@ -233,42 +345,81 @@ def _integer_candidates(segment: str) -> list[str]:
 
 
 def _dyck_candidates(segment: str) -> list[str]:
+    # a parenthesised remark "(closing the two brackets)" is prose, not part of the sequence
+    segment = _PAREN_GROUP.sub(lambda m: " " if any(c.isalpha() for c in m.group(1)) else m.group(0), segment)
     out = []
     for m in _BRACKET_RUN.finditer(segment):
-        symbols = [c for c in m.group(0) if c in _BRACKETS]
-        if symbols:
-            out.append(" ".join(symbols))
+        out.append(" ".join(c for c in m.group(0) if c in _BRACKETS))
     return out
+
+
+_LIST_ITEM_PREFIX = re.compile(r"^\s*(?:[-*+\u2022\u00b7]|\d+[.)]|\(\d+\))\s+")
+_CONNECTORS = {"and", "&"}
+
+
+def _sort_words(line: str) -> list[str]:
+    line = _LIST_ITEM_PREFIX.sub("", line).casefold()
+    words = (w.strip(string.punctuation) for w in re.split(r"[\s,;]+", line))
+    return [w for w in words if w]
+
+
+def _sort_blocks(text: str) -> list[list[str]]:
+    """Word lists in reading order: a line with several words is a block; consecutive lines of
+    one word each (a bulleted or numbered list) form one block."""
+    blocks: list[list[str]] = []
+    in_list = False
+    for line in text.split("\n"):
+        words = _sort_words(line)
+        if not words:
+            continue
+        if len(words) == 1:
+            if in_list:
+                blocks[-1].extend(words)
+            else:
+                blocks.append(list(words))
+                in_list = True
+        else:
+            blocks.append(words)
+            in_list = False
+    return blocks
+
+
+def _sorted_answer(words: list[str], vocab: set[str]) -> str | None:
+    """The block read as an answer: from its first to its last word of the list (connectors
+    dropped, other intruders kept, so they make the answer wrong), when it is mostly list words
+    and covers at least half of the list."""
+    if not vocab:
+        return " ".join(words) or None
+    index = [i for i, w in enumerate(words) if w in vocab]
+    if not index:
+        return None
+    span = [w for w in words[index[0]:index[-1] + 1] if w in vocab or w not in _CONNECTORS]
+    in_vocab = sum(1 for w in span if w in vocab)
+    if in_vocab >= max(1, len(vocab) // 2) and in_vocab >= 0.8 * len(span):
+        return " ".join(span)
+    return None
 
 
 def _word_sort_candidates(segment: str, spec: AnswerSpec, whole_reply: bool) -> list[str]:
     vocab = {w.casefold() for w in spec.vocabulary}
+    blocks = _sort_blocks(segment)
+    if not whole_reply:
+        blocks = blocks[:1]  # the committed answer is the first block after the marker
+    elif not vocab:
+        return []
     out = []
-    for line in segment.splitlines() if whole_reply else [segment]:
-        words = [w for w in re.split(r"[\s,;]+", clean(line).casefold().strip(" .:")) if w]
-        words = [w.strip(string.punctuation) for w in words]
-        words = [w for w in words if w]
-        if not words:
-            continue
-        if vocab:
-            in_vocab = [w for w in words if w in vocab]
-            # a line that is mostly our words and covers at least half of them is an answer
-            if len(in_vocab) >= max(1, len(vocab) // 2) and len(in_vocab) >= 0.8 * len(words):
-                out.append(" ".join(in_vocab))
-        elif not whole_reply:
-            out.append(" ".join(words))
+    for block in blocks:
+        answer = _sorted_answer(block, vocab)
+        if answer:
+            out.append(answer)
     return out
 
 
 def _candidates(segment: str, spec: AnswerSpec, gold_is_text: bool, whole_reply: bool) -> list[str]:
     kind = spec.kind
     if kind == CHOICE:
-        if gold_is_text and not _PAREN_LETTER.search(segment):
-            # the gold is option text that no single option carries; compare the text itself
-            if whole_reply:
-                lines = [ln for ln in segment.splitlines() if ln.strip()]
-                return _free_text_choice(lines[-1]) if lines else []
-            return _free_text_choice(segment)
+        if gold_is_text:
+            return _text_gold_candidates(segment, spec, whole_reply)
         return _choice_candidates(segment, spec, whole_reply)
     if kind in _WORD_PATTERNS:
         return _word_candidates(segment, kind)
@@ -280,42 +431,58 @@ def _candidates(segment: str, spec: AnswerSpec, gold_is_text: bool, whole_reply:
         return _word_sort_candidates(segment, spec, whole_reply)
     if kind == FREE_TEXT:
         if whole_reply:
-            lines = [ln for ln in segment.splitlines() if ln.strip()]
-            return [normalize_text(lines[-1])] if lines and normalize_text(lines[-1]) else []
+            stripped = segment.rstrip()
+            segment = stripped[stripped.rfind("\n") + 1:]
         norm = normalize_text(segment)
         return [norm] if norm else []
     return []
 
 
-def _marker_segment(text: str) -> str | None:
+def _after_last_marker(text: str) -> str | None:
     last = None
     for last in _MARKER.finditer(text):
         pass
-    if last is None:
-        return None
-    segment = text[last.end():]
+    return None if last is None else text[last.end():]
+
+
+def _first_line(rest: str) -> str:
     # the committed answer is on the marker's line; a reply that breaks the line right after the
     # marker ("Answer:\n(B)") keeps the next non-empty line
-    lines = [ln for ln in segment.split("\n")]
-    first = next((ln for ln in lines if ln.strip()), "")
-    return first.strip()
+    for line in rest.split("\n"):
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _marker_segment(text: str) -> str | None:
+    rest = _after_last_marker(text)
+    return None if rest is None else _first_line(rest)
+
+
+def _extract(reply: str, spec: AnswerSpec, gold_is_text: bool = False) -> Extraction:
+    text = reply if isinstance(reply, str) else str(reply or "")
+    text = clean(text[-_MAX_SCAN:], boxed_as_marker=True)
+    rest = _after_last_marker(text)
+    if rest is not None:
+        if spec.kind == WORD_SORT:
+            cands = _word_sort_candidates(rest, spec, whole_reply=False)
+        else:
+            segment = _first_line(rest)
+            cands = _candidates(segment, spec, gold_is_text, whole_reply=False) if segment else []
+        if cands:
+            return Extraction(cands[0], "marker")
+    cands = _candidates(text, spec, gold_is_text, whole_reply=True)
+    if cands:
+        return Extraction(cands[-1], "fallback")
+    return Extraction(None, "none")
 
 
 def extract(reply: str, spec: AnswerSpec, gold_is_text: bool = False) -> Extraction:
     """Read the answer of kind `spec.kind` from a model reply. Never raises."""
     try:
-        text = clean(reply if isinstance(reply, str) else str(reply or ""))[-_MAX_SCAN:]
-        segment = _marker_segment(text)
-        if segment:
-            cands = _candidates(segment, spec, gold_is_text, whole_reply=False)
-            if cands:
-                return Extraction(cands[0], "marker")
-        cands = _candidates(text, spec, gold_is_text, whole_reply=True)
-        if cands:
-            return Extraction(cands[-1], "fallback")
+        return _extract(reply, spec, gold_is_text)
     except Exception:  # pragma: no cover - a scorer must not take a whole run down
-        pass
-    return Extraction(None, "none")
+        return Extraction(None, "none")
 
 
 def canonical_gold(gold: str, spec: AnswerSpec) -> str:
@@ -342,35 +509,55 @@ def gold_is_text(gold: str, spec: AnswerSpec) -> bool:
 
 
 def score(reply: str, gold: str, spec: AnswerSpec) -> Verdict:
-    """Extract and compare. Never raises."""
+    """Extract and compare. Never raises.
+
+    For a text gold (three BBH items) the extracted text is correct when it is the gold or starts
+    with it ("Monsters, Inc. It is..."); a letter is correct only if its option's text is the gold.
+    """
     canon = canonical_gold(gold, spec)
     text_gold = gold_is_text(gold, spec)
     ex = extract(reply, spec, gold_is_text=text_gold)
-    f1 = token_f1(ex.answer, canon) if spec.kind == FREE_TEXT and ex.answer else 0.0
     if ex.answer is None:
         return Verdict(NO_ANSWER, None, canon, ex.method, 0.0)
     ok = ex.answer == canon
-    if not ok and text_gold and ex.answer.startswith("("):
-        # a letter whose option text is the gold text (options split the gold in a few BBH items)
-        letter = ex.answer[1]
-        ok = any(l == letter and normalize_text(t) == canon for l, t in spec.options)
-    return Verdict(CORRECT if ok else WRONG, ex.answer, canon, ex.method, 1.0 if ok and spec.kind == FREE_TEXT else f1)
+    if not ok and text_gold and canon:
+        if re.fullmatch(r"\([A-Z]\)", ex.answer):
+            letter = ex.answer[1]
+            ok = any(l == letter and normalize_text(t) == canon for l, t in spec.options)
+        else:
+            ok = ex.answer.startswith(canon + " ")
+    f1 = 0.0
+    if spec.kind == FREE_TEXT:
+        f1 = 1.0 if ok else token_f1(ex.answer, canon)
+    return Verdict(CORRECT if ok else WRONG, ex.answer, canon, ex.method, f1)
 
 
 def mentions_answer(text: str, gold: str, spec: AnswerSpec) -> bool:
     """Does a reflection give the gold answer away? Used to drop leaking reflections."""
+    try:
+        return _mentions_answer(text if isinstance(text, str) else str(text or ""), gold, spec)
+    except Exception:  # pragma: no cover
+        return False
+
+
+def _mentions_answer(text: str, gold: str, spec: AnswerSpec) -> bool:
     canon = canonical_gold(gold, spec)
-    t = clean(text)
+    t = clean(text[-_MAX_SCAN:])
     if spec.kind == CHOICE and canon.startswith("("):
         letter = canon[1]
-        if re.search(rf"\(\s*{letter}\s*\)|\b(?:option|choice|answer(?: is)?)\s+{letter}\b", t, re.IGNORECASE):
+        # "a"/"i" after "answer is" are English words; other letters count in either case
+        cased = letter if letter in "AI" else letter + letter.lower()
+        if re.search(rf"\(\s*[{letter}{letter.lower()}]\s*\)"
+                     rf"|\b(?i:option|choice|letter|answer(?:\s+(?:is|was|would\s+be))?)(?:\s*:\s*|\s+)[{cased}]\b", t):
             return True
         option_text = next((normalize_text(x) for l, x in spec.options if l == letter), "")
         return bool(option_text) and len(option_text) > 3 and f" {option_text} " in f" {normalize_text(t)} "
     if spec.kind == INTEGER:
-        return canon in _integer_candidates(t)
+        return canon in _integer_candidates(t, words=True)
     if spec.kind in _WORD_CANON:
         seg = _marker_segment(t)
         return bool(seg) and canon in _word_candidates(seg, spec.kind)
+    if spec.kind == DYCK:
+        return bool(canon) and canon in _dyck_candidates(t)
     norm = normalize_text(canon)
     return bool(norm) and f" {norm} " in f" {normalize_text(t)} "

@@ -125,7 +125,7 @@ def load_all(folder=None, limit_per_subtask: int | None = None, subtasks=SUBTASK
 
 # ---------------------------------------------------------------- chain-of-thought exemplars
 
-_EXEMPLAR = re.compile(r"Q: (.*?)\nA: Let's think step by step\.\n(.*?)(?=\n\nQ: |\Z)", re.S)
+_EXEMPLAR = re.compile(r"Q: (.*?)\nA: Let's think step by step\.[ \n](.*?)(?=\n\nQ: |\Z)", re.S)
 
 
 @lru_cache(maxsize=64)

@@ -1,0 +1,33 @@
+"""Question sources by name, the way users name them on the command line and in configs:
+
+    bbh                       all 27 BBH subtasks
+    bbh:date_understanding    one or more subtasks, comma-separated
+    bigbench                  the BIG-bench pool (BBH items excluded)
+    bigbench:navigate         pool items of some BIG-bench tasks
+    path/to/spec.yaml         any dataset through a column mapping (see reflectevo_tasks.custom)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reflectevo.errors import UserError
+from reflectevo_tasks import bbh, bigbench
+from reflectevo_tasks.custom import DatasetSpec, LoadReport, load_custom
+
+
+def load_questions(source: str, limit: int | None = None, bbh_dir: str | None = None,
+                   per_task: int = 50) -> LoadReport:
+    """Questions of a source, in the source's stable order; `limit` keeps the first N."""
+    name, _, arg = source.partition(":")
+    parts = [a.strip() for a in arg.split(",") if a.strip()]
+    if name == "bbh":
+        subtasks = [bbh.check_subtask(s) for s in parts] or list(bbh.SUBTASKS)
+        qs = [q for s in subtasks for q in bbh.load_subtask(s, bbh_dir)]
+        return LoadReport(qs[:limit] if limit is not None else qs, [])
+    if name == "bigbench":
+        return LoadReport(bigbench.load_pool(limit, per_task=per_task, tasks=parts or None), [])
+    path = Path(source)
+    if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
+        return load_custom(DatasetSpec.from_file(path), limit)
+    raise UserError(f"unknown question source {source!r}: use bbh[:subtask,…], bigbench[:task,…] or a dataset spec .yaml")
