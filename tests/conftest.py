@@ -1,0 +1,45 @@
+"""Test settings that must hold before any Hugging Face library is imported.
+
+Nothing in the suite may reach beyond 127.0.0.1: the default Hub endpoint is a closed loopback
+port, and Hub tests start their own loopback server and point clients at it explicitly.
+"""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")
+os.environ["HF_HUB_DISABLE_XET"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+_SHARED_BBH = Path(__file__).resolve().parents[2] / "shared" / "data" / "bbh"
+if "REFLECTEVO_BBH_DIR" not in os.environ and _SHARED_BBH.is_dir():
+    os.environ["REFLECTEVO_BBH_DIR"] = str(_SHARED_BBH)
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def bbh_dir() -> str:
+    d = os.environ.get("REFLECTEVO_BBH_DIR")
+    if not d:
+        pytest.skip("no local BBH folder (set REFLECTEVO_BBH_DIR)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def embedded_model_dir() -> str:
+    from reflectevo.embedded_model import embedded_model_dir as folder
+
+    return str(folder())
+
+
+@pytest.fixture(scope="session")
+def engine(embedded_model_dir):
+    """One embedded-model engine shared by the tests that generate (loading costs seconds)."""
+    from reflectevo_tasks.engine import Engine, EngineConfig
+
+    return Engine(EngineConfig(batch_size=8))

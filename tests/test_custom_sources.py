@@ -1,0 +1,53 @@
+"""Column-mapped user datasets: good rows kept, bad rows rejected one by one with file and row."""
+
+import json
+
+import pytest
+
+from reflectevo.errors import UserError
+from reflectevo_tasks import answers as A
+from reflectevo_tasks.custom import DatasetSpec, load_custom
+from reflectevo_tasks.sources import load_questions
+
+
+def _write(tmp_path, rows, spec_extra=""):
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+    spec = tmp_path / "mine.yaml"
+    spec.write_text(f"name: mine\npath: {data}\ncolumns: {{question: q, answer: a}}\n{spec_extra}")
+    return data, spec
+
+
+def test_bad_rows_rejected_with_file_and_row_rest_kept(tmp_path):
+    rows = [{"q": "2+2?", "a": 4}, {"q": "", "a": "1"}, {"a": "3"}, {"q": 7, "a": "1"}, "{torn", {"q": "10-1?", "a": "9"}]
+    data, spec = _write(tmp_path, rows)
+    rep = load_questions(str(spec))
+    assert [q.index for q in rep.questions] == [0, 5]
+    assert all(q.kind == A.INTEGER for q in rep.questions)
+    assert rep.questions[0].answer == "4" and rep.questions[0].id == "custom/mine/0"
+    assert len(rep.rejected) == 4
+    for row, needle in zip((1, 2, 3, 4), ("empty question", "missing field 'q'", "must be a string", "not valid JSON")):
+        assert any(m.startswith(f"{data}: row {row}: ") and needle in m for m in rep.rejected), (row, rep.rejected)
+
+
+def test_choices_column_renders_bbh_style(tmp_path):
+    rows = [{"q": "Pick the prime.", "a": "7", "c": ["4", "6", "7"]}, {"q": "Pick 1.", "a": 0, "c": ["1", "2"]}]
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    rep = load_custom(DatasetSpec(name="mc", path=str(data), columns={"question": "q", "answer": "a", "choices": "c"}))
+    q0, q1 = rep.questions
+    assert q0.kind == A.CHOICE and q0.answer == "(C)" and "Options:\n(A) 4\n(B) 6\n(C) 7" in q0.question
+    assert q1.answer == "(A)"
+    assert A.score("So the answer is (C).", q0.answer, q0.spec).correct
+
+
+def test_spec_errors_are_clear(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("path: x.jsonl\ncolums: {}\n")
+    with pytest.raises(UserError, match="s.yaml: unknown keys"):
+        load_questions(str(spec))
+    spec.write_text(f"path: {tmp_path}/missing.jsonl\n")
+    with pytest.raises(UserError, match="missing.jsonl: cannot load dataset"):
+        load_questions(str(spec))
+    with pytest.raises(UserError, match="unknown question source"):
+        load_questions("nonsense")
