@@ -1,0 +1,77 @@
+"""Engine throughput on the embedded model: generated tokens/s at batch 1, 8, 32 in fp32 and bf16,
+and peak RSS, through our Engine (lm-eval's `hf` model underneath).
+
+Each setting runs in a fresh subprocess so its peak RSS is its own. Prompts are BBH zero-shot CoT
+trial prompts (greedy). Batch 1 uses 4 prompts, batch 8 and 32 use two full batches.
+
+    REFLECTEVO_BBH_DIR=../shared/data/bbh python benchmarks/bench_generate.py [--max-new-tokens 128]
+
+Prints a JSON line per setting and a markdown table for benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+SETTINGS = [(dtype, b) for dtype in ("float32", "bfloat16") for b in (1, 8, 32)]
+
+
+def prompts_for(batch: int) -> int:
+    # enough prompts for two full batches at 8 and 32; batch 1 gets 4 prompts (it is slow)
+    return 4 if batch == 1 else 2 * batch
+
+
+def run_one(dtype: str, batch: int, max_new: int) -> dict:
+    from reflectevo_tasks import bbh, prompts
+    from reflectevo_tasks.engine import Engine, EngineConfig, Sampling
+
+    qs = [q for s in bbh.SUBTASKS for q in bbh.load_subtask(s, limit=3)][: prompts_for(batch)]
+    engine = Engine(EngineConfig(batch_size=batch, dtype=dtype))
+    plist = [prompts.trial_prompt(q) for q in qs]
+    engine.generate(plist[:1], Sampling(max_new_tokens=8))  # warm-up
+    t0 = time.perf_counter()
+    replies = engine.generate(plist, Sampling(max_new_tokens=max_new))
+    wall = time.perf_counter() - t0
+    tokens = sum(engine.count_tokens(r[len(p.reply_prefix):]) for r, p in zip(replies, plist))
+    return {"dtype": dtype, "batch": batch, "prompts": len(plist), "max_new_tokens": max_new,
+            "generated_tokens": tokens, "wall_s": round(wall, 2), "tokens_per_s": round(tokens / wall, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--one", nargs=2, metavar=("DTYPE", "BATCH"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.max_new_tokens)))
+        return
+    rows = []
+    for dtype, batch in SETTINGS:
+        out = subprocess.run([sys.executable, __file__, "--one", dtype, str(batch), "--max-new-tokens", str(args.max_new_tokens)],
+                             capture_output=True, text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+        if out.returncode != 0:
+            sys.exit(out.stderr[-3000:])
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    base = {r["dtype"]: r["tokens_per_s"] for r in rows if r["batch"] == 1}
+    best32 = max((r for r in rows if r["batch"] == 32), key=lambda r: r["tokens_per_s"])
+    print("\n| dtype | batch | prompts | generated tokens | wall s | tokens/s | vs batch 1 (same dtype) | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['dtype']} | {r['batch']} | {r['prompts']} | {r['generated_tokens']} | {r['wall_s']} | "
+              f"{r['tokens_per_s']} | {r['tokens_per_s'] / base[r['dtype']]:.1f}x | {r['peak_rss_mb']} |")
+    best1 = max(base.values())
+    print(f"\nbest batch-32 setting: {best32['dtype']} at {best32['tokens_per_s']} tokens/s = "
+          f"{best32['tokens_per_s'] / best1:.1f}x the best batch-1 throughput ({best1} tokens/s); target >= 8x")
+
+
+if __name__ == "__main__":
+    main()
