@@ -8,8 +8,9 @@ Where to look in the reply: the text after the LAST answer marker ("the answer i
 "final answer =", or a LaTeX `\\boxed{...}`) is read first and its FIRST candidate wins, because
 the marker is where the model commits. The marker's segment is the rest of its line, or the next
 non-empty line when the marker ends its line (for word sorting, a list of one word per line
-that starts there). Without a usable marker we fall back to the LAST candidate anywhere in the
-reply, as lm-eval's "flexible-extract" filters do.
+that starts there). A last marker with nothing usable after it (a reply that trails off into
+"Answer:") passes the turn to the marker before it. Without any usable marker we fall back to
+the LAST candidate anywhere in the reply, as lm-eval's "flexible-extract" filters do.
 
 Extraction never raises: any input string (empty, 100 kB, arbitrary unicode) gives an
 `Extraction`, and every pattern runs in linear time so that a long reply cannot stall scoring.
@@ -23,6 +24,7 @@ import string
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 CHOICE = "choice"
 TRUE_FALSE = "true_false"
@@ -46,12 +48,12 @@ _MARKER = re.compile(
 _OPTION_LINE = re.compile(r"^\s*\(([A-Za-z])\)\s*(.*?)\s*$", re.MULTILINE)
 _PAREN_LETTER = re.compile(r"\(\s*([A-Za-z])\s*\)")
 # a letter at the very start of a segment: "B", "B.", "B)", "(B)", "option B", "'b'"
-_LEADING_LETTER = re.compile(r"^[^\w(]*((?:option|choice|letter)\s+)?(\()?\s*([A-Za-z])\s*(\))?(?=$|\W)",
+_LEADING_LETTER = re.compile(r"^[^\w(]*((?:option|choice|letter)\s+)?(?:(\()\s*)?([A-Za-z])(\s*\))?(?=$|\W)",
                              re.IGNORECASE)
 # a capital letter standing alone inside a marker segment ("the answer is therefore B."); A and I
 # are English words, so they count only in the label forms above
 _LONE_CAPITAL = re.compile(r"(?<![\w'&.-])([B-HJ-Z])(?![\w'&-]|\.\w)")
-_LABEL_LINE = re.compile(r"[^\w(]*(?:(?:option|choice|letter)\s+)?\(?\s*([A-Za-z])\s*\)?[^\w]*", re.IGNORECASE)
+_LABEL_LINE = re.compile(r"[^\w(]*(?:(?:option|choice|letter)\s+)?(?:\(\s*)?([A-Za-z])(?:\s*\))?\W*", re.IGNORECASE)
 _NUMBER = re.compile(r"(?<![\w.])(-|minus\s+|negative\s+)?(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?!\w|\.\d)",
                      re.IGNORECASE)
 _BRACKETS = set("()[]{}<>")
@@ -100,9 +102,10 @@ _QUOTES = str.maketrans({
 })
 # zero-width and bidirectional format characters: invisible, but they split tokens
 _INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
-_LATEX_WRAP = re.compile(r"\\(?:boxed|text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
-_BOXED = re.compile(r"\\boxed\s*\{([^{}]*)\}")
+_LATEX_WRAP = re.compile(r"\\(?:boxed|text|textbf|textit|textrm|mathrm|mathbf|mbox)[ \t]*\{([^{}\n]*)\}")
+_BOXED = re.compile(r"\\boxed[ \t]*\{([^{}\n]*)\}")
 _PUNCT = str.maketrans("", "", string.punctuation)
+_ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 
 
 def _unwrap_latex(text: str, boxed_as_marker: bool = False) -> str:
@@ -133,7 +136,7 @@ def clean(text: str, boxed_as_marker: bool = False) -> str:
 def normalize_text(text: str) -> str:
     """Lower-case, no punctuation, no articles, single spaces: the SQuAD-style normal form."""
     text = clean(text).casefold().translate(_PUNCT)
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
 
 
@@ -185,14 +188,38 @@ def _leading_letter(segment: str, letters: set[str]) -> tuple[int, str] | None:
     return m.start(3), f"({raw.upper()})"
 
 
-def _option_text_letter(norm_segment: str, spec: AnswerSpec, prefix_ok: bool) -> str | None:
-    """The option whose text is the segment (or, with prefix_ok, starts it); longest wins."""
+def _as_number(text: str) -> str | None:
+    """'3', 'three', 'twenty-one' -> the integer's text; None unless all of `text` is one number."""
+    text = text.strip().rstrip(".").strip()
+    if len(text) > 80:
+        return None
+    m = _NUMBER.fullmatch(text)
+    if m:
+        return _number_text(bool(m.group(1)), m.group(2), m.group(3))
+    m = _NUMBER_WORD.fullmatch(text)
+    return _word_number(m, text) if m else None
+
+
+@lru_cache(maxsize=4096)
+def _option_forms(options: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str, str | None], ...]:
+    """(letter, normalised text, number or None) per option; questions are scored many times."""
+    return tuple((letter, normalize_text(text), _as_number(clean(text))) for letter, text in options)
+
+
+def _option_text_letter(segment: str, spec: AnswerSpec, prefix_ok: bool) -> str | None:
+    """The option whose text is the segment (or, with prefix_ok, starts it); longest wins.
+    A number matches an option that is the same number in words ("3" and "three")."""
+    norm_segment = normalize_text(segment)
+    forms = _option_forms(spec.options)
     best = None
-    for letter, text in spec.options:
-        opt = normalize_text(text)
+    for letter, opt, _ in forms:
         if opt and (norm_segment == opt or (prefix_ok and norm_segment.startswith(opt + " "))):
             if best is None or len(opt) > best[0]:
                 best = (len(opt), letter)
+    if best is None:
+        number = _as_number(segment)
+        if number is not None:
+            best = next(((0, letter) for letter, _, value in forms if value == number), None)
     return f"({best[1]})" if best else None
 
 
@@ -214,16 +241,14 @@ def _choice_candidates(segment: str, spec: AnswerSpec, whole_reply: bool) -> lis
         if last.strip():
             m = _LABEL_LINE.fullmatch(last)
             if m and m.group(1).upper() in letters:
-                letter = m.group(1).upper()
-                if not (letter in "AI" and m.group(1).islower() and len(last.strip()) > 2):
-                    found.append((start + m.start(1), f"({letter})"))
+                found.append((start + m.start(1), f"({m.group(1).upper()})"))
             elif spec.options:
-                hit = _option_text_letter(normalize_text(last), spec, prefix_ok=False)
+                hit = _option_text_letter(last, spec, prefix_ok=False)
                 if hit:
                     found.append((start, hit))
     else:
         if not found and spec.options:
-            hit = _option_text_letter(normalize_text(segment), spec, prefix_ok=True)
+            hit = _option_text_letter(segment, spec, prefix_ok=True)
             if hit:
                 found.append((0, hit))
         if not found:
@@ -242,10 +267,7 @@ def _text_gold_candidates(segment: str, spec: AnswerSpec, whole_reply: bool) -> 
     """For the few BBH items whose gold is text rather than a letter (their options split the
     gold at its commas): the text of the committed segment, labels removed; a bare letter when
     there is no text. In the fallback the committed segment is the last non-empty line."""
-    part = segment
-    if whole_reply:
-        stripped = segment.rstrip()
-        part = stripped[stripped.rfind("\n") + 1:]
+    part = _last_line_answer(segment) if whole_reply else segment
     text = normalize_text(_PAREN_LETTER.sub(" ", _LEADING_LABEL.sub("", part)))
     if text:
         return [text]
@@ -286,8 +308,8 @@ _UNITS = {w: i for i, w in enumerate(
 _TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
 _SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6}
 _ONE_WORD = "(?:" + "|".join(sorted(list(_UNITS) + list(_TENS) + list(_SCALES), key=len, reverse=True)) + r")\b"
-_NUMBER_WORD = re.compile(
-    rf"\b(?:(minus|negative)\s+)?({_ONE_WORD}(?:[\s-]+(?:and[\s-]+)?{_ONE_WORD})*)", re.IGNORECASE)
+_NUMBER_WORD = re.compile(  # the lookahead lets the engine skip most positions quickly
+    rf"\b(?=[ztfsenhmo])(?:(minus|negative)\s+)?({_ONE_WORD}(?:[\s-]+(?:and[\s-]+)?{_ONE_WORD})*)", re.IGNORECASE)
 _PRONOUN_ONE = re.compile(r"\b(?:the|this|that|which|each|every|any|no)\s+$", re.IGNORECASE)
 _MAX_WORD_VALUE = 10**15
 
@@ -325,32 +347,65 @@ def _number_text(sign: bool, digits: str, fraction: str | None) -> str | None:
     return str(-value if sign else value)
 
 
+def _digit_numbers(segment: str) -> list[re.Match]:
+    return list(_NUMBER.finditer(segment))
+
+
+def _word_number(m: re.Match, segment: str) -> str | None:
+    if m.group(2).lower() == "one" and not m.group(1) and _PRONOUN_ONE.search(segment, max(0, m.start() - 8), m.start()):
+        return None  # "the one with...", a pronoun
+    value = _words_to_int(m.group(2))
+    return None if value is None else str(-value if m.group(1) else value)
+
+
 def _integer_candidates(segment: str, words: bool | None = None) -> list[str]:
     """Numbers in reading order; numbers written in words count only where there are no digits
     (or always, with words=True)."""
     found: list[tuple[int, str]] = []
-    for m in _NUMBER.finditer(segment):
+    for m in _digit_numbers(segment):
         text = _number_text(bool(m.group(1)), m.group(2), m.group(3))
         if text is not None:
             found.append((m.start(), text))
     if words or (words is None and not found):
         for m in _NUMBER_WORD.finditer(segment):
-            if m.group(2).lower() == "one" and not m.group(1) and _PRONOUN_ONE.search(segment, max(0, m.start() - 8), m.start()):
-                continue  # "the one with...", a pronoun
-            value = _words_to_int(m.group(2))
-            if value is not None:
-                found.append((m.start(), str(-value if m.group(1) else value)))
+            text = _word_number(m, segment)
+            if text is not None:
+                found.append((m.start(), text))
     found.sort(key=lambda x: x[0])
     return [c for _, c in found]
 
 
-def _dyck_candidates(segment: str) -> list[str]:
+def _integer_pick(segment: str, last: bool) -> list[str]:
+    """The first (or last) number of `segment`, converting only what is needed: a reply of
+    100 kB of digits must not cost a conversion per number."""
+    for finder, convert in (
+        (_digit_numbers, lambda m: _number_text(bool(m.group(1)), m.group(2), m.group(3))),
+        (lambda seg: list(_NUMBER_WORD.finditer(seg)), lambda m: _word_number(m, segment)),
+    ):
+        matches = finder(segment)
+        for m in reversed(matches) if last else matches:
+            text = convert(m)
+            if text is not None:
+                return [text]
+    return []
+
+
+def _dyck_runs(segment: str) -> list[re.Match]:
     # a parenthesised remark "(closing the two brackets)" is prose, not part of the sequence
-    segment = _PAREN_GROUP.sub(lambda m: " " if any(c.isalpha() for c in m.group(1)) else m.group(0), segment)
-    out = []
-    for m in _BRACKET_RUN.finditer(segment):
-        out.append(" ".join(c for c in m.group(0) if c in _BRACKETS))
-    return out
+    if "(" in segment:
+        segment = _PAREN_GROUP.sub(lambda m: " " if any(c.isalpha() for c in m.group(1)) else m.group(0), segment)
+    return list(_BRACKET_RUN.finditer(segment))
+
+
+def _dyck_text(m: re.Match) -> str:
+    return " ".join(c for c in m.group(0) if c in _BRACKETS)
+
+
+def _dyck_candidates(segment: str, pick: str | None = None) -> list[str]:
+    runs = _dyck_runs(segment)
+    if pick and runs:
+        runs = runs[-1:] if pick == "last" else runs[:1]
+    return [_dyck_text(m) for m in runs]
 
 
 _LIST_ITEM_PREFIX = re.compile(r"^\s*(?:[-*+\u2022\u00b7]|\d+[.)]|\(\d+\))\s+")
@@ -369,6 +424,8 @@ def _sort_blocks(text: str) -> list[list[str]]:
     blocks: list[list[str]] = []
     in_list = False
     for line in text.split("\n"):
+        if not line or line.isspace():
+            continue
         words = _sort_words(line)
         if not words:
             continue
@@ -424,18 +481,26 @@ def _candidates(segment: str, spec: AnswerSpec, gold_is_text: bool, whole_reply:
     if kind in _WORD_PATTERNS:
         return _word_candidates(segment, kind)
     if kind == INTEGER:
-        return _integer_candidates(segment)
+        return _integer_pick(segment, last=whole_reply)
     if kind == DYCK:
-        return _dyck_candidates(segment)
+        return _dyck_candidates(segment, pick="last" if whole_reply else "first")
     if kind == WORD_SORT:
         return _word_sort_candidates(segment, spec, whole_reply)
     if kind == FREE_TEXT:
         if whole_reply:
-            stripped = segment.rstrip()
-            segment = stripped[stripped.rfind("\n") + 1:]
+            segment = _last_line_answer(segment)
         norm = normalize_text(segment)
         return [norm] if norm else []
     return []
+
+
+def _last_line_answer(text: str) -> str:
+    """The fallback's free-text answer: the last non-empty line, less any marker it holds (a
+    marker line whose segment had nothing usable must not become the answer itself)."""
+    stripped = text.rstrip()
+    line = stripped[stripped.rfind("\n") + 1:]
+    rest = _after_last_marker(line)
+    return line if rest is None else rest
 
 
 def _after_last_marker(text: str) -> str | None:
@@ -445,13 +510,22 @@ def _after_last_marker(text: str) -> str | None:
     return None if last is None else text[last.end():]
 
 
-def _first_line(rest: str) -> str:
-    # the committed answer is on the marker's line; a reply that breaks the line right after the
-    # marker ("Answer:\n(B)") keeps the next non-empty line
-    for line in rest.split("\n"):
-        if line.strip():
-            return line.strip()
-    return ""
+_NON_SPACE = re.compile(r"\S")
+_MAX_SEGMENT = 2_000  # an answer sits within this many characters of its marker
+_MAX_MARKERS = 50  # how many markers, from the last one back, may be tried
+
+
+def _first_line(text: str, pos: int = 0) -> str:
+    """The first non-empty line of text[pos:], at most _MAX_SEGMENT characters of it.
+
+    The committed answer is on the marker's line; a reply that breaks the line right after the
+    marker ("Answer:\n(B)") keeps the next non-empty line."""
+    m = _NON_SPACE.search(text, pos)
+    if not m:
+        return ""
+    end = text.find("\n", m.start())
+    end = len(text) if end < 0 else end
+    return text[m.start():min(end, m.start() + _MAX_SEGMENT)].rstrip()
 
 
 def _marker_segment(text: str) -> str | None:
@@ -462,12 +536,14 @@ def _marker_segment(text: str) -> str | None:
 def _extract(reply: str, spec: AnswerSpec, gold_is_text: bool = False) -> Extraction:
     text = reply if isinstance(reply, str) else str(reply or "")
     text = clean(text[-_MAX_SCAN:], boxed_as_marker=True)
-    rest = _after_last_marker(text)
-    if rest is not None:
+    # the last marker that is followed by a candidate: a reply that ends with an empty "Answer:"
+    # (a model starting the next question, say) keeps the answer it committed to before
+    markers = [m.end() for m in _MARKER.finditer(text)]
+    for end in reversed(markers[-_MAX_MARKERS:]):
         if spec.kind == WORD_SORT:
-            cands = _word_sort_candidates(rest, spec, whole_reply=False)
+            cands = _word_sort_candidates(text[end:end + 10 * _MAX_SEGMENT], spec, whole_reply=False)
         else:
-            segment = _first_line(rest)
+            segment = _first_line(text, end)
             cands = _candidates(segment, spec, gold_is_text, whole_reply=False) if segment else []
         if cands:
             return Extraction(cands[0], "marker")

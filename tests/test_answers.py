@@ -1,0 +1,843 @@
+"""Answer extraction and scoring (reflectevo_tasks.answers).
+
+Most cases are real BIG-Bench Hard items, loaded by subtask and index from the local release
+folder (REFLECTEVO_BBH_DIR, or ../shared/data/bbh next to the repository), with hand-written
+model replies. Each case states the expected outcome (correct / wrong / no_answer), the
+canonical answer that must be extracted, and for many the method ("marker" or "fallback").
+
+Documented extraction policy, as these tests pin it down:
+
+- the text after the LAST answer marker ("the answer is", "answer:", "final answer =",
+  `\\boxed{...}`) is read first, and its FIRST candidate wins ("The answer is (A) or (B)" -> (A));
+  a last marker with nothing usable after it hands over to the one before it;
+- without a usable marker the LAST candidate anywhere in the reply wins ("(B) is right, not (A)"
+  -> (A));
+- "no answer found" (NO_ANSWER) is kept apart from a wrong answer.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reflectevo_tasks import answers as A
+from reflectevo_tasks import bbh
+
+REPO = Path(__file__).resolve().parents[1]
+BBH_DIR = Path(os.environ.get(bbh.ENV_DIR) or REPO.parent / "shared" / "data" / "bbh")
+HAVE_BBH = (BBH_DIR / "bbh").is_dir()
+needs_bbh = pytest.mark.skipif(not HAVE_BBH, reason=f"no local BBH release at {BBH_DIR}")
+
+OK, BAD, NONE = A.CORRECT, A.WRONG, A.NO_ANSWER
+MARK, FALL = "marker", "fallback"
+
+
+@pytest.fixture(autouse=True)
+def _bbh_env(monkeypatch):
+    if HAVE_BBH:
+        monkeypatch.setenv(bbh.ENV_DIR, str(BBH_DIR))
+
+
+@functools.lru_cache(maxsize=None)
+def _subtask(sub: str):
+    return tuple(bbh.load_subtask(sub, BBH_DIR))
+
+
+def item(sub: str, index: int):
+    return _subtask(sub)[index]
+
+
+@functools.lru_cache(maxsize=1)
+def all_items():
+    return tuple(q for sub in bbh.SUBTASKS for q in _subtask(sub))
+
+
+# ---------------------------------------------------------------- adversarial building blocks
+
+# 100 kB of prose with nothing answer-like for any kind: no digits, brackets, option letters
+# standing alone, yes/no/true/false/valid words or number words.
+FILLER = ("Lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
+          "incididunt ut labore et dolore magna aliqua. " * 900)[:100_000]
+HUGE = FILLER * 3  # beyond the 250 kB scan bound: only the tail is read
+LONG_DIGITS = "7" * 5000  # far too long to be an answer (and int() would refuse it)
+RLM, ZWSP = "\u200f", "\u200b"
+
+
+def case(sub, index, reply, outcome, extracted, method=None, id=None):
+    return pytest.param(sub, index, reply, outcome, extracted, method, id=id)
+
+
+DATE, GEO, GEO_J = ("date_understanding", 0), ("geometric_shapes", 0), ("geometric_shapes", 1)
+COLORS_3, COLORS_Q = ("reasoning_about_colored_objects", 0), ("reasoning_about_colored_objects", 1)
+MONSTERS, DEARTH, RITA = ("movie_recommendation", 163), ("ruin_names", 99), ("ruin_names", 144)
+BOOL_F, BOOL_T = ("boolean_expressions", 0), ("boolean_expressions", 1)
+CAUSAL_NO, CAUSAL_YES = ("causal_judgement", 0), ("causal_judgement", 2)
+NAV_NO, LIES_NO = ("navigate", 0), ("web_of_lies", 0)
+SPORT_NO, SPORT_YES = ("sports_understanding", 0), ("sports_understanding", 1)
+FALLACY_INV, FALLACY_VAL = ("formal_fallacies", 0), ("formal_fallacies", 3)
+ARITH_24, ARITH_NEG, ARITH_BIG = ("multistep_arithmetic_two", 0), ("multistep_arithmetic_two", 2), ("multistep_arithmetic_two", 3)
+COUNT_8, COUNT_15 = ("object_counting", 0), ("object_counting", 1)
+DYCK_2, DYCK_3 = ("dyck_languages", 0), ("dyck_languages", 1)
+SORT_2, SORT_5, SORT_20 = ("word_sorting", 0), ("word_sorting", 3), ("word_sorting", 1)
+SORT_20_GOLD = ("barn damp delmarva dot drumhead embezzle entirety greene guru it&t malton obstetric onus "
+                "panicking prod same scorch splutter subsist thrill")
+
+
+CASES = [
+    # ============================================================ multiple choice
+    # date_understanding 0: gold (B) 12/25/1937; options (A)..(F)
+    case(*DATE, "(B)", OK, "(B)", FALL, id="choice-paren"),
+    case(*DATE, "B", OK, "(B)", FALL, id="choice-bare"),
+    case(*DATE, "B.", OK, "(B)", FALL, id="choice-bare-dot"),
+    case(*DATE, "b", OK, "(B)", FALL, id="choice-lower"),
+    case(*DATE, "(b)", OK, "(B)", FALL, id="choice-paren-lower"),
+    case(*DATE, "B)", OK, "(B)", FALL, id="choice-half-paren"),
+    case(*DATE, "(B) 12/25/1937", OK, "(B)", FALL, id="choice-paren-with-text"),
+    case(*DATE, "12/25/1937", OK, "(B)", FALL, id="choice-option-text-alone"),
+    case(*DATE, "So the answer is (B).", OK, "(B)", MARK, id="choice-marker-paren"),
+    case(*DATE, "So the answer is B.", OK, "(B)", MARK, id="choice-marker-bare"),
+    case(*DATE, "So the answer is b.", OK, "(B)", MARK, id="choice-marker-lower"),
+    case(*DATE, "So the answer is (B) 12/25/1937.", OK, "(B)", MARK, id="choice-marker-paren-text"),
+    case(*DATE, "So the answer is B. 12/25/1937", OK, "(B)", MARK, id="choice-marker-bare-dot-text"),
+    case(*DATE, "The answer is: B) 12/25/1937", OK, "(B)", MARK, id="choice-marker-half-paren-text"),
+    case(*DATE, "The answer is 12/25/1937.", OK, "(B)", MARK, id="choice-marker-option-text"),
+    case(*DATE, "The answer is (A).", BAD, "(A)", MARK, id="choice-wrong-letter"),
+    case(*DATE, "So the answer is (F) 07/25/1937.", BAD, "(F)", MARK, id="choice-wrong-letter-text"),
+    case(*DATE, "The answer is 12/11/1937.", BAD, "(A)", MARK, id="choice-wrong-option-text"),
+    case(*DATE, "Answer: (B)", OK, "(B)", MARK, id="choice-answer-colon"),
+    case(*DATE, "ANSWER: B", OK, "(B)", MARK, id="choice-upper-marker"),
+    case(*DATE, "Final answer: **(B)**", OK, "(B)", MARK, id="choice-markdown-bold"),
+    case(*DATE, "**Answer:** (B)", OK, "(B)", MARK, id="choice-bold-marker"),
+    case(*DATE, "The final answer is $\\boxed{B}$", OK, "(B)", MARK, id="choice-latex-boxed"),
+    case(*DATE, "Tomorrow is 12/25/1937.\n\\boxed{(B)}", OK, "(B)", MARK, id="choice-boxed-is-marker"),
+    case(*DATE, "So the answer is \\boxed{\\text{(B)}}.", OK, "(B)", MARK, id="choice-boxed-text-nested"),
+    case(*DATE, "So the answer is `(B)`.", OK, "(B)", MARK, id="choice-backticks"),
+    case(*DATE, "So the answer is option B.", OK, "(B)", MARK, id="choice-option-word"),
+    case(*DATE, "The answer is 'B'.", OK, "(B)", MARK, id="choice-single-quoted"),
+    case(*DATE, 'The answer is "(B)".', OK, "(B)", MARK, id="choice-double-quoted"),
+    case(*DATE, "The answer is \u201c(B)\u201d.", OK, "(B)", MARK, id="choice-fancy-quoted"),
+    case(*DATE, "Answer:\n\n(B)", OK, "(B)", MARK, id="choice-marker-then-newline"),
+    case(*DATE, "The answer is therefore B.", OK, "(B)", MARK, id="choice-lone-capital-in-marker"),
+    case(*DATE, "Christmas Eve is 12/24/1937, so tomorrow is 12/25/1937, which is (B).", OK, "(B)", FALL,
+         id="choice-mid-text-fallback"),
+    case(*DATE, "(A) is 12/11/1937, too early. (B) is 12/25/1937, the day after.", OK, "(B)", FALL,
+         id="choice-fallback-last-of-two"),
+    # fallback policy: the LAST candidate anywhere, even where prose says otherwise
+    case(*DATE, "(B) is right, not (A).", BAD, "(A)", FALL, id="choice-fallback-takes-last"),
+    # marker policy: the FIRST candidate after the marker
+    case(*DATE, "So the answer is (B), not (A).", OK, "(B)", MARK, id="choice-marker-takes-first"),
+    case(*DATE, "So the answer is (A) or (B).", BAD, "(A)", MARK, id="choice-marker-several-first"),
+    case(*DATE, "The answer is (A). Wait, no. The answer is (B).", OK, "(B)", MARK, id="choice-last-marker-wins"),
+    case(*DATE, "The answer is (B). Double-check: (A) is 12/11/1937, so no.", OK, "(B)", MARK,
+         id="choice-marker-then-discussion"),
+    case(*DATE, "The answer isn't (A); it is (B).", OK, "(B)", FALL, id="choice-isnt-not-a-marker"),
+    case(*DATE, "So the answer is (B).\n\nQ: Today is 9/7/2021. What was the date a week ago?\nOptions:\n"
+         "(A) 08/31/2021\n(D) 09/01/2021\nAnswer:", OK, "(B)", MARK, id="choice-trailing-empty-marker-walks-back"),
+    case(*DATE, "The answer is (B).\nHmm, so the final answer is... hard to say.", OK, "(B)", MARK,
+         id="choice-unusable-last-marker"),
+    case(*DATE, "I'm not sure what the answer is. Perhaps (C).", BAD, "(C)", MARK, id="choice-rest-of-marker-line"),
+    case(*DATE, "Perhaps (C). I'm not sure what the answer is.", BAD, "(C)", FALL, id="choice-empty-marker-falls-back"),
+    case(*DATE, "", NONE, None, "none", id="choice-empty"),
+    case(*DATE, "   \n\t  \n", NONE, None, "none", id="choice-whitespace"),
+    case(*DATE, "I don't know.", NONE, None, "none", id="choice-i-is-not-a-letter"),
+    case(*DATE, "The answer is (Z).", NONE, None, "none", id="choice-letter-not-an-option"),
+    case(*DATE, "The date is tomorrow.", NONE, None, "none", id="choice-no-candidate"),
+    case(*DATE, "\uff08\uff22\uff09", OK, "(B)", FALL, id="choice-fullwidth-paren-letter"),
+    case(*DATE, "So the answer is \uff22.", OK, "(B)", MARK, id="choice-fullwidth-letter"),
+    case(*DATE, "So the answer is \u24b7.", OK, "(B)", MARK, id="choice-circled-letter"),
+    case(*DATE, "The answer is (B) \u2705\U0001f389", OK, "(B)", MARK, id="choice-emoji"),
+    case(*DATE, "\u0627\u0644\u0625\u062c\u0627\u0628\u0629 \u0647\u064a (B)", OK, "(B)", FALL, id="choice-rtl-arabic"),
+    case(*DATE, f"{RLM}(B){RLM}", OK, "(B)", FALL, id="choice-rtl-marks"),
+    case(*DATE, f"So the answer is ({ZWSP}B{ZWSP}).", OK, "(B)", MARK, id="choice-zero-width"),
+    case(*DATE, FILLER + "\nSo the answer is (B).", OK, "(B)", MARK, id="choice-100kB-answer-at-end"),
+    case(*DATE, "So the answer is (B).\n" + FILLER, OK, "(B)", MARK, id="choice-100kB-answer-at-start"),
+    case(*DATE, "(B)\n" + FILLER, OK, "(B)", FALL, id="choice-100kB-bare-at-start"),
+    case(*DATE, "(A) " * 25_000 + "\nSo the answer is (B).", OK, "(B)", MARK, id="choice-100kB-of-letters"),
+    case(*DATE, "So the answer is (B).\n" + HUGE, NONE, None, "none", id="choice-beyond-scan-bound"),
+    case(*DATE, HUGE + "So the answer is (B).", OK, "(B)", MARK, id="choice-huge-answer-at-end"),
+    # geometric_shapes 0: gold (B) heptagon; (A) circle ... (I) sector, (J) triangle
+    case(*GEO, "heptagon", OK, "(B)", FALL, id="geo-option-text"),
+    case(*GEO, "Heptagon.", OK, "(B)", FALL, id="geo-option-text-case"),
+    case(*GEO, "HEPTAGON", OK, "(B)", FALL, id="geo-option-text-upper"),
+    case(*GEO, "The answer is a heptagon.", OK, "(B)", MARK, id="geo-article-a-not-option-a"),
+    case(*GEO, "The answer is A heptagon.", OK, "(B)", MARK, id="geo-capital-article"),
+    case(*GEO, "The answer is an octagon.", BAD, "(F)", MARK, id="geo-article-an"),
+    case(*GEO, "The answer is a.", BAD, "(A)", MARK, id="geo-lone-a-is-option-a"),
+    case(*GEO, "The answer is (a) circle", BAD, "(A)", MARK, id="geo-paren-a"),
+    case(*GEO, "a", BAD, "(A)", FALL, id="geo-bare-a"),
+    case(*GEO, "A heptagon has seven sides.", NONE, None, "none", id="geo-reply-starting-with-article"),
+    case(*GEO, "A heptagon has seven sides.\nSo the answer is (B).", OK, "(B)", MARK, id="geo-article-then-marker"),
+    case(*GEO, "I think it is a heptagon, so (B).", OK, "(B)", FALL, id="geo-i-think"),
+    case(*GEO, "Answer: I think it's (B)", OK, "(B)", MARK, id="geo-marker-i-think"),
+    case(*GEO, "The answer is I.", BAD, "(I)", MARK, id="geo-option-i"),
+    case(*GEO, "I", BAD, "(I)", FALL, id="geo-bare-i"),
+    case(*GEO, "The path closes after 7 segments, so it is a heptagon.\nheptagon", OK, "(B)", FALL,
+         id="geo-last-line-option-text"),
+    case(*GEO, "The path closes after 7 segments.\nB", OK, "(B)", FALL, id="geo-last-line-letter"),
+    case(*GEO, "The answer is heptagon (B)", OK, "(B)", MARK, id="geo-text-then-letter"),
+    case(*GEO, "The answer is kite, not heptagon.", BAD, "(D)", MARK, id="geo-option-text-first"),
+    case(*GEO, "The answer is (A) heptagon.", BAD, "(A)", MARK, id="geo-letter-beats-text"),
+    case(*GEO, "The shape drawn is a heptagon", NONE, None, "none", id="geo-option-text-mid-prose-unread"),
+    case(*GEO, "So the answer is **heptagon**.", OK, "(B)", MARK, id="geo-bold-text"),
+    case(*GEO, "7 vertices => heptagon => (B)", OK, "(B)", FALL, id="geo-arrows"),
+    case(*GEO_J, "So the answer is (J).", OK, "(J)", MARK, id="geo1-letter"),
+    case(*GEO_J, "So the answer is triangle.", OK, "(J)", MARK, id="geo1-text"),
+    case(*GEO_J, "j", OK, "(J)", FALL, id="geo1-lower"),
+    case(*GEO_J, "So the answer is (K).", NONE, None, "none", id="geo1-letter-beyond-options"),
+    # snarks 0: gold (B), long option texts that differ in one word
+    case("snarks", 0, "The answer is: He's a terrible person, trying to promote a charity stream that has raised "
+         "millions to help kids in need", OK, "(B)", MARK, id="snarks-long-option-text"),
+    case("snarks", 0, "The answer is: He\u2019s a terrible person, trying to promote a charity stream that has raised "
+         "millions to help kids in need.", OK, "(B)", MARK, id="snarks-fancy-apostrophe"),
+    case("snarks", 0, "So the answer is (A).", BAD, "(A)", MARK, id="snarks-wrong"),
+    case("snarks", 1, "Statement (A) is sarcastic. So the answer is (A).", OK, "(A)", MARK, id="snarks1"),
+    # hyperbaton 0: gold (A)
+    case("hyperbaton", 0, "midsize old grey Brazilian sweater", OK, "(A)", FALL, id="hyperbaton-text"),
+    case("hyperbaton", 0, "The answer is midsize grey Brazilian old sweater.", BAD, "(B)", MARK,
+         id="hyperbaton-wrong-text"),
+    case("hyperbaton", 0, "Opinion, size, age, shape, color, origin: that gives (A).", OK, "(A)", FALL,
+         id="hyperbaton-fallback"),
+    # logical_deduction_three_objects 0: gold (A) The blue jay is the second from the left
+    case("logical_deduction_three_objects", 0, "So the answer is (A) The blue jay is the second from the left.",
+         OK, "(A)", MARK, id="logic3-letter-text"),
+    case("logical_deduction_three_objects", 0, "The answer is: The blue jay is the second from the left.",
+         OK, "(A)", MARK, id="logic3-text"),
+    case("logical_deduction_three_objects", 0, "The answer is the quail is the second from the left", BAD, "(B)",
+         MARK, id="logic3-wrong-text"),
+    case("logical_deduction_seven_objects", 0, "So the answer is (D).", OK, "(D)", MARK, id="logic7"),
+    case("logical_deduction_five_objects", 1, "The answer is: the bus is the second-oldest.", OK, "(B)", MARK,
+         id="logic5-text-hyphen"),
+    # disambiguation_qa 1: gold (C) Ambiguous
+    case("disambiguation_qa", 1, "The answer is ambiguous.", OK, "(C)", MARK, id="disamb-text"),
+    case("disambiguation_qa", 1, "Ambiguous", OK, "(C)", FALL, id="disamb-text-alone"),
+    case("disambiguation_qa", 0, "So the answer is (A).", OK, "(A)", MARK, id="disamb0"),
+    # movie_recommendation 0: gold (C) The Lion King
+    case("movie_recommendation", 0, "The answer is The Lion King.", OK, "(C)", MARK, id="movie-text"),
+    case("movie_recommendation", 0, "So the answer is (C) The Lion King", OK, "(C)", MARK, id="movie-letter-text"),
+    case("movie_recommendation", 0, "The Lion King", OK, "(C)", FALL, id="movie-text-alone"),
+    case("movie_recommendation", 0, "So the answer is (B) Maelstrom.", BAD, "(B)", MARK, id="movie-wrong"),
+    # penguins_in_a_table 0: gold (E) James
+    case("penguins_in_a_table", 0, "The answer is James.", OK, "(E)", MARK, id="penguins-name"),
+    case("penguins_in_a_table", 0, "So the answer is (E)", OK, "(E)", MARK, id="penguins-letter"),
+    case("penguins_in_a_table", 0, "So the answer is Gwen.", BAD, "(D)", MARK, id="penguins-wrong-name"),
+    # reasoning_about_colored_objects 0: gold (D) three; options are numbers in words, (I) is eight
+    case(*COLORS_3, "The answer is three.", OK, "(D)", MARK, id="colors-number-word-option"),
+    case(*COLORS_3, "The answer is 3.", OK, "(D)", MARK, id="colors-digit-for-word-option"),
+    case(*COLORS_3, "3", OK, "(D)", FALL, id="colors-digit-alone"),
+    case(*COLORS_3, "So the answer is (D).", OK, "(D)", MARK, id="colors-letter"),
+    case(*COLORS_3, "The answer is I.", BAD, "(I)", MARK, id="colors-option-i"),
+    case(*COLORS_3, "I count three items. So the answer is (D).", OK, "(D)", MARK, id="colors-i-count"),
+    case(*COLORS_3, "The answer is 4.", BAD, "(E)", MARK, id="colors-wrong-digit"),
+    case(*COLORS_Q, "The answer is (Q).", OK, "(Q)", MARK, id="colors-q"),
+    case(*COLORS_Q, "The answer is purple.", OK, "(Q)", MARK, id="colors-purple"),
+    case(*COLORS_Q, "(q)", OK, "(Q)", FALL, id="colors-q-lower"),
+    case(*COLORS_Q, "So the answer is (R) pink.", BAD, "(R)", MARK, id="colors-r"),
+    # ruin_names 0: gold (A) ruin man
+    case("ruin_names", 0, "The answer is ruin man", OK, "(A)", MARK, id="ruin-text"),
+    case("ruin_names", 0, "The answer is (D) rainmman", BAD, "(D)", MARK, id="ruin-wrong"),
+    # salient_translation_error_detection 0: gold (A) Modifiers or Adjectives
+    case("salient_translation_error_detection", 0,
+         "The error is in an adjective, so the answer is (A) Modifiers or Adjectives.", OK, "(A)", MARK,
+         id="salient-letter-text"),
+    case("salient_translation_error_detection", 0, "The answer is Named Entities.", BAD, "(D)", MARK,
+         id="salient-wrong-text"),
+    # temporal_sequences 0: gold (A) 6pm to 9pm
+    case("temporal_sequences", 0, "The answer is 6pm to 9pm.", OK, "(A)", MARK, id="temporal-text"),
+    case("temporal_sequences", 0, "So the answer is (D) 2pm to 6pm", BAD, "(D)", MARK, id="temporal-wrong"),
+    # tracking_shuffled_objects
+    case("tracking_shuffled_objects_three_objects", 0, "At the end, Alice has Frankenstein. So the answer is (B).",
+         OK, "(B)", MARK, id="tracking3-letter"),
+    case("tracking_shuffled_objects_three_objects", 0, "So the answer is Frankenstein.", OK, "(B)", MARK,
+         id="tracking3-text"),
+    case("tracking_shuffled_objects_three_objects", 0, "So the answer is (A) Ulysses.", BAD, "(A)", MARK,
+         id="tracking3-wrong"),
+    case("tracking_shuffled_objects_seven_objects", 1, "the answer is black ball", OK, "(E)", MARK,
+         id="tracking7-text"),
+    case("tracking_shuffled_objects_five_objects", 0, "Final answer = (A)", OK, "(A)", MARK, id="tracking5-equals"),
+
+    # ============================================================ the three BBH targets that are text
+    # movie_recommendation 163: gold 'Monsters, Inc' with options (A) Monsters (B) Inc (split at the comma)
+    case(*MONSTERS, "Monsters, Inc", OK, "monsters inc", FALL, id="text-gold-alone"),
+    case(*MONSTERS, "So the answer is Monsters, Inc.", OK, "monsters inc", MARK, id="text-gold-marker"),
+    case(*MONSTERS, "So the answer is (A) Monsters, Inc.", OK, "monsters inc", MARK, id="text-gold-with-label"),
+    case(*MONSTERS, "The answer is monsters inc", OK, "monsters inc", MARK, id="text-gold-lower-no-comma"),
+    case(*MONSTERS, "The answer is Monsters, Inc. It is a Pixar film.", OK, "monsters inc it is pixar film", MARK,
+         id="text-gold-then-prose"),
+    case(*MONSTERS, "Shrek and Aladdin point to an animated film.\nMonsters, Inc", OK, "monsters inc", FALL,
+         id="text-gold-last-line"),
+    # a bare letter does not name the gold: (A) is "Monsters", (B) is "Inc"
+    case(*MONSTERS, "So the answer is (A).", BAD, "(A)", MARK, id="text-gold-bare-letter"),
+    case(*MONSTERS, "So the answer is (A) Monsters.", BAD, "monsters", MARK, id="text-gold-fragment"),
+    case(*MONSTERS, "So the answer is (C) Children of the Night.", BAD, "children of night", MARK,
+         id="text-gold-other-option"),
+    case(*MONSTERS, "", NONE, None, "none", id="text-gold-empty"),
+    # ruin_names 99: gold 'dearth, wind, & fire'
+    case(*DEARTH, "So the answer is dearth, wind, & fire.", OK, "dearth wind fire", MARK, id="dearth-text"),
+    case(*DEARTH, "The answer is (I) dearth, wind, & fire", OK, "dearth wind fire", MARK, id="dearth-label-text"),
+    case(*DEARTH, "So the answer is eareth, wind, & fire.", BAD, "eareth wind fire", MARK, id="dearth-wrong"),
+    case(*DEARTH, "(I)", BAD, "(I)", FALL, id="dearth-bare-letter"),
+    # ruin_names 144: gold 'rita, sue and bob poo'
+    case(*RITA, "So the answer is rita, sue and bob poo.", OK, "rita sue and bob poo", MARK, id="rita-text"),
+    case(*RITA, "So the answer is \u2018rita, sue and bob poo\u2019.", OK, "rita sue and bob poo", MARK,
+         id="rita-fancy-quotes"),
+    case(*RITA, "So the answer is rita, sue and box too.", BAD, "rita sue and box too", MARK, id="rita-wrong"),
+
+    # ============================================================ True / False
+    case(*BOOL_F, "False", OK, "False", FALL, id="tf-bare"),
+    case(*BOOL_F, "false", OK, "False", FALL, id="tf-lower"),
+    case(*BOOL_F, "FALSE", OK, "False", FALL, id="tf-upper"),
+    case(*BOOL_F, "So the answer is False.", OK, "False", MARK, id="tf-marker"),
+    case(*BOOL_F, "not ( True ) and ( True ) = False and True = False. So the answer is False.", OK, "False", MARK,
+         id="tf-worked"),
+    case(*BOOL_F, "So the answer is True.", BAD, "True", MARK, id="tf-wrong"),
+    case(*BOOL_F, "The answer is: **False**", OK, "False", MARK, id="tf-bold"),
+    case(*BOOL_F, "$\\boxed{\\text{False}}$", OK, "False", MARK, id="tf-boxed-text"),
+    case(*BOOL_F, "not True is False; False and True is False.", OK, "False", FALL, id="tf-fallback-last"),
+    case(*BOOL_F, "The answer is False, not True.", OK, "False", MARK, id="tf-marker-first"),
+    case(*BOOL_F, "It is True that not True is False.", OK, "False", FALL, id="tf-fallback-last-of-three"),
+    case(*BOOL_F, "I cannot tell.", NONE, None, "none", id="tf-no-answer"),
+    case(*BOOL_F, "So the answer is 0.", NONE, None, "none", id="tf-zero-is-not-false"),
+    case(*BOOL_F, FILLER + " So the answer is False.", OK, "False", MARK, id="tf-100kB-end"),
+    case(*BOOL_F, "So the answer is False.\n" + FILLER, OK, "False", MARK, id="tf-100kB-start"),
+    case(*BOOL_T, "So the answer is True", OK, "True", MARK, id="tf1-marker"),
+    case(*BOOL_T, "The answer is \uff54\uff52\uff55\uff45", OK, "True", MARK, id="tf1-fullwidth"),
+    case(*BOOL_T, "The answer is:\nTrue", OK, "True", MARK, id="tf1-next-line"),
+    case(*BOOL_T, "Trueish answers are untrue.", NONE, None, "none", id="tf1-no-partial-words"),
+
+    # ============================================================ Yes / No
+    case(*CAUSAL_NO, "No", OK, "No", FALL, id="yn-bare"),
+    case(*CAUSAL_NO, "no", OK, "No", FALL, id="yn-lower"),
+    case(*CAUSAL_NO, "So the answer is No.", OK, "No", MARK, id="yn-marker"),
+    case(*CAUSAL_NO, "The answer is yes", BAD, "Yes", MARK, id="yn-wrong"),
+    case(*CAUSAL_NO, "Answer: No, the black wire alone did not cause it.", OK, "No", MARK, id="yn-marker-first"),
+    case(*CAUSAL_NO, "The answer is Yes or No, depending on the reading.", BAD, "Yes", MARK, id="yn-several"),
+    case(*CAUSAL_NO, "Yes, both wires touched the battery... but no, the black wire was supposed to.", OK, "No",
+         FALL, id="yn-fallback-last"),
+    case(*CAUSAL_NO, "\u00bfS\u00ed? Nein.", NONE, None, "none", id="yn-other-languages"),
+    case(*CAUSAL_YES, "So the answer is Yes.", OK, "Yes", MARK, id="yn-causal-yes"),
+    case(*CAUSAL_YES, "YES!!! \U0001f44d", OK, "Yes", FALL, id="yn-emoji"),
+    case(*NAV_NO, "So the answer is No.", OK, "No", MARK, id="navigate-no"),
+    case(*NAV_NO, "Yes", BAD, "Yes", FALL, id="navigate-wrong"),
+    case(*NAV_NO, "We end 9 steps left of the start. So the answer is: no.", OK, "No", MARK, id="navigate-worked"),
+    case(*LIES_NO, "Elanor lies. So the answer is No.", OK, "No", MARK, id="lies-no"),
+    case(*LIES_NO, "So the answer is Yes.", BAD, "Yes", MARK, id="lies-wrong"),
+    case(*SPORT_NO, "The sentence is implausible.", OK, "No", FALL, id="sport-implausible"),
+    case(*SPORT_NO, "So the answer is no.", OK, "No", MARK, id="sport-no"),
+    case(*SPORT_NO, "So the answer is: not plausible.", OK, "No", MARK, id="sport-not-plausible"),
+    case(*SPORT_NO, "So the answer is: this isn't plausible", OK, "No", MARK, id="sport-isnt-plausible"),
+    case(*SPORT_NO, "This sentence is not very plausible.", OK, "No", FALL, id="sport-not-very-plausible"),
+    case(*SPORT_NO, "So the answer is: plausible.", BAD, "Yes", MARK, id="sport-plausible-wrong"),
+    case(*SPORT_NO, "Elias Lindholm is a hockey player. So the answer is yes.", BAD, "Yes", MARK, id="sport-yes-wrong"),
+    case(*SPORT_YES, "So the answer is yes.", OK, "Yes", MARK, id="sport1-yes"),
+    case(*SPORT_YES, "plausible", OK, "Yes", FALL, id="sport1-plausible"),
+    case(*SPORT_YES, "The sentence is plausible.", OK, "Yes", FALL, id="sport1-plausible-sentence"),
+    case(*SPORT_YES, "So the answer is **Yes**", OK, "Yes", MARK, id="sport1-bold"),
+    case(*SPORT_YES, "Nothing to say about hockey.", NONE, None, "none", id="sport1-no-inside-words"),
+    case(*SPORT_YES, FILLER + "\nSo the answer is yes.", OK, "Yes", MARK, id="sport1-100kB-end"),
+
+    # ============================================================ valid / invalid
+    case(*FALLACY_INV, "invalid", OK, "invalid", FALL, id="vi-bare"),
+    case(*FALLACY_INV, "Invalid", OK, "invalid", FALL, id="vi-capital"),
+    case(*FALLACY_INV, "So the answer is invalid.", OK, "invalid", MARK, id="vi-marker"),
+    case(*FALLACY_INV, "So the answer is valid.", BAD, "valid", MARK, id="vi-wrong"),
+    case(*FALLACY_INV, "The argument is not valid.", OK, "invalid", FALL, id="vi-not-valid"),
+    case(*FALLACY_INV, "So the answer is: not valid", OK, "invalid", MARK, id="vi-marker-not-valid"),
+    case(*FALLACY_INV, "So the answer is: the argument is not deductively valid.", OK, "invalid", MARK,
+         id="vi-not-deductively-valid"),
+    case(*FALLACY_INV, "The argument isn't valid.", OK, "invalid", FALL, id="vi-isnt-valid"),
+    case(*FALLACY_INV, 'Is it "valid" or "invalid"? The premises do not entail it: invalid', OK, "invalid", FALL,
+         id="vi-fallback-last"),
+    case(*FALLACY_INV, "The answer is: it depends.", NONE, None, "none", id="vi-no-answer"),
+    case(*FALLACY_INV, "The argument is invalidated by nothing.", NONE, None, "none", id="vi-no-partial-words"),
+    case(*FALLACY_VAL, "So the answer is valid.", OK, "valid", MARK, id="vi3-valid"),
+    case(*FALLACY_VAL, "The answer is invalid.", BAD, "invalid", MARK, id="vi3-wrong"),
+    case(*FALLACY_VAL, "So the answer is valid, not invalid.", OK, "valid", MARK, id="vi3-first"),
+
+    # ============================================================ integers
+    case(*ARITH_24, "24", OK, "24", FALL, id="int-bare"),
+    case(*ARITH_24, "So the answer is 24.", OK, "24", MARK, id="int-marker"),
+    case(*ARITH_24, "(-1 + 2 + 45) - (-2 + -4 + 28) = 46 - 22 = 24", OK, "24", FALL, id="int-fallback-last"),
+    case(*ARITH_24, "So the answer is 24.0.", OK, "24", MARK, id="int-trailing-zero-decimal"),
+    case(*ARITH_24, "The answer is twenty-four.", OK, "24", MARK, id="int-words-hyphen"),
+    case(*ARITH_24, "The answer is twenty four", OK, "24", MARK, id="int-words-space"),
+    case(*ARITH_24, "So the answer is **24**", OK, "24", MARK, id="int-bold"),
+    case(*ARITH_24, "\\boxed{24}", OK, "24", MARK, id="int-boxed"),
+    case(*ARITH_24, "The answer is 25.", BAD, "25", MARK, id="int-wrong"),
+    case(*ARITH_24, "The answer is 24, not 25.", OK, "24", MARK, id="int-marker-first"),
+    case(*ARITH_24, "Is it 24 or 25? The answer is 25", BAD, "25", MARK, id="int-last-marker"),
+    case(*ARITH_24, "The answer is 3.5", BAD, "3.5", MARK, id="int-decimal-is-wrong-not-none"),
+    case(*ARITH_24, "So the answer is \uff12\uff14.", OK, "24", MARK, id="int-fullwidth-digits"),
+    case(*ARITH_24, "So the answer is \u0662\u0664.", OK, "24", MARK, id="int-arabic-indic-digits"),
+    case(*ARITH_24, "No idea.", NONE, None, "none", id="int-no-answer"),
+    case(*ARITH_24, "So the answer is ?", NONE, None, "none", id="int-marker-no-number"),
+    case(*ARITH_24, LONG_DIGITS + " So the answer is 24.", OK, "24", MARK, id="int-5000-digits-then-answer"),
+    case(*ARITH_24, "So the answer is " + LONG_DIGITS, NONE, None, "none", id="int-only-5000-digits"),
+    case(*ARITH_24, FILLER + " So the answer is 24", OK, "24", MARK, id="int-100kB-end"),
+    case(*ARITH_24, "So the answer is 24.\n" + FILLER, OK, "24", MARK, id="int-100kB-start"),
+    case(*ARITH_24, "Version 2.4.1 is out; answer: 24", OK, "24", MARK, id="int-version-string"),
+    case(*ARITH_24, "So the answer is 24.\n\nQ: ((1 + 2) * 3) =\nA: Let's think step by step. The answer is", OK,
+         "24", MARK, id="int-trailing-empty-marker-walks-back"),
+    case(*ARITH_NEG, "So the answer is -50.", OK, "-50", MARK, id="int-negative"),
+    case(*ARITH_NEG, "So the answer is \u221250.", OK, "-50", MARK, id="int-unicode-minus"),
+    case(*ARITH_NEG, "So the answer is \uff0d50.", OK, "-50", MARK, id="int-fullwidth-minus"),
+    case(*ARITH_NEG, "So the answer is minus fifty.", OK, "-50", MARK, id="int-minus-words"),
+    case(*ARITH_NEG, "So the answer is minus 50.", OK, "-50", MARK, id="int-minus-word-digits"),
+    case(*ARITH_NEG, "So the answer is negative 50.", OK, "-50", MARK, id="int-negative-word"),
+    case(*ARITH_NEG, "So the answer is 50.", BAD, "50", MARK, id="int-missing-sign"),
+    case(*ARITH_NEG, "So the answer is -50.0", OK, "-50", MARK, id="int-negative-decimal-zero"),
+    case(*ARITH_NEG, "-54 + 4 = -50", OK, "-50", FALL, id="int-negative-fallback"),
+    case(*ARITH_NEG, "5-3 = 2", BAD, "2", FALL, id="int-subtraction-not-negative"),
+    case(*ARITH_BIG, "So the answer is -11,520.", OK, "-11520", MARK, id="int-thousands-separator"),
+    case(*ARITH_BIG, "So the answer is -11520", OK, "-11520", MARK, id="int-big-negative"),
+    case(*ARITH_BIG, "So the answer is minus eleven thousand five hundred and twenty.", OK, "-11520", MARK,
+         id="int-big-words"),
+    case(*ARITH_BIG, "So the answer is -11,52.", BAD, "-11", MARK, id="int-bad-grouping"),
+    case(*COUNT_8, "flute, piano, trombone, violin, accordion, clarinet, drum, trumpet: 8 in total. "
+         "So the answer is 8.", OK, "8", MARK, id="count-marker"),
+    case(*COUNT_8, "So the answer is eight.", OK, "8", MARK, id="count-word"),
+    case(*COUNT_8, "The answer is Eight.", OK, "8", MARK, id="count-word-capital"),
+    case(*COUNT_8, "So the answer is 8 (eight).", OK, "8", MARK, id="count-digit-and-word"),
+    case(*COUNT_8, "So the answer is seven.", BAD, "7", MARK, id="count-wrong-word"),
+    case(*COUNT_8, "So the answer is eighteen.", BAD, "18", MARK, id="count-eighteen-not-eight"),
+    case(*COUNT_8, "So the answer is eighty.", BAD, "80", MARK, id="count-eighty-not-eight"),
+    case(*COUNT_8, "So the answer is the one with the most instruments.", NONE, None, "none",
+         id="count-pronoun-one"),
+    case(*COUNT_8, "answer: oneself", NONE, None, "none", id="count-no-number-inside-words"),
+    case(*COUNT_8, "hundred " * 5000, NONE, None, "none", id="count-absurd-number-words"),
+    case(*COUNT_15, "The answer is fifteen.", OK, "15", MARK, id="count-fifteen"),
+    case(*COUNT_15, "So the answer is seventeen.", BAD, "17", MARK, id="count-seventeen"),
+    case(*COUNT_15, "So the answer is 1 5", BAD, "1", MARK, id="count-split-digits"),
+
+    # ============================================================ dyck languages
+    case(*DYCK_2, "] ]", OK, "] ]", FALL, id="dyck-bare"),
+    case(*DYCK_2, "]]", OK, "] ]", FALL, id="dyck-no-spaces"),
+    case(*DYCK_2, "So the answer is ] ].", OK, "] ]", MARK, id="dyck-marker"),
+    case(*DYCK_2, "So the answer is: ]]", OK, "] ]", MARK, id="dyck-marker-no-spaces"),
+    case(*DYCK_2, "The answer is `] ]`", OK, "] ]", MARK, id="dyck-backticks"),
+    case(*DYCK_2, "So the answer is ] ] (closing both brackets).", OK, "] ]", MARK, id="dyck-prose-parenthetical"),
+    case(*DYCK_2, "So the answer is ].", BAD, "]", MARK, id="dyck-too-short"),
+    case(*DYCK_2, "So the answer is ] ] ]", BAD, "] ] ]", MARK, id="dyck-too-long"),
+    # the full sequence instead of its completion is wrong, as in lm-eval
+    case(*DYCK_2, "The full sequence is [ [ ] ]", BAD, "[ [ ] ]", FALL, id="dyck-full-sequence"),
+    case(*DYCK_2, "So the answer is none", NONE, None, "none", id="dyck-no-brackets"),
+    case(*DYCK_2, "", NONE, None, "none", id="dyck-empty"),
+    case(*DYCK_2, FILLER + "\nSo the answer is ] ]", OK, "] ]", MARK, id="dyck-100kB-end"),
+    case(*DYCK_2, "So the answer is ] ]\n" + FILLER, OK, "] ]", MARK, id="dyck-100kB-start"),
+    case(*DYCK_3, "So the answer is ] ] >", OK, "] ] >", MARK, id="dyck3-marker"),
+    case(*DYCK_3, "]]>", OK, "] ] >", FALL, id="dyck3-no-spaces"),
+    case(*DYCK_3, "So the answer is: ] ] >.", OK, "] ] >", MARK, id="dyck3-period"),
+    case(*DYCK_3, "The answer is \\boxed{] ] >}", OK, "] ] >", MARK, id="dyck3-boxed"),
+    case(*DYCK_3, "We push <, [, [. Then we close: ] ] >", OK, "] ] >", FALL, id="dyck3-stack-trace"),
+    case(*DYCK_3, "So the answer is \uff3d \uff3d \uff1e", OK, "] ] >", MARK, id="dyck3-fullwidth"),
+    case(*DYCK_3, "So the answer is ] > ]", BAD, "] > ]", MARK, id="dyck3-wrong-order"),
+
+    # ============================================================ word sorting
+    case(*SORT_2, "syndrome therefrom", OK, "syndrome therefrom", FALL, id="sort-bare"),
+    case(*SORT_2, "So the answer is syndrome therefrom.", OK, "syndrome therefrom", MARK, id="sort-marker"),
+    case(*SORT_2, "So the answer is: syndrome, therefrom", OK, "syndrome therefrom", MARK, id="sort-commas"),
+    case(*SORT_2, "The answer is syndrome and therefrom.", OK, "syndrome therefrom", MARK, id="sort-and"),
+    case(*SORT_2, "So the answer is:\n1. syndrome\n2. therefrom", OK, "syndrome therefrom", MARK,
+         id="sort-numbered-lines"),
+    case(*SORT_2, "syndrome\ntherefrom", OK, "syndrome therefrom", FALL, id="sort-newlines"),
+    case(*SORT_2, "Sorted:\n- syndrome\n- therefrom", OK, "syndrome therefrom", FALL, id="sort-bullets"),
+    case(*SORT_2, "So the answer is therefrom syndrome.", BAD, "therefrom syndrome", MARK, id="sort-wrong-order"),
+    case(*SORT_2, "Syndrome Therefrom", OK, "syndrome therefrom", FALL, id="sort-capitalised"),
+    case(*SORT_2, "So the answer is syndrome.", BAD, "syndrome", MARK, id="sort-missing-word"),
+    case(*SORT_2, "", NONE, None, "none", id="sort-empty"),
+    case(*SORT_2, "I cannot sort these.", NONE, None, "none", id="sort-no-answer"),
+    case(*SORT_2, FILLER + "\nSo the answer is syndrome therefrom", OK, "syndrome therefrom", MARK,
+         id="sort-100kB-end"),
+    case(*SORT_2, "So the answer is syndrome therefrom\n" + FILLER, OK, "syndrome therefrom", MARK,
+         id="sort-100kB-start"),
+    case(*SORT_5, "So the answer is fortescue helmsman percept purloin sioux.", OK,
+         "fortescue helmsman percept purloin sioux", MARK, id="sort5-marker"),
+    case(*SORT_5, "So the answer is fortescue, helmsman, percept, purloin, and sioux.", OK,
+         "fortescue helmsman percept purloin sioux", MARK, id="sort5-commas-and"),
+    case(*SORT_5, "So the answer is:\nfortescue\nhelmsman\npercept\npurloin\nsioux\n\nDone.", OK,
+         "fortescue helmsman percept purloin sioux", MARK, id="sort5-newline-list"),
+    case(*SORT_5, "So the answer is fortescue helmsman purloin percept sioux.", BAD,
+         "fortescue helmsman purloin percept sioux", MARK, id="sort5-swapped"),
+    case(*SORT_5, "So the answer is fortescue helmsman zebra percept purloin sioux.", BAD,
+         "fortescue helmsman zebra percept purloin sioux", MARK, id="sort5-intruder-kept"),
+    case(*SORT_5, "So the answer is \u201cfortescue helmsman percept purloin sioux\u201d.", OK,
+         "fortescue helmsman percept purloin sioux", MARK, id="sort5-fancy-quotes"),
+    case(*SORT_20, "So the answer is " + SORT_20_GOLD + ".", OK, SORT_20_GOLD, MARK, id="sort20-marker"),
+    case(*SORT_20, "So the answer is " + ", ".join(SORT_20_GOLD.split()) + ".", OK, SORT_20_GOLD, MARK,
+         id="sort20-commas"),
+    case(*SORT_20, "\n".join(f"{i}. {w}" for i, w in enumerate(SORT_20_GOLD.split(), 1)), OK, SORT_20_GOLD, FALL,
+         id="sort20-numbered-fallback"),
+    case(*SORT_20, "So the answer is " + SORT_20_GOLD.replace("guru ", ""), BAD,
+         SORT_20_GOLD.replace("guru ", ""), MARK, id="sort20-missing-one"),
+
+    # ============================================================ markers, generally
+    case(*DATE, "My final answer: (B)", OK, "(B)", MARK, id="marker-my-final-answer"),
+    case(*DATE, "The correct answer would be (B).", OK, "(B)", MARK, id="marker-would-be"),
+    case(*DATE, "The answer should be: (B)", OK, "(B)", MARK, id="marker-should-be"),
+    case(*DATE, "Answer = B", OK, "(B)", MARK, id="marker-equals"),
+    case(*DATE, "Answered questions: none. (B)", OK, "(B)", FALL, id="marker-answered-is-not-a-marker"),
+    case(*DATE, "The answer issue aside, (B).", OK, "(B)", FALL, id="marker-needs-word-boundary"),
+    case(*DATE, "the answer is:\n\n\n   (b)   \n", OK, "(B)", MARK, id="marker-blank-lines"),
+]
+
+
+@needs_bbh
+@pytest.mark.parametrize("sub,index,reply,outcome,extracted,method", CASES)
+def test_table(sub, index, reply, outcome, extracted, method):
+    q = item(sub, index)
+    v = A.score(reply, q.answer, q.spec)
+    assert (v.outcome, v.extracted) == (outcome, extracted), v
+    if method is not None:
+        assert v.method == method, v
+    ex = A.extract(reply, q.spec, gold_is_text=A.gold_is_text(q.answer, q.spec))
+    assert ex.answer == v.extracted and ex.method == v.method
+    assert v.correct == (outcome == OK)
+
+
+def test_table_size():
+    assert len(CASES) >= 200
+
+
+# ---------------------------------------------------------------- free text (EM and token F1)
+
+FREE = A.AnswerSpec(A.FREE_TEXT)
+
+
+@pytest.mark.parametrize("reply,gold,outcome,extracted,f1", [
+    ("Paris", "Paris", OK, "paris", 1.0),
+    ("The answer is Paris.", "Paris", OK, "paris", 1.0),
+    ("The answer is: PARIS!", "Paris", OK, "paris", 1.0),
+    ("The answer is: the city of Paris", "Paris", BAD, "city of paris", 0.5),
+    ("So the answer is London.", "Paris", BAD, "london", 0.0),
+    ("", "Paris", NONE, None, 0.0),
+    ("   ", "Paris", NONE, None, 0.0),
+    ("the lion king", "The Lion King", OK, "lion king", 1.0),
+    ("Lion King", "The Lion King", OK, "lion king", 1.0),
+    ("The answer is The Lion King (1994).", "The Lion King", BAD, "lion king 1994", 0.8),
+    ("Monsters, Inc.", "Monsters, Inc", OK, "monsters inc", 1.0),
+    ("Let me think.\nIt could be Rome.\nParis", "Paris", OK, "paris", 1.0),  # fallback: last line
+    ("Let me think.\nParis, I believe", "Paris", BAD, "paris i believe", 0.5),
+    ("The answer is \u201cCaf\u00e9 M\u00fcller\u201d", "Caf\u00e9 M\u00fcller", OK, "caf\u00e9 m\u00fcller", 1.0),
+    ("The answer is: a", "a", NONE, None, 0.0),  # only an article: nothing left after normalising
+])
+def test_free_text(reply, gold, outcome, extracted, f1):
+    v = A.score(reply, gold, FREE)
+    assert (v.outcome, v.extracted) == (outcome, extracted), v
+    assert v.f1 == pytest.approx(f1)
+
+
+@pytest.mark.parametrize("pred,gold,f1", [
+    ("paris", "Paris", 1.0),
+    ("the city of paris", "paris", 0.5),
+    ("new york city", "york new", 0.8),
+    ("", "", 1.0),
+    ("", "paris", 0.0),
+    ("a an the", "paris", 0.0),
+    ("cat cat", "cat", 2 / 3),
+])
+def test_token_f1(pred, gold, f1):
+    assert A.token_f1(pred, gold) == pytest.approx(f1)
+
+
+def test_normalize_text():
+    assert A.normalize_text("  The  **Lion** King!  ") == "lion king"
+    assert A.normalize_text("\uff34\uff48\uff45 Caf\u00e9") == "caf\u00e9"
+    assert A.normalize_text("$\\text{An} apple$") == "apple"
+    assert A.normalize_text("") == ""
+
+
+# ---------------------------------------------------------------- gold forms, parsing, spec
+
+@pytest.mark.parametrize("gold,kind,canon", [
+    ("(B)", A.CHOICE, "(B)"), ("B", A.CHOICE, "(B)"), ("(b)", A.CHOICE, "(B)"),
+    ("Monsters, Inc", A.CHOICE, "monsters inc"),
+    ("no", A.YES_NO, "No"), ("Yes", A.YES_NO, "Yes"),
+    ("True", A.TRUE_FALSE, "True"), ("invalid", A.VALID_INVALID, "invalid"), ("valid", A.VALID_INVALID, "valid"),
+    ("-11520", A.INTEGER, "-11520"), ("24", A.INTEGER, "24"),
+    ("] ] >", A.DYCK, "] ] >"), ("]]>", A.DYCK, "] ] >"),
+    ("Syndrome  therefrom", A.WORD_SORT, "syndrome therefrom"),
+    ("The Paris", A.FREE_TEXT, "paris"),
+])
+def test_canonical_gold(gold, kind, canon):
+    assert A.canonical_gold(gold, A.AnswerSpec(kind)) == canon
+
+
+def test_gold_is_text():
+    spec = A.AnswerSpec(A.CHOICE)
+    assert not A.gold_is_text("(B)", spec) and not A.gold_is_text("B", spec)
+    assert A.gold_is_text("Monsters, Inc", spec)
+    assert not A.gold_is_text("Monsters, Inc", A.AnswerSpec(A.FREE_TEXT))
+
+
+def test_unknown_kind_rejected():
+    with pytest.raises(ValueError):
+        A.AnswerSpec("essay")
+
+
+def test_parse_options_and_vocabulary():
+    question = "Which?\nOptions:\n(A) red\n(B) dark blue\n(c) green "
+    assert A.parse_options(question) == (("A", "red"), ("B", "dark blue"), ("C", "green"))
+    assert A.parse_sort_vocabulary("Sort the following words alphabetically: List: b a c") == ("b", "a", "c")
+    assert A.parse_sort_vocabulary("no list here") == ()
+
+
+@needs_bbh
+def test_real_items_parse():
+    for q in all_items():
+        if q.kind == A.CHOICE:
+            letters = [letter for letter, _ in q.options]
+            assert letters == [chr(ord("A") + i) for i in range(len(letters))], q.id
+            assert A.gold_is_text(q.answer, q.spec) or q.answer[1] in letters, q.id
+        if q.kind == A.WORD_SORT:
+            assert q.answer.split() == sorted(q.vocabulary), q.id
+    text_golds = sorted(q.id for q in all_items() if A.gold_is_text(q.answer, q.spec))
+    assert text_golds == ["bbh/movie_recommendation/163", "bbh/ruin_names/144", "bbh/ruin_names/99"]
+
+
+def test_non_string_reply():
+    spec = A.AnswerSpec(A.INTEGER)
+    assert A.extract(None, spec) == A.Extraction(None, "none")
+    assert A.score(None, "3", spec).outcome == NONE
+    assert A.score(3, "3", spec).outcome == OK
+
+
+# ---------------------------------------------------------------- every real item, plain loops
+
+GOLD_TEMPLATES = ["So the answer is {g}.", "{g}", "The answer is: {g}", "Answer:\n{g}\n", "Final answer: **{g}**"]
+
+
+@needs_bbh
+def test_every_real_item_scores_its_own_gold():
+    """Idempotence: a reply that states the gold is correct, for all 6,511 BBH items."""
+    items = all_items()
+    assert len(items) == 6511
+    failures = []
+    for q in items:
+        for template in GOLD_TEMPLATES:
+            v = A.score(template.format(g=q.answer), q.answer, q.spec)
+            if not v.correct:
+                failures.append((q.id, template, v))
+    assert not failures, failures[:5]
+
+
+@needs_bbh
+def test_every_wrong_letter_is_wrong():
+    """For every multiple-choice item, every other option letter is scored wrong (not correct,
+    not no-answer), bare or after a marker."""
+    failures = []
+    for q in all_items():
+        if q.kind != A.CHOICE or A.gold_is_text(q.answer, q.spec):
+            continue
+        for letter, _ in q.options:
+            if f"({letter})" == q.answer:
+                continue
+            for reply in (f"({letter})", f"{q.answer} is tempting, but the answer is {letter}."):
+                v = A.score(reply, q.answer, q.spec)
+                if (v.outcome, v.extracted) != (BAD, f"({letter})"):
+                    failures.append((q.id, reply, v))
+    assert not failures, failures[:5]
+
+
+@needs_bbh
+def test_every_option_text_names_its_letter():
+    """The option text alone, or after a marker, reads as that option's letter, except where two
+    options share a text (several BBH items repeat an option)."""
+    failures = []
+    for q in all_items():
+        if q.kind != A.CHOICE or A.gold_is_text(q.answer, q.spec):
+            continue
+        texts = [A.normalize_text(t) for _, t in q.options]
+        for letter, text in q.options:
+            norm = A.normalize_text(text)
+            if not norm or texts.count(norm) > 1 or any(o != norm and o.startswith(norm + " ") for o in texts):
+                continue
+            for reply in (text, f"So the answer is {text}."):
+                ex = A.extract(reply, q.spec)
+                if ex.answer != f"({letter})":
+                    failures.append((q.id, reply, ex))
+    assert not failures, failures[:5]
+
+
+# ---------------------------------------------------------------- properties (hypothesis)
+
+BARE_SPECS = [A.AnswerSpec(kind) for kind in A.KINDS] + [
+    A.AnswerSpec(A.CHOICE, (("A", "red"), ("B", "dark blue"), ("C", "one"))),
+    A.AnswerSpec(A.WORD_SORT, vocabulary=("b", "a", "and", "c")),
+]
+
+
+def _real_sample():
+    if not HAVE_BBH:
+        return []
+    by_sub = {}
+    for q in all_items():
+        by_sub.setdefault(q.source, []).append(q)
+    picked = [qs[i] for qs in by_sub.values() for i in (0, len(qs) // 2, len(qs) - 1)]
+    picked += [item(*MONSTERS), item(*DEARTH), item(*RITA)]
+    return picked
+
+
+REAL_SAMPLE = _real_sample()
+GOLDS_AND_SPECS = [(q.answer, q.spec) for q in REAL_SAMPLE] + [("(B)", s) if s.kind == A.CHOICE else ("x", s)
+                                                                for s in BARE_SPECS]
+
+# pieces that exercise every pattern: markers, letters, brackets, numbers, negations, unicode
+TOKENS = ["answer is ", "the answer is: ", "Answer:", "final answer = ", "\\boxed{", "}", "\\text{", "(", ")", "[",
+          "]", "{", "<", ">", " ", "  ", "\n", "\t", "A", "a", "B", "b", "I", "(B)", "(a)", "B.", "option ", "0", "7",
+          "-", "\u2212", ",", ".", "1,000", "3.5", "minus ", "seven", "teen", "ty", "hundred", "and ", "one ", "not ",
+          "isn't ", "valid", "invalid", "plausible", "yes", "no", "True", "false", "**", "`", "$", "'", "\u2019", '"',
+          "\uff22", "\uff08", "\u24b7", "\u200f", "\u200b", "\u202e", "\U0001f600", "\u0627\u0644", "\u0662",
+          "syndrome", "therefrom", "heptagon", "Monsters", ", Inc", "1.", "- ", "\u00ad", "\ud800"]
+token_text = st.lists(st.sampled_from(TOKENS), max_size=60).map("".join)
+any_text = st.one_of(st.text(max_size=300), token_text, st.text(alphabet=st.characters(), max_size=2000))
+# REFLECTEVO_HYPOTHESIS_EXAMPLES=5000 for a long bug hunt; the default keeps the suite quick
+EXAMPLES = int(os.environ.get("REFLECTEVO_HYPOTHESIS_EXAMPLES", "100"))
+FAST = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _check_extraction(ex: A.Extraction, spec: A.AnswerSpec):
+    assert isinstance(ex, A.Extraction)
+    assert ex.method in ("marker", "fallback", "none")
+    assert (ex.answer is None) == (ex.method == "none")
+    if ex.answer is None:
+        return
+    assert isinstance(ex.answer, str) and ex.answer
+    if spec.kind in (A.TRUE_FALSE, A.YES_NO, A.VALID_INVALID):
+        assert ex.answer in {"True", "False", "Yes", "No", "valid", "invalid"}
+    elif spec.kind == A.INTEGER:
+        assert A._NUMBER.fullmatch(ex.answer), ex
+    elif spec.kind == A.DYCK:
+        assert set(ex.answer) <= set("()[]{}<> ")
+
+
+@FAST
+@given(reply=any_text, pair=st.sampled_from(GOLDS_AND_SPECS))
+def test_never_raises(reply, pair):
+    gold, spec = pair
+    text_gold = A.gold_is_text(gold, spec)
+    # the unguarded core: a real bug must not hide behind extract()'s safety net
+    ex = A._extract(reply, spec, text_gold)
+    _check_extraction(ex, spec)
+    assert A.extract(reply, spec, text_gold) == ex  # deterministic
+    v = A.score(reply, gold, spec)
+    assert v.outcome in (OK, BAD, NONE) and v.extracted == ex.answer
+    assert 0.0 <= v.f1 <= 1.0
+    assert A._mentions_answer(reply, gold, spec) in (True, False)
+    if spec.kind == A.CHOICE and not text_gold and ex.answer is not None:
+        assert ex.answer in {f"({letter})" for letter in A._letters(spec)}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(unit=token_text.filter(bool), size=st.integers(0, 200_000), pair=st.sampled_from(GOLDS_AND_SPECS))
+def test_never_raises_on_huge_replies(unit, size, pair):
+    gold, spec = pair
+    reply = (unit * (size // len(unit) + 1))[:size]
+    _check_extraction(A._extract(reply, spec, A.gold_is_text(gold, spec)), spec)
+    A.score(reply, gold, spec)
+
+
+@needs_bbh
+@FAST
+@given(index=st.integers(0, 6510), noise=any_text)
+def test_stated_gold_is_correct_after_any_preamble(index, noise):
+    """Whatever came before, a last line "So the answer is {gold}." is read and scored correct."""
+    q = all_items()[index]
+    v = A.score(f"{noise}\nSo the answer is {q.answer}.", q.answer, q.spec)
+    assert v.correct, v
+
+
+@needs_bbh
+@FAST
+@given(index=st.integers(0, 6510), noise=any_text, data=st.data())
+def test_wrong_answer_never_correct(index, noise, data):
+    q = all_items()[index]
+    if q.kind == A.CHOICE:
+        letters = [letter for letter, _ in q.options if f"({letter})" != q.answer]
+        wrong = f"({data.draw(st.sampled_from(letters))})"
+    elif q.kind in (A.TRUE_FALSE, A.YES_NO, A.VALID_INVALID):
+        wrong = {"True": "False", "False": "True", "Yes": "No", "No": "Yes", "valid": "invalid",
+                 "invalid": "valid"}[A.canonical_gold(q.answer, q.spec)]
+    elif q.kind == A.INTEGER:
+        wrong = str(int(q.answer) + data.draw(st.sampled_from([-10, -1, 1, 7, 100])))
+    elif q.kind == A.DYCK:
+        wrong = q.answer + " )"
+    else:
+        words = q.answer.split()
+        if len(words) < 2 or len(set(words)) < 2:
+            return
+        wrong = " ".join(reversed(words))
+    v = A.score(f"{noise}\nSo the answer is {wrong}.", q.answer, q.spec)
+    assert v.outcome == BAD, (wrong, v)
+
+
+@FAST
+@given(reply=any_text)
+def test_extraction_is_deterministic(reply):
+    for spec in BARE_SPECS:
+        first = A.extract(reply, spec)
+        assert A.extract(str(reply), spec) == first
+        assert A.extract("".join(list(reply)), spec) == first
+
+
+# each piece repeated to 100 kB then ended by a character that matches nothing, which is where a
+# backtracking pattern would go quadratic (the whitespace run once took minutes for choice items)
+ADVERSARIAL_UNITS = [" ", "\n", "( ", "(a", "[ ", "1", "1,", "-1 ", "one ", "hundred ", "not  ", "isn't ", "A ",
+                     "B)", "answer is ", "\\boxed{", "{", "**", "1. syndrome\n", "\u200f\U0001f600"]
+
+
+@needs_bbh
+@pytest.mark.parametrize("unit", ADVERSARIAL_UNITS)
+def test_100kB_reply_is_fast(unit):
+    """No catastrophic backtracking: 100 kB of any repeated piece is scored in well under 1 s."""
+    reply = (unit * (100_000 // len(unit) + 1))[:100_000]
+    specs = [item(*DATE), item(*MONSTERS), item(*COUNT_8), item(*DYCK_3), item(*SORT_5), item(*SPORT_NO),
+             item(*FALLACY_INV), item(*BOOL_F)]
+    for q in specs:
+        start = time.perf_counter()
+        A.score(reply + " x", q.answer, q.spec)
+        elapsed = time.perf_counter() - start
+        assert elapsed < 1.0, (q.id, repr(unit), elapsed)
+
+
+# ---------------------------------------------------------------- mentions_answer (leak filter)
+
+@needs_bbh
+@pytest.mark.parametrize("sub,index,text,leaks", [
+    (*DATE, "I should have picked (B).", True),
+    (*DATE, "The correct option B was right there.", True),
+    (*DATE, "The answer is B, as the next day is Christmas.", True),
+    (*DATE, "Next time, add one day to Christmas Eve: 12/25/1937.", True),
+    (*DATE, "I should add one day to the given date and check the year carefully.", False),
+    (*DATE, "I picked (A) too quickly.", False),
+    ("disambiguation_qa", 0, "The answer is a pronoun question; look at who could have the condition.", False),
+    ("disambiguation_qa", 0, "Option A is right here.", True),
+    (*GEO, "Count the vertices: seven means a heptagon.", True),
+    (*COUNT_8, "There are 8 instruments.", True),
+    (*COUNT_8, "Count each instrument once; I counted eight.", True),
+    (*COUNT_8, "I counted 9, one too many.", False),
+    (*ARITH_NEG, "The result was -50.", True),
+    (*ARITH_NEG, "The result was 50.", False),
+    (*SPORT_NO, "So the answer is No.", True),
+    (*SPORT_NO, "There is no reason to doubt the player's sport.", False),
+    (*DYCK_2, "The closing part is ] ] here.", True),
+    (*DYCK_2, "Close each bracket in reverse order.", False),
+    (*SORT_2, "Sorted, it is syndrome therefrom.", True),
+    (*SORT_2, "Compare first letters, then second letters.", False),
+    (*MONSTERS, "The movie is Monsters, Inc, by Pixar.", True),
+    (*MONSTERS, "Look for animated family films.", False),
+])
+def test_mentions_answer(sub, index, text, leaks):
+    q = item(sub, index)
+    assert A.mentions_answer(text, q.answer, q.spec) is leaks
+
+
+@FAST
+@given(text=any_text, pair=st.sampled_from(GOLDS_AND_SPECS))
+def test_mentions_answer_never_raises(text, pair):
+    gold, spec = pair
+    assert A.mentions_answer(text, gold, spec) in (True, False)
