@@ -44,7 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=first if first in SUBCOMMANDS else None)
-    args = parser.parse_args(argv)
+    # commands configured by dataclass parsers (TRL style) take their own options untouched
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "passthrough", False):
+        args.argv = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -12,7 +12,7 @@ build a pool file from them:
   no training pool contains an evaluation item (word 8-gram overlap, see `BBHFilter`);
 - each item records its source task and its index in that task's `examples` list.
 
-The pool takes up to `per_task` items per task file, chosen by a stable hash, and interleaves
+Questions longer than `max_chars` (1,200 by default) are left out. The pool takes up to `per_task` items per task file, chosen by a stable hash, and interleaves
 tasks so that the first N items of the pool cover as many tasks as possible.
 """
 
@@ -37,7 +37,7 @@ from reflectevo_tasks.questions import Question
 SDIST_NAME = "bigbench-1.0.0.tar.gz"
 SDIST_SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
 ENV_SDIST = "REFLECTEVO_BIGBENCH_SDIST"  # a local copy of the archive, for machines without PyPI
-POOL_VERSION = "1"
+POOL_VERSION = "2"
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _GENERIC_INPUT_PREFIXES = {"", "q:", "question:", "input:", "q", "context:"}
 
@@ -267,7 +267,7 @@ def _iter_task_files(root: Path):
         yield "/".join(path.relative_to(root).parts[:-1]), path
 
 
-def build_pool(per_task: int = 50, bbh_folder=None, max_options: int = 10) -> PoolInfo:
+def build_pool(per_task: int = 50, bbh_folder=None, max_options: int = 10, max_chars: int = 1200) -> PoolInfo:
     """Write the pool file (atomically) and its manifest; reuse them when already built."""
     path = pool_path(per_task)
     manifest_path = path.with_suffix(".manifest.json")
@@ -293,8 +293,8 @@ def build_pool(per_task: int = 50, bbh_folder=None, max_options: int = 10) -> Po
             if taken >= per_task:
                 break
             q = render_example(task, i, task_def, examples[i], max_options)
-            if q is None:
-                continue
+            if q is None or len(q.question) > max_chars:
+                continue  # small models have short contexts; long items also dominate run time
             if flt.is_bbh(q.question, str(examples[i].get("input", ""))):
                 excluded += 1
                 continue
@@ -312,7 +312,7 @@ def build_pool(per_task: int = 50, bbh_folder=None, max_options: int = 10) -> Po
     os.replace(tmp, path)
     manifest = {
         "pool_version": POOL_VERSION, "source": "bigbench==1.0.0", "sdist_sha256": SDIST_SHA256,
-        "license": "Apache-2.0", "per_task": per_task, "max_options": max_options,
+        "license": "Apache-2.0", "per_task": per_task, "max_options": max_options, "max_chars": max_chars,
         "items": len(chosen), "tasks": len(per_task_counts), "excluded_bbh": excluded,
         "items_per_task": per_task_counts, "pool_sha256": file_sha256(path),
     }

@@ -27,7 +27,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import tempfile
 import threading
 from typing import IO, Any, Iterable, Iterator
@@ -497,7 +496,3 @@ class Store:
 def _parents(path: str) -> list[str]:
     parts = path.split("/")
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
-
-
-def remove_tree(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)
