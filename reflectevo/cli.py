@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from reflectevo.errors import UserError
@@ -41,6 +42,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from reflectevo.hub.client import configure_endpoint_env
+
+    configure_endpoint_env()  # before any Hub library is imported: endpoint and xet settings
+    # before torch starts its thread pool: spinning OpenMP workers starve other processes on a
+    # shared CPU (measured: several times slower under contention); set it yourself to override
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=first if first in SUBCOMMANDS else None)

@@ -1,0 +1,116 @@
+"""`reflectevo gen`: generate self-reflections, curate them, publish them.
+
+    reflectevo gen run --limit 30 --output runs/x          # defaults: embedded model, BIG-bench pool
+    reflectevo gen run --config gen.yaml --seed 1            # YAML settings, CLI overrides
+    reflectevo gen curate --input runs/x --output runs/x-curated
+    reflectevo gen push --input runs/x-curated --repo NAME/ID --tag run-1
+    reflectevo gen merge --inputs runs/s0 runs/s1 --output runs/all
+
+`reflectevo gen run --help` lists every setting. Runs resume: re-running the same command after a
+crash or kill continues where it stopped, and never duplicates a record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from reflectevo.errors import UserError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("gen", help="generate, curate and publish self-reflection data", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    gsub = p.add_subparsers(dest="gen_command", metavar="ACTION")
+
+    run = gsub.add_parser("run", help="trial 1 → reflect → retry on a question pool (see `gen run --help`)", add_help=False)
+    run.add_argument("-h", "--help", action="store_true", dest="help_requested")
+    run.set_defaults(func=_run, passthrough=True)
+
+    cur = gsub.add_parser("curate", help="build D+, D±, Dpref, sft_qa and statistics from a run")
+    cur.add_argument("--input", required=True, help="run folder")
+    cur.add_argument("--output", required=True, help="curated folder")
+    cur.add_argument("--max-pairs", type=int, default=4, help="D± and Dpref pairs per question (default 4)")
+    cur.add_argument("--near-duplicate", type=float, default=0.8, help="trigram Jaccard at which reflections count as one")
+    cur.add_argument("--ranking", default="loglik", choices=["loglik", "judge"], help="Dpref ranking: judge-free log-likelihood of the gold answer, or a pairwise judge model")
+    cur.add_argument("--judge-model", default=None, help="model that ranks Dpref pairs (default: the run's generator)")
+    cur.add_argument("--batch-size", type=int, default=16)
+    cur.set_defaults(func=_curate)
+
+    push = gsub.add_parser("push", help="publish a curated folder to a Hub dataset repo (token from HF_TOKEN)")
+    push.add_argument("--input", required=True, help="curated folder")
+    push.add_argument("--repo", required=True, help="dataset repo id, NAME/ID")
+    push.add_argument("--tag", default=None, help="tag for this run (e.g. run-1)")
+    push.add_argument("--private", action="store_true")
+    push.add_argument("--endpoint", default=None, help="Hub endpoint (default: $HF_ENDPOINT or huggingface.co)")
+    push.set_defaults(func=_push)
+
+    merge = gsub.add_parser("merge", help="combine sharded run folders; refuses overlapping or inconsistent shards")
+    merge.add_argument("--inputs", nargs="+", required=True)
+    merge.add_argument("--output", required=True)
+    merge.set_defaults(func=_merge)
+
+
+def _run(args) -> int:
+    from reflectevo_gen.config import GenConfig, parse_config
+    from reflectevo_gen.pipeline import run
+
+    argv = args.argv + (["--help"] if args.help_requested else [])
+    cfg = parse_config(GenConfig, argv, prog="reflectevo gen run")
+    summary = run(cfg)
+    print(json.dumps(summary, indent=1))
+    print(f"records: {os.path.join(cfg.output, 'parts')}")
+    return 0
+
+
+def _judge_engine(args):
+    from reflectevo_tasks.engine import Engine, EngineConfig
+
+    cfg_path = os.path.join(args.input, "run_config.json")
+    ident = json.loads(open(cfg_path).read())["identity"] if os.path.isfile(cfg_path) else {}
+    model = args.judge_model or ident.get("model") or "smollm2-135m-instruct"
+    return Engine(EngineConfig(model=model, engine=ident.get("engine", "hf"), dtype=ident.get("dtype"),
+                               revision=None if args.judge_model else ident.get("model_revision"), batch_size=args.batch_size))
+
+
+class _LazyEngine:
+    """Loads the ranking model only if there are Dpref pairs to rank."""
+
+    def __init__(self, factory):
+        self.factory, self.engine = factory, None
+
+    def __getattr__(self, name):
+        if self.engine is None:
+            self.engine = self.factory()
+        return getattr(self.engine, name)
+
+
+def _curate(args) -> int:
+    from reflectevo_gen.curate import CONFIGS, CurateOptions, curate_run, stats_markdown
+
+    opts = CurateOptions(max_pairs=args.max_pairs, near_duplicate=args.near_duplicate, ranking=args.ranking)
+    result = curate_run(args.input, args.output, opts, _LazyEngine(lambda: _judge_engine(args)))
+    counts = {c: len(result[c]) for c in CONFIGS}
+    print(stats_markdown(result["stats"], counts))
+    print(f"curated: {args.output}")
+    return 0
+
+
+def _push(args) -> int:
+    from reflectevo.hub.client import configure_endpoint_env
+
+    configure_endpoint_env(args.endpoint)
+    from reflectevo_gen.publish import push
+
+    sha = push(args.input, args.repo, tag=args.tag, private=args.private, token=os.environ.get("HF_TOKEN"),
+               endpoint=args.endpoint)
+    print(f"pushed {args.repo} at {sha}" + (f" (tag {args.tag})" if args.tag else ""))
+    return 0
+
+
+def _merge(args) -> int:
+    from reflectevo_gen.merge import merge
+
+    print(json.dumps(merge(args.inputs, args.output), indent=1))
+    return 0

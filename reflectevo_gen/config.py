@@ -1,0 +1,78 @@
+"""Generation settings: one dataclass, filled from a YAML file (`--config`) and CLI overrides,
+the way TRL's example scripts are configured."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from reflectevo.errors import UserError
+
+
+@dataclass
+class GenConfig:
+    output: str = field(default="runs/gen", metadata={"help": "output folder (resumable)"})
+    source: str = field(default="bigbench", metadata={"help": "question source: bigbench[:task,…], bbh[:subtask,…] or a dataset spec .yaml"})
+    limit: int | None = field(default=None, metadata={"help": "use the first N questions of the source"})
+    shard: str = field(default="0/1", metadata={"help": "i/N: process the i-th of N stable-hash shards of the questions"})
+    model: str = field(default="smollm2-135m-instruct", metadata={"help": "generator model (answers trial 1 and retries)"})
+    model_revision: str | None = field(default=None, metadata={"help": "generator revision"})
+    reflector: str | None = field(default=None, metadata={"help": "reflector model (default: the generator)"})
+    reflector_revision: str | None = field(default=None, metadata={"help": "reflector revision"})
+    reflector_peft: str | None = field(default=None, metadata={"help": "LoRA adapter (folder or repo) on the reflector's base"})
+    reflector_peft_revision: str | None = field(default=None, metadata={"help": "adapter revision, recorded in provenance"})
+    engine: str = field(default="hf", metadata={"help": "hf, vllm or local-chat-completions"})
+    model_args: str = field(default="", metadata={"help": "extra lm-eval model_args for the engine, k=v,k=v"})
+    dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16, … (default: the model's own)"})
+    batch_size: int = field(default=16, metadata={"help": "engine batch size"})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, … (hf engine)"})
+    instruction_pool: str = field(default="abc", metadata={"help": "abc, legacy, default or a pool file"})
+    instruction_ids: str = field(default="sample:2", metadata={"help": "comma-separated ids, 'all', or sample:K (K per question, stable hash)"})
+    reflections_per_instruction: int = field(default=2, metadata={"help": "reflections sampled per instruction"})
+    reflection_temperature: float = field(default=0.8, metadata={"help": "sampling temperature of reflections"})
+    reflection_top_p: float = field(default=1.0, metadata={"help": "top-p of reflections"})
+    reflection_max_new_tokens: int = field(default=512, metadata={"help": "max new tokens of a reflection"})
+    trial_max_new_tokens: int = field(default=256, metadata={"help": "max new tokens of trial 1 and of the retry (greedy)"})
+    seed: int = field(default=0, metadata={"help": "seed of reflection sampling (per chunk, so resumes repeat it)"})
+    chunk_size: int = field(default=32, metadata={"help": "questions per atomically written chunk"})
+    bbh_dir: str | None = field(default=None, metadata={"help": "local BBH folder (for source bbh and for pool exclusion)"})
+
+    def shard_parts(self) -> tuple[int, int]:
+        try:
+            i, n = (int(x) for x in self.shard.split("/"))
+        except ValueError:
+            raise UserError(f"--shard: expected i/N, got {self.shard!r}") from None
+        if n < 1 or not 0 <= i < n:
+            raise UserError(f"--shard: need 0 <= i < N, got {self.shard!r}")
+        return i, n
+
+    def check(self) -> None:
+        self.shard_parts()
+        for name in ("batch_size", "chunk_size", "reflections_per_instruction", "reflection_max_new_tokens", "trial_max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name}: must be at least 1")
+        if self.limit is not None and self.limit < 1:
+            raise UserError("--limit: must be at least 1")
+
+    def identity(self) -> dict:
+        """The settings that determine the records; a resumed run must match them."""
+        d = asdict(self)
+        for volatile in ("output", "batch_size", "device"):
+            d.pop(volatile)
+        return d
+
+    def identity_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def parse_config(cls, argv: list[str], prog: str):
+    """Dataclass from `--config file.yaml` plus CLI overrides, with TRL's parser."""
+    from trl import TrlParser
+
+    parser = TrlParser(dataclass_types=[cls], prog=prog)
+    try:
+        (cfg,) = parser.parse_args_and_config(args=argv)
+    except (ValueError, OSError) as exc:
+        raise UserError(str(exc)) from None
+    return cfg

@@ -1,0 +1,225 @@
+"""The generation pipeline, batched across questions at every stage.
+
+For each chunk of questions: trial 1 for all (one batched call) → verify → for every wrong one,
+k reflections per selected instruction (one batched call) → one retry per reflection, built on
+trial 1 (one batched call) → verify. Records go out one chunk at a time, atomically
+(`reflectevo_gen.store`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from reflectevo.errors import UserError
+from reflectevo_gen.config import GenConfig
+from reflectevo_gen.store import RecordStore, write_atomic
+from reflectevo_tasks import prompts
+from reflectevo_tasks.answers import CORRECT, score
+from reflectevo_tasks.engine import Engine, EngineConfig, Sampling
+from reflectevo_tasks.instructions import Instruction, load_pool
+from reflectevo_tasks.provenance import package_versions, utc_now
+from reflectevo_tasks.questions import Question
+from reflectevo_tasks.sources import load_questions
+
+
+def stable_hash(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def in_shard(question_id: str, shard: tuple[int, int]) -> bool:
+    i, n = shard
+    return stable_hash(question_id) % n == i
+
+
+def select_instructions(cfg: GenConfig, question_id: str) -> list[Instruction]:
+    pool = load_pool(cfg.instruction_pool)
+    spec = cfg.instruction_ids.strip()
+    if spec.startswith("sample:"):
+        try:
+            k = int(spec.split(":", 1)[1])
+        except ValueError:
+            raise UserError(f"--instruction_ids: expected sample:K, got {spec!r}") from None
+        ranked = sorted(pool.instructions, key=lambda ins: stable_hash(f"{question_id}|{ins.id}"))
+        return ranked[: max(1, k)]
+    return pool.select(spec)
+
+
+@dataclass
+class Engines:
+    generator: Engine
+    reflector: Engine
+
+
+def engine_configs(cfg: GenConfig) -> tuple[EngineConfig, EngineConfig]:
+    from reflectevo_tasks.cli import parse_model_args
+
+    extra = parse_model_args(cfg.model_args, "--model_args")
+    gen = EngineConfig(model=cfg.model, engine=cfg.engine, revision=cfg.model_revision, dtype=cfg.dtype,
+                       batch_size=cfg.batch_size, device=cfg.device, model_args=extra)
+    refl = EngineConfig(model=cfg.reflector or cfg.model, engine=cfg.engine,
+                        revision=cfg.reflector_revision if cfg.reflector else cfg.model_revision,
+                        peft=cfg.reflector_peft, peft_revision=cfg.reflector_peft_revision, dtype=cfg.dtype,
+                        batch_size=cfg.batch_size, device=cfg.device, model_args=extra)
+    gen.check()
+    refl.check()
+    return gen, refl
+
+
+def build_engines(cfg: GenConfig) -> Engines:
+    gen_cfg, refl_cfg = engine_configs(cfg)
+    generator = Engine(gen_cfg)
+    same = refl_cfg.model == gen_cfg.model and not refl_cfg.peft and refl_cfg.revision == gen_cfg.revision
+    return Engines(generator, generator if same else Engine(refl_cfg))
+
+
+def samplings(cfg: GenConfig) -> dict[str, Sampling]:
+    trial = Sampling(max_new_tokens=cfg.trial_max_new_tokens)
+    return {
+        "trial": trial,
+        "reflection": Sampling(max_new_tokens=cfg.reflection_max_new_tokens, temperature=cfg.reflection_temperature,
+                               top_p=cfg.reflection_top_p),
+        "retry": trial,
+    }
+
+
+def plan_questions(cfg: GenConfig) -> tuple[list[Question], list[str]]:
+    """The questions of this shard, in the source's order, and the rejected-row messages."""
+    report = load_questions(cfg.source, cfg.limit, cfg.bbh_dir)
+    shard = cfg.shard_parts()
+    return [q for q in report.questions if in_shard(q.id, shard)], report.rejected
+
+
+def chunks(questions: list[Question], size: int) -> list[list[Question]]:
+    return [questions[i:i + size] for i in range(0, len(questions), size)]
+
+
+def _turn(prompt: prompts.Prompt, output: str) -> dict:
+    return {"messages": prompt.as_list(), "reply_prefix": prompt.reply_prefix, "output": output}
+
+
+def process_chunk(chunk_id: int, questions: list[Question], engines: Engines, cfg: GenConfig,
+                  provenance: dict, progress=None) -> list[dict]:
+    s = samplings(cfg)
+    trial_prompts = [prompts.trial_prompt(q) for q in questions]
+    trial_out = engines.generator.generate(trial_prompts, s["trial"])
+    verdicts = [score(o, q.answer, q.spec) for q, o in zip(questions, trial_out)]
+
+    jobs = []  # (question position, instruction, sample number)
+    for i, (q, v) in enumerate(zip(questions, verdicts)):
+        if v.outcome != CORRECT:
+            for ins in select_instructions(cfg, q.id):
+                for k in range(cfg.reflections_per_instruction):
+                    jobs.append((i, ins, k))
+    refl_prompts = [prompts.reflection_prompt(questions[i], trial_out[i], ins, verdicts[i].outcome) for i, ins, _ in jobs]
+    # seeded per chunk, so a resumed run samples exactly what an uninterrupted one would
+    refl_out = engines.reflector.generate(refl_prompts, s["reflection"], seed=cfg.seed * 1_000_003 + chunk_id)
+    retry_prompts = [prompts.retry_prompt(questions[i], trial_out[i], r, verdicts[i].outcome)
+                     for (i, _, _), r in zip(jobs, refl_out)]
+    retry_out = engines.generator.generate(retry_prompts, s["retry"])
+
+    now = utc_now()
+    common = {"chunk": chunk_id, "seed": cfg.seed, "config_hash": cfg.identity_hash(), **provenance}
+
+    def base(i: int) -> dict:
+        q, v = questions[i], verdicts[i]
+        return {"question_id": q.id, "source": q.source, "index": q.index, "question": q.to_dict(), "gold": q.answer,
+                "trial1": {**_turn(trial_prompts[i], trial_out[i]), "extracted": v.extracted, "outcome": v.outcome}}
+
+    records = []
+    for i, v in enumerate(verdicts):
+        if v.outcome == CORRECT:
+            records.append({"record_id": f"{questions[i].id}#t1", **base(i), "reflection": None, "retry": None,
+                            **common, "created_at": now})
+    for (i, ins, k), rp, r, tp, t in zip(jobs, refl_prompts, refl_out, retry_prompts, retry_out):
+        q = questions[i]
+        v2 = score(t, q.answer, q.spec)
+        records.append({
+            "record_id": f"{q.id}#{ins.id}#{k}", **base(i),
+            "reflection": {**_turn(rp, r), "instruction_id": ins.id, "pool": ins.pool, "pool_version": ins.pool_version,
+                           "sample": k},
+            "retry": {**_turn(tp, t), "extracted": v2.extracted, "outcome": v2.outcome},
+            **common, "created_at": now,
+        })
+    records.sort(key=lambda rec: rec["record_id"])
+    if progress is not None:
+        progress.update_counts(questions=len(questions), wrong=sum(v.outcome != CORRECT for v in verdicts),
+                               reflections=len(jobs),
+                               fixed=sum(rec["retry"] is not None and rec["retry"]["outcome"] == CORRECT for rec in records))
+    return records
+
+
+class Progress:
+    """tqdm bar over questions with live counts (and ETA from tqdm)."""
+
+    def __init__(self, total: int, initial: int, disable: bool = False):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=initial, unit="q", desc="generate", disable=disable, file=sys.stderr)
+        self.counts = {"wrong@t1": 0, "reflections": 0, "fixed": 0}
+
+    def update_counts(self, questions: int, wrong: int, reflections: int, fixed: int) -> None:
+        self.counts["wrong@t1"] += wrong
+        self.counts["reflections"] += reflections
+        self.counts["fixed"] += fixed
+        self.bar.set_postfix(self.counts, refresh=False)
+        self.bar.update(questions)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _check_or_write_run_config(cfg: GenConfig, folder: Path) -> None:
+    path = folder / "run_config.json"
+    ident = {"identity": cfg.identity(), "config_hash": cfg.identity_hash()}
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old.get("config_hash") != ident["config_hash"]:
+            diff = sorted(k for k in ident["identity"] if old["identity"].get(k) != ident["identity"][k])
+            raise UserError(f"{folder}: holds a run with other settings ({', '.join(diff)}); use another --output")
+        return
+    write_atomic(path, [json.dumps(ident, indent=1)])
+
+
+def run(cfg: GenConfig, engines: Engines | None = None, show_progress: bool = True) -> dict:
+    """Generate records into cfg.output, resuming where an earlier run stopped. Returns a summary."""
+    cfg.check()
+    select_instructions(cfg, "check")  # unknown pool or ids fail before any model is loaded
+    folder = Path(cfg.output)
+    folder.mkdir(parents=True, exist_ok=True)
+    _check_or_write_run_config(cfg, folder)
+    questions, rejected = plan_questions(cfg)
+    for msg in rejected:
+        print(f"rejected: {msg}", file=sys.stderr)
+    if not questions:
+        raise UserError(f"{cfg.source}: no questions for shard {cfg.shard}")
+    store = RecordStore(folder)
+    store.clean_temporaries()
+    all_chunks = chunks(questions, cfg.chunk_size)
+    done = store.done_chunks()
+    todo = [c for c in range(len(all_chunks)) if c not in done]
+    if todo and engines is None:
+        engines = build_engines(cfg)
+    provenance = {}
+    if engines is not None:
+        provenance = {"models": {"generator": engines.generator.describe(), "reflector": engines.reflector.describe()},
+                      "sampling": {k: v.to_dict() for k, v in samplings(cfg).items()},
+                      "versions": package_versions()}
+    progress = Progress(len(questions), sum(len(all_chunks[c]) for c in done), disable=not show_progress)
+    try:
+        for c in todo:
+            store.write_chunk(c, process_chunk(c, all_chunks[c], engines, cfg, provenance, progress))
+    finally:
+        progress.close()
+    write_atomic(folder / "rejected.txt", rejected) if rejected else None
+    records = store.read()
+    summary = {"questions": len(questions), "chunks": len(all_chunks), "resumed_chunks": len(done),
+               "records": len(records), "rejected_rows": len(rejected),
+               "wrong_at_t1": len({r["question_id"] for r in records if r["trial1"]["outcome"] != CORRECT}),
+               "reflections": sum(r["reflection"] is not None for r in records),
+               "fixed_by_retry": sum(r["retry"] is not None and r["retry"]["outcome"] == CORRECT for r in records)}
+    write_atomic(folder / "summary.json", [json.dumps(summary, indent=1)])
+    return summary

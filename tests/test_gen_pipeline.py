@@ -1,0 +1,207 @@
+"""reflectevo_gen end to end on the embedded model: records, curation, resume after SIGKILL,
+sharding and merge, publishing to the loopback Hub, and bad input rows."""
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hub_fixtures import hub, hub_server  # noqa: F401  (fixtures)
+from reflectevo.errors import UserError
+from reflectevo_gen.config import GenConfig
+from reflectevo_gen.curate import CONFIGS, CurateOptions, curate, read_curated, write_curated
+from reflectevo_gen.merge import merge
+from reflectevo_gen.pipeline import run
+from reflectevo_gen.store import read_records
+from reflectevo_tasks.answers import CORRECT, score
+from reflectevo_tasks.questions import Question
+
+pytestmark = pytest.mark.slow
+
+SMALL = dict(trial_max_new_tokens=48, reflection_max_new_tokens=48, chunk_size=8, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def gen_run(engine, tmp_path_factory):
+    """30 BIG-bench questions, 2 instructions x 2 reflections per wrong answer."""
+    from reflectevo_gen.pipeline import Engines
+
+    out = tmp_path_factory.mktemp("gen") / "run"
+    cfg = GenConfig(output=str(out), limit=30, **SMALL)
+    summary = run(cfg, engines=Engines(engine, engine), show_progress=False)
+    return cfg, summary, read_records(out)
+
+
+@pytest.fixture(scope="module")
+def curated(gen_run, engine, tmp_path_factory):
+    _, _, records = gen_run
+    result = curate(records, CurateOptions(), engine)
+    folder = tmp_path_factory.mktemp("cur") / "curated"
+    write_curated(result, folder, "test")
+    return result, folder
+
+
+def test_records_cover_every_question_with_provenance(gen_run):
+    cfg, summary, records = gen_run
+    assert summary["questions"] == 30 and len({r["question_id"] for r in records}) == 30
+    assert len({r["record_id"] for r in records}) == len(records)
+    for r in records:
+        assert r["source"].startswith("bigbench/") and isinstance(r["index"], int)
+        assert r["models"]["generator"]["model_revision"].startswith("sha256:")
+        assert r["sampling"]["reflection"]["temperature"] == 0.8 and r["versions"]["lm_eval"]
+        if r["reflection"] is None:
+            assert r["trial1"]["outcome"] == CORRECT
+        else:
+            assert r["trial1"]["outcome"] != CORRECT
+            # the retry is built on trial 1 and the reflection, never on another retry
+            retry_msgs = r["retry"]["messages"]
+            assert retry_msgs[-2] == {"role": "assistant", "content": r["trial1"]["output"].strip()}
+            assert r["reflection"]["output"].strip() in retry_msgs[-1]["content"]
+            assert r["gold"] not in json.dumps(r["reflection"]["messages"]).replace(r["question"]["question"], "") or r["gold"] in r["trial1"]["output"]
+    wrong = {r["question_id"] for r in records if r["reflection"] is not None}
+    per_q = [sum(r["question_id"] == q for r in records) for q in wrong]
+    assert per_q and all(n == 4 for n in per_q)  # sample:2 instructions x 2 reflections
+
+
+def test_curated_configs_are_consistent(curated):
+    result, folder = curated
+    for c in CONFIGS:
+        assert len(result[c]) > 0, f"{c} is empty"
+    for row in result["d_plus"]:
+        q = Question.from_dict(json.loads(row["question_json"]))
+        assert not score(row["trial1"], q.answer, q.spec).correct
+        assert score(row["retry"], q.answer, q.spec).correct
+    pairs = set()
+    for row in result["d_pm"]:
+        assert row["chosen"] != row["rejected"]
+        key = (row["question_id"], row["chosen"], row["rejected"])
+        assert key not in pairs
+        pairs.add(key)
+    raw = {r["record_id"]: r for r in result["raw"]}
+    for row in result["d_pm"] + result["d_pref"]:
+        a, b = raw[row["chosen_record_id"]], raw[row["rejected_record_id"]]
+        assert a["question_id"] == b["question_id"] == row["question_id"] and a["trial1"] == b["trial1"]
+    for row in result["d_pref"]:
+        assert row["ranking"] == "loglik" and row["score_chosen"] > row["score_rejected"]
+    for row in result["sft_qa"]:
+        q = Question.from_dict(json.loads(row["question_json"]))
+        assert score(row["answer"], q.answer, q.spec).correct
+    stats = json.loads((folder / "stats.json").read_text())
+    assert stats["questions"] == 30 and stats["per_source"]
+    assert "| source task |" in (folder / "stats.md").read_text()
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _cli(args, env=None, **kw):
+    return subprocess.Popen([sys.executable, "-m", "reflectevo", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **(env or {})}, **kw)
+
+
+GREEDY_ARGS = ["--limit", "12", "--chunk_size", "2", "--trial_max_new_tokens", "24", "--reflection_max_new_tokens", "24",
+               "--reflection_temperature", "0", "--reflections_per_instruction", "1", "--batch_size", "8"]
+
+
+def _record_set(folder):
+    return sorted((r["record_id"], r["content_hash"]) for r in read_records(folder))
+
+
+def test_sigkill_at_three_points_then_resume_equals_uninterrupted_run(tmp_path):
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    p = _cli(["gen", "run", "--output", str(ref), *GREEDY_ARGS])
+    assert p.wait(timeout=900) == 0, p.stderr.read()[-2000:]
+    rng = random.Random(7)
+    parts = killed / "parts"
+    for n in range(3):
+        p = _cli(["gen", "run", "--output", str(killed), *GREEDY_ARGS])
+        target = n + 1 + len(list(parts.glob("chunk-*.jsonl")) if parts.exists() else [])
+        deadline = time.time() + 600
+        while time.time() < deadline and p.poll() is None:
+            if parts.exists() and len(list(parts.glob("chunk-*.jsonl"))) >= target:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0, 1.5))  # somewhere inside the next chunk
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+        p.wait()
+    p = _cli(["gen", "run", "--output", str(killed), *GREEDY_ARGS])
+    assert p.wait(timeout=900) == 0, p.stderr.read()[-2000:]
+    assert _record_set(killed) == _record_set(ref)
+    assert not list(parts.glob(".*tmp*"))
+
+
+def test_shards_merge_and_refuse_overlap(tmp_path, engine):
+    from reflectevo_gen.pipeline import Engines
+
+    outs = []
+    for i in range(2):
+        cfg = GenConfig(output=str(tmp_path / f"s{i}"), limit=6, shard=f"{i}/2", reflections_per_instruction=1,
+                        instruction_ids="sample:1", **{**SMALL, "trial_max_new_tokens": 24, "reflection_max_new_tokens": 24})
+        run(cfg, engines=Engines(engine, engine), show_progress=False)
+        outs.append(str(tmp_path / f"s{i}"))
+    ids = [{r["question_id"] for r in read_records(o)} for o in outs]
+    assert not ids[0] & ids[1] and len(ids[0] | ids[1]) == 6
+    summary = merge(outs, str(tmp_path / "merged"))
+    assert summary["all_shards_present"] and summary["questions"] == 6
+    assert _record_set(tmp_path / "merged") == sorted(_record_set(outs[0]) + _record_set(outs[1]))
+    with pytest.raises(UserError, match="shard given twice"):
+        merge([outs[0], outs[0]], str(tmp_path / "m2"))
+    other = json.loads((Path(outs[1]) / "run_config.json").read_text())
+    other["identity"]["seed"] = 99
+    (Path(outs[1]) / "run_config.json").write_text(json.dumps(other))
+    with pytest.raises(UserError, match="inconsistent .* seed"):
+        merge(outs, str(tmp_path / "m3"))
+
+
+def test_resume_refuses_other_settings(tmp_path, gen_run):
+    cfg, _, _ = gen_run
+    other = GenConfig(**{**cfg.__dict__, "seed": 5})
+    with pytest.raises(UserError, match="other settings .*seed"):
+        run(other, show_progress=False)
+
+
+def test_bad_rows_rejected_rest_processed(tmp_path, engine):
+    from reflectevo_gen.pipeline import Engines
+
+    data = tmp_path / "mine.jsonl"
+    rows = [{"q": "What is 2 + 3?", "a": "5"}, {"q": "", "a": "1"}, {"a": "2"}, {"q": ["x"], "a": "1"}, {"q": "What is 4 - 1?", "a": 3}]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    spec = tmp_path / "mine.yaml"
+    spec.write_text(f"name: mine\npath: {data}\ncolumns: {{question: q, answer: a}}\n")
+    cfg = GenConfig(output=str(tmp_path / "out"), source=str(spec), reflections_per_instruction=1, instruction_ids="sample:1",
+                    **{**SMALL, "trial_max_new_tokens": 24, "reflection_max_new_tokens": 24})
+    summary = run(cfg, engines=Engines(engine, engine), show_progress=False)
+    assert summary["rejected_rows"] == 3 and summary["questions"] == 2
+    rejected = (tmp_path / "out" / "rejected.txt").read_text().splitlines()
+    assert [line.split(": row ")[1].split(":")[0] for line in rejected] == ["1", "2", "3"]
+    assert all(line.startswith(str(data)) for line in rejected)
+    assert {r["index"] for r in read_records(tmp_path / "out")} == {0, 4}
+
+
+def test_push_then_pull_at_tag_is_identical_and_card_has_stats(curated, hub):  # noqa: F811
+    from reflectevo.hub.client import pull_dataset
+    from reflectevo_gen.publish import push
+
+    result, folder = curated
+    repo = hub.repo("reflections")
+    sha = push(str(folder), repo, tag="run-1", token=hub.token, endpoint=hub.url, command="reflectevo gen push …")
+    assert len(sha) == 40
+    for config in ("d_plus", "raw"):
+        pulled = pull_dataset(repo, config, "run-1", cache_dir=hub.fresh_dir(f"pull-{config}"), token=hub.token, endpoint=hub.url)
+        rows = pulled.dataset["train"].to_list() if hasattr(pulled, "dataset") else None
+        assert rows is not None and len(rows) == len(read_curated(folder)[config])
+        assert [r["question_id"] for r in rows] == [r["question_id"] for r in read_curated(folder)[config]]
+    from huggingface_hub import hf_hub_download
+
+    card = Path(hf_hub_download(repo, "README.md", repo_type="dataset", revision="run-1", token=hub.token,
+                                cache_dir=hub.fresh_dir("card"))).read_text()
+    assert "| source task |" in card and "license: apache-2.0" in card and "d_pm" in card
