@@ -1,0 +1,188 @@
+"""Build `leaderboards/bbh.md`, `bbh.json` and PNG plots from lm-eval results files.
+
+Each results file written by `lm_eval --model reflectevo … --tasks reflectevo_bbh` is one row.
+Numbers are recomputed from the per-subtask values and sample counts in the file (no number is
+typed in by hand): Acc@t1 and Acc@t2 with 95% Wilson intervals on pooled counts, Δ with a 95%
+interval from its paired per-item distribution, fix and break rates on their subsets. Provenance
+(base model and revision, reflector / adapter and revision, mode, instruction, dataset and
+revision, package versions, N) comes from the file's `config.reflectevo` block.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import shlex
+from pathlib import Path
+
+from reflectevo.errors import UserError
+from reflectevo_tasks.stats import wilson_interval
+
+PREFIXES = ("reflectevo_bbh_fewshot_", "reflectevo_bbh_")
+
+
+def _subtask(task: str) -> tuple[str, bool] | None:
+    for p in PREFIXES:
+        if task.startswith(p):
+            return task[len(p):], p == PREFIXES[0]
+    return None
+
+
+def row_from_results(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a readable lm-eval results file ({exc})") from None
+    cfg = data.get("config", {})
+    prov = cfg.get("reflectevo")
+    if not isinstance(prov, dict):
+        raise UserError(f"{path}: no reflectevo provenance block (was it run with --model reflectevo?)")
+    subtasks, fewshot = {}, set()
+    for task, res in data.get("results", {}).items():
+        parsed = _subtask(task)
+        if parsed is None or "acc_t1,none" not in res:
+            continue
+        name, fs = parsed
+        fewshot.add(fs)
+        n = int(data["n-samples"][task]["effective"])
+        r1 = round(res["acc_t1,none"] * n)
+        s = {"n": n, "t1_correct": r1}
+        if "acc_t2,none" in res:
+            s.update(t2_correct=round(res["acc_t2,none"] * n), wrong_to_right=round(res["wrong_to_right,none"] * n),
+                     right_to_wrong=round(res["right_to_wrong,none"] * n))
+        subtasks[name] = s
+    if not subtasks:
+        raise UserError(f"{path}: no reflectevo_bbh subtask results")
+    n = sum(s["n"] for s in subtasks.values())
+    r1 = sum(s["t1_correct"] for s in subtasks.values())
+    has_t2 = all("t2_correct" in s for s in subtasks.values())
+    proto, base = prov.get("protocol", {}), prov.get("base", {})
+    row = {
+        "results_file": path.name,
+        "base_model": base.get("model"), "base_revision": base.get("model_revision"),
+        "reflector": prov.get("reflector"), "adapter": base.get("adapter"), "adapter_revision": base.get("adapter_revision"),
+        "mode": proto.get("mode"), "one_stage": proto.get("one_stage"),
+        "instruction": (proto.get("instruction") or {}).get("id"),
+        "fewshot": True in fewshot,
+        "datasets": sorted({json.dumps({k: v for k, v in d.items() if k != "docs"}, sort_keys=True)
+                            for d in (prov.get("datasets") or {}).values()}),
+        "versions": prov.get("versions"), "seed": proto.get("seed"),
+        "n": n, "n_per_subtask": sorted({s["n"] for s in subtasks.values()}),
+        "acc_t1": r1 / n, "acc_t1_ci": wilson_interval(r1, n),
+        "subtasks": {k: {"acc_t1": v["t1_correct"] / v["n"], **({"acc_t2": v["t2_correct"] / v["n"]} if "t2_correct" in v else {}),
+                         "n": v["n"]} for k, v in sorted(subtasks.items())},
+        "command": _command(cfg, data),
+    }
+    if has_t2:
+        r2 = sum(s["t2_correct"] for s in subtasks.values())
+        w2r = sum(s["wrong_to_right"] for s in subtasks.values())
+        r2w = sum(s["right_to_wrong"] for s in subtasks.values())
+        delta = (w2r - r2w) / n
+        var = (w2r + r2w) / n - delta * delta  # per-item delta is -1, 0 or +1
+        half = 1.959964 * math.sqrt(max(var, 0.0) / n)
+        row.update(acc_t2=r2 / n, acc_t2_ci=wilson_interval(r2, n), delta=delta, delta_ci=(delta - half, delta + half),
+                   fix_rate=w2r / (n - r1) if n > r1 else None, fix_ci=wilson_interval(w2r, n - r1),
+                   break_rate=r2w / r1 if r1 else None, break_ci=wilson_interval(r2w, r1))
+    return row
+
+
+def _command(cfg: dict, data: dict) -> str:
+    args = cfg.get("model_args")
+    if isinstance(args, dict):
+        args = ",".join(f"{k}={v}" for k, v in args.items())
+    tasks = sorted(data.get("results", {}))
+    from reflectevo_tasks.bbh import SUBTASKS
+
+    groups = []
+    for prefix, group in ((PREFIXES[0], "reflectevo_bbh_fewshot"), (PREFIXES[1], "reflectevo_bbh")):
+        mine = [t for t in tasks if t.startswith(prefix) and t not in groups]
+        tasks = [t for t in tasks if t not in mine]
+        if len(mine) == len(SUBTASKS):
+            groups.append(group)
+        else:
+            groups += mine
+    limit = cfg.get("limit")
+    parts = ["lm_eval", "--model", cfg.get("model", "reflectevo"), "--model_args", str(args), "--tasks", ",".join(groups)]
+    if limit:
+        parts += ["--limit", str(int(limit) if float(limit).is_integer() else limit)]
+    return "REFLECTEVO_BBH_DIR=../shared/data/bbh " + " ".join(shlex.quote(p) for p in parts)
+
+
+def _pct(x, ci=None) -> str:
+    if x is None:
+        return "–"
+    return f"{100 * x:.1f}" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+
+def markdown(rows: list[dict]) -> str:
+    out = ["# BIG-Bench Hard: reflect-then-retry", "",
+           "Acc@t1 → Acc@t2 with 95% intervals (Wilson for accuracies and rates, normal on paired "
+           "per-item differences for Δ). A Δ whose interval contains 0 is within noise.", "",
+           "| base (revision) | reflector / adapter | mode | instruction | N | Acc@t1 | Acc@t2 | Δ | fix rate | break rate | within noise? |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        refl = r["adapter"] or (r["reflector"] if isinstance(r["reflector"], str) else json.dumps(r["reflector"]))
+        noise = "–" if "delta_ci" not in r else ("yes" if r["delta_ci"][0] <= 0 <= r["delta_ci"][1] else "no")
+        out.append(f"| {r['base_model']} ({(r['base_revision'] or '')[:19]}) | {refl} | {r['mode']}{' one-stage' if r['one_stage'] else ''} | "
+                   f"{r['instruction']} | {r['n']} | {_pct(r['acc_t1'], r['acc_t1_ci'])} | {_pct(r.get('acc_t2'), r.get('acc_t2_ci'))} | "
+                   f"{_pct(r.get('delta'), r.get('delta_ci'))} | {_pct(r.get('fix_rate'), r.get('fix_ci'))} | "
+                   f"{_pct(r.get('break_rate'), r.get('break_ci'))} | {noise} |")
+    out += ["", "## Reproduce", ""]
+    for i, r in enumerate(rows, 1):
+        out.append(f"{i}. `{r['command']}` (results file `{r['results_file']}`, N per subtask {r['n_per_subtask']})")
+    return "\n".join(out) + "\n"
+
+
+def plots(rows: list[dict], folder: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    fig, ax = plt.subplots(figsize=(7, 0.6 * len(rows) + 1.5))
+    for i, r in enumerate(rows):
+        t2 = r.get("acc_t2", r["acc_t1"])
+        ax.annotate("", xy=(100 * t2, i), xytext=(100 * r["acc_t1"], i), arrowprops={"arrowstyle": "->"})
+        ax.plot([100 * r["acc_t1"]], [i], "o")
+    ax.set_yticks(range(len(rows)), [f"{r['mode']} {r['adapter'] or ''}".strip() for r in rows])
+    ax.set_xlabel("accuracy (%)  Acc@t1 → Acc@t2")
+    fig.tight_layout()
+    path = folder / "bbh_t1_t2.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    made.append(path)
+    names = sorted({s for r in rows for s in r["subtasks"]})
+    fig, ax = plt.subplots(figsize=(9, 0.3 * len(names) + 1.5))
+    width = 0.8 / max(1, len(rows))
+    for i, r in enumerate(rows):
+        vals = [100 * (r["subtasks"].get(s, {}).get("acc_t2", 0) - r["subtasks"].get(s, {}).get("acc_t1", 0)) for s in names]
+        ax.barh([j + i * width for j in range(len(names))], vals, height=width, label=f"{r['mode']} {r['adapter'] or ''}".strip())
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xlabel("Δ per subtask (points)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = folder / "bbh_subtask_delta.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    made.append(path)
+    return made
+
+
+def build(results: list[str], output_dir: str = "leaderboards") -> list[dict]:
+    files = []
+    for pattern in results:
+        found = sorted(glob.glob(os.path.join(pattern, "**", "results_*.json"), recursive=True)) if os.path.isdir(pattern) else glob.glob(pattern)
+        if not found:
+            raise UserError(f"{pattern}: no lm-eval results files")
+        files += found
+    rows = [row_from_results(f) for f in files]
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bbh.json").write_text(json.dumps(rows, indent=1))
+    (out / "bbh.md").write_text(markdown(rows))
+    plots(rows, out)
+    return rows

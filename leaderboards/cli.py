@@ -1,0 +1,18 @@
+"""`reflectevo leaderboard build RESULTS… --output leaderboards`: tables and plots from lm-eval results."""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("leaderboard", help="build leaderboard tables and plots from lm-eval results files", description=__doc__)
+    lsub = p.add_subparsers(dest="leaderboard_command", metavar="ACTION")
+    b = lsub.add_parser("build", help="read results files (or folders of them) and write bbh.md, bbh.json, PNGs")
+    b.add_argument("results", nargs="+", help="results_*.json files or folders holding them")
+    b.add_argument("--output", default="leaderboards")
+    b.set_defaults(func=_build)
+
+
+def _build(args) -> int:
+    from leaderboards.build import build
+
+    rows = build(args.results, args.output)
+    print(f"{len(rows)} rows → {args.output}/bbh.md, bbh.json, bbh_t1_t2.png, bbh_subtask_delta.png")
+    return 0

@@ -1,0 +1,54 @@
+"""The leaderboard rebuilt from recorded lm-eval results files agrees with those files."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from leaderboards.build import build, row_from_results
+from reflectevo.errors import UserError
+
+DATA = Path(__file__).with_name("data") / "lm_eval_results"
+
+
+def _group_value(data, metric):
+    """Size-weighted mean of per-subtask values, as lm-eval aggregates groups."""
+    n = data["n-samples"]
+    tasks = [t for t in data["results"] if t.startswith("reflectevo_bbh_")]
+    total = sum(n[t]["effective"] for t in tasks)
+    return sum(data["results"][t][f"{metric},none"] * n[t]["effective"] for t in tasks) / total, total
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("*.json")))
+def test_rows_match_the_results_files(name):
+    data = json.loads((DATA / name).read_text())
+    row = row_from_results(DATA / name)
+    for metric in ("acc_t1", "acc_t2", "delta"):
+        value, n = _group_value(data, metric)
+        assert row[metric] == pytest.approx(value, abs=1e-9) and row["n"] == n
+    pooled = data["config"]["reflectevo"].get("pooled", {}).get("reflectevo_bbh")
+    if pooled:
+        assert row["fix_rate"] == pytest.approx(pooled["fix_rate"]) and row["break_rate"] == pytest.approx(pooled["break_rate"])
+    lo, hi = row["acc_t1_ci"]
+    assert lo <= row["acc_t1"] <= hi and row["delta_ci"][0] <= row["delta"] <= row["delta_ci"][1]
+    assert row["base_revision"].startswith("sha256:") and row["mode"] == "oracle"
+    assert row["command"].startswith("REFLECTEVO_BBH_DIR=") and "lm_eval --model reflectevo" in row["command"]
+    for sub, values in row["subtasks"].items():
+        assert values["acc_t1"] == pytest.approx(data["results"][f"reflectevo_bbh_{sub}"]["acc_t1,none"])
+
+
+def test_build_writes_tables_and_plots(tmp_path):
+    rows = build([str(DATA)], str(tmp_path))
+    md = (tmp_path / "bbh.md").read_text()
+    assert md.count("| smollm2-135m-instruct") == len(rows) == 2
+    assert "--tasks reflectevo_bbh " in md or "--tasks reflectevo_bbh --limit" in md
+    assert json.loads((tmp_path / "bbh.json").read_text())[0]["n"] == rows[0]["n"]
+    for png in ("bbh_t1_t2.png", "bbh_subtask_delta.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_non_reflectevo_file_is_a_clear_error(tmp_path):
+    f = tmp_path / "results_x.json"
+    f.write_text(json.dumps({"results": {}, "config": {"model": "hf"}}))
+    with pytest.raises(UserError, match="no reflectevo provenance"):
+        row_from_results(f)
