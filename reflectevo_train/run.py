@@ -1,0 +1,366 @@
+"""One training run: data -> prompts -> tokens -> TRL trainer(s) -> adapter, card, provenance, push."""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reflectevo.errors import UserError
+from reflectevo_train.config import SETTINGS, ParsedRun, Setting, build_parser, get_setting, parse_run
+
+PROVENANCE_FILE = "provenance.json"
+PUSH_RECORD = "push.json"
+STAGE1_DIR = "stage1"
+# what is published from the output folder (checkpoints, stage folders and pickles stay local)
+_PUBLISH_SKIP_DIRS = {STAGE1_DIR, "runs", "checkpoints"}
+_PUBLISH_SKIP_FILES = {"training_args.bin", PUSH_RECORD}
+
+
+@dataclass
+class StageData:
+    name: str
+    examples: list
+    dataset: Any  # tokenized datasets.Dataset
+    build: dict
+    tokens: dict
+
+
+@dataclass
+class TrainResult:
+    output_dir: str
+    setting: str
+    provenance: dict
+    stages: list[dict]
+    artifact_kind: str
+    push: dict | None = None
+    trainers: list = field(default_factory=list, repr=False)  # kept only with keep_trainers=True
+    stage_data: list = field(default_factory=list, repr=False)
+
+
+# --------------------------------------------------------------------------------------- trainers
+def _dpo_trainer_class():
+    from trl import DPOTrainer
+
+    class PretokenizedDPOTrainer(DPOTrainer):
+        """DPOTrainer that takes prompt_ids / chosen_ids / rejected_ids as we tokenized them (prompt and
+        completions separately, as at inference) instead of re-tokenizing concatenated strings."""
+
+        def _prepare_dataset(self, dataset, *args, **kwargs):
+            if "prompt_ids" in (getattr(dataset, "column_names", None) or []):
+                return dataset
+            return super()._prepare_dataset(dataset, *args, **kwargs)
+
+    return PretokenizedDPOTrainer
+
+
+def _stage_args(training_args, output_dir: str):
+    import copy
+
+    args = copy.deepcopy(training_args)
+    args.output_dir = output_dir
+    return args
+
+
+def _loss_history(trainer) -> list[float]:
+    return [float(e["loss"]) for e in trainer.state.log_history if "loss" in e]
+
+
+def _unwrap(trainer):
+    return trainer.accelerator.unwrap_model(trainer.model)
+
+
+def _is_peft(model) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:  # pragma: no cover - peft is a dependency
+        return False
+    return isinstance(model, PeftModel)
+
+
+# --------------------------------------------------------------------------------------- the run
+def prepare_data(run: ParsedRun, tokenizer=None) -> tuple[Any, list[StageData], Any]:
+    """Load and check the rows, build every stage's examples and tokens (no model needed).
+
+    Returns (rows with their source, stage data, tokenizer). All input errors surface here.
+    """
+    from reflectevo_tasks.instructions import find_instruction
+    from reflectevo_train import data as D
+    from reflectevo_train.model import load_tokenizer
+
+    s, sa, ta = run.setting, run.script, run.training
+    config = sa.dataset_config or s.default_config
+    token = os.environ.get("HF_TOKEN")
+    rows = D.load_rows(sa.dataset, config, sa.dataset_split, token=token, endpoint=sa.hub_endpoint)
+    where = f"dataset {D.describe_source(rows.source)}"
+    D.check_rows(rows, s, where)
+    if sa.max_rows:
+        rows.rows = rows.rows[: sa.max_rows]
+    instruction = find_instruction(sa.instruction)
+    tok = tokenizer if tokenizer is not None else load_tokenizer(run.model)
+    stages = []
+    for stage in s.stages:
+        examples, built = D.build_examples(s, stage, rows.rows, instruction, where)
+        if s.is_dpo:
+            ds, st = D.tokenize_preferences(examples, tok, ta.max_length, getattr(ta, "truncation_mode", "keep_start"))
+        else:
+            ds, st = D.tokenize_sft(examples, tok, ta.max_length, getattr(ta, "truncation_mode", "keep_start"))
+        if len(ds) == 0:
+            raise UserError(f"{where}: no usable example for {s.name} stage '{stage}' "
+                            f"(rows {built.rows}, dropped {built.dropped}, prompts over max_length "
+                            f"{st.dropped_prompt_too_long})")
+        stages.append(StageData(stage, examples, ds, built.as_dict(), st.as_dict()))
+    return rows, stages, tok
+
+
+def _starting_model(run: ParsedRun, stage_index: int, prev_dir: str | None, init):
+    """The model a stage starts from: base (+ init adapter) (+ the previous stage's result)."""
+    from reflectevo_train.model import attach_init_adapter, load_base_model
+
+    sa, ma, ta = run.script, run.model, run.training
+    token = os.environ.get("HF_TOKEN")
+    if stage_index > 0 and not ma.use_peft:
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(prev_dir, dtype="auto")
+    model = load_base_model(ma, ta)
+    if init is not None and (sa.init_adapter_mode == "merge" or stage_index == 0):
+        model = attach_init_adapter(model, init, sa.init_adapter_mode, token)
+    if stage_index > 0:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, prev_dir, is_trainable=True)
+    if _is_peft(model):  # adapters loaded from elsewhere name their base portably; while training, use this one
+        from reflectevo_train.model import model_path
+
+        for cfg in model.peft_config.values():
+            cfg.base_model_name_or_path = model_path(ma)
+    return model
+
+
+def train(run: ParsedRun, keep_trainers: bool = False, callbacks: list | None = None) -> TrainResult:
+    """Run every stage of the setting, save the result, write card and provenance, push if asked.
+
+    `keep_trainers` keeps the trainers and tokenized stage data on the result (tests);
+    `callbacks` are extra `transformers.TrainerCallback`s given to every stage's trainer."""
+    from reflectevo.hub.client import configure_endpoint_env
+
+    configure_endpoint_env(run.script.hub_endpoint)
+    from transformers import set_seed
+
+    from reflectevo_train.model import check_model_options, peft_config, resolve_init_adapter
+
+    s, sa, ma, ta = run.setting, run.script, run.model, run.training
+    check_model_options(ma, ta)
+    out_dir = os.path.abspath(ta.output_dir)
+    token = os.environ.get("HF_TOKEN")
+    init = resolve_init_adapter(sa.init_adapter, token, sa.hub_endpoint) if sa.init_adapter else None
+    rows, stages, tok = prepare_data(run)
+
+    trainers, stage_metrics = [], []
+    prev_dir = None
+    trainer = None
+    for i, sd in enumerate(stages):
+        last = i == len(stages) - 1
+        stage_dir = out_dir if last else os.path.join(out_dir, STAGE1_DIR if i == 0 else f"stage{i + 1}")
+        set_seed(ta.seed)  # LoRA initialisation and data order depend on it
+        model = _starting_model(run, i, prev_dir, init)
+        pconf = peft_config(ma) if (ma.use_peft and not _is_peft(model)) else None
+        args = _stage_args(ta, stage_dir)
+        if s.is_dpo:
+            ref_model = None
+            if not ma.use_peft:  # full fine-tuning: the reference is a frozen copy of the starting model
+                import copy
+
+                ref_model = copy.deepcopy(model).eval()
+                for p in ref_model.parameters():
+                    p.requires_grad_(False)
+            trainer = _dpo_trainer_class()(model=model, ref_model=ref_model, args=args, train_dataset=sd.dataset,
+                                           processing_class=tok, peft_config=pconf, callbacks=callbacks)
+        else:
+            from trl import SFTTrainer
+
+            trainer = SFTTrainer(model=model, args=args, train_dataset=sd.dataset, processing_class=tok,
+                                 peft_config=pconf, callbacks=callbacks)
+        resume = ta.resume_from_checkpoint if len(stages) == 1 else None
+        result = trainer.train(resume_from_checkpoint=resume)
+        losses = _loss_history(trainer)
+        stage_metrics.append({
+            "stage": sd.name, "examples": len(sd.dataset), "global_step": int(result.global_step),
+            "train_loss": float(result.training_loss),
+            "loss_finite": math.isfinite(float(result.training_loss)) and all(math.isfinite(x) for x in losses),
+            "losses": losses, "train_runtime": float(result.metrics.get("train_runtime", 0.0)),
+            "train_steps_per_second": result.metrics.get("train_steps_per_second"),
+            "build": sd.build, "tokens": sd.tokens,
+        })
+        artifact_kind = _save(trainer, stage_dir, run, final=last)
+        if keep_trainers:
+            trainers.append(trainer)
+        if not last:
+            prev_dir = stage_dir
+            del trainer, model
+            gc.collect()
+
+    prov = provenance(run, rows.source, stage_metrics, artifact_kind, init)
+    is_main = trainer.is_world_process_zero() if trainer is not None else True
+    push = None
+    if is_main:
+        from reflectevo_train.card import model_card
+
+        with open(os.path.join(out_dir, PROVENANCE_FILE), "w", encoding="utf-8") as fh:
+            json.dump(prov, fh, indent=1, ensure_ascii=False)
+        with open(os.path.join(out_dir, "README.md"), "w", encoding="utf-8") as fh:
+            fh.write(model_card(prov, s, out_dir, None))
+        if sa.push_to_repo:
+            push = publish(out_dir, run, prov)
+    return TrainResult(out_dir, s.name, prov, stage_metrics, artifact_kind, push,
+                       trainers if keep_trainers else [], stages if keep_trainers else [])
+
+
+def _save(trainer, folder: str, run: ParsedRun, final: bool) -> str:
+    """Save a stage's result; returns the artifact kind ('lora_adapter' or 'full_model')."""
+    model = _unwrap(trainer)
+    if _is_peft(model):
+        if "ref" in getattr(model, "peft_config", {}):  # DPO's frozen copy of a starting adapter
+            model.delete_adapter("ref")
+        if final and run.script.init_adapter and run.script.init_adapter_mode == "merge":
+            merged = model.merge_and_unload()
+            if trainer.is_world_process_zero():
+                merged.save_pretrained(folder)
+                trainer.processing_class.save_pretrained(folder)
+            return "full_model"
+        trainer.save_model(folder)
+        if final and trainer.is_world_process_zero():
+            _portable_adapter_config(folder, run.model.model_name_or_path)
+        return "lora_adapter"
+    trainer.save_model(folder)
+    return "full_model"
+
+
+def _portable_adapter_config(folder: str, base_name: str) -> None:
+    """Record the base model as the user named it (not this machine's cache path)."""
+    path = os.path.join(folder, "adapter_config.json")
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as fh:
+        cfg = json.load(fh)
+    cfg["base_model_name_or_path"] = base_name
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(cfg, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+
+
+def provenance(run: ParsedRun, source: dict, stage_metrics: list[dict], artifact_kind: str, init) -> dict:
+    from reflectevo_tasks.instructions import find_instruction
+    from reflectevo_tasks.provenance import package_versions, utc_now
+    from reflectevo_train.card import command_line, eval_command
+    from reflectevo_train.config import RECIPES_DIR
+    from reflectevo_train.model import base_revision
+
+    s, sa, ma, ta = run.setting, run.script, run.model, run.training
+    ins = find_instruction(sa.instruction)
+    lora = None
+    adapter_cfg = os.path.join(os.path.abspath(ta.output_dir), "adapter_config.json")
+    if artifact_kind == "lora_adapter" and os.path.isfile(adapter_cfg):  # what was saved (an init adapter's own shape)
+        with open(adapter_cfg, encoding="utf-8") as fh:
+            c = json.load(fh)
+        tm = c.get("target_modules")
+        lora = {"r": c.get("r"), "alpha": c.get("lora_alpha"), "dropout": c.get("lora_dropout"),
+                "target_modules": sorted(tm) if isinstance(tm, list) else tm,
+                "use_rslora": c.get("use_rslora"), "use_dora": c.get("use_dora")}
+    files = [f"builtin:{Path(f).stem}" if Path(f).parent == RECIPES_DIR else f for f in run.recipe_files]
+    out_dir = os.path.abspath(ta.output_dir)
+    return {
+        "schema": "reflectevo.train/1",
+        "created": utc_now(),
+        "setting": s.name,
+        "method": s.method,
+        "stages": list(s.stages),
+        "base_model": {"name": ma.model_name_or_path, "revision": base_revision(ma), "dtype": ma.dtype,
+                       "quantization": "4bit" if ma.load_in_4bit else "8bit" if ma.load_in_8bit else None},
+        "init_adapter": None if init is None else {"ref": init.ref, "location": init.location, "revision": init.revision,
+                                                   "sha": init.sha, "mode": sa.init_adapter_mode},
+        "dataset": source,
+        "instruction": {"id": ins.id, "pool": ins.pool, "pool_version": ins.pool_version, "text": ins.text},
+        "seed": ta.seed,
+        "data_seed": ta.data_seed,
+        "recipe": run.recipe,
+        "recipe_files": files,
+        "command": command_line(s, run.argv),
+        "artifact": {"kind": artifact_kind, "lora": lora if artifact_kind == "lora_adapter" else None},
+        "metrics": {"stages": stage_metrics, "train_loss": stage_metrics[-1]["train_loss"],
+                    "optimizer_steps": sum(m["global_step"] for m in stage_metrics),
+                    "loss_finite": all(m["loss_finite"] for m in stage_metrics)},
+        "evaluation": {"command": eval_command(s, ma.model_name_or_path, out_dir, None, artifact_kind == "full_model")},
+        "package_versions": package_versions(),
+    }
+
+
+def publish(out_dir: str, run: ParsedRun, prov: dict) -> dict:
+    """Publish the output folder (adapter or model, tokenizer, provenance, card) as one commit + tag."""
+    from reflectevo.hub.client import current_endpoint, publish_folder
+    from reflectevo_train.card import model_card
+
+    sa = run.script
+    token = os.environ.get("HF_TOKEN")
+    card = model_card(prov, run.setting, sa.push_to_repo, sa.push_tag)
+    with tempfile.TemporaryDirectory(prefix="reflectevo-train-push-") as staging:
+        for name in sorted(os.listdir(out_dir)):
+            src = os.path.join(out_dir, name)
+            if name in _PUBLISH_SKIP_FILES or name == "README.md" or name.startswith("checkpoint-"):
+                continue
+            if os.path.isdir(src):
+                if name in _PUBLISH_SKIP_DIRS:
+                    continue
+                shutil.copytree(src, os.path.join(staging, name))
+                continue
+            try:
+                os.link(src, os.path.join(staging, name))
+            except OSError:
+                shutil.copy2(src, os.path.join(staging, name))
+        sha = publish_folder(staging, sa.push_to_repo, "model", tag=sa.push_tag,
+                             message=f"reflectevo train {run.setting.name}" + (f" ({sa.push_tag})" if sa.push_tag else ""),
+                             token=token, private=sa.push_private, endpoint=sa.hub_endpoint, card_text=card)
+    record = {"repo_id": sa.push_to_repo, "tag": sa.push_tag, "sha": sha,
+              "endpoint": (sa.hub_endpoint or current_endpoint()).rstrip("/")}
+    with open(os.path.join(out_dir, PUSH_RECORD), "w", encoding="utf-8") as fh:
+        json.dump(record, fh, indent=1)
+    return record
+
+
+# --------------------------------------------------------------------------------------- entry
+USAGE = """usage: reflectevo train SETTING [--config RECIPE ...] [--option value ...]
+
+settings:
+""" + "\n".join(f"  {n:<10} {s.summary}" for n, s in SETTINGS.items()) + """
+
+`reflectevo train SETTING --help` lists every option (ours, TRL's ModelConfig and SFTConfig/DPOConfig).
+"""
+
+
+def main(argv: list[str] | None = None, prog: str = "reflectevo train") -> int:
+    """`<setting> [options]`: parse, train, print a summary. UserError propagates (the CLI prints it)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    setting: Setting = get_setting(argv[0])
+    rest = argv[1:]
+    if "-h" in rest or "--help" in rest:
+        build_parser(setting, prog).print_help()
+        return 0
+    run = parse_run(setting.name, rest, prog)
+    result = train(run)
+    summary = {"output_dir": result.output_dir, "setting": result.setting, "artifact": result.artifact_kind,
+               "dataset": result.provenance["dataset"].get("sha") or result.provenance["dataset"].get("sha256"),
+               "stages": [{k: m[k] for k in ("stage", "examples", "global_step", "train_loss")} for m in result.stages],
+               "push": result.push, "evaluate": result.provenance["evaluation"]["command"]}
+    print(json.dumps(summary, indent=1))
+    return 0
