@@ -42,4 +42,4 @@ def engine(embedded_model_dir):
     """One embedded-model engine shared by the tests that generate (loading costs seconds)."""
     from reflectevo_tasks.engine import Engine, EngineConfig
 
-    return Engine(EngineConfig(batch_size=8))
+    return Engine(EngineConfig(batch_size=16))

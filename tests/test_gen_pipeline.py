@@ -25,7 +25,7 @@ from reflectevo_tasks.questions import Question
 
 pytestmark = pytest.mark.slow
 
-SMALL = dict(trial_max_new_tokens=48, reflection_max_new_tokens=48, chunk_size=8, batch_size=16)
+SMALL = dict(trial_max_new_tokens=40, reflection_max_new_tokens=40, chunk_size=16, batch_size=16)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ OUT = Path(__file__).with_name("bbh_outputs.jsonl")
 
 def main() -> None:
     questions = bbh.load_all(limit_per_subtask=PER_SUBTASK)
-    engine = Engine(batch_size=32, dtype="bfloat16")
+    engine = Engine(batch_size=16)
     replies = engine.generate([prompts.trial_prompt(q) for q in questions], Sampling(max_new_tokens=256))
     tmp = OUT.with_suffix(".tmp")
     with open(tmp, "w") as f:
