@@ -228,7 +228,10 @@ def _choice_candidates(segment: str, spec: AnswerSpec, whole_reply: bool) -> lis
     found: list[tuple[int, str]] = []
     for m in _PAREN_LETTER.finditer(segment):
         letter = m.group(1).upper()
-        if letter in letters:
+        # In the fallback a parenthesised capital that is not an option still counts: when the
+        # reply's last stated option is invalid (a model enumerating (A)…(Z)), that is its answer,
+        # and it is wrong; skipping it would credit an earlier letter by luck (lm-eval agrees).
+        if letter in letters or (whole_reply and spec.options and m.group(1).isupper()):
             found.append((m.start(), f"({letter})"))
     lead = _leading_letter(segment, letters)
     if lead:

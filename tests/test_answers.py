@@ -146,7 +146,8 @@ CASES = [
     case(*DATE, "", NONE, None, "none", id="choice-empty"),
     case(*DATE, "   \n\t  \n", NONE, None, "none", id="choice-whitespace"),
     case(*DATE, "I don't know.", NONE, None, "none", id="choice-i-is-not-a-letter"),
-    case(*DATE, "The answer is (Z).", NONE, None, "none", id="choice-letter-not-an-option"),
+    # a committed letter that is no option is the model's answer, and it is wrong (as in lm-eval)
+    case(*DATE, "The answer is (Z).", BAD, "(Z)", FALL, id="choice-letter-not-an-option"),
     case(*DATE, "The date is tomorrow.", NONE, None, "none", id="choice-no-candidate"),
     case(*DATE, "\uff08\uff22\uff09", OK, "(B)", FALL, id="choice-fullwidth-paren-letter"),
     case(*DATE, "So the answer is \uff22.", OK, "(B)", MARK, id="choice-fullwidth-letter"),
@@ -189,7 +190,7 @@ CASES = [
     case(*GEO_J, "So the answer is (J).", OK, "(J)", MARK, id="geo1-letter"),
     case(*GEO_J, "So the answer is triangle.", OK, "(J)", MARK, id="geo1-text"),
     case(*GEO_J, "j", OK, "(J)", FALL, id="geo1-lower"),
-    case(*GEO_J, "So the answer is (K).", NONE, None, "none", id="geo1-letter-beyond-options"),
+    case(*GEO_J, "So the answer is (K).", BAD, "(K)", FALL, id="geo1-letter-beyond-options"),
     # snarks 0: gold (B), long option texts that differ in one word
     case("snarks", 0, "The answer is: He's a terrible person, trying to promote a charity stream that has raised "
          "millions to help kids in need", OK, "(B)", MARK, id="snarks-long-option-text"),

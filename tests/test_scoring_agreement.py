@@ -39,8 +39,9 @@ def _lm_eval_scorer(subtask):
     def judge(reply, doc):
         resps = [[reply]]
         for f in filters:
-            resps = f.apply(resps, [doc])
-        pred = resps[0] if isinstance(resps[0], str) else resps[0][0]
+            resps = list(f.apply(resps, [doc]))  # some filters return lazy maps
+        first = resps[0]
+        pred = first if isinstance(first, str) else list(first)[0]
         return pred, exact_match_hf_evaluate([pred], [doc["target"]], **metric_kw)["exact_match"] == 1.0
 
     return judge
