@@ -1,0 +1,569 @@
+"""The lm-eval model `reflectevo`: reflect-then-retry evaluation over any lm-eval model.
+
+    lm_eval --model reflectevo \
+        --model_args base=hf,pretrained=smollm2-135m-instruct,mode=oracle \
+        --tasks reflectevo_bbh --batch_size 16 --device cpu
+
+lm-eval builds every request up front and calls `generate_until` once with all of them. We run
+the protocol in batched passes over the inner ("base") model, one `generate_until` call per pass:
+trial 1 for every doc, then reflection where the mode asks for it, then the retry. Each request
+is answered with one JSON trajectory (prompts, raw outputs, parsed answers, verdicts) that the
+task's `process_results` scores and `--log_samples` keeps.
+
+Our options (everything else in --model_args goes to the base model; `device` and `batch_size`
+from the command line are forwarded to it):
+  base=hf|vllm|local-chat-completions|<any registered lm-eval model>   (default hf)
+  mode=oracle       reflect and retry only when trial 1 is wrong by the gold answer (default)
+       intrinsic    always reflect and retry; feedback is "none"; gold is used only for scoring
+       retry_only   retry when wrong, with the verdict only and no reflection (the baseline)
+       single       trial 1 only
+  instruction=ID    reflection instruction (`default`, an abc/legacy pool id, or pool:id)
+  one_stage=true    the reflector writes reflection + corrected solution in one reply
+  reflector=MODEL   another model writes reflections (same `base` engine)
+  reflector_peft=ADAPTER     a LoRA adapter on the base (or on `reflector`) writes reflections
+  reflector_revision=REV     revision of that adapter (or of `reflector` when no adapter)
+  retry_by=base|reflector    who writes the retry (default base, the paper's Generator)
+  max_gen_toks=N             trial 1 / retry token cap (default: the task's, 256)
+  reflection_max_gen_toks=N  reflection token cap (default 512)
+  reflection_temperature=T, reflection_top_p=P   reflection sampling (default greedy)
+  seed=N                     seed set before every pass (sampled reflections)
+The model id `smollm2-135m-instruct` names the embedded model (see reflectevo.embedded_model).
+Prompts are built from the doc with reflectevo_tasks.prompts and the base model's chat template;
+lm-eval's rendered prompt (and --apply_chat_template / --system_instruction) is not used, while
+--gen_kwargs reaches trial 1 and the retry. Do not combine with --use_cache: cached answers are
+keyed by lm-eval's prompt, not by our options.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from lm_eval.api.model import LM
+
+from reflectevo.errors import UserError
+from reflectevo_tasks import answers as A
+from reflectevo_tasks import prompts as P
+from reflectevo_tasks.engine import ENGINES, Engine, EngineConfig, Sampling, build_lm
+from reflectevo_tasks.instructions import Instruction, find_instruction
+from reflectevo_tasks.lm_eval_tasks import utils as task_utils
+from reflectevo_tasks.questions import Question
+
+MODES = ("oracle", "intrinsic", "retry_only", "single")
+RETRY_BY = ("base", "reflector")
+DEFAULT_TRIAL_TOKENS = 256
+OUR_OPTIONS = ("base", "mode", "instruction", "one_stage", "reflector", "reflector_peft", "reflector_revision",
+               "retry_by", "max_gen_toks", "reflection_max_gen_toks", "reflection_temperature",
+               "reflection_top_p", "seed")
+
+
+def _flag(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off", "none"):
+        return False
+    raise UserError(f"reflectevo: expected true or false, got {value!r}")
+
+
+def _number(name: str, value, kind=int, minimum=None):
+    if value is None or value == "":
+        return None
+    try:
+        out = kind(value)
+    except (TypeError, ValueError):
+        raise UserError(f"reflectevo: {name} must be a number, got {value!r}") from None
+    if minimum is not None and out < minimum:
+        raise UserError(f"reflectevo: {name} must be at least {minimum}, got {value!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What to run, checked before anything is loaded."""
+
+    mode: str
+    instruction: Instruction
+    one_stage: bool
+    retry_by: str
+    max_gen_toks: int | None
+    reflection: Sampling
+    seed: int | None
+
+    @classmethod
+    def parse(cls, mode="oracle", instruction="default", one_stage=False, retry_by="base", max_gen_toks=None,
+              reflection_max_gen_toks=512, reflection_temperature=0.0, reflection_top_p=1.0, seed=None,
+              has_reflector=False) -> "Protocol":
+        mode = str(mode).strip().lower()
+        if mode not in MODES:
+            raise UserError(f"reflectevo: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+        one_stage = _flag(one_stage)
+        if one_stage and mode not in ("oracle", "intrinsic"):
+            raise UserError(f"reflectevo: one_stage=true needs mode oracle or intrinsic, not {mode}")
+        retry_by = str(retry_by).strip().lower()
+        if retry_by not in RETRY_BY:
+            raise UserError(f"reflectevo: retry_by must be base or reflector, not {retry_by!r}")
+        if retry_by == "reflector" and not has_reflector:
+            raise UserError("reflectevo: retry_by=reflector needs reflector= or reflector_peft=")
+        temperature = _number("reflection_temperature", reflection_temperature, float, 0.0) or 0.0
+        top_p = _number("reflection_top_p", reflection_top_p, float, 0.0)
+        return cls(
+            mode=mode,
+            instruction=find_instruction(str(instruction)),  # UserError for an unknown id
+            one_stage=one_stage,
+            retry_by=retry_by,
+            max_gen_toks=_number("max_gen_toks", max_gen_toks, int, 1),
+            reflection=Sampling(max_new_tokens=_number("reflection_max_gen_toks", reflection_max_gen_toks, int, 1) or 512,
+                                temperature=temperature, top_p=1.0 if top_p is None else top_p, stop=()),
+            seed=_number("seed", seed, int),
+        )
+
+    def describe(self) -> dict:
+        ins = self.instruction
+        return {"mode": self.mode, "one_stage": self.one_stage, "retry_by": self.retry_by,
+                "instruction": {"id": ins.id, "pool": ins.pool, "pool_version": ins.pool_version, "text": ins.text},
+                "feedback": {"oracle": "gold verdict (correct/incorrect) gates reflection and retry",
+                             "retry_only": "gold verdict gates the retry; no reflection",
+                             "intrinsic": "none; every item is reflected on and retried",
+                             "single": "none; trial 1 only"}[self.mode],
+                "seed": self.seed}
+
+
+def resolve_adapter(ref: str, revision: str | None) -> tuple[str, str | None]:
+    """(local folder, revision to record) of a LoRA adapter given as a folder or a Hub repo id."""
+    path = os.path.expanduser(ref)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "adapter_config.json")):
+            raise UserError(f"reflector adapter {ref}: folder has no adapter_config.json")
+        weights = [f for f in ("adapter_model.safetensors", "adapter_model.bin") if os.path.isfile(os.path.join(path, f))]
+        if revision is None and weights:
+            from reflectevo.embedded_model import file_sha256
+            from pathlib import Path
+
+            revision = "sha256:" + file_sha256(Path(path) / weights[0])
+        return os.path.abspath(path), revision
+    looks_like_repo = ref.count("/") == 1 and not ref.startswith((".", "/", "~"))
+    if not looks_like_repo:
+        raise UserError(f"reflector adapter {ref}: no such folder")
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(ref, revision=revision)
+    except Exception as exc:
+        raise UserError(f"reflector adapter {ref}: not a local folder, and fetching it from the Hub "
+                        f"(revision {revision or 'main'}) failed: {type(exc).__name__}: {exc}") from None
+    return local, revision or os.path.basename(os.path.normpath(local))
+
+
+def _check_passthrough(base: str, model_args: dict) -> None:
+    """Catch misspelt options of ours before they reach the base model as unknown kwargs."""
+    for key in model_args:
+        close = difflib.get_close_matches(key, OUR_OPTIONS, n=1, cutoff=0.7)
+        if close and key not in _inner_parameters(base):
+            raise UserError(f"reflectevo: unknown option {key!r} (did you mean {close[0]}?); "
+                            f"it would be passed to the {base} model")
+
+
+def _inner_parameters(base: str) -> set[str]:
+    """Keyword names the base model's class declares (e.g. `model` for chat-completion servers)."""
+    import inspect
+
+    import lm_eval.models  # noqa: F401
+    from lm_eval.api.registry import get_model
+
+    try:
+        cls = get_model(base)
+    except Exception:
+        return set()
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            try:
+                names.update(inspect.signature(init).parameters)
+            except (TypeError, ValueError):
+                pass
+    return names
+
+
+class ReflectEvoLM(LM):
+    """Wraps an lm-eval model and runs trial 1 -> reflection -> retry in batched passes."""
+
+    def __init__(self, base: str = "hf", mode="oracle", instruction="default", one_stage=False, reflector=None,
+                 reflector_peft=None, reflector_revision=None, retry_by="base", max_gen_toks=None,
+                 reflection_max_gen_toks=512, reflection_temperature=0.0, reflection_top_p=1.0, seed=None,
+                 device=None, batch_size=None, max_batch_size=None, **model_args):
+        super().__init__()
+        _install_excepthook()
+        # 1. everything that can be wrong with the input, before any model is loaded
+        protocol = Protocol.parse(mode, instruction, one_stage, retry_by, max_gen_toks, reflection_max_gen_toks,
+                                  reflection_temperature, reflection_top_p, seed,
+                                  has_reflector=bool(reflector or reflector_peft))
+        base = str(base)
+        _check_passthrough(base, model_args)
+        _check_bbh_dir()
+        base_cfg = self._base_config(base, device, batch_size, max_batch_size, model_args)
+        reflector_cfg = None
+        if reflector or reflector_peft:
+            adapter, adapter_revision = resolve_adapter(str(reflector_peft), reflector_revision) if reflector_peft else (None, None)
+            if reflector:  # another model; reflector_revision is its revision unless an adapter takes it
+                model, revision = str(reflector), None if reflector_peft else reflector_revision
+            else:  # the base model itself, with the adapter on top
+                model, revision = base_cfg.model, base_cfg.revision
+            reflector_cfg = EngineConfig(
+                model=model, engine=base, revision=revision, peft=adapter, peft_revision=adapter_revision,
+                dtype=base_cfg.dtype, batch_size=base_cfg.batch_size, device=base_cfg.device,
+                model_args=dict(base_cfg.model_args))
+            if base in ENGINES:
+                reflector_cfg.check()
+        # 2. load
+        base_engine = Engine(base_cfg, lm=_build(base_cfg))
+        reflector_engine = Engine(reflector_cfg, lm=_build(reflector_cfg)) if reflector_cfg else None
+        self._setup(protocol, base_engine, reflector_engine)
+
+    @classmethod
+    def from_engines(cls, base: Engine, reflector: Engine | None = None, **options) -> "ReflectEvoLM":
+        """Wrap already-built engines (the Python API, benchmarks and tests)."""
+        self = cls.__new__(cls)
+        LM.__init__(self)
+        has_reflector = reflector is not None
+        self._setup(Protocol.parse(has_reflector=has_reflector, **options), base, reflector)
+        return self
+
+    # ---------------------------------------------------------------- construction helpers
+    @staticmethod
+    def _base_config(base, device, batch_size, max_batch_size, model_args) -> EngineConfig:
+        args = dict(model_args)
+        if base in ("hf", "vllm") or base not in ENGINES:
+            model = args.pop("pretrained", None)
+            if not model:
+                raise UserError(f"reflectevo: name the base model with pretrained=... in --model_args (base={base})")
+        else:  # local-chat-completions names its model with model=
+            model = args.get("model")
+            if not model:
+                raise UserError("reflectevo: name the served model with model=... in --model_args")
+        if base == "hf" and device is None:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device is not None and base not in ("hf", "local-chat-completions"):
+            args["device"] = device
+        if max_batch_size is not None and base in ("hf", "vllm"):
+            args["max_batch_size"] = max_batch_size
+        return EngineConfig(model=str(model), engine=base, revision=args.pop("revision", None),
+                            peft=args.pop("peft", None), dtype=args.pop("dtype", None),
+                            batch_size=batch_size if batch_size is not None else EngineConfig.batch_size,
+                            device=device, model_args=args)
+
+    def _setup(self, protocol: Protocol, base: Engine, reflector: Engine | None) -> None:
+        self.protocol = protocol
+        self.base = base
+        self.reflector = reflector or base
+        self.has_reflector = reflector is not None
+        self.passes: list[dict] = []
+        self._tasks: dict[str, dict] = {}
+        self._pooled: dict[str, Counter] = defaultdict(Counter)
+        self._pooled_subtasks: dict[str, set] = defaultdict(set)
+        self._samplings: dict[str, list] = defaultdict(list)
+        self._ignored_gen_kwargs: set = set()
+        self.run_summary = {
+            "mode": protocol.mode, "instruction": protocol.instruction.id, "one_stage": protocol.one_stage,
+            "retry_by": protocol.retry_by,
+            "base": {k: base.describe()[k] for k in ("model", "model_revision", "adapter", "adapter_revision")},
+            "reflector": ({k: reflector.describe()[k] for k in ("model", "model_revision", "adapter", "adapter_revision")}
+                          if reflector is not None else "base"),
+        }
+
+    # ---------------------------------------------------------------- delegation to the base model
+    @property
+    def inner(self):
+        return self.base.lm
+
+    @property
+    def tokenizer(self):
+        return getattr(self.inner, "tokenizer", None)
+
+    @property
+    def tokenizer_name(self) -> str:
+        return self.inner.tokenizer_name
+
+    def chat_template(self, chat_template: bool | str = False):
+        return self.inner.chat_template(chat_template)
+
+    def apply_chat_template(self, chat_history, add_generation_prompt=True):
+        return self.inner.apply_chat_template(chat_history, add_generation_prompt=add_generation_prompt)
+
+    @property
+    def rank(self):
+        return getattr(self.inner, "rank", 0)
+
+    @property
+    def world_size(self):
+        return getattr(self.inner, "world_size", 1)
+
+    @property
+    def device(self):
+        return getattr(self.inner, "device", None)
+
+    def all_gather(self, tensor):
+        return self.inner.all_gather(tensor)
+
+    def gather_object(self, obj, dst=0):
+        return self.inner.gather_object(obj, dst=dst)
+
+    def barrier(self):
+        return self.inner.barrier()
+
+    @property
+    def eot_token_id(self):
+        return getattr(self.inner, "eot_token_id", None)
+
+    @property
+    def max_length(self):
+        return getattr(self.inner, "max_length", None)
+
+    # ---------------------------------------------------------------- requests lm-eval may send
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        raise UserError("the reflectevo model runs generation tasks only (reflectevo_bbh*); "
+                        "use the base model directly for log-likelihood tasks")
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        self.loglikelihood(requests)
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        items = [self._item(r) for r in requests]  # refuses foreign tasks before any generation
+        if not items:
+            return []
+        # pass 1: trial 1 for every doc, from the base model
+        prompts = [P.trial_prompt(it.q, it.shots) for it in items]
+        t1 = self._pass("trial1", self.base, prompts, [it.sampling for it in items])
+        turns = [[self._turn("trial1", "base", p, it.sampling, out)] for p, it, out in zip(prompts, items, t1)]
+        # passes 2 and 3 (or the one-stage pass) for the docs the mode selects
+        verdicts1, shown = self._select(items, t1)
+        reflections, t2 = self._second_attempt(items, t1, shown, turns)
+        # score everything for the record (process_results re-scores the same texts)
+        out = []
+        for i, it in enumerate(items):
+            v1 = verdicts1.get(i) or A.score(t1[i], it.q.answer, it.q.spec)
+            trajectory = {
+                "schema": task_utils.TRAJECTORY_SCHEMA, "id": it.q.id, "task": it.task, "run": self.run_summary,
+                "turns": turns[i], "trial1": {"reply": t1[i], **_verdict(v1)},
+                "feedback": None if i not in shown else ("incorrect" if shown[i] else "none"),
+                "reflection": reflections.get(i), "trial2": None,
+            }
+            v2 = None
+            if i in t2:
+                v2 = A.score(t2[i], it.q.answer, it.q.spec)
+                trajectory["trial2"] = {"from": "one_stage" if self.protocol.one_stage else "retry",
+                                        "reply": t2[i], **_verdict(v2)}
+            elif self.protocol.mode != "single":  # a right trial 1 stands as trial 2
+                v2 = v1
+                trajectory["trial2"] = {"from": "trial1", "reply": None, **_verdict(v1)}
+            self._count(it, v1, v2)
+            out.append(json.dumps(trajectory, ensure_ascii=False))
+        return out
+
+    def _select(self, items, t1) -> tuple[dict, dict]:
+        """(trial-1 verdicts read so far, {doc position: feedback outcome shown}) for the docs that get
+        a second attempt. Gold is read here only in the modes gated by it."""
+        mode = self.protocol.mode
+        if mode == "single":
+            return {}, {}
+        if mode == "intrinsic":
+            return {}, {i: None for i in range(len(items))}
+        verdicts = {i: A.score(t1[i], it.q.answer, it.q.spec) for i, it in enumerate(items)}
+        return verdicts, {i: v.outcome for i, v in verdicts.items() if not v.correct}
+
+    def _second_attempt(self, items, t1, shown, turns) -> tuple[dict, dict]:
+        """Reflection and retry (or one one-stage reply) for the selected docs: (reflections, trial-2 replies)."""
+        todo = list(shown)
+        reflections: dict[int, str] = {}
+        t2: dict[int, str] = {}
+        if not todo:
+            return reflections, t2
+        proto = self.protocol
+        who = "reflector" if self.has_reflector else "base"
+        if proto.one_stage:
+            s = Sampling(max_new_tokens=proto.reflection.max_new_tokens + max(items[i].sampling.max_new_tokens for i in todo),
+                         temperature=proto.reflection.temperature, top_p=proto.reflection.top_p, stop=())
+            ps = [P.one_stage_prompt(items[i].q, t1[i], proto.instruction, shown[i]) for i in todo]
+            for i, p, out in zip(todo, ps, self._pass("one_stage", self.reflector, ps, s)):
+                reflections[i], t2[i] = P.split_one_stage(out)
+                turns[i].append(self._turn("one_stage", who, p, s, out))
+            return reflections, t2
+        if proto.mode != "retry_only":
+            ps = [P.reflection_prompt(items[i].q, t1[i], proto.instruction, shown[i]) for i in todo]
+            for i, p, out in zip(todo, ps, self._pass("reflection", self.reflector, ps, proto.reflection)):
+                reflections[i] = out
+                turns[i].append(self._turn("reflection", who, p, proto.reflection, out))
+        engine, who = (self.reflector, who) if proto.retry_by == "reflector" else (self.base, "base")
+        ps = [P.retry_prompt(items[i].q, t1[i], reflections.get(i), shown[i], items[i].shots) for i in todo]
+        for i, p, out in zip(todo, ps, self._pass("retry", engine, ps, [items[i].sampling for i in todo])):
+            t2[i] = out
+            turns[i].append(self._turn("retry", who, p, items[i].sampling, out))
+        return reflections, t2
+
+    # ---------------------------------------------------------------- pieces of a run
+    def _item(self, request) -> "_Item":
+        doc = getattr(request, "doc", None)
+        task = getattr(request, "task_name", None) or "?"
+        if not task_utils.is_task_doc(doc):
+            raise UserError(f"the reflectevo model runs reflectevo_bbh* tasks only; task {task!r} gives docs "
+                            "without the fields it needs (subtask, index, input, target)")
+        gen_kwargs = request.args[1] if len(request.args) > 1 else {}
+        q = task_utils.question(doc)
+        info = self._tasks.setdefault(task, {"docs": 0, "dataset": doc.get("dataset"),
+                                             "dataset_revision": doc.get("dataset_revision"),
+                                             "dataset_location": doc.get("dataset_location"),
+                                             "fewshot": bool(doc.get("fewshot"))})
+        info["docs"] += 1
+        return _Item(task=task, doc=doc, q=q, shots=task_utils.exemplars(doc), sampling=self._trial_sampling(gen_kwargs))
+
+    def _trial_sampling(self, gen_kwargs) -> Sampling:
+        kw = dict(gen_kwargs or {})
+        until = kw.pop("until", None) or []
+        until = [until] if isinstance(until, str) else list(until)
+        task_max = kw.pop("max_gen_toks", None)
+        do_sample = _flag(kw.pop("do_sample", False))
+        temperature = float(kw.pop("temperature", 0.0) or 0.0)
+        temperature = temperature if do_sample else 0.0
+        top_p = float(kw.pop("top_p", 1.0) or 1.0)
+        self._ignored_gen_kwargs.update(kw)
+        return Sampling(max_new_tokens=int(self.protocol.max_gen_toks or task_max or DEFAULT_TRIAL_TOKENS),
+                        temperature=temperature, top_p=top_p, stop=tuple(until))
+
+    def _pass(self, turn: str, engine: Engine, prompts, sampling) -> list[str]:
+        """One batched pass over an inner model (one generate_until call per distinct sampling)."""
+        calls, start = engine.calls, time.perf_counter()
+        outs = engine.generate(prompts, sampling, seed=self.protocol.seed)
+        seconds = time.perf_counter() - start
+        generated = prompt_tokens = 0
+        for p, out in zip(prompts, outs):
+            text = out[len(p.reply_prefix):] if p.reply_prefix and out.startswith(p.reply_prefix) else out
+            generated += engine.count_tokens(text) if text.strip() else 0
+            prompt_tokens += engine.count_tokens(engine.render(p))
+        samplings = [sampling] if isinstance(sampling, Sampling) else list(dict.fromkeys(sampling))
+        for s in samplings:
+            if s.to_dict() not in self._samplings[turn]:
+                self._samplings[turn].append(s.to_dict())
+        self.passes.append({"turn": turn, "model": "reflector" if engine is not self.base else "base",
+                            "requests": len(prompts), "inner_calls": engine.calls - calls,
+                            "prompt_tokens": prompt_tokens, "generated_tokens": generated,
+                            "seconds": round(seconds, 3)})
+        return outs
+
+    @staticmethod
+    def _turn(name: str, model: str, prompt: P.Prompt, sampling: Sampling, output: str) -> dict:
+        return {"turn": name, "model": model, "messages": prompt.as_list(), "reply_prefix": prompt.reply_prefix,
+                "sampling": sampling.to_dict(), "output": output}
+
+    def _count(self, item: "_Item", v1, v2) -> None:
+        group = item.doc.get("group") or item.task
+        c = self._pooled[group]
+        self._pooled_subtasks[group].add(item.q.source)
+        c["docs"] += 1
+        c["t1_correct"] += v1.correct
+        c["t1_no_answer"] += v1.outcome == A.NO_ANSWER
+        if v2 is not None:
+            c["t2_correct"] += v2.correct
+            c["t2_no_answer"] += v2.outcome == A.NO_ANSWER
+            c["wrong_to_right"] += (not v1.correct) and v2.correct
+            c["right_to_wrong"] += v1.correct and not v2.correct
+
+    # ---------------------------------------------------------------- provenance
+    def pooled(self) -> dict:
+        out = {}
+        for group, c in sorted(self._pooled.items()):
+            n, right1 = c["docs"], c["t1_correct"]
+            row = {"docs": n, "subtasks": len(self._pooled_subtasks[group]), "acc_t1": right1 / n if n else None,
+                   "no_answer_t1": c["t1_no_answer"] / n if n else None}
+            if self.protocol.mode != "single" and n:
+                row.update(acc_t2=c["t2_correct"] / n, delta=(c["t2_correct"] - right1) / n,
+                           no_answer_t2=c["t2_no_answer"] / n,
+                           fix_rate=c["wrong_to_right"] / (n - right1) if n > right1 else None,
+                           break_rate=c["right_to_wrong"] / right1 if right1 else None,
+                           wrong_to_right=c["wrong_to_right"], right_to_wrong=c["right_to_wrong"])
+            out[group] = row
+        return out
+
+    def get_model_info(self) -> dict:
+        from reflectevo_tasks.provenance import package_versions
+
+        info: dict = {}
+        try:
+            info.update(self.inner.get_model_info())
+        except Exception:  # the inner model may have none, or fail to reach the Hub
+            pass
+        base = self.base.describe()
+        if base.get("model_revision"):
+            info["model_revision"] = base["model_revision"]
+        template = None
+        try:
+            template = self.inner.chat_template(True)
+        except Exception:
+            pass
+        info["reflectevo"] = {
+            "protocol": self.protocol.describe(),
+            "base": {**base, "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest() if template else None},
+            "reflector": self.reflector.describe() if self.has_reflector else "same as base",
+            "generation": dict(self._samplings),
+            "ignored_task_gen_kwargs": sorted(self._ignored_gen_kwargs),
+            "datasets": self._tasks,
+            "samples": sum(t["docs"] for t in self._tasks.values()),
+            "passes": self.passes,
+            "pooled": self.pooled(),
+            "versions": package_versions(),
+        }
+        return info
+
+
+@dataclass(frozen=True)
+class _Item:
+    task: str
+    doc: dict
+    q: Question
+    shots: tuple
+    sampling: Sampling
+
+
+def _verdict(v) -> dict:
+    return {"extracted": v.extracted, "gold": v.gold, "verdict": v.outcome, "method": v.method}
+
+
+def _build(cfg: EngineConfig):
+    if cfg.engine in ENGINES:
+        return build_lm(cfg)
+    # any other registered lm-eval model: pass the arguments through as they are
+    import lm_eval.models  # noqa: F401
+    from lm_eval.api.registry import get_model
+
+    from reflectevo.embedded_model import resolve_model
+
+    try:
+        cls = get_model(cfg.engine)
+    except ValueError as exc:
+        raise UserError(f"reflectevo: unknown base {cfg.engine!r}: {exc}") from None
+    args = dict(cfg.model_args, pretrained=resolve_model(cfg.model), batch_size=cfg.batch_size)
+    for key in ("revision", "dtype", "peft"):
+        if getattr(cfg, key):
+            args[key] = getattr(cfg, key)
+    return cls(**args)
+
+
+def _check_bbh_dir() -> None:
+    from reflectevo_tasks import bbh
+
+    bbh.data_dir()  # UserError now, rather than after the model has loaded
+
+
+def _install_excepthook() -> None:
+    from harness_plugins.lm_eval_hook import install_excepthook
+
+    install_excepthook()

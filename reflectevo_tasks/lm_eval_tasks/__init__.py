@@ -1,0 +1,10 @@
+"""lm-evaluation-harness task files for reflect-then-retry evaluation on BIG-Bench Hard.
+
+The YAML files below this folder are indexed by lm-eval (through our `.pth` hook, or with
+`--include_path` pointing here); `utils.py` holds the data loader, the prompt text for plain
+models and the metrics. `_generate_configs.py` writes the 54 per-subtask YAML files.
+"""
+
+from pathlib import Path
+
+TASK_DIR = Path(__file__).resolve().parent

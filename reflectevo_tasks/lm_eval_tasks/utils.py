@@ -1,0 +1,213 @@
+"""Data, plain-model prompt text and metrics of the `reflectevo_bbh*` lm-eval tasks.
+
+Data (`load_bbh`, the tasks' `custom_dataset`): with REFLECTEVO_BBH_DIR set (or `bbh_dir` given
+through `--metadata`), the local BBH release is read through `reflectevo_tasks.bbh`; otherwise
+`SaylorTwift/bbh` is loaded from the Hub and the commit that `datasets` actually loaded is recorded
+(a cached copy can differ from the one asked for; a mismatch with a requested commit is an error).
+Every doc carries what the `reflectevo` model needs, because lm-eval never hands it the task
+config: subtask, index, question, gold answer, the few-shot exemplars (empty for zero-shot), the
+group it belongs to, and the dataset with its revision (for local files: a sha256 over the files
+used).
+
+The `reflectevo` model answers each request with one JSON trajectory (see TRAJECTORY_SCHEMA);
+`process_results` re-scores the trial-1 and trial-2 replies it contains with
+`reflectevo_tasks.answers.score`. A reply that is not such a trajectory came from a plain lm-eval
+model: it is scored as trial 1 and no trial-2 metric is reported.
+
+Metrics, per doc and then per subtask:
+  acc_t1, acc_t2, delta (= acc_t2 - acc_t1), no_answer_t1, no_answer_t2: means of 0/1 (delta -1/0/1)
+  wrong_to_right, right_to_wrong: shares of ALL docs that flipped (means of 0/1)
+  fix_rate: wrong->right among trial-1 wrong docs; break_rate: right->wrong among trial-1 right docs.
+      Per doc they are pairs [flipped, in_subset]; `ratio` sums both and divides (None if the
+      subset is empty), so a subtask reports the true pooled ratio.
+Groups (lm-eval weights subtask values by subtask size) get every metric above except fix_rate
+and break_rate: a size-weighted mean of per-subtask ratios is not the pooled ratio, and lm-eval
+0.4.13 offers no per-metric group weights. The exact pooled group ratios follow from the group
+row, fix_rate = wrong_to_right / (1 - acc_t1) and break_rate = right_to_wrong / acc_t1
+(`pooled_rates`), and the `reflectevo` model also writes them into the results file under
+config.reflectevo.pooled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+from reflectevo.errors import UserError
+from reflectevo_tasks import bbh
+from reflectevo_tasks.answers import NO_ANSWER, Verdict, score
+from reflectevo_tasks.questions import Question
+
+GROUPS = {False: "reflectevo_bbh", True: "reflectevo_bbh_fewshot"}
+TRAJECTORY_SCHEMA = "reflectevo.trajectory/1"
+LOCAL_DATASET = "BBH release (local folder)"
+PLAIN_TRIAL_CUE = "Let's think step by step."
+
+RATE_METRICS = ("fix_rate", "break_rate")
+T1_METRICS = ("acc_t1", "no_answer_t1")
+T2_METRICS = ("acc_t2", "no_answer_t2", "delta", "wrong_to_right", "right_to_wrong")
+ALL_METRICS = T1_METRICS + T2_METRICS + RATE_METRICS
+
+
+# ---------------------------------------------------------------- data
+
+def _sha256_manifest(folder: Path, files: list[Path]) -> str:
+    """sha256 of a `sha256sum`-style manifest (one "<hash>  <relative path>" line per file)."""
+    import hashlib
+
+    from reflectevo.embedded_model import file_sha256
+
+    lines = "".join(f"{file_sha256(p)}  {p.relative_to(folder).as_posix()}\n" for p in sorted(files))
+    return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _hub_questions(subtask: str, revision: str | None) -> tuple[list[Question], str]:
+    """Questions of one subtask from the Hub, and the commit `datasets` actually loaded."""
+    import datasets
+
+    try:
+        builder = datasets.load_dataset_builder(bbh.HUB_DATASET, subtask, revision=revision)
+        builder.download_and_prepare()
+        rows = builder.as_dataset(split="test")
+    except Exception as exc:  # network, auth, missing config: all end here
+        raise UserError(
+            f"could not load {bbh.HUB_DATASET} config {subtask!r} (revision {revision or 'main'}): "
+            f"{type(exc).__name__}: {exc}. Offline? Point {bbh.ENV_DIR} at a local BBH folder."
+        ) from None
+    loaded = str(builder.hash or "")
+    if revision and re.fullmatch(r"[0-9a-f]{7,40}", revision) and not loaded.startswith(revision):
+        raise UserError(f"asked for {bbh.HUB_DATASET} at commit {revision}, but datasets loaded "
+                        f"{loaded or 'an unknown commit'} (a cached copy?)")
+    questions = [bbh.make_question(subtask, i, r["input"], r["target"]) for i, r in enumerate(rows)]
+    return questions, loaded or "unknown"
+
+
+def load_bbh(bbh_subtask: str, bbh_fewshot: bool = False, bbh_dir: str | None = None,
+             bbh_revision: str | None = None, **_metadata):
+    """`custom_dataset` of every reflectevo_bbh task: a DatasetDict with one `test` split.
+
+    lm-eval passes the task's dataset_kwargs (bbh_subtask, bbh_fewshot) together with its
+    metadata (the model_args and --metadata), hence `**_metadata`.
+    """
+    import datasets
+
+    fewshot = str(bbh_fewshot).lower() in ("1", "true", "yes")
+    folder = bbh.data_dir(bbh_dir)  # UserError for a folder that is not a BBH release
+    if folder is not None:
+        questions = bbh.load_subtask(bbh_subtask, folder)
+        used = [folder / "bbh" / f"{bbh_subtask}.json"]
+        if fewshot:
+            used.append(folder / "cot-prompts" / f"{bbh_subtask}.txt")
+        dataset, revision, where = LOCAL_DATASET, _sha256_manifest(folder, used), str(folder)
+    else:
+        questions, revision = _hub_questions(bbh_subtask, bbh_revision)
+        dataset, where = bbh.HUB_DATASET, f"hf://datasets/{bbh.HUB_DATASET}"
+    shots = [list(pair) for pair in bbh.cot_exemplars(bbh_subtask, None if folder is None else str(folder))] if fewshot else []
+    rows = [{
+        "id": q.id, "subtask": bbh_subtask, "index": q.index, "input": q.question, "target": q.answer,
+        "fewshot": fewshot, "exemplars": shots, "group": GROUPS[fewshot],
+        "dataset": dataset, "dataset_revision": revision, "dataset_location": where,
+    } for q in questions]
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
+
+
+def question(doc: dict) -> Question:
+    return bbh.make_question(doc["subtask"], int(doc["index"]), doc["input"], doc["target"])
+
+
+def exemplars(doc: dict) -> tuple[tuple[str, str], ...]:
+    return tuple((q, a) for q, a in (doc.get("exemplars") or ()))
+
+
+def is_task_doc(doc) -> bool:
+    return isinstance(doc, dict) and {"subtask", "index", "input", "target"} <= doc.keys()
+
+
+def doc_to_text(doc: dict) -> str:
+    """BBH's own chain-of-thought prompt text. Only plain lm-eval models read it: the `reflectevo`
+    model builds its prompts from the doc with `reflectevo_tasks.prompts` and the chat template."""
+    turns = [f"Q: {q}\nA: {PLAIN_TRIAL_CUE}\n{a}" for q, a in exemplars(doc)]
+    turns.append(f"Q: {doc['input']}\nA: {PLAIN_TRIAL_CUE}")
+    return "\n\n".join(turns)
+
+
+# ---------------------------------------------------------------- metrics
+
+def parse_trajectory(reply) -> dict | None:
+    """The trajectory a `reflectevo` model returned, or None for any other reply."""
+    if not isinstance(reply, str) or not reply.startswith("{"):
+        return None
+    try:
+        data = json.loads(reply)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) and data.get("schema") == TRAJECTORY_SCHEMA else None
+
+
+def trial_verdicts(doc: dict, reply: str) -> tuple[Verdict, Verdict | None]:
+    """Score trial 1 and (when there is one) trial 2 of a reply, from the texts alone."""
+    q = question(doc)
+    traj = parse_trajectory(reply)
+    if traj is None:
+        return score(reply if isinstance(reply, str) else "", q.answer, q.spec), None
+    v1 = score(traj["trial1"]["reply"], q.answer, q.spec)
+    t2 = traj.get("trial2")
+    if not t2:
+        return v1, None
+    if t2.get("from") == "trial1":  # oracle mode kept a right trial 1: nothing was retried
+        return v1, v1
+    return v1, score(t2.get("reply") or "", q.answer, q.spec)
+
+
+def metrics(v1: Verdict, v2: Verdict | None) -> dict:
+    c1 = int(v1.correct)
+    out = {"acc_t1": c1, "no_answer_t1": int(v1.outcome == NO_ANSWER)}
+    if v2 is None:
+        return out
+    c2 = int(v2.correct)
+    fixed, broken = int(c2 and not c1), int(c1 and not c2)
+    out.update(acc_t2=c2, no_answer_t2=int(v2.outcome == NO_ANSWER), delta=c2 - c1,
+               wrong_to_right=fixed, right_to_wrong=broken,
+               fix_rate=[fixed, 1 - c1], break_rate=[broken, c1])
+    return out
+
+
+def process_results(doc: dict, results: list) -> dict:
+    reply = results[0] if results else ""
+    return metrics(*trial_verdicts(doc, reply))
+
+
+def ratio(items) -> float | None:
+    """Aggregation of fix_rate / break_rate: sum of numerators over sum of denominators."""
+    num = sum(int(i[0]) for i in items)
+    den = sum(int(i[1]) for i in items)
+    return num / den if den else None
+
+
+def pooled_rates(row: dict, filter_key: str = "none") -> dict:
+    """Exact pooled fix_rate / break_rate of a group row (or any task row) of a results file."""
+    acc1 = row.get(f"acc_t1,{filter_key}")
+    fixed = row.get(f"wrong_to_right,{filter_key}")
+    broken = row.get(f"right_to_wrong,{filter_key}")
+    if acc1 is None or fixed is None or broken is None:
+        return {"fix_rate": None, "break_rate": None}
+    return {"fix_rate": fixed / (1 - acc1) if acc1 < 1 else None,
+            "break_rate": broken / acc1 if acc1 > 0 else None}
+
+
+# ---------------------------------------------------------------- log hygiene
+
+class _QuietCustomDataset(logging.Filter):
+    """lm-eval warns once per task that uses `custom_dataset` about --metadata; for our 54 tasks
+    that is noise (the docs explain the one metadata key we read, bbh_dir)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not (msg.startswith("reflectevo_bbh") and "Custom kwargs can be passed" in msg)
+
+
+_task_logger = logging.getLogger("lm_eval.api.task")
+if not any(isinstance(f, _QuietCustomDataset) for f in _task_logger.filters):
+    _task_logger.addFilter(_QuietCustomDataset())
