@@ -15,7 +15,9 @@ The inner model is wrapped in a counter, so the number of batched passes is meas
 The reflectevo wall time is compared with the time predicted from its generated-token count at the
 plain run's seconds-per-token; "within 15%" is |wall / predicted - 1| <= 0.15. Prompt tokens are
 reported too: on CPU, prefill of the longer reflection and retry prompts is a real share of the
-cost, which a prediction from generated tokens alone does not see.
+cost, which a prediction from generated tokens alone does not see, and a batch runs until its
+longest reply ends, so early-stopping replies cost steps that produce no counted token. The time
+spent outside the inner model's calls (`wrapper_overhead_s`) is what the wrapper itself adds.
 
 Prints one JSON object and a markdown table for benchmarks/RESULTS.md.
 """
@@ -138,6 +140,9 @@ def main(argv=None) -> int:
                        "prompt_tokens": sum(p["prompt_tokens"] for p in passes), "generated_tokens": refl_tokens,
                        "inner_generate_calls": len(inner.calls), "passes": passes,
                        "acc_t1": pooled.get("acc_t1"), "acc_t2": pooled.get("acc_t2")},
+        # what the wrapper itself costs: everything outside the inner model's generate_until calls
+        "inner_generate_s": round(sum(c["seconds"] for c in inner.calls), 2),
+        "wrapper_overhead_s": round(refl_s - sum(c["seconds"] for c in inner.calls), 2),
         "predicted_wall_s": round(predicted, 2),
         "wall_over_predicted": round(refl_s / predicted, 3) if predicted else None,
         "three_passes": len(inner.calls) == 3,
@@ -157,6 +162,8 @@ def main(argv=None) -> int:
           f"{refl_s:.1f} | {refl_tokens / refl_s:.1f} | {len(inner.calls)} |")
     print(f"\npredicted from tokens: {predicted:.1f} s; measured / predicted = {out['wall_over_predicted']}; "
           f"within 15%: {out['within_15pct']}")
+    print(f"time outside the inner model's generate_until calls (lm-eval, prompts, scoring, JSON): "
+          f"{out['wrapper_overhead_s']} s of {refl_s:.1f} s")
     return 0 if out["three_passes"] else 1
 
 
