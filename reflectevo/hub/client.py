@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
+from reflectevo.embedded_model import file_sha256
 from reflectevo.errors import UserError
 from reflectevo.hub.errors import (
     HubAuthError,
@@ -712,7 +713,7 @@ def pull_dataset(
                                                                token=token,
                                                                cache_dir=os.path.join(cache_dir, "verify"), endpoint=ep),
                                    policy, f"download {p}")
-                digest = _sha256_file(local)
+                digest = file_sha256(local)
                 entry = tree[p]
                 expected = entry.lfs.sha256 if entry.lfs else None
                 if expected is not None and digest != expected:
@@ -740,14 +741,6 @@ def pull_dataset(
             hashes[split] = got
         return PulledDataset(dataset=loaded, repo_id=repo_id, config=config, revision=revision, sha=sha,
                              files=files, content_hashes=hashes, endpoint=ep)
-
-
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _git_blob_oid_file(path: str) -> str:
