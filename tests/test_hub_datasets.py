@@ -124,6 +124,22 @@ def test_publish_and_pull_dataset_at_tags(hub):
         publish_dataset({"bad name": v2["alpha"]}, repo, card, tag="v3")
 
 
+def test_pull_dataset_with_an_empty_config(hub):
+    # a small generation run can curate an empty set (no D+ row yet); it must still round-trip
+    from datasets import DatasetDict
+
+    repo = hub.repo("empty")
+    full = _dd("f", 3)
+    empty = DatasetDict(train=full["train"].select([]))
+    sha = publish_dataset({"full": full, "empty": empty}, repo, "# Empty config\n", tag="v1", token=hub.token)
+    pulled = pull_dataset(repo, "empty", "v1", cache_dir=hub.fresh_dir("pull-empty"))
+    assert pulled.sha == sha and len(pulled.dataset["train"]) == 0
+    assert pulled.dataset["train"].features == full["train"].features
+    assert pulled.content_hashes == content_hash(empty)
+    other = pull_dataset(repo, "full", "v1", cache_dir=hub.fresh_dir("pull-full"))
+    assert content_hash(other.dataset) == content_hash(full)
+
+
 def test_pull_dataset_rejects_rows_that_do_not_match_the_revision(hub, monkeypatch):
     """If ``datasets`` served something else than the files at the resolved sha (e.g. a stale
     offline cache ignoring the revision), pull_dataset must fail instead of returning it."""

@@ -697,16 +697,10 @@ def pull_dataset(
             raise HubNotFoundError(f"hub: loading dataset repo '{repo_id}' at revision '{rev_label}' failed: "
                                    f"config '{config}' has no data files at {sha}", repo_id=repo_id,
                                    revision=rev_label, status=404)
-        with err(f"loading config '{config}' of"):
-            loaded = _retry(lambda: load_dataset(repo_id, config, revision=sha, cache_dir=cache_dir, token=token),
-                            policy, f"load {repo_id}")
-        if not isinstance(loaded, DatasetDict):
-            loaded = DatasetDict({"train": loaded})
-
         files: dict[str, str] = {}
-        hashes: dict[str, str] = {}
+        tables_by_split: dict[str, list] = {}
         for split, paths in sorted(split_files.items()):
-            tables = []
+            tables = tables_by_split.setdefault(split, [])
             for p in paths:
                 with err(f"verifying '{p}' of"):
                     local = _retry(lambda p=p: hf_hub_download(repo_id, p, repo_type="dataset", revision=sha,
@@ -727,6 +721,24 @@ def pull_dataset(
                 files[p] = digest
                 if p.endswith(".parquet"):
                     tables.append(pq.read_table(local))
+        rows = sum(t.num_rows for ts in tables_by_split.values() for t in ts)
+        if rows == 0 and all(tables_by_split.values()):
+            # `datasets` refuses to build a config whose files hold no rows; an empty curated set
+            # (say, no D+ pair in a small run) is still a valid, verified result
+            import pyarrow as pa
+            from datasets import Dataset
+            from datasets.table import InMemoryTable
+
+            loaded = DatasetDict({s: Dataset(InMemoryTable(pa.concat_tables(ts))) for s, ts in tables_by_split.items()})
+        else:
+            with err(f"loading config '{config}' of"):
+                loaded = _retry(lambda: load_dataset(repo_id, config, revision=sha, cache_dir=cache_dir, token=token),
+                                policy, f"load {repo_id}")
+            if not isinstance(loaded, DatasetDict):
+                loaded = DatasetDict({"train": loaded})
+
+        hashes: dict[str, str] = {}
+        for split, tables in sorted(tables_by_split.items()):
             if split not in loaded:
                 raise HubError(f"hub: verifying dataset repo '{repo_id}' at revision '{rev_label}' failed: "
                                f"split '{split}' of config '{config}' was not loaded", repo_id=repo_id,

@@ -1,0 +1,448 @@
+"""The self-evolution loop: generate -> curate -> publish data -> train -> publish adapter -> evaluate.
+
+    reflectevo evolve --config demo                 # the README's main job (built-in loops/demo.yaml)
+    reflectevo evolve --config loop.yaml --rounds 2 --workdir runs/evolve-2
+    reflectevo evolve --config demo --set gen.limit=60 --set eval.limit=3
+
+Round r reflects with round r-1's adapter (round 1 with the base model), curates the records into
+D+ / D± / Dpref / sft_qa, publishes them as dataset `<namespace>/<name>-data` tag `round-r`, trains
+the configured setting on exactly that revision, publishes the adapter as
+`<namespace>/<name>-<setting>` tag `round-r`, and evaluates it with `lm_eval --model reflectevo
+--tasks reflectevo_bbh`. Every results file becomes a leaderboard row (`<workdir>/leaderboard`).
+
+Every step is resumable: a finished step leaves `<workdir>/round-r/<step>.json`; re-running the same
+command skips finished steps (generation also resumes inside a step, chunk by chunk).
+
+`hub: loopback` (the default) runs a Hub server on 127.0.0.1 for the loop, storing its repos under
+`<workdir>/hub`, so the whole loop runs offline; `hub: endpoint` uses `$HF_ENDPOINT` (or
+huggingface.co) with `$HF_TOKEN`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import yaml
+
+from reflectevo.errors import UserError
+
+LOOPS_DIR = Path(__file__).resolve().parent / "loops"
+SECTIONS = ("gen", "curate", "train", "eval")
+HUB_MODES = ("loopback", "endpoint")
+# set by the loop itself, per round; a loop file may not set them
+LOOP_OWNED = {"gen": {"output", "reflector_peft", "reflector_peft_revision"},
+              "train": {"dataset", "output_dir", "push_to_repo", "push_tag", "hub_endpoint", "init_adapter"}}
+EVAL_DEFAULTS = {"mode": "oracle", "limit": 1, "batch_size": 16, "device": "cpu", "dtype": "float32",
+                 "instruction": None, "tasks": "reflectevo_bbh", "model_args": ""}
+
+
+@dataclass
+class LoopConfig:
+    workdir: str = "runs/evolve"
+    rounds: int = 1
+    setting: str = "one_stage"
+    model: str = "smollm2-135m-instruct"
+    hub: str = "loopback"
+    namespace: str = "local"
+    name: str = "reflectevo"
+    train_from: str = "previous"  # previous: round r continues round r-1's adapter; base: a fresh adapter each round
+    baseline: bool = True  # also evaluate the base model (prompt-based reflection) as round 0
+    gen: dict = field(default_factory=dict)  # reflectevo gen run options
+    curate: dict = field(default_factory=dict)  # reflectevo gen curate options
+    train: dict = field(default_factory=dict)  # reflectevo train options; `config`: recipe layers
+    eval: dict = field(default_factory=dict)  # mode, limit, batch_size, device, dtype, instruction, tasks, model_args
+
+    def check(self) -> None:
+        from reflectevo_train.config import SETTINGS
+
+        if self.rounds < 1:
+            raise UserError("--rounds: must be at least 1")
+        if self.setting not in SETTINGS:
+            raise UserError(f"setting: unknown {self.setting!r}; expected one of {', '.join(SETTINGS)}")
+        if self.hub not in HUB_MODES:
+            raise UserError(f"hub: expected one of {', '.join(HUB_MODES)}, got {self.hub!r}")
+        if self.train_from not in ("previous", "base"):
+            raise UserError(f"train_from: expected previous or base, got {self.train_from!r}")
+        for section in SECTIONS:
+            value = getattr(self, section)
+            if not isinstance(value, dict):
+                raise UserError(f"{section}: expected a mapping of option: value")
+            owned = LOOP_OWNED.get(section, set()) & set(value)
+            if owned:
+                raise UserError(f"{section}: {', '.join(sorted(owned))} set by the loop itself, per round; remove it")
+        unknown = set(self.eval) - set(EVAL_DEFAULTS)
+        if unknown:
+            raise UserError(f"eval: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(EVAL_DEFAULTS)}")
+        from reflectevo_gen.config import GenConfig
+        from reflectevo_gen.curate import CurateOptions
+
+        for section, cls in (("gen", GenConfig), ("curate", CurateOptions)):
+            known = {f.name for f in fields(cls)}
+            bad = set(getattr(self, section)) - known
+            if bad:
+                raise UserError(f"{section}: unknown option(s) {', '.join(sorted(bad))} "
+                                f"(see `reflectevo gen {'run' if section == 'gen' else 'curate'} --help`)")
+
+    @property
+    def data_repo(self) -> str:
+        return f"{self.namespace}/{self.name}-data"
+
+    @property
+    def adapter_repo(self) -> str:
+        return f"{self.namespace}/{self.name}-{self.setting}"
+
+
+# ------------------------------------------------------------------------------------ config
+def loop_path(name_or_path: str) -> Path:
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    builtin = LOOPS_DIR / f"{name_or_path}.yaml"
+    if "/" not in name_or_path and builtin.is_file():
+        return builtin
+    known = ", ".join(sorted(p.stem for p in LOOPS_DIR.glob("*.yaml")))
+    raise UserError(f"--config {name_or_path}: no such file, and not a built-in loop ({known})")
+
+
+def _set_dotted(data: dict, assignment: str) -> None:
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise UserError(f"--set {assignment!r}: expected section.option=value or option=value")
+    value = yaml.safe_load(raw) if raw else ""
+    parts = key.split(".")
+    if len(parts) == 2 and parts[0] in SECTIONS:
+        data.setdefault(parts[0], {})
+        if not isinstance(data[parts[0]], dict):
+            raise UserError(f"--set {assignment!r}: {parts[0]} is not a mapping")
+        data[parts[0]][parts[1]] = value
+    elif len(parts) == 1:
+        data[key] = value
+    else:
+        raise UserError(f"--set {assignment!r}: sections are {', '.join(SECTIONS)}")
+
+
+def load_config(config: str | None, sets: list[str], overrides: dict) -> LoopConfig:
+    data: dict = {}
+    if config:
+        path = loop_path(config)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise UserError(f"{path}: cannot read loop file ({exc})") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: a loop file must be a YAML mapping")
+    for s in sets:
+        _set_dotted(data, s)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in fields(LoopConfig)}
+    bad = set(data) - known
+    if bad:
+        raise UserError(f"{config or '--set'}: unknown loop option(s) {', '.join(sorted(bad))}; known: {', '.join(sorted(known))}")
+    cfg = LoopConfig(**data)
+    cfg.check()
+    return cfg
+
+
+# ------------------------------------------------------------------------------------ steps
+def _write_json(path: Path, value: Any) -> None:
+    from reflectevo_gen.store import write_atomic
+
+    write_atomic(path, [json.dumps(value, indent=1, ensure_ascii=False)])
+
+
+def step(folder: Path, name: str, fn: Callable[[], dict], log: Callable[[str], None]) -> dict:
+    """Run `fn` once: its result is kept in `<folder>/<name>.json`, and a later run reuses it."""
+    marker = folder / f"{name}.json"
+    if marker.is_file():
+        log(f"{folder.name} {name}: done earlier ({marker})")
+        return json.loads(marker.read_text(encoding="utf-8"))
+    log(f"{folder.name} {name}: running")
+    t0 = time.monotonic()
+    result = fn()
+    result["seconds"] = round(time.monotonic() - t0, 1)
+    _write_json(marker, result)
+    return result
+
+
+def _existing_tag(repo_id: str, repo_type: str, tag: str, endpoint: str) -> str | None:
+    from reflectevo.hub.client import _api
+
+    api = _api(endpoint, os.environ.get("HF_TOKEN"))
+    try:
+        refs = api.list_repo_refs(repo_id, repo_type=repo_type)
+    except Exception:  # no such repo yet
+        return None
+    return {t.name: t.target_commit for t in refs.tags}.get(tag)
+
+
+def _publish_once(folder: Path, name: str, repo_id: str, repo_type: str, tag: str, endpoint: str,
+                  publish: Callable[[], str]) -> str:
+    """Publish at `tag` unless this loop already did (a kill between publishing and writing the
+    step's marker). A tag this loop did not start to publish is someone else's: an error."""
+    intent = folder / f"{name}.publishing"
+    existing = _existing_tag(repo_id, repo_type, tag, endpoint)
+    if existing is not None:
+        if intent.is_file():
+            return existing
+        raise UserError(f"{repo_type} repo {repo_id} already has tag {tag!r} (commit {existing}) from another run; "
+                        f"choose another --set name=… or namespace")
+    _write_json(intent, {"repo": repo_id, "tag": tag})
+    return publish()
+
+
+def generate(cfg: LoopConfig, r: int, folder: Path, reflector: dict | None) -> dict:
+    from reflectevo_gen.config import GenConfig
+    from reflectevo_gen.pipeline import run
+
+    options = {"model": cfg.model, **cfg.gen, "output": str(folder / "gen")}
+    if reflector:
+        options.update(reflector_peft=reflector["local"], reflector_peft_revision=reflector["sha"])
+    summary = run(GenConfig(**options))
+    return {"records": str(folder / "gen"), "summary": summary}
+
+
+def curate(cfg: LoopConfig, folder: Path) -> dict:
+    from reflectevo_gen.cli import _LazyEngine
+    from reflectevo_gen.curate import CONFIGS, CurateOptions, curate_run, stats_markdown
+    from reflectevo_tasks.engine import Engine, EngineConfig
+
+    gen = {"model": cfg.model, **cfg.gen}
+    opts = CurateOptions(**cfg.curate)
+    judge = _LazyEngine(lambda: Engine(EngineConfig(model=gen["model"], dtype=gen.get("dtype"),
+                                                    batch_size=gen.get("batch_size", 16))))
+    result = curate_run(str(folder / "gen"), str(folder / "curated"), opts, judge)
+    counts = {c: len(result[c]) for c in CONFIGS}
+    print(stats_markdown(result["stats"], counts), flush=True)
+    return {"curated": str(folder / "curated"), "counts": counts}
+
+
+def push_data(cfg: LoopConfig, r: int, folder: Path, endpoint: str) -> dict:
+    from reflectevo_gen.publish import push
+
+    tag = f"round-{r}"
+    command = f"reflectevo evolve (round {r}): reflectevo gen push --input {folder / 'curated'} --repo {cfg.data_repo} --tag {tag}"
+    sha = _publish_once(folder, "push_data", cfg.data_repo, "dataset", tag, endpoint,
+                        lambda: push(str(folder / "curated"), cfg.data_repo, tag=tag, token=os.environ.get("HF_TOKEN"),
+                                     endpoint=endpoint, command=command))
+    return {"repo": cfg.data_repo, "tag": tag, "sha": sha}
+
+
+def _option_args(options: dict) -> list[str]:
+    args: list[str] = []
+    for key, value in options.items():
+        if key == "config":
+            for layer in value if isinstance(value, list) else [value]:
+                args += ["--config", str(layer)]
+        elif isinstance(value, list):
+            args += [f"--{key}", *[str(v) for v in value]]
+        elif isinstance(value, bool):
+            args += [f"--{key}", "true" if value else "false"]
+        elif value is not None:
+            args += [f"--{key}", str(value)]
+    return args
+
+
+def train(cfg: LoopConfig, r: int, folder: Path, data: dict, previous: dict | None, endpoint: str) -> dict:
+    from reflectevo_train.config import parse_run
+    from reflectevo_train.run import train as run_training
+
+    tag = f"round-{r}"
+    argv = _option_args({"model_name_or_path": cfg.model, **cfg.train})
+    argv += ["--dataset", f"{data['repo']}@{data['sha']}", "--output_dir", str(folder / "train"),
+             "--push_to_repo", cfg.adapter_repo, "--push_tag", tag, "--hub_endpoint", endpoint]
+    if previous and cfg.train_from == "previous":
+        argv += ["--init_adapter", f"{previous['repo']}@{previous['sha']}"]
+    parsed = parse_run(cfg.setting, argv, prog="reflectevo evolve: train")
+
+    def publish_training() -> str:
+        result = run_training(parsed)
+        return result.push["sha"]
+
+    try:
+        sha = _publish_once(folder, "train", cfg.adapter_repo, "model", tag, endpoint, publish_training)
+    except UserError as exc:
+        raise UserError(f"round {r}, train {cfg.setting}: {exc}") from None
+    return {"repo": cfg.adapter_repo, "tag": tag, "sha": sha, "output_dir": str(folder / "train"),
+            "command": "reflectevo train " + cfg.setting + " " + " ".join(shlex.quote(a) for a in argv)}
+
+
+def fetch_adapter(adapter: dict) -> dict:
+    """A published adapter as a local folder (the Hub cache) plus its commit sha."""
+    from huggingface_hub import snapshot_download
+
+    local = snapshot_download(adapter["repo"], revision=adapter["sha"])
+    return {**adapter, "local": local}
+
+
+def eval_model_args(cfg: LoopConfig, adapter: dict | None) -> str:
+    from reflectevo_train.config import SETTINGS
+
+    ev = {**EVAL_DEFAULTS, **cfg.eval}
+    args = ["base=hf", f"pretrained={cfg.model}", f"mode={ev['mode']}", f"dtype={ev['dtype']}"]
+    if ev["instruction"]:
+        args.append(f"instruction={ev['instruction']}")
+    if adapter:
+        args += [f"reflector_peft={adapter['repo']}", f"reflector_revision={adapter['sha']}"]
+        if SETTINGS[cfg.setting].eval_options:
+            args.append(SETTINGS[cfg.setting].eval_options)
+    if ev["model_args"]:
+        args.append(str(ev["model_args"]))
+    return ",".join(args)
+
+
+def evaluate(cfg: LoopConfig, folder: Path, adapter: dict | None, endpoint: str) -> dict:
+    """`lm_eval --model reflectevo … --tasks reflectevo_bbh` in a subprocess, as a user would run it."""
+    ev = {**EVAL_DEFAULTS, **cfg.eval}
+    out = folder / "eval"
+    cmd = [str(Path(sys.executable).with_name("lm_eval")), "--model", "reflectevo",
+           "--model_args", eval_model_args(cfg, adapter), "--tasks", ev["tasks"],
+           "--batch_size", str(ev["batch_size"]), "--device", str(ev["device"]),
+           "--output_path", str(out), "--log_samples"]
+    if ev["limit"]:
+        cmd += ["--limit", str(ev["limit"])]
+    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}  # it only reads public repos
+    env["HF_ENDPOINT"] = endpoint
+    log_path = folder / "eval.log"
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
+        raise UserError(f"evaluation failed (exit {proc.returncode}); log {log_path}:\n  " + "\n  ".join(tail))
+    results = sorted(out.rglob("results_*.json"))
+    if not results:
+        raise UserError(f"evaluation wrote no results file under {out}; log {log_path}")
+    return {"results": str(results[-1]), "log": str(log_path), "command": " ".join(shlex.quote(c) for c in cmd)}
+
+
+# ------------------------------------------------------------------------------------ the hub
+@contextlib.contextmanager
+def hub_session(cfg: LoopConfig, workdir: Path) -> Iterator[str]:
+    """The endpoint the loop publishes to. In loopback mode, a server on 127.0.0.1 with a token made
+    for this process alone (kept in memory and in this process's environment, never written)."""
+    from reflectevo.hub.client import configure_endpoint_env
+
+    if cfg.hub == "endpoint":
+        yield configure_endpoint_env()
+        return
+    from reflectevo.hub.server import serve_in_thread
+
+    saved = {k: os.environ.get(k) for k in ("HF_ENDPOINT", "HF_TOKEN", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    token = "hf_" + secrets.token_hex(20)
+    server = serve_in_thread(str(workdir / "hub"), [token], user=cfg.namespace)
+    # the loop's Hub is this machine: offline flags (which would stop every Hub call) do not apply
+    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "0"
+    os.environ["HF_TOKEN"] = token
+    try:
+        yield configure_endpoint_env(server.url)
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# ------------------------------------------------------------------------------------ the loop
+def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict:
+    from leaderboards.build import build
+
+    workdir = Path(cfg.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    _check_or_write_loop_config(cfg, workdir)
+    report: dict = {"workdir": str(workdir), "rounds": []}
+    with hub_session(cfg, workdir) as endpoint:
+        report["hub"] = {"mode": cfg.hub, "endpoint": endpoint,
+                         **({"data_dir": str(workdir / "hub")} if cfg.hub == "loopback" else {})}
+        results = []
+        if cfg.baseline:
+            base_dir = workdir / "round-0"
+            ev = step(base_dir, "eval", lambda: evaluate(cfg, base_dir, None, endpoint), log)
+            results.append(ev["results"])
+            report["baseline"] = ev
+        previous = None
+        for r in range(1, cfg.rounds + 1):
+            folder = workdir / f"round-{r}"
+            reflector = fetch_adapter(previous) if previous else None
+            gen = step(folder, "gen", lambda: generate(cfg, r, folder, reflector), log)
+            cur = step(folder, "curate", lambda: curate(cfg, folder), log)
+            data = step(folder, "push_data", lambda: push_data(cfg, r, folder, endpoint), log)
+            adapter = step(folder, "train", lambda: train(cfg, r, folder, data, previous, endpoint), log)
+            ev = step(folder, "eval", lambda: evaluate(cfg, folder, adapter, endpoint), log)
+            results.append(ev["results"])
+            report["rounds"].append({"round": r, "gen": gen, "curate": cur, "data": data, "adapter": adapter, "eval": ev})
+            previous = adapter
+        board = workdir / "leaderboard"
+        rows = build(results, str(board))
+        report["leaderboard"] = {"folder": str(board), "rows": len(rows)}
+    _write_json(workdir / "report.json", report)
+    return report
+
+
+def _check_or_write_loop_config(cfg: LoopConfig, workdir: Path) -> None:
+    """A workdir belongs to one loop configuration (more rounds may be added later)."""
+    path = workdir / "loop.json"
+    mine = {k: v for k, v in asdict(cfg).items() if k not in ("workdir", "rounds")}
+    if path.is_file():
+        theirs = json.loads(path.read_text(encoding="utf-8"))
+        if theirs != mine:
+            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            raise UserError(f"{workdir} holds a loop with other settings ({', '.join(diff)}); "
+                            "use another --workdir or the same settings")
+        return
+    _write_json(path, mine)
+
+
+def summary_text(report: dict) -> str:
+    lines = [f"workdir: {report['workdir']}", f"hub: {report['hub']['endpoint']}"
+             + (f" (repos stored in {report['hub']['data_dir']})" if "data_dir" in report["hub"] else "")]
+    if "baseline" in report:
+        lines.append(f"round 0 (base model): results {report['baseline']['results']}")
+    for rd in report["rounds"]:
+        lines += [
+            f"round {rd['round']}:",
+            f"  records   {rd['gen']['records']}  ({rd['gen']['summary']['records']} rows, "
+            f"{rd['gen']['summary']['fixed_by_retry']} fixed by retry)",
+            f"  curated   {rd['curate']['curated']}  {rd['curate']['counts']}",
+            f"  dataset   {rd['data']['repo']}@{rd['data']['tag']} = {rd['data']['sha']}",
+            f"  adapter   {rd['adapter']['repo']}@{rd['adapter']['tag']} = {rd['adapter']['sha']}  (local {rd['adapter']['output_dir']})",
+            f"  results   {rd['eval']['results']}",
+        ]
+    board = report["leaderboard"]["folder"]
+    lines.append(f"leaderboard: {board}/bbh.md, bbh.json, bbh_t1_t2.png, bbh_subtask_delta.png")
+    table = (Path(board) / "bbh.md").read_text(encoding="utf-8").splitlines()
+    lines += [""] + [t for t in table if t.startswith("|")]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ CLI
+def register(sub) -> None:
+    p = sub.add_parser("evolve", help="run the self-evolution loop (generate, curate, train, evaluate) for N rounds",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None, help="loop file (YAML), or a built-in loop name (demo)")
+    p.add_argument("--rounds", type=int, default=None, help="rounds to run (default: the loop file's, else 1)")
+    p.add_argument("--workdir", default=None, help="where every artefact of the loop goes (default runs/evolve)")
+    p.add_argument("--setting", default=None, help="training setting: one_stage, two_stage, dpo_pm, dpo_pref, sft_qa")
+    p.add_argument("--hub", default=None, choices=HUB_MODES, help="loopback: a Hub on 127.0.0.1 for this loop; endpoint: $HF_ENDPOINT")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.OPTION=VALUE",
+                   help="override one option, e.g. --set gen.limit=60 --set eval.limit=3 (repeatable)")
+    p.set_defaults(func=_main)
+
+
+def _main(args) -> int:
+    cfg = load_config(args.config, args.sets, {"rounds": args.rounds, "workdir": args.workdir,
+                                               "setting": args.setting, "hub": args.hub})
+    report = run_loop(cfg, log=lambda msg: print(f"[evolve] {msg}", file=sys.stderr, flush=True))
+    print(summary_text(report))
+    return 0
