@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterator
 import yaml
 
 from reflectevo.errors import UserError
+from reflectevo.named_files import file_or_builtin
 
 LOOPS_DIR = Path(__file__).resolve().parent / "loops"
 SECTIONS = ("gen", "curate", "train", "eval")
@@ -105,14 +106,7 @@ class LoopConfig:
 
 # ------------------------------------------------------------------------------------ config
 def loop_path(name_or_path: str) -> Path:
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        return path
-    builtin = LOOPS_DIR / f"{name_or_path}.yaml"
-    if "/" not in name_or_path and builtin.is_file():
-        return builtin
-    known = ", ".join(sorted(p.stem for p in LOOPS_DIR.glob("*.yaml")))
-    raise UserError(f"--config {name_or_path}: no such file, and not a built-in loop ({known})")
+    return file_or_builtin(name_or_path, LOOPS_DIR, "loop")
 
 
 def _set_dotted(data: dict, assignment: str) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from reflectevo.errors import UserError
+from reflectevo.named_files import file_or_builtin
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 ACCELERATE_DIR = Path(__file__).resolve().parent / "accelerate"
@@ -109,14 +110,7 @@ class ScriptArguments:
 
 def recipe_path(name_or_path: str) -> Path:
     """A recipe file, or the built-in recipe of that name (`one_stage`, `demo`, ...)."""
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        return path
-    builtin = RECIPES_DIR / f"{name_or_path}.yaml"
-    if "/" not in name_or_path and builtin.is_file():
-        return builtin
-    known = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
-    raise UserError(f"--config {name_or_path}: no such file, and not a built-in recipe ({known})")
+    return file_or_builtin(name_or_path, RECIPES_DIR, "recipe")
 
 
 def read_recipe(path: Path) -> dict:
