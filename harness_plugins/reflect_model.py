@@ -22,6 +22,7 @@ from the command line are forwarded to it):
   reflector=MODEL   another model writes reflections (same `base` engine)
   reflector_peft=ADAPTER     a LoRA adapter on the base (or on `reflector`) writes reflections
   reflector_revision=REV     revision of that adapter (or of `reflector` when no adapter)
+  peft=ADAPTER, peft_revision=REV   a LoRA adapter on the base model itself (e.g. an sft_qa one)
   retry_by=base|reflector    who writes the retry (default base, the paper's Generator)
   max_gen_toks=N             trial 1 / retry token cap (default: the task's, 256)
   reflection_max_gen_toks=N  reflection token cap (default 512)
@@ -49,7 +50,7 @@ from lm_eval.api.model import LM
 from reflectevo.errors import UserError
 from reflectevo_tasks import answers as A
 from reflectevo_tasks import prompts as P
-from reflectevo_tasks.engine import ENGINES, Engine, EngineConfig, Sampling, build_lm
+from reflectevo_tasks.engine import ENGINES, Engine, EngineConfig, Sampling, build_lm, resolve_adapter
 from reflectevo_tasks.instructions import Instruction, find_instruction
 from reflectevo_tasks.lm_eval_tasks import utils as task_utils
 from reflectevo_tasks.questions import Question
@@ -57,6 +58,7 @@ from reflectevo_tasks.questions import Question
 MODES = ("oracle", "intrinsic", "retry_only", "single")
 RETRY_BY = ("base", "reflector")
 DEFAULT_TRIAL_TOKENS = 256
+BASE_ADAPTER_OPTIONS = ("peft", "peft_revision")  # read into the base model's EngineConfig
 OUR_OPTIONS = ("base", "mode", "instruction", "one_stage", "reflector", "reflector_peft", "reflector_revision",
                "retry_by", "max_gen_toks", "reflection_max_gen_toks", "reflection_temperature",
                "reflection_top_p", "seed")
@@ -136,35 +138,11 @@ class Protocol:
                 "seed": self.seed}
 
 
-def resolve_adapter(ref: str, revision: str | None) -> tuple[str, str | None]:
-    """(local folder, revision to record) of a LoRA adapter given as a folder or a Hub repo id."""
-    path = os.path.expanduser(ref)
-    if os.path.isdir(path):
-        if not os.path.isfile(os.path.join(path, "adapter_config.json")):
-            raise UserError(f"reflector adapter {ref}: folder has no adapter_config.json")
-        weights = [f for f in ("adapter_model.safetensors", "adapter_model.bin") if os.path.isfile(os.path.join(path, f))]
-        if revision is None and weights:
-            from reflectevo.embedded_model import file_sha256
-            from pathlib import Path
-
-            revision = "sha256:" + file_sha256(Path(path) / weights[0])
-        return os.path.abspath(path), revision
-    looks_like_repo = ref.count("/") == 1 and not ref.startswith((".", "/", "~"))
-    if not looks_like_repo:
-        raise UserError(f"reflector adapter {ref}: no such folder")
-    try:
-        from huggingface_hub import snapshot_download
-
-        local = snapshot_download(ref, revision=revision)
-    except Exception as exc:
-        raise UserError(f"reflector adapter {ref}: not a local folder, and fetching it from the Hub "
-                        f"(revision {revision or 'main'}) failed: {type(exc).__name__}: {exc}") from None
-    return local, revision or os.path.basename(os.path.normpath(local))
-
-
 def _check_passthrough(base: str, model_args: dict) -> None:
     """Catch misspelt options of ours before they reach the base model as unknown kwargs."""
     for key in model_args:
+        if key in BASE_ADAPTER_OPTIONS:
+            continue
         close = difflib.get_close_matches(key, OUR_OPTIONS, n=1, cutoff=0.7)
         if close and key not in _inner_parameters(base):
             raise UserError(f"reflectevo: unknown option {key!r} (did you mean {close[0]}?); "
@@ -212,7 +190,11 @@ class ReflectEvoLM(LM):
         base_cfg = self._base_config(base, device, batch_size, max_batch_size, model_args)
         reflector_cfg = None
         if reflector or reflector_peft:
-            adapter, adapter_revision = resolve_adapter(str(reflector_peft), reflector_revision) if reflector_peft else (None, None)
+            adapter, adapter_revision = None, None
+            if reflector_peft:  # fetched now, so a missing adapter fails before any model loads
+                local, adapter_revision = resolve_adapter(str(reflector_peft), reflector_revision, "reflector adapter")
+                # a folder is recorded by its absolute path, a Hub adapter by its repo id (not the cache path)
+                adapter = local if os.path.isdir(os.path.expanduser(str(reflector_peft))) else str(reflector_peft)
             if reflector:  # another model; reflector_revision is its revision unless an adapter takes it
                 model, revision = str(reflector), None if reflector_peft else reflector_revision
             else:  # the base model itself, with the adapter on top
@@ -258,7 +240,8 @@ class ReflectEvoLM(LM):
         if max_batch_size is not None and base in ("hf", "vllm"):
             args["max_batch_size"] = max_batch_size
         return EngineConfig(model=str(model), engine=base, revision=args.pop("revision", None),
-                            peft=args.pop("peft", None), dtype=args.pop("dtype", None),
+                            peft=args.pop("peft", None), peft_revision=args.pop("peft_revision", None),
+                            dtype=args.pop("dtype", None),
                             batch_size=batch_size if batch_size is not None else EngineConfig.batch_size,
                             device=device, model_args=args)
 

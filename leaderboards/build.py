@@ -63,7 +63,7 @@ def row_from_results(path: str | Path) -> dict:
     row = {
         "results_file": path.name,
         "base_model": base.get("model"), "base_revision": base.get("model_revision"),
-        "reflector": prov.get("reflector"), "adapter": base.get("adapter"), "adapter_revision": base.get("adapter_revision"),
+        "reflector": prov.get("reflector"), **trained_part(base, prov.get("reflector")),
         "mode": proto.get("mode"), "one_stage": proto.get("one_stage"),
         "instruction": (proto.get("instruction") or {}).get("id"),
         "fewshot": True in fewshot,
@@ -72,8 +72,10 @@ def row_from_results(path: str | Path) -> dict:
         "versions": prov.get("versions"), "seed": proto.get("seed"),
         "n": n, "n_per_subtask": sorted({s["n"] for s in subtasks.values()}),
         "acc_t1": r1 / n, "acc_t1_ci": wilson_interval(r1, n),
-        "subtasks": {k: {"acc_t1": v["t1_correct"] / v["n"], **({"acc_t2": v["t2_correct"] / v["n"]} if "t2_correct" in v else {}),
-                         "n": v["n"]} for k, v in sorted(subtasks.items())},
+        "subtasks": {k: {"n": v["n"], "acc_t1": v["t1_correct"] / v["n"], "acc_t1_ci": wilson_interval(v["t1_correct"], v["n"]),
+                         **({"acc_t2": v["t2_correct"] / v["n"], "acc_t2_ci": wilson_interval(v["t2_correct"], v["n"])}
+                            if "t2_correct" in v else {})}
+                     for k, v in sorted(subtasks.items())},
         "command": _command(cfg, data),
     }
     if has_t2:
@@ -87,6 +89,35 @@ def row_from_results(path: str | Path) -> dict:
                    fix_rate=w2r / (n - r1) if n > r1 else None, fix_ci=wilson_interval(w2r, n - r1),
                    break_rate=r2w / r1 if r1 else None, break_ci=wilson_interval(r2w, r1))
     return row
+
+
+def _short(rev: str | None) -> str:
+    if not rev:
+        return "?"
+    return rev[:19] if rev.startswith("sha256:") else rev[:12]
+
+
+def trained_part(base: dict, reflector) -> dict:
+    """What distinguishes a row besides mode: the reflector (or adapter) with its revision, and for
+    an adapter trained here, its setting and its training data with revision (from the adapter's
+    provenance.json, recorded by the plugin)."""
+    who = base if base.get("adapter") else (reflector if isinstance(reflector, dict) else None)
+    if who is None:
+        return {"reflector_label": "same as base", "adapter": None, "adapter_revision": None,
+                "setting": None, "train_data": None, "train_data_revision": None, "train_command": None}
+    if who.get("adapter"):
+        label = f"{who['adapter']}@{_short(who.get('adapter_revision'))}"
+        if who is base:
+            label += " (on the base)"
+    else:
+        label = f"{who.get('model')}@{_short(who.get('model_revision'))}"
+    training = who.get("adapter_training") or {}
+    data = training.get("dataset")
+    if data and training.get("dataset_config"):
+        data = f"{data}:{training['dataset_config']}"
+    return {"reflector_label": label, "adapter": who.get("adapter"), "adapter_revision": who.get("adapter_revision"),
+            "setting": training.get("setting"), "train_data": data, "train_data_revision": training.get("dataset_revision"),
+            "train_command": training.get("command")}
 
 
 def _command(cfg: dict, data: dict) -> str:
@@ -117,22 +148,51 @@ def _pct(x, ci=None) -> str:
     return f"{100 * x:.1f}" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
 
 
+def _label(r: dict) -> str:
+    return f"{r['mode']}{' one-stage' if r['one_stage'] else ''} {r['setting'] or ''}".strip()
+
+
 def markdown(rows: list[dict]) -> str:
     out = ["# BIG-Bench Hard: reflect-then-retry", "",
-           "Acc@t1 → Acc@t2 with 95% intervals (Wilson for accuracies and rates, normal on paired "
-           "per-item differences for Δ). A Δ whose interval contains 0 is within noise.", "",
-           "| base (revision) | reflector / adapter | mode | instruction | N | Acc@t1 | Acc@t2 | Δ | fix rate | break rate | within noise? |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        refl = r["adapter"] or (r["reflector"] if isinstance(r["reflector"], str) else json.dumps(r["reflector"]))
+           "Acc@t1 → Acc@t2 in % with 95% intervals (Wilson for accuracies and rates, normal on paired "
+           "per-item differences for Δ). A Δ whose interval contains 0 is within noise. Fix rate: "
+           "share of items wrong at t1 that are right at t2; break rate: share right at t1 that are wrong at t2.", "",
+           "| # | base (revision) | reflector / adapter (revision) | setting | trained on (revision) | mode | instruction | N "
+           "| Acc@t1 | Acc@t2 | Δ | fix rate | break rate | within noise? |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for i, r in enumerate(rows, 1):
         noise = "–" if "delta_ci" not in r else ("yes" if r["delta_ci"][0] <= 0 <= r["delta_ci"][1] else "no")
-        out.append(f"| {r['base_model']} ({(r['base_revision'] or '')[:19]}) | {refl} | {r['mode']}{' one-stage' if r['one_stage'] else ''} | "
+        data = f"{r['train_data']}@{_short(r['train_data_revision'])}" if r["train_data"] else "–"
+        out.append(f"| {i} | {r['base_model']} ({_short(r['base_revision'])}) | {r['reflector_label']} | {r['setting'] or '–'} | "
+                   f"{data} | {r['mode']}{' one-stage' if r['one_stage'] else ''} | "
                    f"{r['instruction']} | {r['n']} | {_pct(r['acc_t1'], r['acc_t1_ci'])} | {_pct(r.get('acc_t2'), r.get('acc_t2_ci'))} | "
                    f"{_pct(r.get('delta'), r.get('delta_ci'))} | {_pct(r.get('fix_rate'), r.get('fix_ci'))} | "
                    f"{_pct(r.get('break_rate'), r.get('break_ci'))} | {noise} |")
+    names = sorted({s for r in rows for s in r["subtasks"]})
+    out += ["", "## Per subtask", "",
+            "Acc@t1 → Acc@t2 in % for each row (columns numbered as above). The 95% Wilson interval of "
+            "every cell is in `bbh.json`; at the per-subtask N below, it is wide (the last column gives "
+            "its half-width for a score of 50%), so per-subtask differences are mostly within noise.", "",
+            "| subtask | " + " | ".join(f"#{i}" for i in range(1, len(rows) + 1)) + " | N | ±95% at 50% |",
+            "|---|" + "---|" * (len(rows) + 2)]
+    for name in names:
+        cells, ns = [], set()
+        for r in rows:
+            v = r["subtasks"].get(name)
+            if v is None:
+                cells.append("–")
+                continue
+            ns.add(v["n"])
+            cells.append(f"{100 * v['acc_t1']:.0f} → {100 * v['acc_t2']:.0f}" if "acc_t2" in v else f"{100 * v['acc_t1']:.0f}")
+        n = min(ns) if ns else 0
+        half = (lambda ci: 50 * (ci[1] - ci[0]))(wilson_interval(n // 2, n)) if n else 0
+        out.append(f"| {name} | " + " | ".join(cells) + f" | {'/'.join(str(x) for x in sorted(ns))} | {half:.0f} |")
     out += ["", "## Reproduce", ""]
     for i, r in enumerate(rows, 1):
-        out.append(f"{i}. `{r['command']}` (results file `{r['results_file']}`, N per subtask {r['n_per_subtask']})")
+        extra = ""
+        if r.get("train_command"):
+            extra = f"; adapter trained with `{r['train_command']}`"
+        out.append(f"{i}. `{r['command']}` (results file `{r['results_file']}`, N per subtask {r['n_per_subtask']}{extra})")
     return "\n".join(out) + "\n"
 
 
@@ -148,7 +208,7 @@ def plots(rows: list[dict], folder: Path) -> list[Path]:
         t2 = r.get("acc_t2", r["acc_t1"])
         ax.annotate("", xy=(100 * t2, i), xytext=(100 * r["acc_t1"], i), arrowprops={"arrowstyle": "->"})
         ax.plot([100 * r["acc_t1"]], [i], "o")
-    ax.set_yticks(range(len(rows)), [f"{r['mode']} {r['adapter'] or ''}".strip() for r in rows])
+    ax.set_yticks(range(len(rows)), [f"#{i} {_label(r)}" for i, r in enumerate(rows, 1)])
     ax.set_xlabel("accuracy (%)  Acc@t1 → Acc@t2")
     fig.tight_layout()
     path = folder / "bbh_t1_t2.png"
@@ -160,7 +220,7 @@ def plots(rows: list[dict], folder: Path) -> list[Path]:
     width = 0.8 / max(1, len(rows))
     for i, r in enumerate(rows):
         vals = [100 * (r["subtasks"].get(s, {}).get("acc_t2", 0) - r["subtasks"].get(s, {}).get("acc_t1", 0)) for s in names]
-        ax.barh([j + i * width for j in range(len(names))], vals, height=width, label=f"{r['mode']} {r['adapter'] or ''}".strip())
+        ax.barh([j + i * width for j in range(len(names))], vals, height=width, label=f"#{i + 1} {_label(r)}")
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set_xlabel("Δ per subtask (points)")
     ax.legend(fontsize=7)
@@ -186,3 +246,40 @@ def build(results: list[str], output_dir: str = "leaderboards") -> list[dict]:
     (out / "bbh.md").write_text(markdown(rows))
     plots(rows, out)
     return rows
+
+
+def push(output_dir: str, repo_id: str, tag: str | None = None) -> str:
+    """Publish the built leaderboard folder (tables, plots) as a Hub dataset repo, one commit."""
+    from reflectevo.hub.client import publish_folder
+
+    card = ("---\nlicense: mit\ntags: [reflectevo, leaderboard, bbh]\n---\n\n"
+            + Path(output_dir, "bbh.md").read_text(encoding="utf-8"))
+    return publish_folder(output_dir, repo_id, repo_type="dataset", tag=tag, card_text=card,
+                          message="reflectevo leaderboard", token=os.environ.get("HF_TOKEN"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m leaderboards.build", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("results", nargs="+", help="results files, globs, or folders searched for results_*.json")
+    ap.add_argument("--output", default="leaderboards", help="folder for bbh.md, bbh.json and the plots")
+    ap.add_argument("--push_to_repo", default=None, help="also publish the folder as this Hub dataset repo")
+    ap.add_argument("--push_tag", default=None, help="tag for that commit")
+    args = ap.parse_args(argv)
+    try:
+        rows = build(args.results, args.output)
+        print(f"{len(rows)} rows -> {args.output}/bbh.md, bbh.json, bbh_t1_t2.png, bbh_subtask_delta.png")
+        if args.push_to_repo:
+            sha = push(args.output, args.push_to_repo, args.push_tag)
+            print(f"published {args.push_to_repo}@{args.push_tag or 'main'} = {sha}")
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

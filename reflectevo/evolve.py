@@ -71,6 +71,9 @@ class LoopConfig:
             raise UserError("--rounds: must be at least 1")
         if self.setting not in SETTINGS:
             raise UserError(f"setting: unknown {self.setting!r}; expected one of {', '.join(SETTINGS)}")
+        if self.setting == "sft_qa":
+            raise UserError("setting: sft_qa trains the answering model, not a reflector, so it cannot reflect in the "
+                            "next round; train it with `reflectevo train sft_qa` on a round's dataset instead")
         if self.hub not in HUB_MODES:
             raise UserError(f"hub: expected one of {', '.join(HUB_MODES)}, got {self.hub!r}")
         if self.train_from not in ("previous", "base"):
@@ -162,6 +165,7 @@ def step(folder: Path, name: str, fn: Callable[[], dict], log: Callable[[str], N
         log(f"{folder.name} {name}: done earlier ({marker})")
         return json.loads(marker.read_text(encoding="utf-8"))
     log(f"{folder.name} {name}: running")
+    folder.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     result = fn()
     result["seconds"] = round(time.monotonic() - t0, 1)
@@ -201,7 +205,7 @@ def generate(cfg: LoopConfig, r: int, folder: Path, reflector: dict | None) -> d
 
     options = {"model": cfg.model, **cfg.gen, "output": str(folder / "gen")}
     if reflector:
-        options.update(reflector_peft=reflector["local"], reflector_peft_revision=reflector["sha"])
+        options.update(reflector_peft=reflector["repo"], reflector_peft_revision=reflector["sha"])
     summary = run(GenConfig(**options))
     return {"records": str(folder / "gen"), "summary": summary}
 
@@ -247,10 +251,18 @@ def _option_args(options: dict) -> list[str]:
     return args
 
 
-def train(cfg: LoopConfig, r: int, folder: Path, data: dict, previous: dict | None, endpoint: str) -> dict:
+def train(cfg: LoopConfig, r: int, folder: Path, data: dict, counts: dict, previous: dict | None, endpoint: str) -> dict:
     from reflectevo_train.config import parse_run
     from reflectevo_train.run import train as run_training
 
+    from reflectevo_train.config import SETTINGS
+
+    needed = cfg.train.get("dataset_config") or SETTINGS[cfg.setting].default_config
+    rows = counts.get(needed)
+    if rows == 0:
+        raise UserError(f"round {r}: curation left no {needed} rows to train {cfg.setting} on "
+                        f"({folder / 'curated'}); generate more, e.g. --set gen.limit=… or "
+                        f"--set gen.reflections_per_instruction=…, in a new --workdir")
     tag = f"round-{r}"
     argv = _option_args({"model_name_or_path": cfg.model, **cfg.train})
     argv += ["--dataset", f"{data['repo']}@{data['sha']}", "--output_dir", str(folder / "train"),
@@ -269,14 +281,6 @@ def train(cfg: LoopConfig, r: int, folder: Path, data: dict, previous: dict | No
         raise UserError(f"round {r}, train {cfg.setting}: {exc}") from None
     return {"repo": cfg.adapter_repo, "tag": tag, "sha": sha, "output_dir": str(folder / "train"),
             "command": "reflectevo train " + cfg.setting + " " + " ".join(shlex.quote(a) for a in argv)}
-
-
-def fetch_adapter(adapter: dict) -> dict:
-    """A published adapter as a local folder (the Hub cache) plus its commit sha."""
-    from huggingface_hub import snapshot_download
-
-    local = snapshot_download(adapter["repo"], revision=adapter["sha"])
-    return {**adapter, "local": local}
 
 
 def eval_model_args(cfg: LoopConfig, adapter: dict | None) -> str:
@@ -368,11 +372,10 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict:
         previous = None
         for r in range(1, cfg.rounds + 1):
             folder = workdir / f"round-{r}"
-            reflector = fetch_adapter(previous) if previous else None
-            gen = step(folder, "gen", lambda: generate(cfg, r, folder, reflector), log)
+            gen = step(folder, "gen", lambda: generate(cfg, r, folder, previous), log)
             cur = step(folder, "curate", lambda: curate(cfg, folder), log)
             data = step(folder, "push_data", lambda: push_data(cfg, r, folder, endpoint), log)
-            adapter = step(folder, "train", lambda: train(cfg, r, folder, data, previous, endpoint), log)
+            adapter = step(folder, "train", lambda: train(cfg, r, folder, data, cur["counts"], previous, endpoint), log)
             ev = step(folder, "eval", lambda: evaluate(cfg, folder, adapter, endpoint), log)
             results.append(ev["results"])
             report["rounds"].append({"round": r, "gen": gen, "curate": cur, "data": data, "adapter": adapter, "eval": ev})
@@ -415,8 +418,8 @@ def summary_text(report: dict) -> str:
         ]
     board = report["leaderboard"]["folder"]
     lines.append(f"leaderboard: {board}/bbh.md, bbh.json, bbh_t1_t2.png, bbh_subtask_delta.png")
-    table = (Path(board) / "bbh.md").read_text(encoding="utf-8").splitlines()
-    lines += [""] + [t for t in table if t.startswith("|")]
+    table = (Path(board) / "bbh.md").read_text(encoding="utf-8").split("\n\n")
+    lines += [""] + next(t.splitlines() for t in table if t.startswith("| #"))  # the main table only
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Sequence
 
 from reflectevo.embedded_model import model_revision, resolve_model
@@ -63,6 +63,53 @@ class EngineConfig:
             raise UserError(f"{self.peft}: adapter not found (neither a folder nor a Hub repo id)")
 
 
+def resolve_adapter(ref: str, revision: str | None, what: str = "adapter") -> tuple[str, str | None]:
+    """(local folder, revision to record) of a LoRA adapter given as a folder or a Hub repo id.
+
+    A Hub adapter is downloaded into the Hub cache (at `revision`, else main) and recorded by its
+    commit; a folder is recorded by `revision` if given, else by the sha256 of its weights."""
+    path = os.path.expanduser(ref)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "adapter_config.json")):
+            raise UserError(f"{what} {ref}: folder has no adapter_config.json")
+        weights = [f for f in ("adapter_model.safetensors", "adapter_model.bin") if os.path.isfile(os.path.join(path, f))]
+        if revision is None and weights:
+            from pathlib import Path
+
+            from reflectevo.embedded_model import file_sha256
+
+            revision = "sha256:" + file_sha256(Path(path) / weights[0])
+        return os.path.abspath(path), revision
+    looks_like_repo = ref.count("/") == 1 and not ref.startswith((".", "/", "~"))
+    if not looks_like_repo:
+        raise UserError(f"{what} {ref}: no such folder")
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(ref, revision=revision)
+    except Exception as exc:
+        raise UserError(f"{what} {ref}: not a local folder, and fetching it from the Hub "
+                        f"(revision {revision or 'main'}) failed: {type(exc).__name__}: {exc}") from None
+    return local, revision or os.path.basename(os.path.normpath(local))
+
+
+def adapter_training(folder: str) -> dict | None:
+    """What an adapter trained by reflectevo_train was trained on (its provenance.json), in brief."""
+    path = os.path.join(folder, "provenance.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            prov = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    data = prov.get("dataset") or {}
+    return {"setting": prov.get("setting"), "method": prov.get("method"),
+            "dataset": data.get("repo_id") or data.get("path"), "dataset_config": data.get("config"),
+            "dataset_revision": data.get("revision"), "init_adapter": prov.get("init_adapter"),
+            "command": prov.get("command")}
+
+
 def build_lm(cfg: EngineConfig):
     """Instantiate the lm-eval model for a config (the only place models are loaded)."""
     cfg.check()
@@ -79,14 +126,15 @@ def build_lm(cfg: EngineConfig):
         args["revision"] = cfg.revision
     if cfg.dtype:
         args["dtype"] = cfg.dtype
+    adapter = resolve_adapter(cfg.peft, cfg.peft_revision)[0] if cfg.peft else None
     if cfg.engine == "hf":
-        if cfg.peft:
-            args["peft"] = cfg.peft
+        if adapter:
+            args["peft"] = adapter
         args.setdefault("device", cfg.device or "cpu")
         args["batch_size"] = cfg.batch_size
     elif cfg.engine == "vllm":
-        if cfg.peft:
-            args["lora_local_path"] = cfg.peft
+        if adapter:
+            args["lora_local_path"] = adapter
         args["batch_size"] = cfg.batch_size
     return get_model(cfg.engine)(**args)
 
@@ -96,6 +144,10 @@ class Engine:
 
     def __init__(self, cfg: EngineConfig | None = None, lm=None, **kwargs):
         self.cfg = cfg or EngineConfig(**kwargs)
+        self.adapter_folder = None
+        if self.cfg.peft:  # pin the adapter's revision once, so loading and the record agree
+            self.adapter_folder, revision = resolve_adapter(self.cfg.peft, self.cfg.peft_revision)
+            self.cfg = replace(self.cfg, peft_revision=revision)
         self.lm = lm if lm is not None else build_lm(self.cfg)
         self.calls = 0  # batched calls made into the lm-eval model
         self.generated_tokens = 0
@@ -107,6 +159,7 @@ class Engine:
             "model_revision": model_revision(self.cfg.model, self.cfg.revision),
             "adapter": self.cfg.peft,
             "adapter_revision": self.cfg.peft_revision,
+            "adapter_training": adapter_training(self.adapter_folder) if self.adapter_folder else None,
             "engine": self.cfg.engine,
             "dtype": self.cfg.dtype,
             "batch_size": self.cfg.batch_size,

@@ -23,6 +23,13 @@ TWO_STAGE_NOTE = (
 def eval_command(setting: Setting, base: str, artifact: str, revision: str | None, full_model: bool) -> str:
     """The lm-eval command that evaluates a trained reflector on BBH."""
     args = ["base=hf", f"pretrained={base}"]
+    if setting.adapter_role == "base":  # the answering model itself: it answers, reflects and retries
+        args.append(f"pretrained={artifact}" if full_model else f"peft={artifact}")
+        if full_model:
+            args.remove(f"pretrained={base}")
+        if revision:
+            args.append(f"revision={revision}" if full_model else f"peft_revision={revision}")
+        return f"lm_eval --model reflectevo --model_args {','.join(args)} --tasks reflectevo_bbh"
     if full_model:
         args.append(f"reflector={artifact}")
     else:

@@ -37,6 +37,7 @@ class Setting:
     stages: tuple[str, ...]  # what each stage learns, in order
     summary: str
     eval_options: str = ""  # extra reflectevo model_args for evaluation
+    adapter_role: str = "reflector"  # evaluated as the reflector, or ("base") as the answering model itself
 
     @property
     def is_dpo(self) -> bool:
@@ -58,7 +59,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("dpo_pref", "dpo", "d_pref", ("question_json", "trial1", "chosen", "rejected"), ("preference",),
                 "IV: DPO on Dpref; ranked pairs of reflections that both led to a right retry"),
         Setting("sft_qa", "sft", "sft_qa", ("question_json", "answer"), ("answer",),
-                "baseline: SFT on question -> correct chain-of-thought answer"),
+                "baseline: SFT on question -> correct chain-of-thought answer", adapter_role="base"),
     )
 }
 INIT_ADAPTER_MODES = ("continue", "merge")

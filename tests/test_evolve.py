@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hub_fixtures import hub, hub_server  # noqa: F401
+from hub_fixtures import hub, hub_server, isolated_hub_client  # noqa: F401
 from reflectevo.errors import UserError
 from reflectevo.evolve import LoopConfig, _check_or_write_loop_config, _publish_once, load_config
 
@@ -26,6 +26,7 @@ def test_builtin_demo_loop_parses_and_overrides_apply():
     (["eval.shots=3"], r"eval: unknown option\(s\) shots"),
     (["colour=blue"], r"unknown loop option\(s\) colour"),
     (["setting=sft_plus"], "setting: unknown 'sft_plus'"),
+    (["setting=sft_qa"], "sft_qa trains the answering model, not a reflector"),
     (["hub=cloud"], "hub: expected one of loopback, endpoint"),
     (["rounds=0"], "--rounds: must be at least 1"),
     (["gen.limit"], "expected section.option=value"),
@@ -43,6 +44,15 @@ def test_unknown_loop_file_is_named(tmp_path):
     bad.write_text("- a list\n")
     with pytest.raises(UserError, match="bad.yaml: a loop file must be a YAML mapping"):
         load_config(str(bad), [], {})
+
+
+def test_empty_training_data_stops_the_round_with_advice(tmp_path):
+    from reflectevo.evolve import train
+
+    cfg = load_config("demo", [], {"workdir": str(tmp_path), "setting": "dpo_pm"})
+    with pytest.raises(UserError, match=r"round 2: curation left no d_pm rows to train dpo_pm on .*gen.limit"):
+        train(cfg, 2, tmp_path / "round-2", {"repo": "local/demo-data", "sha": "0" * 40},
+              {"d_plus": 3, "d_pm": 0}, None, "http://127.0.0.1:9")
 
 
 def test_a_workdir_keeps_its_loop_settings(tmp_path):
@@ -78,3 +88,110 @@ def test_publish_once_reuses_only_its_own_interrupted_publish(hub, tmp_path):
     other.mkdir()
     with pytest.raises(UserError, match="already has tag 'round-1'.*from another run"):
         _publish_once(other, "train", repo, "model", "round-1", hub.url, publish)
+
+
+def test_round_r_reflects_and_trains_from_round_r_minus_1_and_a_rerun_resumes(tmp_path, monkeypatch):
+    """The loop's wiring over two rounds, with each step replaced by a recorder (the real steps
+    are covered by the end-to-end test below and by each package's own tests)."""
+    import reflectevo.evolve as ev
+
+    results = sorted(str(p) for p in (REPO / "tests" / "data" / "lm_eval_results").glob("*.json"))
+    calls: list[tuple] = []
+    fail_at = {"step": ("train", 2)}
+
+    def fake_generate(cfg, r, folder, reflector):
+        calls.append(("gen", r, reflector and reflector["sha"]))
+        return {"records": str(folder / "gen"), "summary": {"records": 4, "fixed_by_retry": 1}}
+
+    def fake_curate(cfg, folder):
+        calls.append(("curate", folder.name))
+        return {"curated": str(folder / "curated"), "counts": {"d_plus": 1}}
+
+    def fake_push(cfg, r, folder, endpoint):
+        calls.append(("push_data", r))
+        return {"repo": cfg.data_repo, "tag": f"round-{r}", "sha": f"data{r}"}
+
+    def fake_train(cfg, r, folder, data, counts, previous, endpoint):
+        if fail_at["step"] == ("train", r):
+            raise UserError("killed")
+        calls.append(("train", r, data["sha"], previous and previous["sha"]))
+        return {"repo": cfg.adapter_repo, "tag": f"round-{r}", "sha": f"adapter{r}", "output_dir": str(folder / "train")}
+
+    def fake_evaluate(cfg, folder, adapter, endpoint):
+        calls.append(("eval", folder.name, adapter and adapter["sha"]))
+        return {"results": results[len([c for c in calls if c[0] == "eval"]) % len(results)]}
+
+    for name, fn in (("generate", fake_generate), ("curate", fake_curate), ("push_data", fake_push),
+                     ("train", fake_train), ("evaluate", fake_evaluate)):
+        monkeypatch.setattr(ev, name, fn)
+    cfg = load_config("demo", ["baseline=true"], {"workdir": str(tmp_path / "w"), "rounds": 2})
+    with pytest.raises(UserError, match="killed"):
+        ev.run_loop(cfg, log=lambda m: None)
+    assert calls == [("eval", "round-0", None), ("gen", 1, None), ("curate", "round-1"), ("push_data", 1),
+                     ("train", 1, "data1", None), ("eval", "round-1", "adapter1"),
+                     ("gen", 2, "adapter1"), ("curate", "round-2"), ("push_data", 2)]
+    calls.clear()
+    fail_at["step"] = None
+    report = ev.run_loop(cfg, log=lambda m: None)  # the same command again: only round 2's last steps run
+    assert calls == [("train", 2, "data2", "adapter1"), ("eval", "round-2", "adapter2")]
+    assert [r["adapter"]["sha"] for r in report["rounds"]] == ["adapter1", "adapter2"]
+    assert report["leaderboard"]["rows"] == 3 and (tmp_path / "w" / "leaderboard" / "bbh.md").is_file()
+
+
+# ---------------------------------------------------------------------------------- end to end
+# The README's demo loop itself (same generation and training settings, so this test also checks that
+# the demo's generation yields D+ rows to train on), evaluated on 2 items instead of 27, plus round 0.
+TINY_LOOP = ["name=tiny", "baseline=true", "eval.tasks=reflectevo_bbh_navigate,reflectevo_bbh_sports_understanding"]
+
+
+@pytest.mark.slow
+def test_evolve_runs_one_round_end_to_end_and_a_rerun_redoes_nothing(tmp_path, isolated_hub_client):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from leaderboards.build import row_from_results
+    from reflectevo.hub.server import serve_in_thread
+
+    workdir = tmp_path / "evo"
+    cmd = [str(Path(sys.executable).with_name("reflectevo")), "evolve", "--config", "demo", "--workdir", str(workdir)]
+    cmd += [a for s in TINY_LOOP for a in ("--set", s)]
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_ENDPOINT")}
+    env["HF_HOME"] = str(tmp_path / "hf-home")  # the adapter download goes to this test's own cache
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = first.stdout
+    report = json.loads((workdir / "report.json").read_text())
+    rd = report["rounds"][0]
+    assert rd["curate"]["counts"]["d_plus"] > 0
+    assert f"dataset   local/tiny-data@round-1 = {rd['data']['sha']}" in out
+    assert f"adapter   local/tiny-one_stage@round-1 = {rd['adapter']['sha']}" in out
+    for step in ("gen", "curate", "push_data", "train", "eval"):
+        assert (workdir / "round-1" / f"{step}.json").is_file()
+    table = [line for line in out.splitlines() if line.startswith("| ") and "smollm2" in line]
+    assert len(table) == 2  # round 0 (the base model reflecting by prompt) and round 1 (the adapter)
+    rows = json.loads((workdir / "leaderboard" / "bbh.json").read_text())
+    for row, results in zip(rows, [report["baseline"]["results"], rd["eval"]["results"]]):
+        again = row_from_results(results)
+        assert row["acc_t1"] == again["acc_t1"] and row.get("acc_t2") == again.get("acc_t2") and row["n"] == 2
+    adapter_row = rows[1]
+    assert adapter_row["adapter"] == "local/tiny-one_stage" and adapter_row["adapter_revision"] == rd["adapter"]["sha"]
+    assert adapter_row["setting"] == "one_stage" and adapter_row["train_data_revision"] == rd["data"]["sha"]
+    # the loop's Hub repos (kept under the workdir) hold the tagged commits it printed
+    token = "hf_" + "0" * 40
+    server = serve_in_thread(str(workdir / "hub"), [token], user="local")
+    try:
+        from huggingface_hub import HfApi
+
+        api = HfApi(endpoint=server.url, token=token)
+        data_tags = {t.name: t.target_commit for t in api.list_repo_refs("local/tiny-data", repo_type="dataset").tags}
+        model_tags = {t.name: t.target_commit for t in api.list_repo_refs("local/tiny-one_stage").tags}
+    finally:
+        server.stop()
+    assert data_tags == {"round-1": rd["data"]["sha"]} and model_tags == {"round-1": rd["adapter"]["sha"]}
+    # the same command again: every step is found done, nothing is generated, trained or published
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stderr.count("done earlier") == 6 and "running" not in second.stderr
+    assert [line for line in second.stdout.splitlines() if line.startswith("| ") and "smollm2" in line] == table

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from hub_fixtures import hub, hub_server  # noqa: F401
 from leaderboards.build import build, row_from_results
 from reflectevo.errors import UserError
 
@@ -52,3 +53,17 @@ def test_non_reflectevo_file_is_a_clear_error(tmp_path):
     f.write_text(json.dumps({"results": {}, "config": {"model": "hf"}}))
     with pytest.raises(UserError, match="no reflectevo provenance"):
         row_from_results(f)
+
+
+def test_cli_builds_and_pushes_to_a_results_dataset(hub, tmp_path, monkeypatch, capsys):
+    from leaderboards.build import main
+
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    repo = hub.repo("board")
+    out = tmp_path / "board"
+    assert main([str(DATA), "--output", str(out), "--push_to_repo", repo, "--push_tag", "v1"]) == 0
+    assert "2 rows" in capsys.readouterr().out
+    files = set(hub.api.list_repo_files(repo, repo_type="dataset", revision="v1"))
+    assert {"bbh.md", "bbh.json", "bbh_t1_t2.png", "bbh_subtask_delta.png", "README.md"} <= files
+    assert main([str(tmp_path / "nothing-here"), "--output", str(out)]) == 2
+    assert "no lm-eval results files" in capsys.readouterr().err

@@ -505,6 +505,15 @@ def test_reflector_adapter_is_loaded_on_the_base_with_its_own_revision(tmp_path,
     built.clear()
     ReflectEvoLM(pretrained="smollm2-135m-instruct", reflector_peft=str(adapter), reflector_revision="v2")
     assert built[1].peft_revision == "v2"
+    # an adapter on the base itself (an sft_qa model answers, reflects and retries): recorded with what it was trained on
+    (adapter / "provenance.json").write_text(json.dumps({"setting": "sft_qa", "method": "sft", "dataset": {
+        "repo_id": "me/data", "config": "sft_qa", "revision": "abc123"}, "command": "reflectevo train sft_qa …"}))
+    built.clear()
+    model = ReflectEvoLM(pretrained="smollm2-135m-instruct", peft=str(adapter), peft_revision="v3")
+    assert len(built) == 1 and built[0].peft == str(adapter) and built[0].peft_revision == "v3"
+    base = model.get_model_info()["reflectevo"]["base"]
+    assert base["adapter"] == str(adapter) and base["adapter_revision"] == "v3"
+    assert base["adapter_training"]["setting"] == "sft_qa" and base["adapter_training"]["dataset_revision"] == "abc123"
 
 
 def test_unreachable_hub_adapter_is_one_clear_error(no_model_loading, fake_bbh):

@@ -169,11 +169,13 @@ def _check_card_and_provenance(hub, result, repo, data_repo=None, data_sha=None,
     assert meta["reflectevo"]["training_metrics"]["optimizer_steps"] >= 3
     if data_repo:
         assert meta["datasets"] == [data_repo] and meta["reflectevo"]["dataset"]["sha"] == data_sha
+    role = "peft" if result.setting == "sft_qa" else "reflector_peft"  # sft_qa's adapter answers, it does not reflect
+    revision = "peft_revision" if result.setting == "sft_qa" else "reflector_revision"
     cmd = ("lm_eval --model reflectevo --model_args base=hf,pretrained=smollm2-135m-instruct,"
-           f"reflector_peft={repo},reflector_revision=v1{extra_eval} --tasks reflectevo_bbh")
+           f"{role}={repo},{revision}=v1{extra_eval} --tasks reflectevo_bbh")
     assert cmd in card.text, card.text
     with open(os.path.join(result.output_dir, "README.md")) as fh:
-        assert f"reflector_peft={result.output_dir}" in fh.read()
+        assert f"{role}={result.output_dir}" in fh.read()
 
 
 # ------------------------------------------------------------------------------------- settings

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The measured leaderboard for the embedded model (leaderboards/bbh.md): the exact commands.
+#
+#   REFLECTEVO_BBH_DIR=../shared/data/bbh nohup leaderboards/measured.sh > runs/measured.log 2>&1 &
+#
+# Every row is evaluated on the same items: the first $LIMIT items of each of the 27 BBH subtasks
+# (lm-eval's --limit takes the first N docs), greedy, float32, the same token caps. Rows:
+#   1-4  the base model in modes single, retry_only, oracle (prompt-based reflection) and intrinsic;
+#   5-9  oracle mode after training on data generated from the BIG-bench pool (never BBH):
+#        one_stage, two_stage, dpo_pm, dpo_pref as the reflector, and sft_qa as the answering model.
+# Resumable: each step writes its output and is skipped when that output exists; a row killed
+# half-way is rerun from its start (lm-eval itself does not resume). On this 2-core CPU the whole
+# script takes many hours; the log says where it is.
+set -euo pipefail
+
+PY=${PY:-.venv/bin}
+OUT=${OUT:-runs/measured}
+LIMIT=${LIMIT:-20}
+QUESTIONS=${QUESTIONS:-300}
+MODEL=smollm2-135m-instruct
+CAPS="max_gen_toks=256,reflection_max_gen_toks=256"
+export HF_HUB_OFFLINE=1
+mkdir -p "$OUT/eval"
+
+evaluate() {  # evaluate NAME MODEL_ARGS: one row
+    local name=$1 args=$2
+    if compgen -G "$OUT/eval/$name/*/results_*.json" > /dev/null; then echo "[measured] $name: done earlier"; return; fi
+    rm -rf "$OUT/eval/$name"
+    echo "[measured] $name: lm_eval --model_args $args ($(date -u +%FT%TZ))"
+    "$PY/lm_eval" --model reflectevo --model_args "base=hf,pretrained=$MODEL,dtype=float32,$CAPS,$args" \
+        --tasks reflectevo_bbh --limit "$LIMIT" --batch_size 32 --device cpu \
+        --output_path "$OUT/eval/$name" --log_samples
+}
+
+for mode in single retry_only oracle intrinsic; do
+    evaluate "base-$mode" "mode=$mode"
+done
+
+# training data: BIG-bench pool (BBH items excluded by construction), the project's default settings
+# except the reflection cap, which matches the evaluation's
+if [ ! -f "$OUT/curated/stats.md" ]; then  # written last by curate
+    "$PY/reflectevo" gen run --limit "$QUESTIONS" --output "$OUT/gen" --dtype float32 --batch_size 32 \
+        --reflection_max_new_tokens 256 --seed 0
+    "$PY/reflectevo" gen curate --input "$OUT/gen" --output "$OUT/curated"
+fi
+
+for setting in one_stage two_stage dpo_pm dpo_pref sft_qa; do
+    if [ ! -f "$OUT/train/$setting/provenance.json" ]; then
+        rm -rf "$OUT/train/$setting"
+        "$PY/reflectevo" train "$setting" --dataset "$OUT/curated" --output_dir "$OUT/train/$setting"
+    fi
+done
+
+evaluate one_stage "mode=oracle,reflector_peft=$OUT/train/one_stage,one_stage=true"
+evaluate two_stage "mode=oracle,reflector_peft=$OUT/train/two_stage"
+evaluate dpo_pm "mode=oracle,reflector_peft=$OUT/train/dpo_pm"
+evaluate dpo_pref "mode=oracle,reflector_peft=$OUT/train/dpo_pref"
+evaluate sft_qa "mode=oracle,peft=$OUT/train/sft_qa"
+
+"$PY/python" -m leaderboards.build "$OUT/eval/base-single" "$OUT/eval/base-retry_only" "$OUT/eval/base-oracle" \
+    "$OUT/eval/base-intrinsic" "$OUT/eval/one_stage" "$OUT/eval/two_stage" "$OUT/eval/dpo_pm" "$OUT/eval/dpo_pref" \
+    "$OUT/eval/sft_qa" --output leaderboards
+echo "[measured] done ($(date -u +%FT%TZ))"
