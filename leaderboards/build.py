@@ -257,29 +257,3 @@ def push(output_dir: str, repo_id: str, tag: str | None = None) -> str:
     return publish_folder(output_dir, repo_id, repo_type="dataset", tag=tag, card_text=card,
                           message="reflectevo leaderboard", token=os.environ.get("HF_TOKEN"))
 
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-
-    ap = argparse.ArgumentParser(prog="python -m leaderboards.build", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("results", nargs="+", help="results files, globs, or folders searched for results_*.json")
-    ap.add_argument("--output", default="leaderboards", help="folder for bbh.md, bbh.json and the plots")
-    ap.add_argument("--push_to_repo", default=None, help="also publish the folder as this Hub dataset repo")
-    ap.add_argument("--push_tag", default=None, help="tag for that commit")
-    args = ap.parse_args(argv)
-    try:
-        rows = build(args.results, args.output)
-        print(f"{len(rows)} rows -> {args.output}/bbh.md, bbh.json, bbh_t1_t2.png, bbh_subtask_delta.png")
-        if args.push_to_repo:
-            sha = push(args.output, args.push_to_repo, args.push_tag)
-            print(f"published {args.push_to_repo}@{args.push_tag or 'main'} = {sha}")
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -57,7 +57,7 @@ evaluate dpo_pm "mode=oracle,reflector_peft=$OUT/train/dpo_pm"
 evaluate dpo_pref "mode=oracle,reflector_peft=$OUT/train/dpo_pref"
 evaluate sft_qa "mode=oracle,peft=$OUT/train/sft_qa"
 
-"$PY/python" -m leaderboards.build "$OUT/eval/base-single" "$OUT/eval/base-retry_only" "$OUT/eval/base-oracle" \
+"$PY/reflectevo" leaderboard build "$OUT/eval/base-single" "$OUT/eval/base-retry_only" "$OUT/eval/base-oracle" \
     "$OUT/eval/base-intrinsic" "$OUT/eval/one_stage" "$OUT/eval/two_stage" "$OUT/eval/dpo_pm" "$OUT/eval/dpo_pref" \
     "$OUT/eval/sft_qa" --output leaderboards
 echo "[measured] done ($(date -u +%FT%TZ))"

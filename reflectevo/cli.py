@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from reflectevo.errors import UserError
@@ -45,9 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     from reflectevo.hub.client import configure_endpoint_env
 
     configure_endpoint_env()  # before any Hub library is imported: endpoint and xet settings
-    # before torch starts its thread pool: spinning OpenMP workers starve other processes on a
-    # shared CPU (measured: several times slower under contention); set it yourself to override
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # OpenMP's wait policy is left to the user: PASSIVE (idle workers sleep) is much faster when
+    # several processes share the CPU, but cost ~30% on an idle 2-core machine (benchmarks/RESULTS.md)
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=first if first in SUBCOMMANDS else None)

@@ -12,10 +12,9 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from reflectevo.atomic_folder import replaced_on_success
 from reflectevo.errors import UserError
 
 EMBEDDED_SHORT_NAME = "smollm2-135m-instruct"
@@ -81,9 +80,7 @@ def convert_gguf(gguf: Path, target: Path) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
-    try:
+    with replaced_on_success(target, ".convert-") as work:
         kwargs = {"gguf_file": gguf.name}
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
@@ -110,12 +107,6 @@ def convert_gguf(gguf: Path, target: Path) -> None:
             "gguf_file": GGUF_FILENAME,
             "revision": "sha256:" + file_sha256(gguf),
         }, indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(work, target)
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def resolve_model(model_id: str) -> str:

@@ -24,11 +24,11 @@ import os
 import re
 import shutil
 import tarfile
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from reflectevo.atomic_folder import replaced_on_success
 from reflectevo.embedded_model import cache_root, file_sha256
 from reflectevo.errors import UserError
 from reflectevo_tasks import answers as A
@@ -96,8 +96,7 @@ def tasks_dir() -> Path:
     if (target / ".complete").is_file():
         return target
     archive = fetch_sdist(root)
-    work = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
-    try:
+    with replaced_on_success(target, ".extract-") as work:
         prefix = "bigbench-1.0.0/bigbench/benchmark_tasks/"
         with tarfile.open(archive, "r:gz") as tar:
             for member in tar:
@@ -111,12 +110,6 @@ def tasks_dir() -> Path:
                 with tar.extractfile(member) as src, open(out, "wb") as dst:
                     shutil.copyfileobj(src, dst)
         (work / ".complete").write_text(SDIST_SHA256)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(work, target)
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
     return target
 
 

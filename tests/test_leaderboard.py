@@ -56,14 +56,14 @@ def test_non_reflectevo_file_is_a_clear_error(tmp_path):
 
 
 def test_cli_builds_and_pushes_to_a_results_dataset(hub, tmp_path, monkeypatch, capsys):
-    from leaderboards.build import main
+    from reflectevo.cli import main
 
     monkeypatch.setenv("HF_TOKEN", hub.token)
     repo = hub.repo("board")
     out = tmp_path / "board"
-    assert main([str(DATA), "--output", str(out), "--push_to_repo", repo, "--push_tag", "v1"]) == 0
+    assert main(["leaderboard", "build", str(DATA), "--output", str(out), "--push_to_repo", repo, "--push_tag", "v1"]) == 0
     assert "2 rows" in capsys.readouterr().out
     files = set(hub.api.list_repo_files(repo, repo_type="dataset", revision="v1"))
     assert {"bbh.md", "bbh.json", "bbh_t1_t2.png", "bbh_subtask_delta.png", "README.md"} <= files
-    assert main([str(tmp_path / "nothing-here"), "--output", str(out)]) == 2
+    assert main(["leaderboard", "build", str(tmp_path / "nothing-here"), "--output", str(out)]) != 0
     assert "no lm-eval results files" in capsys.readouterr().err
