@@ -149,7 +149,8 @@ def _pct(x, ci=None) -> str:
 
 
 def _label(r: dict) -> str:
-    return f"{r['mode']}{' one-stage' if r['one_stage'] else ''} {r['setting'] or ''}".strip()
+    who = r["setting"] or ("base" if r["reflector_label"] == "same as base" else r["reflector_label"])
+    return f"{who}, {r['mode']}"
 
 
 def markdown(rows: list[dict]) -> str:
@@ -205,9 +206,14 @@ def plots(rows: list[dict], folder: Path) -> list[Path]:
     made = []
     fig, ax = plt.subplots(figsize=(7, 0.6 * len(rows) + 1.5))
     for i, r in enumerate(rows):
-        t2 = r.get("acc_t2", r["acc_t1"])
-        ax.annotate("", xy=(100 * t2, i), xytext=(100 * r["acc_t1"], i), arrowprops={"arrowstyle": "->"})
-        ax.plot([100 * r["acc_t1"]], [i], "o")
+        t1, t2 = 100 * r["acc_t1"], 100 * r.get("acc_t2", r["acc_t1"])
+        ax.annotate("", xy=(t2, i), xytext=(t1, i), arrowprops={"arrowstyle": "->"})
+        ax.plot([t1], [i], "o", color="C0")
+        ax.plot([t2], [i], "|", color="C0", markersize=12)
+    # arrows do not widen the axes by themselves
+    ends = [100 * r[k] for r in rows for k in ("acc_t1", "acc_t2") if r.get(k) is not None]
+    ax.set_xlim(max(0.0, min(ends) - 5), min(100.0, max(ends) + 5))
+    ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_yticks(range(len(rows)), [f"#{i} {_label(r)}" for i, r in enumerate(rows, 1)])
     ax.set_xlabel("accuracy (%)  Acc@t1 → Acc@t2")
     fig.tight_layout()
