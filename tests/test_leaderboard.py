@@ -41,7 +41,14 @@ def test_rows_match_the_results_files(name):
 def test_build_writes_tables_and_plots(tmp_path):
     rows = build([str(DATA)], str(tmp_path))
     md = (tmp_path / "bbh.md").read_text()
-    assert md.count("| smollm2-135m-instruct") == len(rows) == 2
+    assert md.count("| smollm2-135m-instruct") == len(rows) == 3
+    # a trained adapter's row names it with its commit, its setting and its training data at its commit
+    adapter = next(r for r in rows if r["adapter"])
+    assert adapter["reflector_label"] == f"local/demo-one_stage@{adapter['adapter_revision'][:12]}"
+    assert adapter["setting"] == "one_stage" and adapter["train_data"] == "local/demo-data:d_plus"
+    assert f"local/demo-data:d_plus@{adapter['train_data_revision'][:12]}" in md
+    assert "reflectevo train one_stage" in adapter["train_command"] and adapter["train_command"] in md
+    assert "| tracking_shuffled_objects_five_objects |" in md  # the per-subtask table
     assert "--tasks reflectevo_bbh " in md or "--tasks reflectevo_bbh --limit" in md
     assert json.loads((tmp_path / "bbh.json").read_text())[0]["n"] == rows[0]["n"]
     for png in ("bbh_t1_t2.png", "bbh_subtask_delta.png"):
@@ -62,7 +69,7 @@ def test_cli_builds_and_pushes_to_a_results_dataset(hub, tmp_path, monkeypatch, 
     repo = hub.repo("board")
     out = tmp_path / "board"
     assert main(["leaderboard", "build", str(DATA), "--output", str(out), "--push_to_repo", repo, "--push_tag", "v1"]) == 0
-    assert "2 rows" in capsys.readouterr().out
+    assert "3 rows" in capsys.readouterr().out
     files = set(hub.api.list_repo_files(repo, repo_type="dataset", revision="v1"))
     assert {"bbh.md", "bbh.json", "bbh_t1_t2.png", "bbh_subtask_delta.png", "README.md"} <= files
     assert main(["leaderboard", "build", str(tmp_path / "nothing-here"), "--output", str(out)]) != 0
