@@ -16,6 +16,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _SHARED_BBH = Path(__file__).resolve().parents[2] / "shared" / "data" / "bbh"
 if "REFLECTEVO_BBH_DIR" not in os.environ and _SHARED_BBH.is_dir():
     os.environ["REFLECTEVO_BBH_DIR"] = str(_SHARED_BBH)
+elif os.environ.get("REFLECTEVO_BBH_DIR"):
+    # the README gives it relative to the clone; tests run lm_eval from other folders
+    os.environ["REFLECTEVO_BBH_DIR"] = os.path.abspath(os.environ["REFLECTEVO_BBH_DIR"])
 
 import pytest  # noqa: E402
 
