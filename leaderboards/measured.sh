@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The measured leaderboard for the embedded model (leaderboards/bbh.md): the exact commands.
 #
-#   REFLECTEVO_BBH_DIR=../shared/data/bbh nohup leaderboards/measured.sh > runs/measured.log 2>&1 &
+#   REFLECTEVO_BBH_DIR=$PWD/../shared/data/bbh nohup nice -n 19 leaderboards/measured.sh > runs/measured.log 2>&1 &
 #
 # Every row is evaluated on the same items: the first $LIMIT items of each of the 27 BBH subtasks
 # (lm-eval's --limit takes the first N docs), greedy, float32, the same token caps. Rows:
@@ -44,20 +44,24 @@ if [ ! -f "$OUT/curated/stats.md" ]; then  # written last by curate
     "$PY/reflectevo" gen curate --input "$OUT/gen" --output "$OUT/curated"
 fi
 
+declare -A EVAL_ARGS=(
+    [one_stage]="mode=oracle,reflector_peft=$OUT/train/one_stage,one_stage=true"
+    [two_stage]="mode=oracle,reflector_peft=$OUT/train/two_stage"
+    [dpo_pm]="mode=oracle,reflector_peft=$OUT/train/dpo_pm"
+    [dpo_pref]="mode=oracle,reflector_peft=$OUT/train/dpo_pref"
+    [sft_qa]="mode=oracle,peft=$OUT/train/sft_qa"   # the answering model itself
+)
+rows=("$OUT/eval/base-single" "$OUT/eval/base-retry_only" "$OUT/eval/base-oracle" "$OUT/eval/base-intrinsic")
 for setting in one_stage two_stage dpo_pm dpo_pref sft_qa; do
     if [ ! -f "$OUT/train/$setting/provenance.json" ]; then
         rm -rf "$OUT/train/$setting"
-        "$PY/reflectevo" train "$setting" --dataset "$OUT/curated" --output_dir "$OUT/train/$setting"
+        # a setting whose curated set is empty (e.g. no Dpref pairs) fails with one line; the others go on
+        "$PY/reflectevo" train "$setting" --dataset "$OUT/curated" --output_dir "$OUT/train/$setting" \
+            || { echo "[measured] $setting: not trained (see the error above)"; continue; }
     fi
+    evaluate "$setting" "${EVAL_ARGS[$setting]}"
+    rows+=("$OUT/eval/$setting")
 done
 
-evaluate one_stage "mode=oracle,reflector_peft=$OUT/train/one_stage,one_stage=true"
-evaluate two_stage "mode=oracle,reflector_peft=$OUT/train/two_stage"
-evaluate dpo_pm "mode=oracle,reflector_peft=$OUT/train/dpo_pm"
-evaluate dpo_pref "mode=oracle,reflector_peft=$OUT/train/dpo_pref"
-evaluate sft_qa "mode=oracle,peft=$OUT/train/sft_qa"
-
-"$PY/reflectevo" leaderboard build "$OUT/eval/base-single" "$OUT/eval/base-retry_only" "$OUT/eval/base-oracle" \
-    "$OUT/eval/base-intrinsic" "$OUT/eval/one_stage" "$OUT/eval/two_stage" "$OUT/eval/dpo_pm" "$OUT/eval/dpo_pref" \
-    "$OUT/eval/sft_qa" --output leaderboards
+"$PY/reflectevo" leaderboard build "${rows[@]}" --output leaderboards
 echo "[measured] done ($(date -u +%FT%TZ))"
