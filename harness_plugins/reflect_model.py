@@ -192,9 +192,7 @@ class ReflectEvoLM(LM):
         if reflector or reflector_peft:
             adapter, adapter_revision = None, None
             if reflector_peft:  # fetched now, so a missing adapter fails before any model loads
-                local, adapter_revision = resolve_adapter(str(reflector_peft), reflector_revision, "reflector adapter")
-                # a folder is recorded by its absolute path, a Hub adapter by its repo id (not the cache path)
-                adapter = local if os.path.isdir(os.path.expanduser(str(reflector_peft))) else str(reflector_peft)
+                adapter, _, adapter_revision = resolve_adapter(str(reflector_peft), reflector_revision, "reflector adapter")
             if reflector:  # another model; reflector_revision is its revision unless an adapter takes it
                 model, revision = str(reflector), None if reflector_peft else reflector_revision
             else:  # the base model itself, with the adapter on top

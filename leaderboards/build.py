@@ -186,7 +186,8 @@ def markdown(rows: list[dict]) -> str:
             ns.add(v["n"])
             cells.append(f"{100 * v['acc_t1']:.0f} → {100 * v['acc_t2']:.0f}" if "acc_t2" in v else f"{100 * v['acc_t1']:.0f}")
         n = min(ns) if ns else 0
-        half = (lambda ci: 50 * (ci[1] - ci[0]))(wilson_interval(n // 2, n)) if n else 0
+        lo, hi = wilson_interval(n // 2, n) if n else (0.5, 0.5)
+        half = 50 * (hi - lo)
         out.append(f"| {name} | " + " | ".join(cells) + f" | {'/'.join(str(x) for x in sorted(ns))} | {half:.0f} |")
     out += ["", "## Reproduce", ""]
     for i, r in enumerate(rows, 1):

@@ -211,15 +211,10 @@ def generate(cfg: LoopConfig, r: int, folder: Path, reflector: dict | None) -> d
 
 
 def curate(cfg: LoopConfig, folder: Path) -> dict:
-    from reflectevo_gen.cli import _LazyEngine
-    from reflectevo_gen.curate import CONFIGS, CurateOptions, curate_run, stats_markdown
-    from reflectevo_tasks.engine import Engine, EngineConfig
+    from reflectevo_gen.curate import CONFIGS, CurateOptions, curate_run, run_judge, stats_markdown
 
-    gen = {"model": cfg.model, **cfg.gen}
-    opts = CurateOptions(**cfg.curate)
-    judge = _LazyEngine(lambda: Engine(EngineConfig(model=gen["model"], dtype=gen.get("dtype"),
-                                                    batch_size=gen.get("batch_size", 16))))
-    result = curate_run(str(folder / "gen"), str(folder / "curated"), opts, judge)
+    judge = run_judge(str(folder / "gen"), batch_size=cfg.gen.get("batch_size", 16))
+    result = curate_run(str(folder / "gen"), str(folder / "curated"), CurateOptions(**cfg.curate), judge)
     counts = {c: len(result[c]) for c in CONFIGS}
     print(stats_markdown(result["stats"], counts), flush=True)
     return {"curated": str(folder / "curated"), "counts": counts}

@@ -64,33 +64,11 @@ def _run(args) -> int:
     return 0
 
 
-def _judge_engine(args):
-    from reflectevo_tasks.engine import Engine, EngineConfig
-
-    cfg_path = os.path.join(args.input, "run_config.json")
-    ident = json.loads(open(cfg_path).read())["identity"] if os.path.isfile(cfg_path) else {}
-    model = args.judge_model or ident.get("model") or "smollm2-135m-instruct"
-    return Engine(EngineConfig(model=model, engine=ident.get("engine", "hf"), dtype=ident.get("dtype"),
-                               revision=None if args.judge_model else ident.get("model_revision"), batch_size=args.batch_size))
-
-
-class _LazyEngine:
-    """Loads the ranking model only if there are Dpref pairs to rank."""
-
-    def __init__(self, factory):
-        self.factory, self.engine = factory, None
-
-    def __getattr__(self, name):
-        if self.engine is None:
-            self.engine = self.factory()
-        return getattr(self.engine, name)
-
-
 def _curate(args) -> int:
-    from reflectevo_gen.curate import CONFIGS, CurateOptions, curate_run, stats_markdown
+    from reflectevo_gen.curate import CONFIGS, CurateOptions, curate_run, run_judge, stats_markdown
 
     opts = CurateOptions(max_pairs=args.max_pairs, near_duplicate=args.near_duplicate, ranking=args.ranking)
-    result = curate_run(args.input, args.output, opts, _LazyEngine(lambda: _judge_engine(args)))
+    result = curate_run(args.input, args.output, opts, run_judge(args.input, args.judge_model, args.batch_size))
     counts = {c: len(result[c]) for c in CONFIGS}
     print(stats_markdown(result["stats"], counts))
     print(f"curated: {args.output}")

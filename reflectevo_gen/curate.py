@@ -252,6 +252,34 @@ def read_curated(folder: str | Path) -> dict[str, list[dict]]:
     return out
 
 
+class _LazyEngine:
+    """Loads the ranking model only if there are Dpref pairs to rank."""
+
+    def __init__(self, factory):
+        self.factory, self.engine = factory, None
+
+    def __getattr__(self, name):
+        if self.engine is None:
+            self.engine = self.factory()
+        return getattr(self.engine, name)
+
+
+def run_judge(run_folder: str, judge_model: str | None = None, batch_size: int = 16):
+    """The model that ranks Dpref pairs: `judge_model`, else the run's own generator at its recorded
+    revision, engine and dtype. Loaded on first use only."""
+
+    def load():
+        from reflectevo_tasks.engine import Engine, EngineConfig
+
+        cfg_path = Path(run_folder) / "run_config.json"
+        ident = json.loads(cfg_path.read_text())["identity"] if cfg_path.is_file() else {}
+        return Engine(EngineConfig(model=judge_model or ident.get("model") or "smollm2-135m-instruct",
+                                   engine=ident.get("engine", "hf"), dtype=ident.get("dtype"),
+                                   revision=None if judge_model else ident.get("model_revision"), batch_size=batch_size))
+
+    return _LazyEngine(load)
+
+
 def curate_run(run_folder: str, output: str, options: CurateOptions | None = None, engine=None) -> dict:
     records = read_records(run_folder)
     result = curate(records, options, engine)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from reflectevo.embedded_model import model_revision, resolve_model
 from reflectevo.errors import UserError
@@ -63,8 +63,19 @@ class EngineConfig:
             raise UserError(f"{self.peft}: adapter not found (neither a folder nor a Hub repo id)")
 
 
-def resolve_adapter(ref: str, revision: str | None, what: str = "adapter") -> tuple[str, str | None]:
-    """(local folder, revision to record) of a LoRA adapter given as a folder or a Hub repo id.
+class Adapter(NamedTuple):
+    name: str  # what provenance records: a folder's absolute path, or the Hub repo id
+    folder: str  # where the weights are read from (the folder itself, or the Hub cache)
+    revision: str | None  # the Hub commit, or the given revision, or sha256 of a folder's weights
+
+
+# A Hub adapter is fetched once per process and per (repo, revision), and then also known under the
+# commit it resolved to: the plugin, the engine and the model loader all ask for it.
+_FETCHED: dict[tuple[str, str | None], Adapter] = {}
+
+
+def resolve_adapter(ref: str, revision: str | None, what: str = "adapter") -> Adapter:
+    """A LoRA adapter given as a folder or a Hub repo id, pinned to the revision to record.
 
     A Hub adapter is downloaded into the Hub cache (at `revision`, else main) and recorded by its
     commit; a folder is recorded by `revision` if given, else by the sha256 of its weights."""
@@ -79,18 +90,21 @@ def resolve_adapter(ref: str, revision: str | None, what: str = "adapter") -> tu
             from reflectevo.embedded_model import file_sha256
 
             revision = "sha256:" + file_sha256(Path(path) / weights[0])
-        return os.path.abspath(path), revision
+        return Adapter(os.path.abspath(path), os.path.abspath(path), revision)
     looks_like_repo = ref.count("/") == 1 and not ref.startswith((".", "/", "~"))
     if not looks_like_repo:
         raise UserError(f"{what} {ref}: no such folder")
-    try:
-        from huggingface_hub import snapshot_download
+    if (ref, revision) not in _FETCHED:
+        try:
+            from huggingface_hub import snapshot_download
 
-        local = snapshot_download(ref, revision=revision)
-    except Exception as exc:
-        raise UserError(f"{what} {ref}: not a local folder, and fetching it from the Hub "
-                        f"(revision {revision or 'main'}) failed: {type(exc).__name__}: {exc}") from None
-    return local, revision or os.path.basename(os.path.normpath(local))
+            local = snapshot_download(ref, revision=revision)
+        except Exception as exc:
+            raise UserError(f"{what} {ref}: not a local folder, and fetching it from the Hub "
+                            f"(revision {revision or 'main'}) failed: {type(exc).__name__}: {exc}") from None
+        pinned = Adapter(ref, local, revision or os.path.basename(os.path.normpath(local)))
+        _FETCHED[(ref, revision)] = _FETCHED[(ref, pinned.revision)] = pinned
+    return _FETCHED[(ref, revision)]
 
 
 def adapter_training(folder: str) -> dict | None:
@@ -126,7 +140,7 @@ def build_lm(cfg: EngineConfig):
         args["revision"] = cfg.revision
     if cfg.dtype:
         args["dtype"] = cfg.dtype
-    adapter = resolve_adapter(cfg.peft, cfg.peft_revision)[0] if cfg.peft else None
+    adapter = resolve_adapter(cfg.peft, cfg.peft_revision).folder if cfg.peft else None
     if cfg.engine == "hf":
         if adapter:
             args["peft"] = adapter
@@ -145,9 +159,10 @@ class Engine:
     def __init__(self, cfg: EngineConfig | None = None, lm=None, **kwargs):
         self.cfg = cfg or EngineConfig(**kwargs)
         self.adapter_folder = None
-        if self.cfg.peft:  # pin the adapter's revision once, so loading and the record agree
-            self.adapter_folder, revision = resolve_adapter(self.cfg.peft, self.cfg.peft_revision)
-            self.cfg = replace(self.cfg, peft_revision=revision)
+        if self.cfg.peft:  # pin the adapter once, so loading and the record agree
+            adapter = resolve_adapter(self.cfg.peft, self.cfg.peft_revision)
+            self.adapter_folder = adapter.folder
+            self.cfg = replace(self.cfg, peft=adapter.name, peft_revision=adapter.revision)
         self.lm = lm if lm is not None else build_lm(self.cfg)
         self.calls = 0  # batched calls made into the lm-eval model
         self.generated_tokens = 0
