@@ -28,11 +28,14 @@ from the command line are forwarded to it):
   reflection_max_gen_toks=N  reflection token cap (default 512)
   reflection_temperature=T, reflection_top_p=P   reflection sampling (default greedy)
   seed=N                     seed set before every pass (sampled reflections)
+  chunk_size=N               run the protocol over N docs at a time (default: all at once, three passes)
+  resume=DIR                 keep each finished chunk in DIR; a rerun with the same settings reuses
+                             them, so a killed run loses at most one chunk (needs chunk_size)
 The model id `smollm2-135m-instruct` names the embedded model (see reflectevo.embedded_model).
 Prompts are built from the doc with reflectevo_tasks.prompts and the base model's chat template;
 lm-eval's rendered prompt (and --apply_chat_template / --system_instruction) is not used, while
---gen_kwargs reaches trial 1 and the retry. Do not combine with --use_cache: cached answers are
-keyed by lm-eval's prompt, not by our options.
+--gen_kwargs reaches trial 1 and the retry. Do not combine with --use_cache (cached answers are
+keyed by lm-eval's prompt, not by our options); resume= is the safe way to continue a run.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import os
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 from lm_eval.api.model import LM
 
@@ -61,7 +65,7 @@ DEFAULT_TRIAL_TOKENS = 256
 BASE_ADAPTER_OPTIONS = ("peft", "peft_revision")  # read into the base model's EngineConfig
 OUR_OPTIONS = ("base", "mode", "instruction", "one_stage", "reflector", "reflector_peft", "reflector_revision",
                "retry_by", "max_gen_toks", "reflection_max_gen_toks", "reflection_temperature",
-               "reflection_top_p", "seed")
+               "reflection_top_p", "seed", "chunk_size", "resume")
 
 
 def _flag(value) -> bool:
@@ -177,7 +181,7 @@ class ReflectEvoLM(LM):
     def __init__(self, base: str = "hf", mode="oracle", instruction="default", one_stage=False, reflector=None,
                  reflector_peft=None, reflector_revision=None, retry_by="base", max_gen_toks=None,
                  reflection_max_gen_toks=512, reflection_temperature=0.0, reflection_top_p=1.0, seed=None,
-                 device=None, batch_size=None, max_batch_size=None, **model_args):
+                 chunk_size=None, resume=None, device=None, batch_size=None, max_batch_size=None, **model_args):
         super().__init__()
         _install_excepthook()
         # 1. everything that can be wrong with the input, before any model is loaded
@@ -187,6 +191,7 @@ class ReflectEvoLM(LM):
         base = str(base)
         _check_passthrough(base, model_args)
         _check_bbh_dir()
+        chunking = Chunking.parse(chunk_size, resume)
         base_cfg = self._base_config(base, device, batch_size, max_batch_size, model_args)
         reflector_cfg = None
         if reflector or reflector_peft:
@@ -206,7 +211,7 @@ class ReflectEvoLM(LM):
         # 2. load
         base_engine = Engine(base_cfg, lm=_build(base_cfg))
         reflector_engine = Engine(reflector_cfg, lm=_build(reflector_cfg)) if reflector_cfg else None
-        self._setup(protocol, base_engine, reflector_engine)
+        self._setup(protocol, base_engine, reflector_engine, chunking)
 
     @classmethod
     def from_engines(cls, base: Engine, reflector: Engine | None = None, **options) -> "ReflectEvoLM":
@@ -214,7 +219,8 @@ class ReflectEvoLM(LM):
         self = cls.__new__(cls)
         LM.__init__(self)
         has_reflector = reflector is not None
-        self._setup(Protocol.parse(has_reflector=has_reflector, **options), base, reflector)
+        chunking = Chunking.parse(options.pop("chunk_size", None), options.pop("resume", None))
+        self._setup(Protocol.parse(has_reflector=has_reflector, **options), base, reflector, chunking)
         return self
 
     # ---------------------------------------------------------------- construction helpers
@@ -243,8 +249,9 @@ class ReflectEvoLM(LM):
                             batch_size=batch_size if batch_size is not None else EngineConfig.batch_size,
                             device=device, model_args=args)
 
-    def _setup(self, protocol: Protocol, base: Engine, reflector: Engine | None) -> None:
+    def _setup(self, protocol: Protocol, base: Engine, reflector: Engine | None, chunking: "Chunking") -> None:
         self.protocol = protocol
+        self.chunking = chunking
         self.base = base
         self.reflector = reflector or base
         self.has_reflector = reflector is not None
@@ -261,6 +268,10 @@ class ReflectEvoLM(LM):
             "reflector": ({k: reflector.describe()[k] for k in ("model", "model_revision", "adapter", "adapter_revision")}
                           if reflector is not None else "base"),
         }
+        self._next_chunk = 0
+        self._reused = Counter()
+        if chunking.resume:
+            chunking.claim({"protocol": protocol.describe(), "run": self.run_summary, "chunk_size": chunking.size})
 
     # ---------------------------------------------------------------- delegation to the base model
     @property
@@ -320,8 +331,25 @@ class ReflectEvoLM(LM):
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         items = [self._item(r) for r in requests]  # refuses foreign tasks before any generation
-        if not items:
-            return []
+        size = self.chunking.size or len(items)
+        out: list[str] = []
+        for start in range(0, len(items), size):
+            chunk, number = items[start:start + size], self._next_chunk
+            self._next_chunk += 1
+            stored = self.chunking.load(number, [_key(it) for it in chunk])
+            if stored is not None:
+                for it, text in zip(chunk, stored):
+                    self._count_stored(it, text)
+                self._reused.update(chunks=1, docs=len(chunk))
+                out += stored
+                continue
+            texts = self._reflect_then_retry(chunk)
+            self.chunking.save(number, [_key(it) for it in chunk], texts)
+            out += texts
+        return out
+
+    def _reflect_then_retry(self, items: list["_Item"]) -> list[str]:
+        """The protocol over some docs in batched passes: one JSON trajectory per doc."""
         # pass 1: trial 1 for every doc, from the base model
         prompts = [P.trial_prompt(it.q, it.shots) for it in items]
         t1 = self._pass("trial1", self.base, prompts, [it.sampling for it in items])
@@ -445,6 +473,14 @@ class ReflectEvoLM(LM):
         return {"turn": name, "model": model, "messages": prompt.as_list(), "reply_prefix": prompt.reply_prefix,
                 "sampling": sampling.to_dict(), "output": output}
 
+    def _count_stored(self, item: "_Item", text: str) -> None:
+        """Count a reused trajectory as if it had been generated now (same scorer, same texts)."""
+        t = json.loads(text)
+        v1 = A.score(t["trial1"]["reply"], item.q.answer, item.q.spec)
+        t2 = t.get("trial2")
+        v2 = None if t2 is None else v1 if t2.get("reply") is None else A.score(t2["reply"], item.q.answer, item.q.spec)
+        self._count(item, v1, v2)
+
     def _count(self, item: "_Item", v1, v2) -> None:
         group = item.doc.get("group") or item.task
         c = self._pooled[group]
@@ -499,6 +535,8 @@ class ReflectEvoLM(LM):
             "datasets": self._tasks,
             "samples": sum(t["docs"] for t in self._tasks.values()),
             "passes": self.passes,
+            "chunking": {"chunk_size": self.chunking.size, "resume": self.chunking.resume,
+                         "reused_chunks": self._reused["chunks"], "reused_docs": self._reused["docs"]},
             "pooled": self.pooled(),
             "versions": package_versions(),
         }
@@ -512,6 +550,69 @@ class _Item:
     q: Question
     shots: tuple
     sampling: Sampling
+
+
+def _key(item: _Item) -> str:
+    """What a stored trajectory answers: the doc and the trial sampling lm-eval asked for."""
+    return json.dumps([item.task, item.q.id, item.sampling.to_dict()], sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Chunking:
+    """chunk_size / resume: docs per round of passes, and where finished rounds are kept.
+
+    A chunk is a run of consecutive requests in lm-eval's (deterministic) order, so a rerun cuts the
+    same chunks; a stored chunk is reused only when it holds exactly the same docs."""
+
+    size: int | None
+    resume: str | None
+
+    @classmethod
+    def parse(cls, chunk_size=None, resume=None) -> "Chunking":
+        size = _number("chunk_size", chunk_size, int, 1)
+        resume = str(resume) if resume not in (None, "") else None
+        if resume and not size:
+            raise UserError("reflectevo: resume=DIR needs chunk_size=N (docs per stored chunk)")
+        if resume and os.path.exists(resume) and not os.path.isdir(resume):
+            raise UserError(f"reflectevo: resume={resume} is a file, not a folder")
+        return cls(size, os.path.abspath(resume) if resume else None)
+
+    @property
+    def store(self):
+        from reflectevo_gen.store import RecordStore
+
+        return RecordStore(self.resume)
+
+    def claim(self, settings: dict) -> None:
+        """Tie the folder to these settings: reusing another run's answers would be silently wrong."""
+        from reflectevo_gen.store import write_atomic
+
+        path = Path(self.resume) / "settings.json"
+        settings = json.loads(json.dumps(settings))  # tuples as lists, as they read back
+        if path.exists():
+            old = json.loads(path.read_text(encoding="utf-8"))
+            if old != settings:
+                differ = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+                raise UserError(f"reflectevo: {path} was written by a run with other settings ({', '.join(differ)} "
+                                "differ); resume into a new folder")
+            return
+        write_atomic(path, [json.dumps(settings, sort_keys=True, indent=1, ensure_ascii=False)])
+
+    def load(self, number: int, keys: list[str]) -> list[str] | None:
+        if not self.resume:
+            return None
+        store = self.store
+        records = store.read_chunk(number)
+        if records is None:
+            return None
+        if [r.get("key") for r in records] != keys:
+            raise UserError(f"reflectevo: {store.chunk_path(number)} holds other docs than this run's chunk {number} "
+                            "(different tasks, --limit or order); resume into a new folder")
+        return [r["trajectory"] for r in records]
+
+    def save(self, number: int, keys: list[str], texts: list[str]) -> None:
+        if self.resume:
+            self.store.write_chunk(number, [{"key": k, "trajectory": t} for k, t in zip(keys, texts)])
 
 
 def _verdict(v) -> dict:

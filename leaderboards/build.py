@@ -122,8 +122,10 @@ def trained_part(base: dict, reflector) -> dict:
 
 def _command(cfg: dict, data: dict) -> str:
     args = cfg.get("model_args")
-    if isinstance(args, dict):
-        args = ",".join(f"{k}={v}" for k, v in args.items())
+    if isinstance(args, str):
+        args = dict(kv.split("=", 1) for kv in args.split(",") if "=" in kv)
+    # resume= says where finished chunks were kept, not what was run
+    args = ",".join(f"{k}={v}" for k, v in (args or {}).items() if k != "resume")
     tasks = sorted(data.get("results", {}))
     from reflectevo_tasks.bbh import SUBTASKS
 

@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
 # The measured leaderboard for the embedded model (leaderboards/bbh.md): the exact commands.
 #
-#   REFLECTEVO_BBH_DIR=$PWD/../shared/data/bbh nohup nice -n 19 leaderboards/measured.sh > runs/measured.log 2>&1 &
+#   REFLECTEVO_BBH_DIR=$PWD/../shared/data/bbh nohup setsid nice -n 19 leaderboards/measured.sh > runs/measured.log 2>&1 &
 #
 # Every row is evaluated on the same items: the first $LIMIT items of each of the 27 BBH subtasks
-# (lm-eval's --limit takes the first N docs), greedy, float32, the same token caps. Rows:
+# (lm-eval's --limit takes the first N docs), greedy, float32, the same token caps (128 for trial 1,
+# the reflection and the retry, as in the demo: at 256 the script would need about twice as long). Rows:
 #   1-4  the base model in modes single, retry_only, oracle (prompt-based reflection) and intrinsic;
 #   5-9  oracle mode after training on data generated from the BIG-bench pool (never BBH):
 #        one_stage, two_stage, dpo_pm, dpo_pref as the reflector, and sft_qa as the answering model.
-# Resumable: each step writes its output and is skipped when that output exists; a row killed
-# half-way is rerun from its start (lm-eval itself does not resume). On this 2-core CPU the whole
-# script takes many hours; the log says where it is.
+# Resumable: each step writes its output and is skipped when that output exists; inside a row the
+# plugin keeps every finished chunk of $CHUNK docs (resume=), so a killed row loses at most one
+# chunk. On this 2-core CPU the whole script takes about ten hours; the log says where it is.
 set -euo pipefail
 
 PY=${PY:-.venv/bin}
 OUT=${OUT:-runs/measured}
 LIMIT=${LIMIT:-20}
-QUESTIONS=${QUESTIONS:-300}
+QUESTIONS=${QUESTIONS:-200}
+CHUNK=${CHUNK:-64}
 MODEL=smollm2-135m-instruct
-CAPS="max_gen_toks=256,reflection_max_gen_toks=256"
+TOKENS=128
+CAPS="max_gen_toks=$TOKENS,reflection_max_gen_toks=$TOKENS"
 export HF_HUB_OFFLINE=1
 mkdir -p "$OUT/eval"
 
@@ -27,7 +30,8 @@ evaluate() {  # evaluate NAME MODEL_ARGS: one row
     if compgen -G "$OUT/eval/$name/*/results_*.json" > /dev/null; then echo "[measured] $name: done earlier"; return; fi
     rm -rf "$OUT/eval/$name"
     echo "[measured] $name: lm_eval --model_args $args ($(date -u +%FT%TZ))"
-    "$PY/lm_eval" --model reflectevo --model_args "base=hf,pretrained=$MODEL,dtype=float32,$CAPS,$args" \
+    "$PY/lm_eval" --model reflectevo \
+        --model_args "base=hf,pretrained=$MODEL,dtype=float32,$CAPS,chunk_size=$CHUNK,resume=$OUT/resume/$name,$args" \
         --tasks reflectevo_bbh --limit "$LIMIT" --batch_size 32 --device cpu \
         --output_path "$OUT/eval/$name" --log_samples
 }
@@ -40,7 +44,7 @@ done
 # except the reflection cap, which matches the evaluation's
 if [ ! -f "$OUT/curated/stats.md" ]; then  # written last by curate
     "$PY/reflectevo" gen run --limit "$QUESTIONS" --output "$OUT/gen" --dtype float32 --batch_size 32 \
-        --reflection_max_new_tokens 256 --seed 0
+        --trial_max_new_tokens $TOKENS --reflection_max_new_tokens $TOKENS --seed 0
     "$PY/reflectevo" gen curate --input "$OUT/gen" --output "$OUT/curated"
 fi
 

@@ -71,6 +71,10 @@ class RecordStore:
     def read(self) -> list[dict]:
         return read_records(self.folder)
 
+    def read_chunk(self, chunk: int) -> list[dict] | None:
+        path = self.chunk_path(chunk)
+        return read_part(path) if path.exists() else None
+
 
 def read_records(folder: str | os.PathLike) -> list[dict]:
     """All records of a run folder, in chunk order, checksums verified."""
@@ -79,14 +83,20 @@ def read_records(folder: str | os.PathLike) -> list[dict]:
         raise UserError(f"{folder}: not a generation run (no parts/ folder)")
     out = []
     for p in sorted(parts.iterdir()):
-        if not _PART.match(p.name):
-            continue
-        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                raise UserError(f"{p}: line {n} is not valid JSON (damaged file)") from None
-            if rec.get("content_hash") != content_hash(rec):
-                raise UserError(f"{p}: line {n} fails its checksum (damaged or edited record)")
-            out.append(rec)
+        if _PART.match(p.name):
+            out += read_part(p)
+    return out
+
+
+def read_part(path: Path) -> list[dict]:
+    """The records of one chunk file, checksums verified."""
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            raise UserError(f"{path}: line {n} is not valid JSON (damaged file)") from None
+        if rec.get("content_hash") != content_hash(rec):
+            raise UserError(f"{path}: line {n} fails its checksum (damaged or edited record)")
+        out.append(rec)
     return out

@@ -251,6 +251,62 @@ def test_oracle_runs_three_batched_passes_and_retries_only_wrong(fake_bbh):
     assert sum(x["acc_t1"] for x in m) == 2 and sum(x["acc_t2"] for x in m) == 6
 
 
+def test_chunks_run_the_protocol_per_chunk_with_the_same_answers(fake_bbh):
+    reqs = requests_for("boolean_expressions") + requests_for("web_of_lies")
+    whole = _run(scripted_model(fake_bbh), reqs)
+    model = scripted_model(fake_bbh, chunk_size=4)
+    assert _run(model, reqs) == whole
+    # 6 docs in chunks of 4 and 2: two rounds of passes, wrong docs retried in their own chunk
+    assert [p["turn"] for p in model.passes] == ["trial1", "reflection", "retry"] * 2
+    assert [len(c) for c in model.base.lm.calls] == [4, 2, 2, 2, 2, 2]
+
+
+class _KilledAfter(Exception):
+    pass
+
+
+def test_resume_reuses_finished_chunks_and_ends_like_an_uninterrupted_run(fake_bbh, tmp_path):
+    reqs = requests_for("boolean_expressions") + requests_for("web_of_lies") + requests_for("navigate")
+    folder = tmp_path / "resume"
+    whole = scripted_model(fake_bbh, chunk_size=4)
+    expected = _run(whole, reqs)
+    # a run killed during its second chunk keeps the first one only
+    killed = scripted_model(fake_bbh, chunk_size=4, resume=str(folder))
+    real = killed._reflect_then_retry
+    done = []
+
+    def dies_on_second(items):
+        if done:
+            raise _KilledAfter()
+        done.append(1)
+        return real(items)
+
+    killed._reflect_then_retry = dies_on_second
+    with pytest.raises(_KilledAfter):
+        killed.generate_until(reqs)
+    assert sorted(p.name for p in (folder / "parts").iterdir()) == ["chunk-000000.jsonl"]
+    resumed = scripted_model(fake_bbh, chunk_size=4, resume=str(folder))
+    assert _run(resumed, reqs) == expected
+    assert [len(c) for c in resumed.base.lm.calls][0] == 4  # chunk 0 was not generated again
+    info = resumed.get_model_info()["reflectevo"]
+    assert info["chunking"]["reused_docs"] == 4 and info["pooled"] == whole.pooled()
+    # a finished run reruns with no generation at all
+    again = scripted_model(fake_bbh, chunk_size=4, resume=str(folder))
+    assert _run(again, reqs) == expected and again.base.lm.calls == []
+
+
+def test_resume_refuses_a_folder_of_other_settings_or_docs(fake_bbh, tmp_path):
+    folder = str(tmp_path / "resume")
+    reqs = requests_for("boolean_expressions")
+    _run(scripted_model(fake_bbh, chunk_size=2, resume=folder), reqs)
+    with pytest.raises(UserError, match="settings.json was written by a run with other settings \\(protocol"):
+        scripted_model(fake_bbh, chunk_size=2, resume=folder, mode="intrinsic")
+    with pytest.raises(UserError, match="chunk-000000.jsonl holds other docs"):
+        scripted_model(fake_bbh, chunk_size=2, resume=folder).generate_until(requests_for("navigate"))
+    with pytest.raises(UserError, match="resume=DIR needs chunk_size"):
+        scripted_model(fake_bbh, resume=folder)
+
+
 def test_intrinsic_reflects_on_everything_and_reads_gold_only_after_generation(fake_bbh, monkeypatch):
     model = scripted_model(fake_bbh, mode="intrinsic")
     events = []
@@ -354,6 +410,7 @@ def no_model_loading(monkeypatch):
     ({"retry_by": "reflector"}, "retry_by=reflector needs"),
     ({"max_gen_toks": "many"}, "max_gen_toks must be a number"),
     ({"mdoe": "oracle"}, "unknown option 'mdoe' \\(did you mean mode\\?\\)"),
+    ({"chunk_size": "0"}, "chunk_size must be at least 1"),
     ({"pretrained": None}, "name the base model with pretrained="),
 ])
 def test_bad_options_fail_before_any_model_loads(options, message, no_model_loading, fake_bbh):
