@@ -31,6 +31,9 @@ from the command line are forwarded to it):
   chunk_size=N               run the protocol over N docs at a time (default: all at once, three passes)
   resume=DIR                 keep each finished chunk in DIR; a rerun with the same settings reuses
                              them, so a killed run loses at most one chunk (needs chunk_size)
+  trial1_from=DIR            take trial 1 from another run's resume folder (same base model,
+                             chunk_size and docs; e.g. a mode=single run), so rows that differ only
+                             in mode or reflector share one trial 1 and skip that pass
 The model id `smollm2-135m-instruct` names the embedded model (see reflectevo.embedded_model).
 Prompts are built from the doc with reflectevo_tasks.prompts and the base model's chat template;
 lm-eval's rendered prompt (and --apply_chat_template / --system_instruction) is not used, while
@@ -65,7 +68,7 @@ DEFAULT_TRIAL_TOKENS = 256
 BASE_ADAPTER_OPTIONS = ("peft", "peft_revision")  # read into the base model's EngineConfig
 OUR_OPTIONS = ("base", "mode", "instruction", "one_stage", "reflector", "reflector_peft", "reflector_revision",
                "retry_by", "max_gen_toks", "reflection_max_gen_toks", "reflection_temperature",
-               "reflection_top_p", "seed", "chunk_size", "resume")
+               "reflection_top_p", "seed", "chunk_size", "resume", "trial1_from")
 
 
 def _flag(value) -> bool:
@@ -181,7 +184,7 @@ class ReflectEvoLM(LM):
     def __init__(self, base: str = "hf", mode="oracle", instruction="default", one_stage=False, reflector=None,
                  reflector_peft=None, reflector_revision=None, retry_by="base", max_gen_toks=None,
                  reflection_max_gen_toks=512, reflection_temperature=0.0, reflection_top_p=1.0, seed=None,
-                 chunk_size=None, resume=None, device=None, batch_size=None, max_batch_size=None, **model_args):
+                 chunk_size=None, resume=None, trial1_from=None, device=None, batch_size=None, max_batch_size=None, **model_args):
         super().__init__()
         _install_excepthook()
         # 1. everything that can be wrong with the input, before any model is loaded
@@ -191,7 +194,7 @@ class ReflectEvoLM(LM):
         base = str(base)
         _check_passthrough(base, model_args)
         _check_bbh_dir()
-        chunking = Chunking.parse(chunk_size, resume)
+        chunking = Chunking.parse(chunk_size, resume, trial1_from)
         base_cfg = self._base_config(base, device, batch_size, max_batch_size, model_args)
         reflector_cfg = None
         if reflector or reflector_peft:
@@ -219,7 +222,7 @@ class ReflectEvoLM(LM):
         self = cls.__new__(cls)
         LM.__init__(self)
         has_reflector = reflector is not None
-        chunking = Chunking.parse(options.pop("chunk_size", None), options.pop("resume", None))
+        chunking = Chunking.parse(*(options.pop(k, None) for k in ("chunk_size", "resume", "trial1_from")))
         self._setup(Protocol.parse(has_reflector=has_reflector, **options), base, reflector, chunking)
         return self
 
@@ -272,6 +275,8 @@ class ReflectEvoLM(LM):
         self._reused = Counter()
         if chunking.resume:
             chunking.claim({"protocol": protocol.describe(), "run": self.run_summary, "chunk_size": chunking.size})
+        if chunking.trial1_from:
+            chunking.check_trial1_source(self.run_summary["base"])
 
     # ---------------------------------------------------------------- delegation to the base model
     @property
@@ -343,17 +348,29 @@ class ReflectEvoLM(LM):
                 self._reused.update(chunks=1, docs=len(chunk))
                 out += stored
                 continue
-            texts = self._reflect_then_retry(chunk)
+            shared = self.chunking.shared(number, [_key(it) for it in chunk])
+            if shared is not None:
+                self._reused.update(trial1_docs=len(chunk))
+            texts = self._reflect_then_retry(chunk, shared)
             self.chunking.save(number, [_key(it) for it in chunk], texts)
             out += texts
         return out
 
-    def _reflect_then_retry(self, items: list["_Item"]) -> list[str]:
-        """The protocol over some docs in batched passes: one JSON trajectory per doc."""
-        # pass 1: trial 1 for every doc, from the base model
+    def _reflect_then_retry(self, items: list["_Item"], shared: list[str] | None = None) -> list[str]:
+        """The protocol over some docs in batched passes: one JSON trajectory per doc. `shared`:
+        another run's trajectories of the same docs, whose trial 1 is taken instead of pass 1."""
         prompts = [P.trial_prompt(it.q, it.shots) for it in items]
-        t1 = self._pass("trial1", self.base, prompts, [it.sampling for it in items])
-        turns = [[self._turn("trial1", "base", p, it.sampling, out)] for p, it, out in zip(prompts, items, t1)]
+        if shared is None:  # pass 1: trial 1 for every doc, from the base model
+            t1 = self._pass("trial1", self.base, prompts, [it.sampling for it in items])
+            turns = [[self._turn("trial1", "base", p, it.sampling, out)] for p, it, out in zip(prompts, items, t1)]
+        else:
+            first = [json.loads(text)["turns"][0] for text in shared]
+            for p, turn in zip(prompts, first):
+                if turn["messages"] != p.as_list():
+                    raise UserError(f"reflectevo: trial1_from={self.chunking.trial1_from} holds another trial-1 "
+                                    "prompt for a doc of this run (other prompts or shots)")
+            t1 = [turn["output"] for turn in first]
+            turns = [[turn] for turn in first]
         # passes 2 and 3 (or the one-stage pass) for the docs the mode selects
         verdicts1, shown = self._select(items, t1)
         reflections, t2 = self._second_attempt(items, t1, shown, turns)
@@ -536,7 +553,8 @@ class ReflectEvoLM(LM):
             "samples": sum(t["docs"] for t in self._tasks.values()),
             "passes": self.passes,
             "chunking": {"chunk_size": self.chunking.size, "resume": self.chunking.resume,
-                         "reused_chunks": self._reused["chunks"], "reused_docs": self._reused["docs"]},
+                         "reused_chunks": self._reused["chunks"], "reused_docs": self._reused["docs"],
+                         "trial1_from": self.chunking.trial1_from, "trial1_shared_docs": self._reused["trial1_docs"]},
             "pooled": self.pooled(),
             "versions": package_versions(),
         }
@@ -566,22 +584,40 @@ class Chunking:
 
     size: int | None
     resume: str | None
+    trial1_from: str | None = None
 
     @classmethod
-    def parse(cls, chunk_size=None, resume=None) -> "Chunking":
+    def parse(cls, chunk_size=None, resume=None, trial1_from=None) -> "Chunking":
         size = _number("chunk_size", chunk_size, int, 1)
         resume = str(resume) if resume not in (None, "") else None
-        if resume and not size:
-            raise UserError("reflectevo: resume=DIR needs chunk_size=N (docs per stored chunk)")
-        if resume and os.path.exists(resume) and not os.path.isdir(resume):
-            raise UserError(f"reflectevo: resume={resume} is a file, not a folder")
-        return cls(size, os.path.abspath(resume) if resume else None)
+        trial1_from = str(trial1_from) if trial1_from not in (None, "") else None
+        for name, folder in (("resume", resume), ("trial1_from", trial1_from)):
+            if folder and not size:
+                raise UserError(f"reflectevo: {name}=DIR needs chunk_size=N (docs per stored chunk)")
+            if folder and os.path.exists(folder) and not os.path.isdir(folder):
+                raise UserError(f"reflectevo: {name}={folder} is a file, not a folder")
+        if trial1_from and not os.path.isfile(os.path.join(trial1_from, "settings.json")):
+            raise UserError(f"reflectevo: trial1_from={trial1_from} is not a resume folder (no settings.json)")
+        if trial1_from and resume and os.path.abspath(trial1_from) == os.path.abspath(resume):
+            raise UserError("reflectevo: trial1_from and resume name the same folder")
+        return cls(size, os.path.abspath(resume) if resume else None,
+                   os.path.abspath(trial1_from) if trial1_from else None)
 
-    @property
-    def store(self):
+    @staticmethod
+    def store(folder: str):
         from reflectevo_gen.store import RecordStore
 
-        return RecordStore(self.resume)
+        return RecordStore(folder)
+
+    def check_trial1_source(self, base: dict) -> None:
+        """Trial 1 is shared only between runs of the same base model (and adapter) and chunking."""
+        path = Path(self.trial1_from) / "settings.json"
+        other = json.loads(path.read_text(encoding="utf-8"))
+        if other.get("chunk_size") != self.size:
+            raise UserError(f"reflectevo: {path}: chunk_size {other.get('chunk_size')} there, {self.size} here")
+        if (other.get("run") or {}).get("base") != json.loads(json.dumps(base)):
+            raise UserError(f"reflectevo: {path}: its trial 1 came from another base model or adapter "
+                            f"({(other.get('run') or {}).get('base')})")
 
     def claim(self, settings: dict) -> None:
         """Tie the folder to these settings: reusing another run's answers would be silently wrong."""
@@ -599,20 +635,28 @@ class Chunking:
         write_atomic(path, [json.dumps(settings, sort_keys=True, indent=1, ensure_ascii=False)])
 
     def load(self, number: int, keys: list[str]) -> list[str] | None:
-        if not self.resume:
+        """This run's stored chunk `number`, if it was finished before."""
+        return self._read(self.resume, number, keys)
+
+    def shared(self, number: int, keys: list[str]) -> list[str] | None:
+        """The trial1_from run's chunk `number`, if that run has finished it."""
+        return self._read(self.trial1_from, number, keys)
+
+    def _read(self, folder: str | None, number: int, keys: list[str]) -> list[str] | None:
+        if not folder:
             return None
-        store = self.store
+        store = self.store(folder)
         records = store.read_chunk(number)
         if records is None:
             return None
         if [r.get("key") for r in records] != keys:
             raise UserError(f"reflectevo: {store.chunk_path(number)} holds other docs than this run's chunk {number} "
-                            "(different tasks, --limit or order); resume into a new folder")
+                            "(different tasks, --limit or order); use a new folder")
         return [r["trajectory"] for r in records]
 
     def save(self, number: int, keys: list[str], texts: list[str]) -> None:
         if self.resume:
-            self.store.write_chunk(number, [{"key": k, "trajectory": t} for k, t in zip(keys, texts)])
+            self.store(self.resume).write_chunk(number, [{"key": k, "trajectory": t} for k, t in zip(keys, texts)])
 
 
 def _verdict(v) -> dict:

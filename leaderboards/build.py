@@ -124,8 +124,9 @@ def _command(cfg: dict, data: dict) -> str:
     args = cfg.get("model_args")
     if isinstance(args, str):
         args = dict(kv.split("=", 1) for kv in args.split(",") if "=" in kv)
-    # resume= says where finished chunks were kept, not what was run
-    args = ",".join(f"{k}={v}" for k, v in (args or {}).items() if k != "resume")
+    # resume= and trial1_from= say where stored chunks were kept or taken from; the same run without
+    # them generates the same replies
+    args = ",".join(f"{k}={v}" for k, v in (args or {}).items() if k not in ("resume", "trial1_from"))
     tasks = sorted(data.get("results", {}))
     from reflectevo_tasks.bbh import SUBTASKS
 

@@ -11,7 +11,10 @@
 #        one_stage, two_stage, dpo_pm, dpo_pref as the reflector, and sft_qa as the answering model.
 # Resumable: each step writes its output and is skipped when that output exists; inside a row the
 # plugin keeps every finished chunk of $CHUNK docs (resume=), so a killed row loses at most one
-# chunk. On this 2-core CPU the whole script takes about ten hours; the log says where it is.
+# chunk. Every row whose answering model is the base model takes its trial 1 from the base-single
+# row (trial1_from=): the same greedy replies it would generate, one pass less, and rows that share
+# trial 1 exactly, so their Δs differ only by the reflections. On this 2-core CPU the whole script
+# takes about nine hours; the log says where it is.
 set -euo pipefail
 
 PY=${PY:-.venv/bin}
@@ -36,8 +39,10 @@ evaluate() {  # evaluate NAME MODEL_ARGS: one row
         --output_path "$OUT/eval/$name" --log_samples
 }
 
-for mode in single retry_only oracle intrinsic; do
-    evaluate "base-$mode" "mode=$mode"
+SHARED="trial1_from=$OUT/resume/base-single"
+evaluate base-single "mode=single"
+for mode in retry_only oracle intrinsic; do
+    evaluate "base-$mode" "mode=$mode,$SHARED"
 done
 
 # training data: BIG-bench pool (BBH items excluded by construction), the project's default settings
@@ -49,10 +54,10 @@ if [ ! -f "$OUT/curated/stats.md" ]; then  # written last by curate
 fi
 
 declare -A EVAL_ARGS=(
-    [one_stage]="mode=oracle,reflector_peft=$OUT/train/one_stage,one_stage=true"
-    [two_stage]="mode=oracle,reflector_peft=$OUT/train/two_stage"
-    [dpo_pm]="mode=oracle,reflector_peft=$OUT/train/dpo_pm"
-    [dpo_pref]="mode=oracle,reflector_peft=$OUT/train/dpo_pref"
+    [one_stage]="mode=oracle,$SHARED,reflector_peft=$OUT/train/one_stage,one_stage=true"
+    [two_stage]="mode=oracle,$SHARED,reflector_peft=$OUT/train/two_stage"
+    [dpo_pm]="mode=oracle,$SHARED,reflector_peft=$OUT/train/dpo_pm"
+    [dpo_pref]="mode=oracle,$SHARED,reflector_peft=$OUT/train/dpo_pref"
     [sft_qa]="mode=oracle,peft=$OUT/train/sft_qa"   # the answering model itself
 )
 rows=("$OUT/eval/base-single" "$OUT/eval/base-retry_only" "$OUT/eval/base-oracle" "$OUT/eval/base-intrinsic")

@@ -74,3 +74,13 @@ def test_cli_builds_and_pushes_to_a_results_dataset(hub, tmp_path, monkeypatch, 
     assert {"bbh.md", "bbh.json", "bbh_t1_t2.png", "bbh_subtask_delta.png", "README.md"} <= files
     assert main(["leaderboard", "build", str(tmp_path / "nothing-here"), "--output", str(out)]) != 0
     assert "no lm-eval results files" in capsys.readouterr().err
+
+
+def test_reproduce_command_leaves_out_where_stored_chunks_were_kept():
+    from leaderboards.build import _command
+
+    cfg = {"model": "reflectevo", "limit": 20.0,
+           "model_args": "base=hf,pretrained=m,chunk_size=64,resume=runs/x/resume/a,trial1_from=runs/x/resume/s,mode=oracle"}
+    cmd = _command(cfg, {"results": {"reflectevo_bbh_navigate": {}}})
+    assert "model_args base=hf,pretrained=m,chunk_size=64,mode=oracle " in cmd
+    assert "resume" not in cmd and "trial1_from" not in cmd and "--limit 20" in cmd

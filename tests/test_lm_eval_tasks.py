@@ -275,11 +275,11 @@ def test_resume_reuses_finished_chunks_and_ends_like_an_uninterrupted_run(fake_b
     real = killed._reflect_then_retry
     done = []
 
-    def dies_on_second(items):
+    def dies_on_second(items, shared=None):
         if done:
             raise _KilledAfter()
         done.append(1)
-        return real(items)
+        return real(items, shared)
 
     killed._reflect_then_retry = dies_on_second
     with pytest.raises(_KilledAfter):
@@ -293,6 +293,24 @@ def test_resume_reuses_finished_chunks_and_ends_like_an_uninterrupted_run(fake_b
     # a finished run reruns with no generation at all
     again = scripted_model(fake_bbh, chunk_size=4, resume=str(folder))
     assert _run(again, reqs) == expected and again.base.lm.calls == []
+
+
+def test_trial1_from_shares_another_runs_trial_one_and_skips_that_pass(fake_bbh, tmp_path):
+    reqs = requests_for("boolean_expressions") + requests_for("web_of_lies")
+    single = str(tmp_path / "single")
+    _run(scripted_model(fake_bbh, mode="single", chunk_size=4, resume=single), reqs)
+    expected = _run(scripted_model(fake_bbh, chunk_size=4), reqs)
+    shared = scripted_model(fake_bbh, chunk_size=4, trial1_from=single)
+    assert _run(shared, reqs) == expected
+    assert [p["turn"] for p in shared.passes] == ["reflection", "retry"] * 2  # no trial-1 pass
+    assert shared.get_model_info()["reflectevo"]["chunking"]["trial1_shared_docs"] == 6
+    with pytest.raises(UserError, match="chunk_size 4 there, 2 here"):
+        scripted_model(fake_bbh, chunk_size=2, trial1_from=single)
+    with pytest.raises(UserError, match="trial 1 came from another base model"):
+        base = Engine(EngineConfig(model="another-base"), lm=ScriptedLM({}))
+        ReflectEvoLM.from_engines(base, chunk_size=4, trial1_from=single)
+    with pytest.raises(UserError, match="is not a resume folder"):
+        scripted_model(fake_bbh, chunk_size=4, trial1_from=str(tmp_path))
 
 
 def test_resume_refuses_a_folder_of_other_settings_or_docs(fake_bbh, tmp_path):
