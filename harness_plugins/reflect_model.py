@@ -620,19 +620,9 @@ class Chunking:
                             f"({(other.get('run') or {}).get('base')})")
 
     def claim(self, settings: dict) -> None:
-        """Tie the folder to these settings: reusing another run's answers would be silently wrong."""
-        from reflectevo_gen.store import write_atomic
+        from reflectevo_gen.store import claim_folder
 
-        path = Path(self.resume) / "settings.json"
-        settings = json.loads(json.dumps(settings))  # tuples as lists, as they read back
-        if path.exists():
-            old = json.loads(path.read_text(encoding="utf-8"))
-            if old != settings:
-                differ = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-                raise UserError(f"reflectevo: {path} was written by a run with other settings ({', '.join(differ)} "
-                                "differ); resume into a new folder")
-            return
-        write_atomic(path, [json.dumps(settings, sort_keys=True, indent=1, ensure_ascii=False)])
+        claim_folder(Path(self.resume) / "settings.json", settings, "a reflectevo run", "resume into a new folder")
 
     def load(self, number: int, keys: list[str]) -> list[str] | None:
         """This run's stored chunk `number`, if it was finished before."""

@@ -384,16 +384,10 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict:
 
 def _check_or_write_loop_config(cfg: LoopConfig, workdir: Path) -> None:
     """A workdir belongs to one loop configuration (more rounds may be added later)."""
-    path = workdir / "loop.json"
+    from reflectevo_gen.store import claim_folder
+
     mine = {k: v for k, v in asdict(cfg).items() if k not in ("workdir", "rounds")}
-    if path.is_file():
-        theirs = json.loads(path.read_text(encoding="utf-8"))
-        if theirs != mine:
-            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-            raise UserError(f"{workdir} holds a loop with other settings ({', '.join(diff)}); "
-                            "use another --workdir or the same settings")
-        return
-    _write_json(path, mine)
+    claim_folder(workdir / "loop.json", mine, "a loop", "use another --workdir or the same settings")
 
 
 def summary_text(report: dict) -> str:

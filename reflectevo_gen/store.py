@@ -47,6 +47,20 @@ def write_atomic(path: Path, lines: list[str]) -> None:
         os.close(dir_fd)
 
 
+def claim_folder(path: Path, settings: dict, what: str, advice: str) -> None:
+    """Tie a resumable folder to the settings that made it: the first run writes them to `path`,
+    a later run with other settings gets one error naming what differs (reusing its outputs would
+    be silently wrong)."""
+    settings = json.loads(json.dumps(settings))  # tuples as lists, as they read back
+    if path.is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if old != settings:
+            differ = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            raise UserError(f"{path.parent} holds {what} with other settings ({', '.join(differ)}); {advice}")
+        return
+    write_atomic(path, [json.dumps(settings, indent=1, ensure_ascii=False)])
+
+
 class RecordStore:
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)

@@ -317,7 +317,7 @@ def test_resume_refuses_a_folder_of_other_settings_or_docs(fake_bbh, tmp_path):
     folder = str(tmp_path / "resume")
     reqs = requests_for("boolean_expressions")
     _run(scripted_model(fake_bbh, chunk_size=2, resume=folder), reqs)
-    with pytest.raises(UserError, match="settings.json was written by a run with other settings \\(protocol"):
+    with pytest.raises(UserError, match="resume holds a reflectevo run with other settings \\(protocol"):
         scripted_model(fake_bbh, chunk_size=2, resume=folder, mode="intrinsic")
     with pytest.raises(UserError, match="chunk-000000.jsonl holds other docs"):
         scripted_model(fake_bbh, chunk_size=2, resume=folder).generate_until(requests_for("navigate"))
