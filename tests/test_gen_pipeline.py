@@ -79,11 +79,97 @@ def test_records_cover_every_question_with_provenance(gen_run):
     assert per_q and all(n == 4 for n in per_q)  # sample:2 instructions x 2 reflections
 
 
-def test_curated_configs_are_consistent(curated):
-    result, folder = curated
-    # At test scale (40-token turns) the embedded model fixes no answer on retry, so D+, D± and
-    # Dpref come out empty here; the checks below hold for whatever rows each config has.
+class ScriptedGenerator:
+    """Stands in for the generator and reflector where the embedded model is too weak to be useful.
+
+    The embedded model fixes about 1% of its wrong answers on retry (measured: 1 of 128 reflections
+    on these tasks), so at test scale D+, D± and Dpref come out empty or nearly so. This scripted
+    model answers trial 1 right for every third question, writes four different reflections per
+    failed question, and retries right after the first and third of them, so every config gets
+    rows and the curation checks below can fail."""
+
+    tokenizer, tokenizer_name, rank, world_size = None, "scripted", 0, 1
+    REFLECTIONS = (
+        "Diagnosis: I answered before checking the dates named in the question. Plan: list each date first.",
+        "Diagnosis: the second sentence was skipped entirely. Plan: restate every clause in my own words.",
+        "Diagnosis: I trusted a first impression over the facts given. Plan: test the claim against each fact.",
+        "Diagnosis: the wording confused me and I guessed. Plan: underline the key term, then reason slowly.",
+    )
+
+    def __init__(self, questions: list[Question]):
+        self.by_text = {q.question.strip(): (n, q.answer) for n, q in enumerate(questions)}
+        self.reflections = 0
+
+    def apply_chat_template(self, messages, add_generation_prompt=True):
+        return "".join(f"<{m['role']}>\n{m['content']}\n" for m in messages) + "<assistant>\n"
+
+    def chat_template(self, chat_template=False):
+        return "scripted template"
+
+    def get_model_info(self):
+        return {}
+
+    def _question(self, context: str) -> tuple[int, str]:
+        hits = [v for text, v in self.by_text.items() if text in context]
+        assert len(hits) == 1, context[:200]
+        return hits[0]
+
+    def generate_until(self, requests, disable_tqdm=False):
+        out = []
+        for context, _ in (r.args for r in requests):
+            n, gold = self._question(context)
+            wrong = "no" if gold.strip().lower() == "yes" else "yes"
+            last_user = context.rsplit("<user>", 1)[1]
+            if "Write a reflection" in last_user:
+                out.append(self.REFLECTIONS[self.reflections % 4])
+                self.reflections += 1
+            elif "Use the reflection" in last_user:
+                fixes = any(self.REFLECTIONS[k] in last_user for k in (0, 2))
+                out.append(f"Reading it again carefully. So the answer is {gold if fixes else wrong}.")
+            else:
+                out.append(f"Let me see. So the answer is {gold if n % 3 == 0 else wrong}.")
+        return out
+
+
+@pytest.fixture(scope="module")
+def scripted_curated(engine, tmp_path_factory):
+    """30 BIG-bench questions through the real pipeline with the scripted generator; Dpref ranked
+    by the embedded model's log-likelihoods."""
+    from reflectevo_gen.pipeline import Engines, plan_questions
+    from reflectevo_tasks.engine import Engine, EngineConfig
+
+    out = tmp_path_factory.mktemp("gen") / "scripted"
+    cfg = GenConfig(output=str(out), source="bigbench:anachronisms,strategyqa,entailed_polarity", limit=30, **SMALL)
+    lm = ScriptedGenerator(plan_questions(cfg)[0])
+    scripted = Engine(EngineConfig(model="scripted"), lm=lm)
+    run(cfg, engines=Engines(scripted, scripted), show_progress=False)
+    result = curate(read_records(out), CurateOptions(), engine)
+    folder = tmp_path_factory.mktemp("cur") / "scripted"
+    write_curated(result, folder, "test")
+    return result, folder
+
+
+def test_every_config_gets_the_rows_the_script_implies(scripted_curated):
+    result, _ = scripted_curated
+    questions = {r["question_id"] for r in result["raw"]}
+    right = {r["question_id"] for r in result["raw"] if r["record_id"].endswith("#t1")}
+    assert len(questions) == 30 and len(right) == 10
+    assert len(result["sft_qa"]) == 10
+    assert len(result["raw"]) == 10 + 20 * 4  # a right question is one record, a wrong one four
+    assert len(result["d_plus"]) == 20 * 2  # reflections 1 and 3 fix
+    assert len(result["d_pm"]) == 20 * 4  # 2 fixing x 2 failing reflections per question
+    ties = result["stats"]["dpref_ties_dropped"]
+    assert len(result["d_pref"]) + ties == 20 and len(result["d_pref"]) > 0
+
+
+@pytest.mark.parametrize("which", ["embedded", "scripted"])
+def test_curated_configs_are_consistent(which, request):
+    result, folder = request.getfixturevalue("curated" if which == "embedded" else "scripted_curated")
+    # With the embedded model D+, D± and Dpref are mostly empty at this scale (see ScriptedGenerator);
+    # the scripted run gives every config rows, so each check below is exercised.
     assert set(CONFIGS) <= set(result) and len(result["raw"]) == sum(1 for _ in result["raw"]) > 0
+    if which == "scripted":
+        assert all(result[c] for c in CONFIGS)
     for row in result["d_plus"]:
         q = Question.from_dict(json.loads(row["question_json"]))
         assert not score(row["trial1"], q.answer, q.spec).correct
