@@ -45,7 +45,7 @@ HUB_MODES = ("loopback", "endpoint")
 LOOP_OWNED = {"gen": {"output", "reflector_peft", "reflector_peft_revision"},
               "train": {"dataset", "output_dir", "push_to_repo", "push_tag", "hub_endpoint", "init_adapter"}}
 EVAL_DEFAULTS = {"mode": "oracle", "limit": 1, "batch_size": 16, "device": "cpu", "dtype": "float32",
-                 "instruction": None, "tasks": "reflectevo_bbh", "model_args": ""}
+                 "instruction": None, "tasks": "reflectevo_bbh", "model_args": "", "chunk_size": 64}
 
 
 @dataclass
@@ -278,11 +278,13 @@ def train(cfg: LoopConfig, r: int, folder: Path, data: dict, counts: dict, previ
             "command": "reflectevo train " + cfg.setting + " " + " ".join(shlex.quote(a) for a in argv)}
 
 
-def eval_model_args(cfg: LoopConfig, adapter: dict | None) -> str:
+def eval_model_args(cfg: LoopConfig, adapter: dict | None, folder: Path | None = None) -> str:
     from reflectevo_train.config import SETTINGS
 
     ev = {**EVAL_DEFAULTS, **cfg.eval}
     args = ["base=hf", f"pretrained={cfg.model}", f"mode={ev['mode']}", f"dtype={ev['dtype']}"]
+    if folder is not None and ev["chunk_size"]:  # a killed evaluation resumes at its last finished chunk
+        args += [f"chunk_size={ev['chunk_size']}", f"resume={folder / 'eval-chunks'}"]
     if ev["instruction"]:
         args.append(f"instruction={ev['instruction']}")
     if adapter:
@@ -299,7 +301,7 @@ def evaluate(cfg: LoopConfig, folder: Path, adapter: dict | None, endpoint: str)
     ev = {**EVAL_DEFAULTS, **cfg.eval}
     out = folder / "eval"
     cmd = [str(Path(sys.executable).with_name("lm_eval")), "--model", "reflectevo",
-           "--model_args", eval_model_args(cfg, adapter), "--tasks", ev["tasks"],
+           "--model_args", eval_model_args(cfg, adapter, folder), "--tasks", ev["tasks"],
            "--batch_size", str(ev["batch_size"]), "--device", str(ev["device"]),
            "--output_path", str(out), "--log_samples"]
     if ev["limit"]:

@@ -63,6 +63,17 @@ def test_a_workdir_keeps_its_loop_settings(tmp_path):
         _check_or_write_loop_config(LoopConfig(workdir=str(tmp_path), gen={"limit": 6}), tmp_path)
 
 
+def test_evaluation_resumes_chunk_by_chunk_in_its_round_folder(tmp_path):
+    from reflectevo.evolve import eval_model_args
+
+    cfg = load_config("demo", [], {"workdir": str(tmp_path)})
+    args = eval_model_args(cfg, {"repo": "me/a", "sha": "abc"}, tmp_path / "round-1")
+    assert f"chunk_size=64,resume={tmp_path / 'round-1' / 'eval-chunks'}" in args
+    assert "reflector_peft=me/a,reflector_revision=abc" in args
+    off = load_config("demo", ["eval.chunk_size=0"], {"workdir": str(tmp_path)})
+    assert "resume=" not in eval_model_args(off, None, tmp_path / "round-0")
+
+
 def test_publish_once_reuses_only_its_own_interrupted_publish(hub, tmp_path):
     from reflectevo.hub.client import publish_folder
 
