@@ -3,9 +3,12 @@
 #
 #   REFLECTEVO_BBH_DIR=$PWD/../shared/data/bbh nohup setsid nice -n 19 leaderboards/measured.sh > runs/measured.log 2>&1 &
 #
+# After each row, its results file is copied to leaderboards/measured/ and leaderboards/bbh.md is
+# rebuilt from the rows finished so far.
+#
 # Every row is evaluated on the same items: the first $LIMIT items of each of the 27 BBH subtasks
 # (lm-eval's --limit takes the first N docs), greedy, float32, the same token caps (128 for trial 1,
-# the reflection and the retry, as in the demo: at 256 the script would need about twice as long). Rows:
+# the reflection and the retry: at 256 the script would need about twice as long). Rows:
 #   1-4  the base model in modes single, retry_only, oracle (prompt-based reflection) and intrinsic;
 #   5-9  oracle mode after training on data generated from the BIG-bench pool (never BBH):
 #        one_stage, two_stage, dpo_pm, dpo_pref as the reflector, and sft_qa as the answering model.
@@ -28,15 +31,30 @@ CAPS="max_gen_toks=$TOKENS,reflection_max_gen_toks=$TOKENS"
 export HF_HUB_OFFLINE=1
 mkdir -p "$OUT/eval"
 
+RESULTS=leaderboards/measured  # committed: one lm-eval results file per finished row
+ORDER=(base-single base-retry_only base-oracle base-intrinsic one_stage two_stage dpo_pm dpo_pref sft_qa)
+
+publish_rows() {  # leaderboards/bbh.md from every row finished so far, in a fixed order
+    local files=() n
+    for n in "${ORDER[@]}"; do [ -f "$RESULTS/$n.json" ] && files+=("$RESULTS/$n.json"); done
+    "$PY/reflectevo" leaderboard build "${files[@]}" --output leaderboards
+}
+
 evaluate() {  # evaluate NAME MODEL_ARGS: one row
     local name=$1 args=$2
-    if compgen -G "$OUT/eval/$name/*/results_*.json" > /dev/null; then echo "[measured] $name: done earlier"; return; fi
-    rm -rf "$OUT/eval/$name"
-    echo "[measured] $name: lm_eval --model_args $args ($(date -u +%FT%TZ))"
-    "$PY/lm_eval" --model reflectevo \
-        --model_args "base=hf,pretrained=$MODEL,dtype=float32,$CAPS,chunk_size=$CHUNK,resume=$OUT/resume/$name,$args" \
-        --tasks reflectevo_bbh --limit "$LIMIT" --batch_size 32 --device cpu \
-        --output_path "$OUT/eval/$name" --log_samples
+    if compgen -G "$OUT/eval/$name/*/results_*.json" > /dev/null; then
+        echo "[measured] $name: done earlier"
+    else
+        rm -rf "$OUT/eval/$name"
+        echo "[measured] $name: lm_eval --model_args $args ($(date -u +%FT%TZ))"
+        "$PY/lm_eval" --model reflectevo \
+            --model_args "base=hf,pretrained=$MODEL,dtype=float32,$CAPS,chunk_size=$CHUNK,resume=$OUT/resume/$name,$args" \
+            --tasks reflectevo_bbh --limit "$LIMIT" --batch_size 32 --device cpu \
+            --output_path "$OUT/eval/$name" --log_samples
+    fi
+    mkdir -p "$RESULTS"
+    cp "$(ls "$OUT/eval/$name"/*/results_*.json | tail -n 1)" "$RESULTS/$name.json"
+    publish_rows
 }
 
 SHARED="trial1_from=$OUT/resume/base-single"
@@ -63,7 +81,6 @@ declare -A EVAL_ARGS=(
     [dpo_pref]="mode=oracle,$SHARED,reflector_peft=$OUT/train/dpo_pref"
     [sft_qa]="mode=oracle,peft=$OUT/train/sft_qa"   # the answering model itself
 )
-rows=("$OUT/eval/base-single" "$OUT/eval/base-retry_only" "$OUT/eval/base-oracle" "$OUT/eval/base-intrinsic")
 for setting in one_stage two_stage dpo_pm dpo_pref sft_qa; do
     if [ ! -f "$OUT/train/$setting/provenance.json" ]; then
         rm -rf "$OUT/train/$setting"
@@ -72,8 +89,5 @@ for setting in one_stage two_stage dpo_pm dpo_pref sft_qa; do
             || { echo "[measured] $setting: not trained (see the error above)"; continue; }
     fi
     evaluate "$setting" "${EVAL_ARGS[$setting]}"
-    rows+=("$OUT/eval/$setting")
 done
-
-"$PY/reflectevo" leaderboard build "${rows[@]}" --output leaderboards
 echo "[measured] done ($(date -u +%FT%TZ))"
