@@ -142,6 +142,10 @@ def _command(cfg: dict, data: dict) -> str:
     parts = ["lm_eval", "--model", cfg.get("model", "reflectevo"), "--model_args", str(args), "--tasks", ",".join(groups)]
     if limit:
         parts += ["--limit", str(int(limit) if float(limit).is_integer() else limit)]
+    # batch composition (padding) can change greedy replies, and the device decides where it runs
+    for key in ("batch_size", "device"):
+        if cfg.get(key) not in (None, ""):
+            parts += [f"--{key}", str(cfg[key])]
     return "REFLECTEVO_BBH_DIR=../shared/data/bbh " + " ".join(shlex.quote(p) for p in parts)
 
 

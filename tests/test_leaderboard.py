@@ -79,8 +79,8 @@ def test_cli_builds_and_pushes_to_a_results_dataset(hub, tmp_path, monkeypatch, 
 def test_reproduce_command_leaves_out_where_stored_chunks_were_kept():
     from leaderboards.build import _command
 
-    cfg = {"model": "reflectevo", "limit": 20.0,
+    cfg = {"model": "reflectevo", "limit": 20.0, "batch_size": "32", "device": "cpu",
            "model_args": "base=hf,pretrained=m,chunk_size=64,resume=runs/x/resume/a,trial1_from=runs/x/resume/s,mode=oracle"}
     cmd = _command(cfg, {"results": {"reflectevo_bbh_navigate": {}}})
     assert "model_args base=hf,pretrained=m,chunk_size=64,mode=oracle " in cmd
-    assert "resume" not in cmd and "trial1_from" not in cmd and "--limit 20" in cmd
+    assert "resume" not in cmd and "trial1_from" not in cmd and cmd.endswith("--limit 20 --batch_size 32 --device cpu")
