@@ -84,3 +84,19 @@ def test_reproduce_command_leaves_out_where_stored_chunks_were_kept():
     cmd = _command(cfg, {"results": {"reflectevo_bbh_navigate": {}}})
     assert "model_args base=hf,pretrained=m,chunk_size=64,mode=oracle " in cmd
     assert "resume" not in cmd and "trial1_from" not in cmd and cmd.endswith("--limit 20 --batch_size 32 --device cpu")
+
+
+def test_committed_measured_leaderboard_matches_its_results_files():
+    """leaderboards/bbh.json (and the bbh.md beside it) is rebuilt from leaderboards/measured/*.json."""
+    root = Path(__file__).resolve().parent.parent / "leaderboards"
+    files = sorted((root / "measured").glob("*.json"))
+    if not files:
+        pytest.skip("no measured rows committed yet")
+    committed = json.loads((root / "bbh.json").read_text())
+    assert sorted(r["results_file"] for r in committed) == [f.name for f in files]
+    by_name = {r["results_file"]: r for r in committed}
+    md = (root / "bbh.md").read_text()
+    for f in files:
+        fresh = json.loads(json.dumps(row_from_results(f)))  # tuples as lists, as in the JSON file
+        assert by_name[f.name] == fresh
+        assert fresh["command"] in md
