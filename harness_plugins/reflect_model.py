@@ -55,6 +55,7 @@ from pathlib import Path
 from lm_eval.api.model import LM
 
 from reflectevo.errors import UserError
+from reflectevo_gen.store import RecordStore, claim_folder
 from reflectevo_tasks import answers as A
 from reflectevo_tasks import prompts as P
 from reflectevo_tasks.engine import ENGINES, Engine, EngineConfig, Sampling, build_lm, resolve_adapter
@@ -336,23 +337,24 @@ class ReflectEvoLM(LM):
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         items = [self._item(r) for r in requests]  # refuses foreign tasks before any generation
-        size = self.chunking.size or len(items)
+        size = self.chunking.size or max(len(items), 1)
         out: list[str] = []
         for start in range(0, len(items), size):
             chunk, number = items[start:start + size], self._next_chunk
             self._next_chunk += 1
-            stored = self.chunking.load(number, [_key(it) for it in chunk])
+            keys = [_key(it) for it in chunk]
+            stored = self.chunking.load(number, keys)
             if stored is not None:
                 for it, text in zip(chunk, stored):
                     self._count_stored(it, text)
                 self._reused.update(chunks=1, docs=len(chunk))
                 out += stored
                 continue
-            shared = self.chunking.shared(number, [_key(it) for it in chunk])
+            shared = self.chunking.shared(number, keys)
             if shared is not None:
                 self._reused.update(trial1_docs=len(chunk))
             texts = self._reflect_then_retry(chunk, shared)
-            self.chunking.save(number, [_key(it) for it in chunk], texts)
+            self.chunking.save(number, keys, texts)
             out += texts
         return out
 
@@ -603,12 +605,6 @@ class Chunking:
         return cls(size, os.path.abspath(resume) if resume else None,
                    os.path.abspath(trial1_from) if trial1_from else None)
 
-    @staticmethod
-    def store(folder: str):
-        from reflectevo_gen.store import RecordStore
-
-        return RecordStore(folder)
-
     def check_trial1_source(self, base: dict) -> None:
         """Trial 1 is shared only between runs of the same base model (and adapter) and chunking."""
         path = Path(self.trial1_from) / "settings.json"
@@ -620,8 +616,6 @@ class Chunking:
                             f"({(other.get('run') or {}).get('base')})")
 
     def claim(self, settings: dict) -> None:
-        from reflectevo_gen.store import claim_folder
-
         claim_folder(Path(self.resume) / "settings.json", settings, "a reflectevo run", "resume into a new folder")
 
     def load(self, number: int, keys: list[str]) -> list[str] | None:
@@ -635,7 +629,7 @@ class Chunking:
     def _read(self, folder: str | None, number: int, keys: list[str]) -> list[str] | None:
         if not folder:
             return None
-        store = self.store(folder)
+        store = RecordStore(folder)
         records = store.read_chunk(number)
         if records is None:
             return None
@@ -646,7 +640,7 @@ class Chunking:
 
     def save(self, number: int, keys: list[str], texts: list[str]) -> None:
         if self.resume:
-            self.store(self.resume).write_chunk(number, [{"key": k, "trajectory": t} for k, t in zip(keys, texts)])
+            RecordStore(self.resume).write_chunk(number, [{"key": k, "trajectory": t} for k, t in zip(keys, texts)])
 
 
 def _verdict(v) -> dict:

@@ -278,12 +278,12 @@ def train(cfg: LoopConfig, r: int, folder: Path, data: dict, counts: dict, previ
             "command": "reflectevo train " + cfg.setting + " " + " ".join(shlex.quote(a) for a in argv)}
 
 
-def eval_model_args(cfg: LoopConfig, adapter: dict | None, folder: Path | None = None) -> str:
+def eval_model_args(cfg: LoopConfig, adapter: dict | None, folder: Path) -> str:
     from reflectevo_train.config import SETTINGS
 
     ev = {**EVAL_DEFAULTS, **cfg.eval}
     args = ["base=hf", f"pretrained={cfg.model}", f"mode={ev['mode']}", f"dtype={ev['dtype']}"]
-    if folder is not None and ev["chunk_size"]:  # a killed evaluation resumes at its last finished chunk
+    if ev["chunk_size"]:  # a killed evaluation resumes at its last finished chunk in the round's folder
         args += [f"chunk_size={ev['chunk_size']}", f"resume={folder / 'eval-chunks'}"]
     if ev["instruction"]:
         args.append(f"instruction={ev['instruction']}")

@@ -261,6 +261,11 @@ def test_chunks_run_the_protocol_per_chunk_with_the_same_answers(fake_bbh):
     assert [len(c) for c in model.base.lm.calls] == [4, 2, 2, 2, 2, 2]
 
 
+def test_no_requests_give_no_replies(fake_bbh):
+    # lm-eval can call with an empty list (e.g. every request answered from its cache)
+    assert scripted_model(fake_bbh).generate_until([]) == []
+
+
 class _KilledAfter(Exception):
     pass
 
