@@ -338,27 +338,11 @@ class Store:
 
     @staticmethod
     def _new_commit(parent: str | None, tree: dict, title: str, message: str, author: str, date: str) -> dict:
-        body = json.dumps(
-            {
-                "parents": [parent] if parent else [],
-                "tree": tree,
-                "title": title,
-                "message": message,
-                "author": author,
-                "date": date,
-                "nonce": secrets.token_hex(8),
-            },
-            sort_keys=True,
-        ).encode()
-        return {
-            "id": hashlib.sha1(b"commit %d\0" % len(body) + body).hexdigest(),
-            "parents": [parent] if parent else [],
-            "tree": tree,
-            "title": title,
-            "message": message,
-            "author": author,
-            "date": date,
-        }
+        fields = {"parents": [parent] if parent else [], "tree": tree, "title": title, "message": message,
+                  "author": author, "date": date}
+        # the nonce keeps two identical commits made in the same second apart; it is hashed, not stored
+        body = json.dumps({**fields, "nonce": secrets.token_hex(8)}, sort_keys=True).encode()
+        return {"id": hashlib.sha1(b"commit %d\0" % len(body) + body).hexdigest(), **fields}
 
     # ---- commits --------------------------------------------------------------------------------
     def commit(
