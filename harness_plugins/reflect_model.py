@@ -263,6 +263,7 @@ class ReflectEvoLM(LM):
         self._tasks: dict[str, dict] = {}
         self._pooled: dict[str, Counter] = defaultdict(Counter)
         self._pooled_subtasks: dict[str, set] = defaultdict(set)
+        self._outcomes: dict[str, dict[str, str]] = defaultdict(dict)
         self._samplings: dict[str, list] = defaultdict(list)
         self._ignored_gen_kwargs: set = set()
         self.run_summary = {
@@ -505,6 +506,8 @@ class ReflectEvoLM(LM):
         c = self._pooled[group]
         self._pooled_subtasks[group].add(item.q.source)
         c["docs"] += 1
+        # per item, so that two runs on the same items can be compared item by item (leaderboard)
+        self._outcomes[item.task][item.q.id] = str(int(v1.correct)) + ("" if v2 is None else str(int(v2.correct)))
         c["t1_correct"] += v1.correct
         c["t1_no_answer"] += v1.outcome == A.NO_ANSWER
         if v2 is not None:
@@ -558,6 +561,8 @@ class ReflectEvoLM(LM):
                          "reused_chunks": self._reused["chunks"], "reused_docs": self._reused["docs"],
                          "trial1_from": self.chunking.trial1_from, "trial1_shared_docs": self._reused["trial1_docs"]},
             "pooled": self.pooled(),
+            # task -> doc id -> "1"/"0" per attempt (trial 1, then trial 2 when there is one)
+            "outcomes": {task: dict(sorted(docs.items())) for task, docs in sorted(self._outcomes.items())},
             "versions": package_versions(),
         }
         return info

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import glob
 import json
-import math
 import os
 import shlex
 from pathlib import Path
 
 from reflectevo.errors import UserError
-from reflectevo_tasks.stats import wilson_interval
+from reflectevo_tasks.stats import paired_difference, wilson_interval
 
 PREFIXES = ("reflectevo_bbh_fewshot_", "reflectevo_bbh_")
 
@@ -82,13 +81,81 @@ def row_from_results(path: str | Path) -> dict:
         r2 = sum(s["t2_correct"] for s in subtasks.values())
         w2r = sum(s["wrong_to_right"] for s in subtasks.values())
         r2w = sum(s["right_to_wrong"] for s in subtasks.values())
-        delta = (w2r - r2w) / n
-        var = (w2r + r2w) / n - delta * delta  # per-item delta is -1, 0 or +1
-        half = 1.959964 * math.sqrt(max(var, 0.0) / n)
-        row.update(acc_t2=r2 / n, acc_t2_ci=wilson_interval(r2, n), delta=delta, delta_ci=(delta - half, delta + half),
+        delta, delta_ci = paired_difference(w2r, r2w, n)
+        row.update(acc_t2=r2 / n, acc_t2_ci=wilson_interval(r2, n), delta=delta, delta_ci=delta_ci,
                    fix_rate=w2r / (n - r1) if n > r1 else None, fix_ci=wilson_interval(w2r, n - r1),
                    break_rate=r2w / r1 if r1 else None, break_ci=wilson_interval(r2w, r1))
     return row
+
+
+def outcomes_from_results(path: str | Path) -> dict | None:
+    """{(task, dataset revision, doc id): right at the run's last attempt} from the provenance block's
+    per-item outcomes, or None for a results file written before the plugin recorded them."""
+    prov = json.loads(Path(path).read_text())["config"]["reflectevo"]
+    outcomes = prov.get("outcomes")
+    if outcomes is None:
+        return None
+    revision = {task: d.get("dataset_revision") for task, d in (prov.get("datasets") or {}).items()}
+    return {(task, revision.get(task), doc): code[-1] == "1" for task, docs in outcomes.items() for doc, code in docs.items()}
+
+
+def _row_index(ref: str, rows: list[dict]) -> int:
+    """A row named by its number (1-based, as in the table) or by its results file name."""
+    if ref.isdigit() and 1 <= int(ref) <= len(rows):
+        return int(ref) - 1
+    found = [i for i, r in enumerate(rows) if ref in (r["results_file"], r["results_file"].removesuffix(".json"))]
+    if len(found) != 1:
+        raise UserError(f"--compare: '{ref}' names {'no' if not found else 'more than one'} row "
+                        f"(give a row number 1-{len(rows)} or a results file name)")
+    return found[0]
+
+
+def parse_comparisons(spec: str, rows: list[dict]) -> list[tuple[int, int]]:
+    """'B:A,…' → [(row index, against row index)]."""
+    pairs = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        if part.count(":") != 1:
+            raise UserError(f"--compare: '{part}' is not ROW:AGAINST")
+        b, a = (_row_index(x.strip(), rows) for x in part.split(":"))
+        if a == b:
+            raise UserError(f"--compare: '{part}' compares a row with itself")
+        pairs.append((b, a))
+    return pairs
+
+
+def comparison(rows: list[dict], outcomes: list[dict | None], b: int, a: int) -> dict:
+    """Row b against row a, item by item: the difference of their final accuracies (Acc@t2, or Acc@t1
+    for a row without a second attempt) with a 95% interval on the paired differences."""
+    for i in (a, b):
+        if outcomes[i] is None:
+            raise UserError(f"{rows[i]['results_file']}: no per-item outcomes in its provenance block "
+                            "(written by an older plugin); rerun it (with resume= nothing is generated again)")
+    ob, oa = outcomes[b], outcomes[a]
+    if set(ob) != set(oa):
+        raise UserError(f"rows #{b + 1} ({rows[b]['results_file']}) and #{a + 1} ({rows[a]['results_file']}) were not "
+                        f"run on the same items (same tasks, dataset revisions and docs)")
+    only_b = sum(ob[k] and not oa[k] for k in oa)
+    only_a = sum(oa[k] and not ob[k] for k in oa)
+    n = len(oa)
+    diff, ci = paired_difference(only_b, only_a, n)
+    return {"row": b + 1, "against": a + 1, "row_file": rows[b]["results_file"], "against_file": rows[a]["results_file"],
+            "n": n, "final": sum(ob.values()) / n, "final_against": sum(oa.values()) / n,
+            "difference": diff, "difference_ci": ci, "only_row": only_b, "only_against": only_a,
+            "within_noise": ci[0] <= 0 <= ci[1]}
+
+
+def comparisons(rows: list[dict], outcomes: list[dict | None], spec: str | None) -> tuple[list[dict], list[str]]:
+    """The comparisons asked for ('' for none), or by default every row against row 1 where both hold the same items;
+    (comparisons, why each default pair was left out)."""
+    if spec is not None:  # '' asks for none
+        return [comparison(rows, outcomes, b, a) for b, a in parse_comparisons(spec, rows)], []
+    made, skipped = [], []
+    for b in range(1, len(rows)):
+        try:
+            made.append(comparison(rows, outcomes, b, 0))
+        except UserError as exc:
+            skipped.append(f"#{b + 1} against #1: {exc}")
+    return made, skipped
 
 
 def _short(rev: str | None) -> str:
@@ -160,7 +227,7 @@ def _label(r: dict) -> str:
     return f"{who}, {r['mode']}"
 
 
-def markdown(rows: list[dict]) -> str:
+def markdown(rows: list[dict], compared: list[dict] = (), skipped: list[str] = ()) -> str:
     out = ["# BIG-Bench Hard: reflect-then-retry", "",
            "Acc@t1 → Acc@t2 in % with 95% intervals (Wilson for accuracies and rates, normal on paired "
            "per-item differences for Δ). A Δ whose interval contains 0 is within noise. Fix rate: "
@@ -196,6 +263,7 @@ def markdown(rows: list[dict]) -> str:
         lo, hi = wilson_interval(n // 2, n) if n else (0.5, 0.5)
         half = 50 * (hi - lo)
         out.append(f"| {name} | " + " | ".join(cells) + f" | {'/'.join(str(x) for x in sorted(ns))} | {half:.0f} |")
+    out += _comparison_lines(rows, compared, skipped)
     out += ["", "## Reproduce", ""]
     for i, r in enumerate(rows, 1):
         extra = ""
@@ -203,6 +271,24 @@ def markdown(rows: list[dict]) -> str:
             extra = f"; adapter trained with `{r['train_command']}`"
         out.append(f"{i}. `{r['command']}` (results file `{r['results_file']}`, N per subtask {r['n_per_subtask']}{extra})")
     return "\n".join(out) + "\n"
+
+
+def _comparison_lines(rows: list[dict], compared: list[dict], skipped: list[str]) -> list[str]:
+    if not compared and not skipped:
+        return []
+    out = ["", "## Row against row", "",
+           "Final accuracy (Acc@t2, or Acc@t1 for a row without a second attempt) of two rows on the same "
+           "items, item by item: difference in points with a 95% interval on the paired per-item "
+           "differences; 'only row' / 'only against' count the items one of the two gets right and the "
+           "other does not. A difference whose interval contains 0 is within noise.", "",
+           "| row | against | N | final (row) | final (against) | difference | only row | only against | within noise? |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for c in compared:
+        out.append(f"| #{c['row']} {_label(rows[c['row'] - 1])} | #{c['against']} {_label(rows[c['against'] - 1])} | {c['n']} | {_pct(c['final'])} | {_pct(c['final_against'])} | "
+                   f"{_pct(c['difference'], c['difference_ci'])} | {c['only_row']} | {c['only_against']} | "
+                   f"{'yes' if c['within_noise'] else 'no'} |")
+    out += [f"- not compared: {line}" for line in skipped]
+    return out
 
 
 def plots(rows: list[dict], folder: Path) -> list[Path]:
@@ -246,7 +332,10 @@ def plots(rows: list[dict], folder: Path) -> list[Path]:
     return made
 
 
-def build(results: list[str], output_dir: str = "leaderboards") -> list[dict]:
+def build(results: list[str], output_dir: str = "leaderboards", compare: str | None = None) -> list[dict]:
+    """Rows from results files (in the order given), the comparisons between rows (`compare`: 'B:A,…'
+    with row numbers or results file names; by default every row against row 1), written as
+    bbh.md, bbh.json (rows), bbh_comparisons.json and PNG plots."""
     files = []
     for pattern in results:
         found = sorted(glob.glob(os.path.join(pattern, "**", "results_*.json"), recursive=True)) if os.path.isdir(pattern) else glob.glob(pattern)
@@ -254,10 +343,13 @@ def build(results: list[str], output_dir: str = "leaderboards") -> list[dict]:
             raise UserError(f"{pattern}: no lm-eval results files")
         files += found
     rows = [row_from_results(f) for f in files]
+    compared, skipped = comparisons(rows, [outcomes_from_results(f) for f in files], compare)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bbh.json").write_text(json.dumps(rows, indent=1))
-    (out / "bbh.md").write_text(markdown(rows))
+    (out / "bbh_comparisons.json").write_text(json.dumps({"compare": compare, "comparisons": compared,
+                                                           "not_compared": skipped}, indent=1))
+    (out / "bbh.md").write_text(markdown(rows, compared, skipped))
     plots(rows, out)
     return rows
 

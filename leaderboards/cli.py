@@ -7,6 +7,9 @@ def register(sub) -> None:
     b = lsub.add_parser("build", help="read results files (or folders of them) and write bbh.md, bbh.json, PNGs")
     b.add_argument("results", nargs="+", help="results_*.json files or folders holding them")
     b.add_argument("--output", default="leaderboards")
+    b.add_argument("--compare", default=None, metavar="ROW:AGAINST,…",
+                   help="row-against-row comparisons on the same items, rows by number or results file name "
+                        "(default: every row against row 1)")
     b.add_argument("--push_to_repo", default=None, help="also publish the folder as this Hub dataset repo (HF_TOKEN)")
     b.add_argument("--push_tag", default=None, help="tag for that commit")
     b.set_defaults(func=_build)
@@ -15,8 +18,8 @@ def register(sub) -> None:
 def _build(args) -> int:
     from leaderboards.build import build, push
 
-    rows = build(args.results, args.output)
-    print(f"{len(rows)} rows → {args.output}/bbh.md, bbh.json, bbh_t1_t2.png, bbh_subtask_delta.png")
+    rows = build(args.results, args.output, args.compare)
+    print(f"{len(rows)} rows → {args.output}/bbh.md, bbh.json, bbh_comparisons.json, bbh_t1_t2.png, bbh_subtask_delta.png")
     if args.push_to_repo:
         sha = push(args.output, args.push_to_repo, args.push_tag)
         print(f"published {args.push_to_repo}@{args.push_tag or 'main'} = {sha}")

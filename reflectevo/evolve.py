@@ -408,7 +408,7 @@ def summary_text(report: dict) -> str:
             f"  results   {rd['eval']['results']}",
         ]
     board = report["leaderboard"]["folder"]
-    lines.append(f"leaderboard: {board}/bbh.md, bbh.json, bbh_t1_t2.png, bbh_subtask_delta.png")
+    lines.append(f"leaderboard: {board}/bbh.md, bbh.json, bbh_comparisons.json, bbh_t1_t2.png, bbh_subtask_delta.png")
     table = (Path(board) / "bbh.md").read_text(encoding="utf-8").split("\n\n")
     lines += [""] + next(t.splitlines() for t in table if t.startswith("| #"))  # the main table only
     return "\n".join(lines)

@@ -86,17 +86,98 @@ def test_reproduce_command_leaves_out_where_stored_chunks_were_kept():
     assert "resume" not in cmd and "trial1_from" not in cmd and cmd.endswith("--limit 20 --batch_size 32 --device cpu")
 
 
-def test_committed_measured_leaderboard_matches_its_results_files():
-    """leaderboards/bbh.json (and the bbh.md beside it) is rebuilt from leaderboards/measured/*.json."""
+def test_committed_measured_leaderboard_matches_its_results_files(tmp_path):
+    """leaderboards/bbh.md, bbh.json and bbh_comparisons.json are exactly a rebuild from
+    leaderboards/measured/*.json, in the committed row order with the committed comparisons."""
     root = Path(__file__).resolve().parent.parent / "leaderboards"
     files = sorted((root / "measured").glob("*.json"))
     if not files:
         pytest.skip("no measured rows committed yet")
     committed = json.loads((root / "bbh.json").read_text())
     assert sorted(r["results_file"] for r in committed) == [f.name for f in files]
-    by_name = {r["results_file"]: r for r in committed}
-    md = (root / "bbh.md").read_text()
-    for f in files:
-        fresh = json.loads(json.dumps(row_from_results(f)))  # tuples as lists, as in the JSON file
-        assert by_name[f.name] == fresh
-        assert fresh["command"] in md
+    spec = json.loads((root / "bbh_comparisons.json").read_text())["compare"]
+    build([str(root / "measured" / r["results_file"]) for r in committed], str(tmp_path), compare=spec)
+    for name in ("bbh.json", "bbh_comparisons.json", "bbh.md"):
+        assert (tmp_path / name).read_text() == (root / name).read_text(), name
+
+
+# ---------------------------------------------------------------- row against row
+
+def _with_outcomes(tmp_path, name: str, codes: dict, source="results_oracle_limit1_all_subtasks.json", **prov) -> Path:
+    """A copy of a recorded results file whose provenance block holds the given per-item outcomes."""
+    data = json.loads((DATA / source).read_text())
+    block = data["config"]["reflectevo"]
+    outcomes: dict = {}
+    for (task, doc), code in codes.items():
+        outcomes.setdefault(task, {})[doc] = code
+    block["outcomes"] = outcomes
+    block.update(prov)
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _items(n):
+    return [("reflectevo_bbh_navigate", f"bbh/navigate/{i}") for i in range(n)]
+
+
+def test_rows_are_compared_item_by_item(tmp_path):
+    items = _items(100)
+    # row A right on items 0-19; row B right on 10-49: B only 30, A only 10, on 100 items
+    a = _with_outcomes(tmp_path, "a", {k: "0" + ("1" if i < 20 else "0") for i, k in enumerate(items)})
+    b = _with_outcomes(tmp_path, "b", {k: "0" + ("1" if 10 <= i < 50 else "0") for i, k in enumerate(items)})
+    build([str(a), str(b)], str(tmp_path / "board"), compare="b:1")
+    saved = json.loads((tmp_path / "board" / "bbh_comparisons.json").read_text())
+    (c,) = saved["comparisons"]
+    assert (c["row"], c["against"], c["n"], c["only_row"], c["only_against"]) == (2, 1, 100, 30, 10)
+    assert c["final"] == 0.4 and c["final_against"] == 0.2 and c["difference"] == pytest.approx(0.2)
+    # per-item differences: 30 of +1, 10 of -1, 60 of 0 -> variance 0.4 - 0.04 = 0.36
+    half = 1.959964 * (0.36 / 100) ** 0.5
+    assert c["difference_ci"] == pytest.approx([0.2 - half, 0.2 + half]) and c["within_noise"] is False
+    md = (tmp_path / "board" / "bbh.md").read_text()
+    assert "## Row against row" in md and "| #2 base, oracle | #1 base, oracle | 100 | 40.0 | 20.0 | 20.0 [" in md
+    # the same items, the other way round and almost even: within noise
+    even = _with_outcomes(tmp_path, "even", {k: "0" + ("1" if 1 <= i < 21 else "0") for i, k in enumerate(items)})
+    build([str(a), str(even)], str(tmp_path / "board2"))  # default: every row against row 1
+    (c,) = json.loads((tmp_path / "board2" / "bbh_comparisons.json").read_text())["comparisons"]
+    assert (c["only_row"], c["only_against"], c["within_noise"]) == (1, 1, True)
+    assert c["difference"] == 0 and "| #2 base, oracle | #1 base, oracle | 100 | 20.0 | 20.0 | 0.0 [" in (tmp_path / "board2" / "bbh.md").read_text()
+
+
+def test_a_row_without_a_second_attempt_is_compared_on_trial_one(tmp_path):
+    items = _items(4)
+    single = _with_outcomes(tmp_path, "single", {k: c for k, c in zip(items, "1100")})
+    oracle = _with_outcomes(tmp_path, "oracle", {k: c for k, c in zip(items, ["11", "11", "01", "00"])})
+    build([str(single), str(oracle)], str(tmp_path / "board"), compare="2:1")
+    (c,) = json.loads((tmp_path / "board" / "bbh_comparisons.json").read_text())["comparisons"]
+    assert (c["final"], c["final_against"], c["only_row"], c["only_against"]) == (0.75, 0.5, 1, 0)
+
+
+def test_comparisons_refuse_other_items_and_missing_outcomes(tmp_path):
+    a = _with_outcomes(tmp_path, "a", {k: "01" for k in _items(5)})
+    fewer = _with_outcomes(tmp_path, "fewer", {k: "01" for k in _items(4)})
+    with pytest.raises(UserError, match=r"rows #2 \(fewer.json\) and #1 \(a.json\) were not run on the same items"):
+        build([str(a), str(fewer)], str(tmp_path / "board"), compare="2:1")
+    # the same doc ids from another dataset revision are other items
+    other = json.loads((DATA / "results_oracle_limit1_all_subtasks.json").read_text())["config"]["reflectevo"]["datasets"]
+    other = {t: {**d, "dataset_revision": "sha256:0000"} for t, d in other.items()}
+    moved = _with_outcomes(tmp_path, "moved", {k: "01" for k in _items(5)}, datasets=other)
+    with pytest.raises(UserError, match="not run on the same items"):
+        build([str(a), str(moved)], str(tmp_path / "board"), compare="moved:a")
+    # an older results file has no outcomes: an explicit comparison says so; the default one lists it as left out
+    old = DATA / "results_oracle_limit1_all_subtasks.json"
+    with pytest.raises(UserError, match="no per-item outcomes"):
+        build([str(a), str(old)], str(tmp_path / "board"), compare="2:1")
+    build([str(a), str(old)], str(tmp_path / "board"))
+    saved = json.loads((tmp_path / "board" / "bbh_comparisons.json").read_text())
+    assert saved["comparisons"] == [] and "no per-item outcomes" in saved["not_compared"][0]
+    assert "- not compared: #2 against #1: " in (tmp_path / "board" / "bbh.md").read_text()
+
+
+@pytest.mark.parametrize("spec, message", [("1-2", "is not ROW:AGAINST"), ("1:1", "compares a row with itself"),
+                                           ("3:1", "'3' names no row"), ("nope:1", "'nope' names no row")])
+def test_bad_compare_spec_is_one_clear_error(tmp_path, spec, message):
+    a = _with_outcomes(tmp_path, "a", {k: "01" for k in _items(2)})
+    b = _with_outcomes(tmp_path, "b", {k: "00" for k in _items(2)})
+    with pytest.raises(UserError, match=message):
+        build([str(a), str(b)], str(tmp_path / "board"), compare=spec)

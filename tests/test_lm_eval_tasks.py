@@ -249,6 +249,10 @@ def test_oracle_runs_three_batched_passes_and_retries_only_wrong(fake_bbh):
     assert "Diagnosis" in wrong["reflection"] and "Diagnosis" in wrong["turns"][2]["messages"][-1]["content"]
     m = [U.process_results(r.doc, [json.dumps(t)]) for r, t in zip(reqs, trajs)]
     assert sum(x["acc_t1"] for x in m) == 2 and sum(x["acc_t2"] for x in m) == 6
+    # per-item outcomes in the provenance block agree with what lm-eval scores, doc by doc
+    outcomes = model.get_model_info()["reflectevo"]["outcomes"]
+    for r, x in zip(reqs, m):
+        assert outcomes[r.task_name][r.doc["id"]] == f"{x['acc_t1']}{x['acc_t2']}"
 
 
 def test_chunks_run_the_protocol_per_chunk_with_the_same_answers(fake_bbh):
@@ -359,6 +363,8 @@ def test_single_is_trial_one_only(fake_bbh):
     trajs = _run(model, reqs)
     assert [p["turn"] for p in model.passes] == ["trial1"] and all(t["trial2"] is None for t in trajs)
     assert set(U.process_results(reqs[0].doc, [json.dumps(trajs[0])])) == set(U.T1_METRICS)
+    outcomes = model.get_model_info()["reflectevo"]["outcomes"]["reflectevo_bbh_navigate"]
+    assert set(outcomes) == {r.doc["id"] for r in reqs} and all(code in ("0", "1") for code in outcomes.values())
 
 
 def test_one_stage_takes_the_answer_from_the_reflector_reply(fake_bbh):
