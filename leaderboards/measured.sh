@@ -34,15 +34,27 @@ mkdir -p "$OUT/eval"
 RESULTS=leaderboards/measured  # committed: one lm-eval results file per finished row
 ORDER=(base-single base-retry_only base-oracle base-intrinsic one_stage two_stage dpo_pm dpo_pref sft_qa)
 
+# row against row, item by item (ROW:AGAINST): does a reflection add anything over the bare verdict,
+# what the gold verdict is worth, and does each trained model beat the prompt-based base reflector
+COMPARE=(base-oracle:base-retry_only base-intrinsic:base-oracle one_stage:base-oracle two_stage:base-oracle
+         dpo_pm:base-oracle dpo_pref:base-oracle sft_qa:base-oracle)
+
 publish_rows() {  # leaderboards/bbh.md from every row finished so far, in a fixed order
-    local files=() n
+    local files=() pairs=() n p
     for n in "${ORDER[@]}"; do [ -f "$RESULTS/$n.json" ] && files+=("$RESULTS/$n.json"); done
-    "$PY/reflectevo" leaderboard build "${files[@]}" --output leaderboards
+    for p in "${COMPARE[@]}"; do
+        [ -f "$RESULTS/${p%%:*}.json" ] && [ -f "$RESULTS/${p##*:}.json" ] && pairs+=("$p")
+    done
+    "$PY/reflectevo" leaderboard build "${files[@]}" --output leaderboards \
+        --compare "$(IFS=,; echo "${pairs[*]}")" || echo "[measured] leaderboard not rebuilt (see the error above)"
 }
 
 evaluate() {  # evaluate NAME MODEL_ARGS: one row
     local name=$1 args=$2
-    if compgen -G "$OUT/eval/$name/*/results_*.json" > /dev/null; then
+    # a results file without per-item outcomes (older plugin) is redone: from the stored chunks, so
+    # nothing is generated again
+    if compgen -G "$OUT/eval/$name/*/results_*.json" > /dev/null \
+            && grep -q '"outcomes"' "$(ls "$OUT/eval/$name"/*/results_*.json | tail -n 1)"; then
         echo "[measured] $name: done earlier"
     else
         rm -rf "$OUT/eval/$name"
