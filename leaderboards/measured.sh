@@ -4,7 +4,8 @@
 #   REFLECTEVO_BBH_DIR=$PWD/../shared/data/bbh nohup setsid nice -n 19 leaderboards/measured.sh > runs/measured.log 2>&1 &
 #
 # After each row, its results file is copied to leaderboards/measured/ and leaderboards/bbh.md is
-# rebuilt from the rows finished so far.
+# rebuilt from the rows finished so far, with the row-against-row comparisons in $COMPARE whose
+# two rows are both finished.
 #
 # Every row is evaluated on the same items: the first $LIMIT items of each of the 27 BBH subtasks
 # (lm-eval's --limit takes the first N docs), greedy, float32, the same token caps (128 for trial 1,
