@@ -29,16 +29,24 @@ def _subtask(task: str) -> tuple[str, bool] | None:
     return None
 
 
-def row_from_results(path: str | Path) -> dict:
+def read_results(path: str | Path) -> dict:
+    """An lm-eval results file written through the reflectevo model (one clear error otherwise)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: not a readable lm-eval results file ({exc})") from None
-    cfg = data.get("config", {})
-    prov = cfg.get("reflectevo")
-    if not isinstance(prov, dict):
+    if not isinstance(data.get("config", {}).get("reflectevo"), dict):
         raise UserError(f"{path}: no reflectevo provenance block (was it run with --model reflectevo?)")
+    return data
+
+
+def row_from_results(path: str | Path, data: dict | None = None) -> dict:
+    """One leaderboard row; `data`: the file's contents when the caller has read it already."""
+    path = Path(path)
+    data = read_results(path) if data is None else data
+    cfg = data["config"]
+    prov = cfg["reflectevo"]
     subtasks, fewshot = {}, set()
     for task, res in data.get("results", {}).items():
         parsed = _subtask(task)
@@ -88,10 +96,10 @@ def row_from_results(path: str | Path) -> dict:
     return row
 
 
-def outcomes_from_results(path: str | Path) -> dict | None:
-    """{(task, dataset revision, doc id): right at the run's last attempt} from the provenance block's
-    per-item outcomes, or None for a results file written before the plugin recorded them."""
-    prov = json.loads(Path(path).read_text())["config"]["reflectevo"]
+def item_outcomes(data: dict) -> dict | None:
+    """{(task, dataset revision, doc id): right at the run's last attempt} from a results file's
+    per-item outcomes, or None for a file written before the plugin recorded them."""
+    prov = data["config"]["reflectevo"]
     outcomes = prov.get("outcomes")
     if outcomes is None:
         return None
@@ -284,9 +292,10 @@ def _comparison_lines(rows: list[dict], compared: list[dict], skipped: list[str]
            "| row | against | N | final (row) | final (against) | difference | only row | only against | within noise? |",
            "|---|---|---|---|---|---|---|---|---|"]
     for c in compared:
-        out.append(f"| #{c['row']} {_label(rows[c['row'] - 1])} | #{c['against']} {_label(rows[c['against'] - 1])} | {c['n']} | {_pct(c['final'])} | {_pct(c['final_against'])} | "
-                   f"{_pct(c['difference'], c['difference_ci'])} | {c['only_row']} | {c['only_against']} | "
-                   f"{'yes' if c['within_noise'] else 'no'} |")
+        row, against = rows[c["row"] - 1], rows[c["against"] - 1]
+        out.append(f"| #{c['row']} {_label(row)} | #{c['against']} {_label(against)} | {c['n']} | "
+                   f"{_pct(c['final'])} | {_pct(c['final_against'])} | {_pct(c['difference'], c['difference_ci'])} | "
+                   f"{c['only_row']} | {c['only_against']} | {'yes' if c['within_noise'] else 'no'} |")
     out += [f"- not compared: {line}" for line in skipped]
     return out
 
@@ -342,8 +351,9 @@ def build(results: list[str], output_dir: str = "leaderboards", compare: str | N
         if not found:
             raise UserError(f"{pattern}: no lm-eval results files")
         files += found
-    rows = [row_from_results(f) for f in files]
-    compared, skipped = comparisons(rows, [outcomes_from_results(f) for f in files], compare)
+    loaded = [read_results(f) for f in files]
+    rows = [row_from_results(f, data) for f, data in zip(files, loaded)]
+    compared, skipped = comparisons(rows, [item_outcomes(data) for data in loaded], compare)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bbh.json").write_text(json.dumps(rows, indent=1))
