@@ -29,8 +29,9 @@ from the command line are forwarded to it):
   reflection_temperature=T, reflection_top_p=P   reflection sampling (default greedy)
   seed=N                     seed set before every pass (sampled reflections)
   chunk_size=N               run the protocol over N docs at a time (default: all at once, three passes)
-  resume=DIR                 keep each finished chunk in DIR; a rerun with the same settings reuses
-                             them, so a killed run loses at most one chunk (needs chunk_size)
+  resume=DIR                 keep each finished chunk (and its passes' timings) in DIR; a rerun with
+                             the same settings reuses them, so a killed run loses at most one chunk
+                             (needs chunk_size)
   trial1_from=DIR            take trial 1 from another run's resume folder (same base model,
                              chunk_size and docs; e.g. a mode=single run), so rows that differ only
                              in mode or reflector share one trial 1 and skip that pass
@@ -55,7 +56,7 @@ from pathlib import Path
 from lm_eval.api.model import LM
 
 from reflectevo.errors import UserError
-from reflectevo_gen.store import RecordStore, claim_folder
+from reflectevo_gen.store import RecordStore, claim_folder, write_atomic
 from reflectevo_tasks import answers as A
 from reflectevo_tasks import prompts as P
 from reflectevo_tasks.engine import ENGINES, Engine, EngineConfig, Sampling, build_lm, resolve_adapter
@@ -349,13 +350,18 @@ class ReflectEvoLM(LM):
                 for it, text in zip(chunk, stored):
                     self._count_stored(it, text)
                 self._reused.update(chunks=1, docs=len(chunk))
+                # the timings of the run that generated the chunk, so a resumed run still reports them
+                self.passes += [{**p, "chunk": number, "reused": True} for p in self.chunking.stored_passes(number)]
                 out += stored
                 continue
             shared = self.chunking.shared(number, keys)
             if shared is not None:
                 self._reused.update(trial1_docs=len(chunk))
+            first = len(self.passes)
             texts = self._reflect_then_retry(chunk, shared)
-            self.chunking.save(number, keys, texts)
+            for p in self.passes[first:]:
+                p["chunk"] = number
+            self.chunking.save(number, keys, texts, self.passes[first:])
             out += texts
         return out
 
@@ -643,9 +649,19 @@ class Chunking:
                             "(different tasks, --limit or order); use a new folder")
         return [r["trajectory"] for r in records]
 
-    def save(self, number: int, keys: list[str], texts: list[str]) -> None:
+    def stored_passes(self, number: int) -> list[dict]:
+        """The passes that generated stored chunk `number` (none for chunks stored before 2026-11-26)."""
+        path = self._passes_path(number)
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+
+    def save(self, number: int, keys: list[str], texts: list[str], passes: list[dict]) -> None:
         if self.resume:
+            # timings first: a chunk file on disk then always has its timings beside it
+            write_atomic(self._passes_path(number), [json.dumps(passes)])
             RecordStore(self.resume).write_chunk(number, [{"key": k, "trajectory": t} for k, t in zip(keys, texts)])
+
+    def _passes_path(self, number: int) -> Path:
+        return Path(self.resume) / "passes" / f"chunk-{number:06d}.json"
 
 
 def _verdict(v) -> dict:

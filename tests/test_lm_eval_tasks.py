@@ -299,6 +299,11 @@ def test_resume_reuses_finished_chunks_and_ends_like_an_uninterrupted_run(fake_b
     assert [len(c) for c in resumed.base.lm.calls][0] == 4  # chunk 0 was not generated again
     info = resumed.get_model_info()["reflectevo"]
     assert info["chunking"]["reused_docs"] == 4 and info["pooled"] == whole.pooled()
+    # chunk 0's timings come back from the folder, marked as reused; the new chunks carry their number
+    assert info["passes"][:3] == [{**p, "reused": True} for p in killed.passes]
+    assert [(p["turn"], p["chunk"], p.get("reused", False)) for p in info["passes"]] == \
+        [(t, 0, True) for t in ("trial1", "reflection", "retry")] + \
+        [(t, c, False) for c in (1, 2) for t in ("trial1", "reflection", "retry")]
     # a finished run reruns with no generation at all
     again = scripted_model(fake_bbh, chunk_size=4, resume=str(folder))
     assert _run(again, reqs) == expected and again.base.lm.calls == []
