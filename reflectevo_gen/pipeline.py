@@ -105,6 +105,8 @@ def process_chunk(chunk_id: int, questions: list[Question], engines: Engines, cf
                   provenance: dict, progress=None) -> list[dict]:
     s = samplings(cfg)
     trial_prompts = [prompts.trial_prompt(q) for q in questions]
+    if progress is not None:
+        progress.stage(f"trial 1: {len(trial_prompts)} prompts")
     trial_out = engines.generator.generate(trial_prompts, s["trial"])
     verdicts = [score(o, q.answer, q.spec) for q, o in zip(questions, trial_out)]
 
@@ -115,10 +117,14 @@ def process_chunk(chunk_id: int, questions: list[Question], engines: Engines, cf
                 for k in range(cfg.reflections_per_instruction):
                     jobs.append((i, ins, k))
     refl_prompts = [prompts.reflection_prompt(questions[i], trial_out[i], ins, verdicts[i].outcome) for i, ins, _ in jobs]
+    if progress is not None:
+        progress.stage(f"reflections: {len(jobs)} for {len({i for i, _, _ in jobs})} wrong")
     # seeded per chunk, so a resumed run samples exactly what an uninterrupted one would
     refl_out = engines.reflector.generate(refl_prompts, s["reflection"], seed=cfg.seed * 1_000_003 + chunk_id)
     retry_prompts = [prompts.retry_prompt(questions[i], trial_out[i], r, verdicts[i].outcome)
                      for (i, _, _), r in zip(jobs, refl_out)]
+    if progress is not None:
+        progress.stage(f"retries: {len(retry_prompts)}")
     retry_out = engines.generator.generate(retry_prompts, s["retry"])
 
     now = utc_now()
@@ -153,13 +159,17 @@ def process_chunk(chunk_id: int, questions: list[Question], engines: Engines, cf
 
 
 class Progress:
-    """tqdm bar over questions with live counts (and ETA from tqdm)."""
+    """tqdm bar over questions with live counts (and ETA from tqdm), and the pass a chunk is in:
+    on a CPU one chunk can take many minutes, and the bar only moves when a chunk ends."""
 
     def __init__(self, total: int, initial: int, disable: bool = False):
         from tqdm import tqdm
 
         self.bar = tqdm(total=total, initial=initial, unit="q", desc="generate", disable=disable, file=sys.stderr)
         self.counts = {"wrong@t1": 0, "reflections": 0, "fixed": 0}
+
+    def stage(self, text: str) -> None:
+        self.bar.set_postfix({**self.counts, "now": text})
 
     def update_counts(self, questions: int, wrong: int, reflections: int, fixed: int) -> None:
         self.counts["wrong@t1"] += wrong

@@ -149,6 +149,20 @@ def scripted_curated(engine, tmp_path_factory):
     return result, folder
 
 
+def test_progress_bar_says_which_pass_a_chunk_is_in(tmp_path, capsys):
+    from reflectevo_gen.pipeline import Engines, plan_questions
+    from reflectevo_tasks.engine import Engine, EngineConfig
+
+    cfg = GenConfig(output=str(tmp_path / "run"), source="bigbench:anachronisms,strategyqa", limit=6, **SMALL)
+    scripted = Engine(EngineConfig(model="scripted"), lm=ScriptedGenerator(plan_questions(cfg)[0]))
+    run(cfg, engines=Engines(scripted, scripted), show_progress=True)
+    err = capsys.readouterr().err
+    # questions 0 and 3 are right at trial 1 (every third), so 4 wrong x 2 instructions x 2 reflections
+    for stage in ("now=trial 1: 6 prompts", "now=reflections: 16 for 4 wrong", "now=retries: 16"):
+        assert stage in err, err[-2000:]
+    assert "wrong@t1=4" in err and "reflections=16" in err and "fixed=8" in err
+
+
 def test_every_config_gets_the_rows_the_script_implies(scripted_curated):
     result, _ = scripted_curated
     questions = {r["question_id"] for r in result["raw"]}
