@@ -25,6 +25,7 @@ import re
 import shutil
 import tarfile
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -313,13 +314,16 @@ def build_pool(per_task: int = 50, bbh_folder=None, max_options: int = 10, max_c
     return PoolInfo(path, len(chosen), len(per_task_counts), excluded, manifest)
 
 
-def load_pool(limit: int | None = None, per_task: int = 50, tasks: list[str] | None = None) -> list[Question]:
+def load_pool(limit: int | None = None, per_task: int = 50, tasks: list[str] | None = None,
+              keep: Callable[[Question], bool] | None = None) -> list[Question]:
     info = build_pool(per_task)
     out = []
     with open(info.path, encoding="utf-8") as f:
         for line in f:
             q = Question.from_dict(json.loads(line))
             if tasks and not any(q.source == f"bigbench/{t}" or q.source.startswith(f"bigbench/{t}/") for t in tasks):
+                continue
+            if keep is not None and not keep(q):
                 continue
             out.append(q)
             if limit is not None and len(out) >= limit:

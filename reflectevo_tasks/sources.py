@@ -13,21 +13,37 @@ from pathlib import Path
 
 from reflectevo.errors import UserError
 from reflectevo_tasks import bbh, bigbench
+from reflectevo_tasks.answers import KINDS
 from reflectevo_tasks.custom import DatasetSpec, LoadReport, load_custom
 
 
 def load_questions(source: str, limit: int | None = None, bbh_dir: str | None = None,
-                   per_task: int = 50) -> LoadReport:
-    """Questions of a source, in the source's stable order; `limit` keeps the first N."""
+                   per_task: int = 50, kinds: str | None = None) -> LoadReport:
+    """Questions of a source, in the source's stable order; `kinds` (comma-separated answer kinds,
+    e.g. "choice,yes_no") keeps only questions with those answers; `limit` then keeps the first N."""
+    wanted = parse_kinds(kinds)
+    keep = (lambda q: q.kind in wanted) if wanted else None
     name, _, arg = source.partition(":")
     parts = [a.strip() for a in arg.split(",") if a.strip()]
     if name == "bbh":
         subtasks = [bbh.check_subtask(s) for s in parts] or list(bbh.SUBTASKS)
-        qs = [q for s in subtasks for q in bbh.load_subtask(s, bbh_dir)]
+        qs = [q for s in subtasks for q in bbh.load_subtask(s, bbh_dir) if keep is None or keep(q)]
         return LoadReport(qs[:limit] if limit is not None else qs, [])
     if name == "bigbench":
-        return LoadReport(bigbench.load_pool(limit, per_task=per_task, tasks=parts or None), [])
+        return LoadReport(bigbench.load_pool(limit, per_task=per_task, tasks=parts or None, keep=keep), [])
     path = Path(source)
     if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
-        return load_custom(DatasetSpec.from_file(path), limit)
+        if keep is None:
+            return load_custom(DatasetSpec.from_file(path), limit)
+        report = load_custom(DatasetSpec.from_file(path))
+        return LoadReport([q for q in report.questions if keep(q)][:limit], report.rejected)
     raise UserError(f"unknown question source {source!r}: use bbh[:subtask,…], bigbench[:task,…] or a dataset spec .yaml")
+
+
+def parse_kinds(kinds: str | None) -> frozenset[str]:
+    """'choice,yes_no' -> those answer kinds; empty or None -> no filter."""
+    wanted = frozenset(k.strip() for k in (kinds or "").split(",") if k.strip())
+    unknown = sorted(wanted - set(KINDS))
+    if unknown:
+        raise UserError(f"--answer_kinds: unknown kind(s) {', '.join(unknown)}; expected some of {', '.join(KINDS)}")
+    return wanted

@@ -51,3 +51,36 @@ def test_spec_errors_are_clear(tmp_path):
         load_questions(str(spec))
     with pytest.raises(UserError, match="unknown question source"):
         load_questions("nonsense")
+
+
+def test_answer_kinds_filter_comes_before_the_limit(tmp_path, bbh_dir):
+    # a user dataset has one answer kind (guessed from its answers, here integer): all or nothing
+    _, spec = _write(tmp_path, [{"q": "2+2?", "a": 4}, {"q": "", "a": 1}, {"q": "3+3?", "a": 6}, {"q": "1+0?", "a": 1}])
+    kept = load_questions(str(spec), limit=2, kinds="integer,yes_no")
+    assert [q.index for q in kept.questions] == [0, 2] and len(kept.rejected) == 1
+    assert load_questions(str(spec), kinds="yes_no").questions == []
+    # the BIG-bench pool: --limit counts kept questions only, in the pool's order
+    pool = load_questions("bigbench", limit=40, bbh_dir=bbh_dir, kinds="choice,yes_no").questions
+    assert len(pool) == 40 and {q.kind for q in pool} <= {A.CHOICE, A.YES_NO}
+    everything = load_questions("bigbench", limit=400, bbh_dir=bbh_dir).questions
+    assert [q.id for q in pool] == [q.id for q in everything if q.kind in (A.CHOICE, A.YES_NO)][:40]
+    bbh_only = load_questions("bbh:navigate,date_understanding", bbh_dir=bbh_dir, kinds="yes_no").questions
+    assert bbh_only and all(q.source == "bbh/navigate" for q in bbh_only)
+
+
+def test_unknown_answer_kind_is_one_clear_error(tmp_path):
+    from reflectevo_gen.config import GenConfig
+
+    with pytest.raises(UserError, match="--answer_kinds: unknown kind\\(s\\) multiple_choice; expected some of choice"):
+        load_questions("bigbench", kinds="choice,multiple_choice")
+    with pytest.raises(UserError, match="--answer_kinds: unknown kind"):
+        GenConfig(output=str(tmp_path), answer_kinds="mcq").check()
+
+
+def test_gen_identity_unchanged_unless_answer_kinds_is_set():
+    """Runs started before the option existed must still resume: their identity has no such key."""
+    from reflectevo_gen.config import GenConfig
+
+    assert "answer_kinds" not in GenConfig().identity()
+    assert GenConfig(answer_kinds="choice").identity()["answer_kinds"] == "choice"
+    assert GenConfig(answer_kinds="choice").identity_hash() != GenConfig().identity_hash()
