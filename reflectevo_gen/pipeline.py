@@ -104,9 +104,9 @@ def _turn(prompt: prompts.Prompt, output: str) -> dict:
 def process_chunk(chunk_id: int, questions: list[Question], engines: Engines, cfg: GenConfig,
                   provenance: dict, progress=None) -> list[dict]:
     s = samplings(cfg)
+    stage = progress.stage if progress is not None else (lambda text: None)
     trial_prompts = [prompts.trial_prompt(q) for q in questions]
-    if progress is not None:
-        progress.stage(f"trial 1: {len(trial_prompts)} prompts")
+    stage(f"trial 1: {len(trial_prompts)} prompts")
     trial_out = engines.generator.generate(trial_prompts, s["trial"])
     verdicts = [score(o, q.answer, q.spec) for q, o in zip(questions, trial_out)]
 
@@ -117,14 +117,12 @@ def process_chunk(chunk_id: int, questions: list[Question], engines: Engines, cf
                 for k in range(cfg.reflections_per_instruction):
                     jobs.append((i, ins, k))
     refl_prompts = [prompts.reflection_prompt(questions[i], trial_out[i], ins, verdicts[i].outcome) for i, ins, _ in jobs]
-    if progress is not None:
-        progress.stage(f"reflections: {len(jobs)} for {len({i for i, _, _ in jobs})} wrong")
+    stage(f"reflections: {len(jobs)} for {len({i for i, _, _ in jobs})} wrong")
     # seeded per chunk, so a resumed run samples exactly what an uninterrupted one would
     refl_out = engines.reflector.generate(refl_prompts, s["reflection"], seed=cfg.seed * 1_000_003 + chunk_id)
     retry_prompts = [prompts.retry_prompt(questions[i], trial_out[i], r, verdicts[i].outcome)
                      for (i, _, _), r in zip(jobs, refl_out)]
-    if progress is not None:
-        progress.stage(f"retries: {len(retry_prompts)}")
+    stage(f"retries: {len(retry_prompts)}")
     retry_out = engines.generator.generate(retry_prompts, s["retry"])
 
     now = utc_now()

@@ -33,10 +33,9 @@ def load_questions(source: str, limit: int | None = None, bbh_dir: str | None = 
         return LoadReport(bigbench.load_pool(limit, per_task=per_task, tasks=parts or None, keep=keep), [])
     path = Path(source)
     if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
-        if keep is None:
-            return load_custom(DatasetSpec.from_file(path), limit)
-        report = load_custom(DatasetSpec.from_file(path))
-        return LoadReport([q for q in report.questions if keep(q)][:limit], report.rejected)
+        report = load_custom(DatasetSpec.from_file(path), limit)
+        # a dataset has one answer kind, so filtering after the limit keeps all of it or none
+        return LoadReport([q for q in report.questions if keep(q)], report.rejected) if keep else report
     raise UserError(f"unknown question source {source!r}: use bbh[:subtask,…], bigbench[:task,…] or a dataset spec .yaml")
 
 
