@@ -15,6 +15,7 @@ class GenConfig:
     output: str = field(default="runs/gen", metadata={"help": "output folder (resumable)"})
     source: str = field(default="bigbench", metadata={"help": "question source: bigbench[:task,…], bbh[:subtask,…] or a dataset spec .yaml"})
     answer_kinds: str | None = field(default=None, metadata={"help": "keep only questions with these answer kinds, comma-separated (choice, yes_no, true_false, valid_invalid, integer, dyck, word_sort, free_text); --limit counts the kept ones"})
+    question_ids: str | None = field(default=None, metadata={"help": "keep only these questions: ids comma-separated, or @file with one id per line (e.g. to regenerate a slice of an earlier run); --limit counts the kept ones"})
     limit: int | None = field(default=None, metadata={"help": "use the first N questions of the source"})
     shard: str = field(default="0/1", metadata={"help": "i/N: process the i-th of N stable-hash shards of the questions"})
     model: str = field(default="smollm2-135m-instruct", metadata={"help": "generator model (answers trial 1 and retries)"})
@@ -55,17 +56,23 @@ class GenConfig:
                 raise UserError(f"--{name}: must be at least 1")
         if self.limit is not None and self.limit < 1:
             raise UserError("--limit: must be at least 1")
-        from reflectevo_tasks.sources import parse_kinds
+        from reflectevo_tasks.sources import parse_ids, parse_kinds
 
         parse_kinds(self.answer_kinds)
+        parse_ids(self.question_ids)
 
     def identity(self) -> dict:
         """The settings that determine the records; a resumed run must match them."""
         d = asdict(self)
         for volatile in ("output", "batch_size", "device"):
             d.pop(volatile)
-        if d["answer_kinds"] is None:  # added later: left out when unset, so earlier runs still resume
-            d.pop("answer_kinds")
+        for added_later in ("answer_kinds", "question_ids"):  # left out when unset, so earlier runs still resume
+            if d[added_later] is None:
+                d.pop(added_later)
+        if self.question_ids:  # the ids themselves, not the file that listed them
+            from reflectevo_tasks.sources import parse_ids
+
+            d["question_ids"] = sorted(parse_ids(self.question_ids))
         return d
 
     def identity_hash(self) -> str:

@@ -88,7 +88,7 @@ def samplings(cfg: GenConfig) -> dict[str, Sampling]:
 
 def plan_questions(cfg: GenConfig) -> tuple[list[Question], list[str]]:
     """The questions of this shard, in the source's order, and the rejected-row messages."""
-    report = load_questions(cfg.source, cfg.limit, cfg.bbh_dir, kinds=cfg.answer_kinds)
+    report = load_questions(cfg.source, cfg.limit, cfg.bbh_dir, kinds=cfg.answer_kinds, ids=cfg.question_ids)
     shard = cfg.shard_parts()
     return [q for q in report.questions if in_shard(q.id, shard)], report.rejected
 

@@ -18,11 +18,25 @@ from reflectevo_tasks.custom import DatasetSpec, LoadReport, load_custom
 
 
 def load_questions(source: str, limit: int | None = None, bbh_dir: str | None = None,
-                   per_task: int = 50, kinds: str | None = None) -> LoadReport:
+                   per_task: int = 50, kinds: str | None = None, ids: str | None = None) -> LoadReport:
     """Questions of a source, in the source's stable order; `kinds` (comma-separated answer kinds,
-    e.g. "choice,yes_no") keeps only questions with those answers; `limit` then keeps the first N."""
+    e.g. "choice,yes_no") keeps only questions with those answers, `ids` (see parse_ids) only those
+    questions; `limit` then keeps the first N."""
     wanted = parse_kinds(kinds)
-    keep = (lambda q: q.kind in wanted) if wanted else None
+    chosen = parse_ids(ids)
+    keep = None
+    if wanted or chosen:
+        keep = lambda q: (not wanted or q.kind in wanted) and (not chosen or q.id in chosen)  # noqa: E731
+    report = _load(source, limit, bbh_dir, per_task, keep, by_id=bool(chosen))
+    missing = sorted(chosen - {q.id for q in report.questions})
+    if missing and (limit is None or len(report.questions) < limit):
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise UserError(f"--question_ids: {len(missing)} id(s) not in source {source!r}"
+                        f"{' with answer kinds ' + kinds if wanted else ''}: {shown}")
+    return report
+
+
+def _load(source: str, limit: int | None, bbh_dir: str | None, per_task: int, keep, by_id: bool) -> LoadReport:
     name, _, arg = source.partition(":")
     parts = [a.strip() for a in arg.split(",") if a.strip()]
     if name == "bbh":
@@ -33,9 +47,13 @@ def load_questions(source: str, limit: int | None = None, bbh_dir: str | None = 
         return LoadReport(bigbench.load_pool(limit, per_task=per_task, tasks=parts or None, keep=keep), [])
     path = Path(source)
     if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
-        report = load_custom(DatasetSpec.from_file(path), limit)
-        # a dataset has one answer kind, so filtering after the limit keeps all of it or none
-        return LoadReport([q for q in report.questions if keep(q)], report.rejected) if keep else report
+        # a dataset has one answer kind, so a kinds filter after the limit keeps all of it or none;
+        # chosen ids can lie anywhere, so then the whole file is read and the limit comes after
+        report = load_custom(DatasetSpec.from_file(path), None if by_id else limit)
+        if keep is None:
+            return report
+        kept = [q for q in report.questions if keep(q)]
+        return LoadReport(kept[:limit] if limit is not None else kept, report.rejected)
     raise UserError(f"unknown question source {source!r}: use bbh[:subtask,…], bigbench[:task,…] or a dataset spec .yaml")
 
 
@@ -46,3 +64,21 @@ def parse_kinds(kinds: str | None) -> frozenset[str]:
     if unknown:
         raise UserError(f"--answer_kinds: unknown kind(s) {', '.join(unknown)}; expected some of {', '.join(KINDS)}")
     return wanted
+
+
+def parse_ids(ids: str | None) -> frozenset[str]:
+    """'id1,id2' or '@file' (one id per line; blank lines and lines starting with # skipped) ->
+    those ids; empty or None -> no filter."""
+    if not ids:
+        return frozenset()
+    if ids.startswith("@"):
+        path = Path(ids[1:])
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise UserError(f"--question_ids: cannot read {path}: {exc.strerror or exc}") from None
+        chosen = frozenset(s for s in (line.strip() for line in lines) if s and not s.startswith("#"))
+        if not chosen:
+            raise UserError(f"--question_ids: {path} lists no question id")
+        return chosen
+    return frozenset(s.strip() for s in ids.split(",") if s.strip())

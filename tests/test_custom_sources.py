@@ -77,10 +77,46 @@ def test_unknown_answer_kind_is_one_clear_error(tmp_path):
         GenConfig(output=str(tmp_path), answer_kinds="mcq").check()
 
 
-def test_gen_identity_unchanged_unless_answer_kinds_is_set():
-    """Runs started before the option existed must still resume: their identity has no such key."""
+def test_gen_identity_unchanged_unless_answer_kinds_or_ids_are_set(tmp_path):
+    """Runs started before the options existed must still resume: their identity has no such key."""
     from reflectevo_gen.config import GenConfig
 
-    assert "answer_kinds" not in GenConfig().identity()
+    assert "answer_kinds" not in GenConfig().identity() and "question_ids" not in GenConfig().identity()
     assert GenConfig(answer_kinds="choice").identity()["answer_kinds"] == "choice"
     assert GenConfig(answer_kinds="choice").identity_hash() != GenConfig().identity_hash()
+    # the ids count, not how they were given: a list file edited between runs changes the identity
+    listed = tmp_path / "ids.txt"
+    listed.write_text("b/2\na/1\n")
+    assert GenConfig(question_ids=f"@{listed}").identity() == GenConfig(question_ids="a/1, b/2").identity()
+    before = GenConfig(question_ids=f"@{listed}").identity_hash()
+    listed.write_text("a/1\n")
+    assert GenConfig(question_ids=f"@{listed}").identity_hash() != before
+
+
+def test_question_ids_keep_those_questions_in_source_order(tmp_path, bbh_dir):
+    _, spec = _write(tmp_path, [{"q": "2+2?", "a": 4}, {"q": "", "a": 1}, {"q": "3+3?", "a": 6}, {"q": "1+0?", "a": 1}])
+    got = load_questions(str(spec), ids="custom/mine/3,custom/mine/0")
+    assert [q.index for q in got.questions] == [0, 3] and len(got.rejected) == 1
+    assert [q.index for q in load_questions(str(spec), limit=1, ids="custom/mine/3,custom/mine/2").questions] == [2]
+    pool = load_questions("bigbench", limit=300, bbh_dir=bbh_dir).questions
+    listed = tmp_path / "ids.txt"
+    listed.write_text(f"# a comment line\n{pool[250].id}\n\n{pool[7].id}\n")
+    assert [q.id for q in load_questions("bigbench", bbh_dir=bbh_dir, ids=f"@{listed}").questions] == [pool[7].id, pool[250].id]
+    # with a kinds filter too, both must hold
+    kind = pool[7].kind
+    other = next(k for k in A.KINDS if k != kind)
+    with pytest.raises(UserError, match=f"--question_ids: 1 id\\(s\\) not in source 'bigbench' with answer kinds {other}: {pool[7].id}"):
+        load_questions("bigbench", bbh_dir=bbh_dir, ids=pool[7].id, kinds=other)
+
+
+def test_unknown_question_ids_and_unreadable_lists_are_one_clear_error(tmp_path, bbh_dir):
+    from reflectevo_gen.config import GenConfig
+
+    _, spec = _write(tmp_path, [{"q": "2+2?", "a": 4}])
+    with pytest.raises(UserError, match=r"--question_ids: 2 id\(s\) not in source '.*mine.yaml': custom/mine/7, nope"):
+        load_questions(str(spec), ids="custom/mine/0,custom/mine/7,nope")
+    with pytest.raises(UserError, match=r"--question_ids: cannot read .*missing.txt"):
+        GenConfig(output=str(tmp_path), question_ids=f"@{tmp_path / 'missing.txt'}").check()
+    (tmp_path / "empty.txt").write_text("# nothing here\n\n")
+    with pytest.raises(UserError, match=r"--question_ids: .*empty.txt lists no question id"):
+        load_questions(str(spec), ids=f"@{tmp_path / 'empty.txt'}")
