@@ -13,7 +13,9 @@
 #   1-4  the base model in modes single, retry_only, oracle (prompt-based reflection) and intrinsic;
 #   5-9  oracle mode after training on data generated from the BIG-bench pool (never BBH):
 #        one_stage, two_stage, dpo_pm, dpo_pref as the reflector, and sft_qa as the answering model.
-# Resumable: each step writes its output and is skipped when that output exists; inside a row the
+# Resumable: each step writes its output and is skipped when that output exists (a row's output is
+# its results file in leaderboards/measured, which is committed; the rest is in $OUT, outside git,
+# so a fresh checkout generates the training data again: seeded, 2 hours); inside a row the
 # plugin keeps every finished chunk of $CHUNK docs (resume=), so a killed row loses at most one
 # chunk. Every row whose answering model is the base model takes its trial 1 from the base-single
 # row (trial1_from=): the same greedy replies it would generate, one pass less, and rows that share
@@ -50,24 +52,43 @@ publish_rows() {  # leaderboards/bbh.md from every row finished so far, in a fix
         --compare "$(IFS=,; echo "${pairs[*]}")" || echo "[measured] leaderboard not rebuilt (see the error above)"
 }
 
-evaluate() {  # evaluate NAME MODEL_ARGS: one row
-    local name=$1 args=$2
+latest_results() { ls "$OUT/eval/$1"/*/results_*.json 2> /dev/null | tail -n 1; }
+
+run_row() {  # run_row NAME MODEL_ARGS: lm_eval for one row into $OUT/eval/NAME, unless done there
+    local name=$1 args=$2 last
+    last=$(latest_results "$name")
     # a results file without per-item outcomes (older plugin) is redone: from the stored chunks, so
     # nothing is generated again
-    if compgen -G "$OUT/eval/$name/*/results_*.json" > /dev/null \
-            && grep -q '"outcomes"' "$(ls "$OUT/eval/$name"/*/results_*.json | tail -n 1)"; then
+    if [ -n "$last" ] && grep -q '"outcomes"' "$last"; then
         echo "[measured] $name: done earlier"
-    else
-        rm -rf "$OUT/eval/$name"
-        echo "[measured] $name: lm_eval --model_args $args ($(date -u +%FT%TZ))"
-        "$PY/lm_eval" --model reflectevo \
-            --model_args "base=hf,pretrained=$MODEL,dtype=float32,$CAPS,chunk_size=$CHUNK,resume=$OUT/resume/$name,$args" \
-            --tasks reflectevo_bbh --limit "$LIMIT" --batch_size 32 --device cpu \
-            --output_path "$OUT/eval/$name" --log_samples
+        return
     fi
+    rm -rf "$OUT/eval/$name"
+    echo "[measured] $name: lm_eval --model_args $args ($(date -u +%FT%TZ))"
+    "$PY/lm_eval" --model reflectevo \
+        --model_args "base=hf,pretrained=$MODEL,dtype=float32,$CAPS,chunk_size=$CHUNK,resume=$OUT/resume/$name,$args" \
+        --tasks reflectevo_bbh --limit "$LIMIT" --batch_size 32 --device cpu \
+        --output_path "$OUT/eval/$name" --log_samples
+}
+
+evaluate() {  # evaluate NAME MODEL_ARGS: one row, skipped once its results file is in $RESULTS
+    local name=$1 args=$2
+    if [ -f "$RESULTS/$name.json" ]; then
+        echo "[measured] $name: finished ($RESULTS/$name.json)"
+        return
+    fi
+    run_row "$name" "$args"
     mkdir -p "$RESULTS"
-    cp "$(ls "$OUT/eval/$name"/*/results_*.json | tail -n 1)" "$RESULTS/$name.json"
+    cp "$(latest_results "$name")" "$RESULTS/$name.json"
     publish_rows
+}
+
+same_outcomes() {  # same_outcomes A B: two results files with the same outcome for every item
+    "$PY/python" - "$1" "$2" <<'PY'
+import json, sys
+a, b = (json.load(open(path))["config"]["reflectevo"]["outcomes"] for path in sys.argv[1:])
+sys.exit(a != b)
+PY
 }
 
 SHARED="trial1_from=$OUT/resume/base-single"
@@ -91,6 +112,17 @@ if [ ! -f "$OUT/curated/stats.md" ]; then  # written last by curate
         --trial_max_new_tokens $TOKENS --reflection_max_new_tokens $TOKENS \
         --reflections_per_instruction 4 --seed 0
     "$PY/reflectevo" gen curate --input "$OUT/gen" --output "$OUT/curated"
+fi
+
+# The rows below that take trial 1 from base-single need its resume folder, which is not in git: on a
+# fresh checkout whose base-single row is committed, trial 1 is generated again (about 25 minutes) and
+# must give the committed row's outcomes item for item, or those rows would not share trial 1.
+if [ ! -f "$RESULTS/dpo_pref.json" ]; then
+    run_row base-single "mode=single"
+    same_outcomes "$RESULTS/base-single.json" "$(latest_results base-single)" || {
+        echo "[measured] base-single: trial 1 generated again differs from the committed row; stopping"
+        exit 1
+    }
 fi
 
 declare -A EVAL_ARGS=(
