@@ -118,9 +118,12 @@ def adapter_training(folder: str) -> dict | None:
     except (OSError, ValueError):
         return None
     data = prov.get("dataset") or {}
+    # the commit a Hub revision resolved to when training started (a branch moves later); a local
+    # file has no revision, so its content hash stands in
+    revision = data.get("sha") or data.get("revision") or (f"sha256:{data['sha256']}" if data.get("sha256") else None)
     return {"setting": prov.get("setting"), "method": prov.get("method"),
             "dataset": data.get("repo_id") or data.get("path"), "dataset_config": data.get("config"),
-            "dataset_revision": data.get("revision"), "init_adapter": prov.get("init_adapter"),
+            "dataset_revision": revision, "init_adapter": prov.get("init_adapter"),
             "command": prov.get("command")}
 
 

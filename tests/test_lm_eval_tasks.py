@@ -605,6 +605,14 @@ def test_reflector_adapter_is_loaded_on_the_base_with_its_own_revision(tmp_path,
     base = model.get_model_info()["reflectevo"]["base"]
     assert base["adapter"] == str(adapter) and base["adapter_revision"] == "v3"
     assert base["adapter_training"]["setting"] == "sft_qa" and base["adapter_training"]["dataset_revision"] == "abc123"
+    # what a revision resolved to when training started wins over the revision asked for (a branch moves);
+    # a local file is recorded by its content hash
+    for dataset, expected in [({"repo_id": "me/data", "config": "sft_qa", "revision": "main", "sha": "f00d"}, "f00d"),
+                              ({"path": "/data/sft_qa.jsonl", "config": "sft_qa", "sha256": "beef"}, "sha256:beef")]:
+        (adapter / "provenance.json").write_text(json.dumps({"setting": "sft_qa", "dataset": dataset}))
+        built.clear()
+        base = ReflectEvoLM(pretrained="smollm2-135m-instruct", peft=str(adapter)).get_model_info()["reflectevo"]["base"]
+        assert base["adapter_training"]["dataset_revision"] == expected
 
 
 def test_unreachable_hub_adapter_is_one_clear_error(no_model_loading, fake_bbh):
