@@ -1,7 +1,7 @@
 """Generation pipeline throughput against (a) the same work one prompt per call (the authors'
 pattern) and (b) plain batched generation of exactly the same prompts.
 
-    python benchmarks/bench_gen.py [--questions 32] [--dtype float32] [--batch-size 32]
+    python benchmarks/bench_gen.py [--questions 32] [--dtype float32] [--batch-size 32] [--engine hf] [--device cpu]
 
 The pipeline runs on the first N questions of the BIG-bench pool. Its prompts (trial 1, reflection,
 retry) are then replayed (b) as three plain batched engine calls and (a) one prompt per call on
@@ -33,15 +33,17 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--single-sample", type=int, default=12, help="prompts replayed one per call for (a)")
+    ap.add_argument("--engine", default="hf", help="hf or vllm (a GPU)")
+    ap.add_argument("--device", default=None, help="cpu (default), cuda, …: the hf engine's device")
     args = ap.parse_args()
 
-    engine = Engine(EngineConfig(dtype=args.dtype, batch_size=args.batch_size))
+    engine = Engine(EngineConfig(engine=args.engine, dtype=args.dtype, batch_size=args.batch_size, device=args.device))
     engine.generate([Prompt(({"role": "user", "content": "hi"},))], Sampling(max_new_tokens=4))  # warm-up
     out = tempfile.mkdtemp(prefix="bench-gen-")
     cfg = GenConfig(output=out, limit=args.questions, reflection_temperature=0.0, reflections_per_instruction=1,
                     instruction_ids="sample:2", trial_max_new_tokens=args.max_new_tokens,
                     reflection_max_new_tokens=args.max_new_tokens, chunk_size=10_000, batch_size=args.batch_size,
-                    dtype=args.dtype)
+                    dtype=args.dtype, engine=args.engine, device=args.device)
     t0 = time.perf_counter()
     run(cfg, engines=Engines(engine, engine), show_progress=False)
     pipeline_s = time.perf_counter() - t0
