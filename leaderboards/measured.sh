@@ -14,8 +14,8 @@
 #   5-9  oracle mode after training on data generated from the BIG-bench pool (never BBH):
 #        one_stage, two_stage, dpo_pm, dpo_pref as the reflector, and sft_qa as the answering model.
 # Resumable: each step writes its output and is skipped when that output exists (a row's output is
-# its results file in leaderboards/measured, which is committed; the rest is in $OUT, outside git,
-# so a fresh checkout generates the training data again: seeded, 2 hours); inside a row the
+# its results file in leaderboards/measured, which is committed, as are the curated training sets;
+# the rest is in $OUT, outside git); inside a row the
 # plugin keeps every finished chunk of $CHUNK docs (resume=), so a killed row loses at most one
 # chunk. Every row whose answering model is the base model takes its trial 1 from the base-single
 # row (trial1_from=): the same greedy replies it would generate, one pass less, and rows that share
@@ -77,6 +77,7 @@ evaluate() {  # evaluate NAME MODEL_ARGS: one row, skipped once its results file
         echo "[measured] $name: finished ($RESULTS/$name.json)"
         return
     fi
+    case "$args" in *"$SHARED"*) shared_trial1 ;; esac
     run_row "$name" "$args"
     mkdir -p "$RESULTS"
     cp "$(latest_results "$name")" "$RESULTS/$name.json"
@@ -89,6 +90,17 @@ import json, sys
 a, b = (json.load(open(path))["config"]["reflectevo"]["outcomes"] for path in sys.argv[1:])
 sys.exit(a != b)
 PY
+}
+
+# The rows that take trial 1 from base-single need its resume folder, which is not in git: on a fresh
+# checkout whose base-single row is committed, trial 1 is generated again (about 25 minutes) and must
+# give the committed row's outcomes item for item, or those rows would not share trial 1.
+shared_trial1() {
+    run_row base-single "mode=single"
+    same_outcomes "$RESULTS/base-single.json" "$(latest_results base-single)" || {
+        echo "[measured] base-single: trial 1 generated again differs from the committed row; stopping"
+        exit 1
+    }
 }
 
 SHARED="trial1_from=$OUT/resume/base-single"
@@ -106,23 +118,20 @@ done
 #   first 120 questions want free text (translations, list functions, data wrangling), which this
 #   model never gets right, before or after reflecting (measured: 2 fixes in 232 reflections on the
 #   unfiltered pool's first 32 questions, both on multiple-choice ones).
-if [ ! -f "$OUT/curated/stats.md" ]; then  # written last by curate
-    "$PY/reflectevo" gen run --limit "$QUESTIONS" --output "$OUT/gen" --dtype float32 --batch_size 32 \
-        --answer_kinds choice,yes_no,true_false,integer \
-        --trial_max_new_tokens $TOKENS --reflection_max_new_tokens $TOKENS \
-        --reflections_per_instruction 4 --seed 0
-    "$PY/reflectevo" gen curate --input "$OUT/gen" --output "$OUT/curated"
-fi
-
-# The rows below that take trial 1 from base-single need its resume folder, which is not in git: on a
-# fresh checkout whose base-single row is committed, trial 1 is generated again (about 25 minutes) and
-# must give the committed row's outcomes item for item, or those rows would not share trial 1.
-if [ ! -f "$RESULTS/dpo_pref.json" ]; then
-    run_row base-single "mode=single"
-    same_outcomes "$RESULTS/base-single.json" "$(latest_results base-single)" || {
-        echo "[measured] base-single: trial 1 generated again differs from the committed row; stopping"
-        exit 1
-    }
+#
+# The curated sets are committed (leaderboards/measured/training-data, with their statistics): they are
+# the trained rows' dataset revision (each row records their sha256), and a fresh checkout trains from
+# them instead of generating for two hours. `reflectevo gen push --input` publishes them to the Hub.
+DATA=leaderboards/measured/training-data
+if [ ! -f "$DATA/stats.md" ]; then
+    if [ ! -f "$OUT/curated/stats.md" ]; then  # written last by curate
+        "$PY/reflectevo" gen run --limit "$QUESTIONS" --output "$OUT/gen" --dtype float32 --batch_size 32 \
+            --answer_kinds choice,yes_no,true_false,integer \
+            --trial_max_new_tokens $TOKENS --reflection_max_new_tokens $TOKENS \
+            --reflections_per_instruction 4 --seed 0
+        "$PY/reflectevo" gen curate --input "$OUT/gen" --output "$OUT/curated"
+    fi
+    rm -rf "$DATA.partial" && cp -r "$OUT/curated" "$DATA.partial" && mv "$DATA.partial" "$DATA"
 fi
 
 declare -A EVAL_ARGS=(
@@ -133,10 +142,14 @@ declare -A EVAL_ARGS=(
     [sft_qa]="mode=oracle,peft=$OUT/train/sft_qa"   # the answering model itself
 )
 for setting in one_stage two_stage dpo_pm dpo_pref sft_qa; do
+    if [ -f "$RESULTS/$setting.json" ]; then
+        echo "[measured] $setting: finished ($RESULTS/$setting.json)"
+        continue
+    fi
     if [ ! -f "$OUT/train/$setting/provenance.json" ]; then
         rm -rf "$OUT/train/$setting"
         # a setting whose curated set is empty (e.g. no Dpref pairs) fails with one line; the others go on
-        "$PY/reflectevo" train "$setting" --dataset "$OUT/curated" --output_dir "$OUT/train/$setting" \
+        "$PY/reflectevo" train "$setting" --dataset "$DATA" --output_dir "$OUT/train/$setting" \
             || { echo "[measured] $setting: not trained (see the error above)"; continue; }
     fi
     evaluate "$setting" "${EVAL_ARGS[$setting]}"
