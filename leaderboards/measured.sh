@@ -52,7 +52,8 @@ publish_rows() {  # leaderboards/bbh.md from every row finished so far, in a fix
         --compare "$(IFS=,; echo "${pairs[*]}")" || echo "[measured] leaderboard not rebuilt (see the error above)"
 }
 
-latest_results() { ls "$OUT/eval/$1"/*/results_*.json 2> /dev/null | tail -n 1; }
+# (none yet is not an error: under pipefail, a failing ls would end the script here)
+latest_results() { ls "$OUT/eval/$1"/*/results_*.json 2> /dev/null | tail -n 1 || true; }
 
 run_row() {  # run_row NAME MODEL_ARGS: lm_eval for one row into $OUT/eval/NAME, unless done there
     local name=$1 args=$2 last
