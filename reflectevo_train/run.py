@@ -69,6 +69,31 @@ def _stage_args(training_args, output_dir: str):
     return args
 
 
+# Fewer optimizer steps than this after warmup leave an adapter close to its start: LoRA's B matrices
+# start at zero and Adam moves each weight by about the learning rate per step. Small curated sets hit
+# this with the paper-scale recipes (14 Dpref pairs at 2 x 8 per step and 2 epochs: 2 steps, the first
+# in warmup at learning rate 0).
+FEW_STEPS = 10
+
+
+def optimizer_steps(n_examples: int, args) -> tuple[int, int]:
+    """(optimizer steps, of which warmup) that the Trainer will take on `n_examples` with `args`."""
+    if args.max_steps and args.max_steps > 0:
+        total = int(args.max_steps)
+    else:
+        batches = math.ceil(n_examples / (args.per_device_train_batch_size * max(1, args.world_size)))
+        total = math.ceil(math.ceil(batches / args.gradient_accumulation_steps) * args.num_train_epochs)
+    return total, int(args.get_warmup_steps(total))
+
+
+def warn_if_few_steps(stage: str, n_examples: int, args) -> None:
+    total, warmup = optimizer_steps(n_examples, args)
+    if total - warmup < FEW_STEPS:
+        print(f"warning: stage '{stage}': {n_examples} examples give {total} optimizer step(s), {warmup} of them "
+              f"warmup: the model will barely move from where it starts. For a small set, lower "
+              f"--gradient_accumulation_steps or raise --num_train_epochs.", file=sys.stderr)
+
+
 def _loss_history(trainer) -> list[float]:
     return [float(e["loss"]) for e in trainer.state.log_history if "loss" in e]
 
@@ -189,11 +214,13 @@ def train(run: ParsedRun, keep_trainers: bool = False, callbacks: list | None = 
 
             trainer = SFTTrainer(model=model, args=args, train_dataset=sd.dataset, processing_class=tok,
                                  peft_config=pconf, callbacks=callbacks)
+        warn_if_few_steps(sd.name, len(sd.dataset), args)
         resume = ta.resume_from_checkpoint if len(stages) == 1 else None
         result = trainer.train(resume_from_checkpoint=resume)
         losses = _loss_history(trainer)
         stage_metrics.append({
             "stage": sd.name, "examples": len(sd.dataset), "global_step": int(result.global_step),
+            "warmup_steps": optimizer_steps(len(sd.dataset), args)[1],
             "train_loss": float(result.training_loss),
             "loss_finite": math.isfinite(float(result.training_loss)) and all(math.isfinite(x) for x in losses),
             "losses": losses, "train_runtime": float(result.metrics.get("train_runtime", 0.0)),

@@ -258,3 +258,18 @@ def test_python_m_entry_point_for_accelerate(tmp_path):
     kinds = {load_config_from_file(str(ACCELERATE_DIR / f)).distributed_type.value
              for f in ("deepspeed_zero3.yaml", "fsdp.yaml")}
     assert kinds == {"DEEPSPEED", "FSDP"}
+
+
+@pytest.mark.parametrize("n, batch, accum, epochs, warmup, expected", [
+    (14, 2, 8, 2, 0.03, (2, 1)),   # the measured leaderboard's Dpref set with the dpo_pref recipe
+    (50, 2, 8, 2, 0.03, (8, 1)),   # its D± set with the dpo_pm recipe
+    (3, 1, 2, 1, 0, (2, 0)),
+])
+def test_optimizer_steps_match_the_trainers_count(tmp_path, n, batch, accum, epochs, warmup, expected):
+    from transformers import TrainingArguments
+
+    from reflectevo_train.run import optimizer_steps
+
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=batch, report_to=[],
+                             gradient_accumulation_steps=accum, num_train_epochs=epochs, warmup_steps=warmup)
+    assert optimizer_steps(n, args) == expected

@@ -179,7 +179,7 @@ def _check_card_and_provenance(hub, result, repo, data_repo=None, data_sha=None,
 
 
 # ------------------------------------------------------------------------------------- settings
-def test_one_stage(hub, sample, embedded_model_dir, tmp_path):
+def test_one_stage(hub, sample, embedded_model_dir, tmp_path, capsys):
     """Setting I through the `reflectevo` CLI, data pulled from the Hub by repo@tag."""
     from reflectevo.cli import main
 
@@ -193,9 +193,16 @@ def test_one_stage(hub, sample, embedded_model_dir, tmp_path):
     assert result.push["tag"] == "v1" and result.push["sha"] == hub.api.model_info(repo, revision="v1").sha
     _check_card_and_provenance(hub, result, repo, data_repo, data_sha, extra_eval=",one_stage=true")
     _check_reload(hub, result, repo, embedded_model_dir, result.stage_data[0].examples[0].completion)
+    # by epochs, not max_steps: the step count announced before training is the one the Trainer takes,
+    # and a run that small is warned about
+    capsys.readouterr()
     assert main(["train", "one_stage", "--config", "demo", "--dataset", sample, "--output_dir", str(tmp_path / "cli"),
-                 "--max_rows", "2", "--per_device_train_batch_size", "1", "--max_steps", "1", "--lora_r", "2"]) == 0
+                 "--max_rows", "3", "--per_device_train_batch_size", "1", "--max_steps", "-1",
+                 "--num_train_epochs", "1", "--gradient_accumulation_steps", "2", "--lora_r", "2"]) == 0
     assert os.path.isfile(tmp_path / "cli" / "adapter_model.safetensors")
+    stage = json.load(open(tmp_path / "cli" / "provenance.json"))["metrics"]["stages"][0]
+    assert stage["global_step"] == math.ceil(stage["examples"] / 2) and stage["warmup_steps"] == 0
+    assert f"{stage['examples']} examples give {stage['global_step']} optimizer step(s)" in capsys.readouterr().err
 
 
 def test_two_stage_one_adapter(hub, sample, embedded_model_dir, tmp_path):
