@@ -230,9 +230,13 @@ def _pct(x, ci=None) -> str:
     return f"{100 * x:.1f}" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
 
 
+def _mode(r: dict) -> str:  # one_stage changes the protocol, so it is part of the mode a reader sees
+    return f"{r['mode']}{' one-stage' if r['one_stage'] else ''}"
+
+
 def _label(r: dict) -> str:
     who = r["setting"] or ("base" if r["reflector_label"] == "same as base" else r["reflector_label"])
-    return f"{who}, {r['mode']}"
+    return f"{who}, {_mode(r)}"
 
 
 def markdown(rows: list[dict], compared: list[dict] = (), skipped: list[str] = ()) -> str:
@@ -247,7 +251,7 @@ def markdown(rows: list[dict], compared: list[dict] = (), skipped: list[str] = (
         noise = "–" if "delta_ci" not in r else ("yes" if r["delta_ci"][0] <= 0 <= r["delta_ci"][1] else "no")
         data = f"{r['train_data']}@{_short(r['train_data_revision'])}" if r["train_data"] else "–"
         out.append(f"| {i} | {r['base_model']} ({_short(r['base_revision'])}) | {r['reflector_label']} | {r['setting'] or '–'} | "
-                   f"{data} | {r['mode']}{' one-stage' if r['one_stage'] else ''} | "
+                   f"{data} | {_mode(r)} | "
                    f"{r['instruction']} | {r['n']} | {_pct(r['acc_t1'], r['acc_t1_ci'])} | {_pct(r.get('acc_t2'), r.get('acc_t2_ci'))} | "
                    f"{_pct(r.get('delta'), r.get('delta_ci'))} | {_pct(r.get('fix_rate'), r.get('fix_ci'))} | "
                    f"{_pct(r.get('break_rate'), r.get('break_ci'))} | {noise} |")
@@ -296,8 +300,17 @@ def _comparison_lines(rows: list[dict], compared: list[dict], skipped: list[str]
         out.append(f"| #{c['row']} {_label(row)} | #{c['against']} {_label(against)} | {c['n']} | "
                    f"{_pct(c['final'])} | {_pct(c['final_against'])} | {_pct(c['difference'], c['difference_ci'])} | "
                    f"{c['only_row']} | {c['only_against']} | {'yes' if c['within_noise'] else 'no'} |")
+    for c in compared:
+        row, against = rows[c["row"] - 1], rows[c["against"] - 1]
+        if _mode(row) != _mode(against) and _model(row) != _model(against):
+            out.append(f"- #{c['row']} against #{c['against']}: the rows differ in protocol ({_mode(row)} vs "
+                       f"{_mode(against)}) as well as in model, so the difference is not the model's alone.")
     out += [f"- not compared: {line}" for line in skipped]
     return out
+
+
+def _model(r: dict) -> tuple:
+    return r["base_model"], r["base_revision"], r["reflector_label"], r["setting"]
 
 
 def plots(rows: list[dict], folder: Path) -> list[Path]:

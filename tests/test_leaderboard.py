@@ -144,6 +144,24 @@ def test_rows_are_compared_item_by_item(tmp_path):
     assert c["difference"] == 0 and "| #2 base, oracle | #1 base, oracle | 100 | 20.0 | 20.0 | 0.0 [" in (tmp_path / "board2" / "bbh.md").read_text()
 
 
+def test_a_difference_of_model_and_protocol_together_is_flagged(tmp_path):
+    """A trained one-stage reflector against the base model's two-turn reflection changes two things at
+    once; against the base model asked the one-stage way, only the model."""
+    items = _items(4)
+    codes = {k: "01" for k in items}
+    one_stage = {"mode": "oracle", "one_stage": True, "retry_by": "base"}
+    adapter = {"model": "smollm2-135m-instruct", "model_revision": "sha256:" + "0" * 64,
+               "adapter": "runs/train/one_stage", "adapter_revision": "sha256:" + "1" * 64}
+    base_oracle = _with_outcomes(tmp_path, "base-oracle", codes)
+    base_one_stage = _with_outcomes(tmp_path, "base-one_stage", codes, protocol=one_stage)
+    trained = _with_outcomes(tmp_path, "one_stage", codes, protocol=one_stage, reflector=adapter)
+    build([str(base_oracle), str(base_one_stage), str(trained)], str(tmp_path / "board"), compare="3:1,3:2,2:1")
+    md = (tmp_path / "board" / "bbh.md").read_text()
+    assert "| #2 base, oracle one-stage | #1 base, oracle |" in md
+    assert "- #3 against #1: the rows differ in protocol (oracle one-stage vs oracle) as well as in model" in md
+    assert "#3 against #2:" not in md and "#2 against #1:" not in md
+
+
 def test_a_row_without_a_second_attempt_is_compared_on_trial_one(tmp_path):
     items = _items(4)
     single = _with_outcomes(tmp_path, "single", {k: c for k, c in zip(items, "1100")})
