@@ -337,13 +337,12 @@ def plots(rows: list[dict], folder: Path) -> list[Path]:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     made.append(path)
-    names = sorted({s for r in rows for s in r["subtasks"]})
+    names, bars = subtask_deltas(rows)
     fig, ax = plt.subplots(figsize=(9, 0.3 * len(names) + 1.5))
-    width = 0.8 / max(1, len(rows))
-    for i, r in enumerate(rows):
-        vals = [100 * (r["subtasks"].get(s, {}).get("acc_t2", 0) - r["subtasks"].get(s, {}).get("acc_t1", 0)) for s in names]
-        ax.barh([j + i * width for j in range(len(names))], vals, height=width, label=f"#{i + 1} {_label(r)}")
-    ax.set_yticks(range(len(names)), names, fontsize=7)
+    width = 0.8 / max(1, len(bars))
+    for i, (label, vals) in enumerate(bars.items()):
+        ax.barh([j + i * width for j in range(len(names))], vals, height=width, label=label)
+    ax.set_yticks([j + (len(bars) - 1) * width / 2 for j in range(len(names))], names, fontsize=7)
     ax.set_xlabel("Δ per subtask (points)")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -352,6 +351,20 @@ def plots(rows: list[dict], folder: Path) -> list[Path]:
     plt.close(fig)
     made.append(path)
     return made
+
+
+def subtask_deltas(rows: list[dict]) -> tuple[list[str], dict[str, list[float]]]:
+    """Subtask names and, per row with a second attempt, its Δ in points on each (a row without one,
+    such as mode single, has no Δ and is left out rather than drawn as -Acc@t1)."""
+    names = sorted({s for r in rows for s in r["subtasks"]})
+    bars = {}
+    for i, r in enumerate(rows, 1):
+        if r.get("acc_t2") is None:
+            continue
+        cells = [r["subtasks"].get(s, {}) for s in names]
+        bars[f"#{i} {_label(r)}"] = [100 * (c["acc_t2"] - c["acc_t1"]) if c.get("acc_t2") is not None else 0.0
+                                     for c in cells]
+    return names, bars
 
 
 def build(results: list[str], output_dir: str = "leaderboards", compare: str | None = None) -> list[dict]:

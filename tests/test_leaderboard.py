@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from hub_fixtures import hub, hub_server  # noqa: F401
-from leaderboards.build import build, row_from_results
+from leaderboards.build import build, row_from_results, subtask_deltas
 from reflectevo.errors import UserError
 
 DATA = Path(__file__).with_name("data") / "lm_eval_results"
@@ -53,6 +53,19 @@ def test_build_writes_tables_and_plots(tmp_path):
     assert json.loads((tmp_path / "bbh.json").read_text())[0]["n"] == rows[0]["n"]
     for png in ("bbh_t1_t2.png", "bbh_subtask_delta.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_subtask_delta_plot_leaves_out_rows_without_a_second_attempt():
+    """The committed measured rows: mode single has no Δ (it used to be drawn as -Acc@t1)."""
+    rows = json.loads((Path(__file__).resolve().parent.parent / "leaderboards" / "bbh.json").read_text())
+    names, bars = subtask_deltas(rows)
+    with_t2 = [(i, r) for i, r in enumerate(rows, 1) if r.get("acc_t2") is not None]
+    assert len(bars) == len(with_t2) < len(rows)
+    for (i, r), (label, vals) in zip(with_t2, bars.items()):
+        assert label.startswith(f"#{i} ")
+        for name, val in zip(names, vals):
+            cell = r["subtasks"][name]
+            assert val == pytest.approx(100 * (cell["acc_t2"] - cell["acc_t1"]))
 
 
 def test_non_reflectevo_file_is_a_clear_error(tmp_path):
