@@ -86,12 +86,14 @@ def optimizer_steps(n_examples: int, args) -> tuple[int, int]:
     return total, int(args.get_warmup_steps(total))
 
 
-def warn_if_few_steps(stage: str, n_examples: int, args) -> None:
+def warn_if_few_steps(stage: str, n_examples: int, args) -> int:
+    """Warn when the run is too short to move the model; returns its warmup steps (for provenance)."""
     total, warmup = optimizer_steps(n_examples, args)
     if total - warmup < FEW_STEPS:
         print(f"warning: stage '{stage}': {n_examples} examples give {total} optimizer step(s), {warmup} of them "
               f"warmup: the model will barely move from where it starts. For a small set, lower "
               f"--gradient_accumulation_steps or raise --num_train_epochs.", file=sys.stderr)
+    return warmup
 
 
 def _loss_history(trainer) -> list[float]:
@@ -214,13 +216,13 @@ def train(run: ParsedRun, keep_trainers: bool = False, callbacks: list | None = 
 
             trainer = SFTTrainer(model=model, args=args, train_dataset=sd.dataset, processing_class=tok,
                                  peft_config=pconf, callbacks=callbacks)
-        warn_if_few_steps(sd.name, len(sd.dataset), args)
+        warmup = warn_if_few_steps(sd.name, len(sd.dataset), args)
         resume = ta.resume_from_checkpoint if len(stages) == 1 else None
         result = trainer.train(resume_from_checkpoint=resume)
         losses = _loss_history(trainer)
         stage_metrics.append({
             "stage": sd.name, "examples": len(sd.dataset), "global_step": int(result.global_step),
-            "warmup_steps": optimizer_steps(len(sd.dataset), args)[1],
+            "warmup_steps": warmup,
             "train_loss": float(result.training_loss),
             "loss_finite": math.isfinite(float(result.training_loss)) and all(math.isfinite(x) for x in losses),
             "losses": losses, "train_runtime": float(result.metrics.get("train_runtime", 0.0)),
