@@ -47,6 +47,11 @@ ANSWER_KIND = {
     "word_sorting": A.WORD_SORT,
 }
 SUBTASKS = tuple(ANSWER_KIND)
+# Subtasks whose items have exactly two possible answers. There the oracle verdict "incorrect" on a
+# readable answer names the gold, so a retry gains by elimination, not by reflection: results are
+# flagged and also pooled without them (tests/test_bbh.py checks this set against the data).
+TWO_ANSWER_SUBTASKS = ("boolean_expressions", "causal_judgement", "formal_fallacies", "hyperbaton", "navigate",
+                       "snarks", "sports_understanding", "web_of_lies")
 
 
 def check_subtask(subtask: str) -> str:

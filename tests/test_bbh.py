@@ -55,3 +55,11 @@ def test_malformed_file_names_file_and_problem(tmp_path):
         bbh.load_subtask("navigate", tmp_path)
     with pytest.raises(UserError, match=r"web_of_lies\.json: BBH file missing"):
         bbh.load_subtask("web_of_lies", tmp_path)
+
+
+def test_two_answer_subtasks_are_those_with_two_possible_answers():
+    folder = bbh.data_dir()
+    if folder is None:
+        pytest.skip("needs the BBH release folder (REFLECTEVO_BBH_DIR)")
+    two = {s for s in bbh.SUBTASKS if len({q.answer for q in bbh.load_subtask(s, folder)}) == 2}
+    assert two == set(bbh.TWO_ANSWER_SUBTASKS)
