@@ -49,11 +49,16 @@ same training arguments. The final adapter in OUTPUT is evaluated as the reflect
 it the untrained base retries, as the paper's Generator). One-stage adapters add `one_stage=true`.
 
 Output (`--output_dir`): the adapter (or full model), the tokenizer, README.md (model card with YAML
-metadata: base_model, library_name, datasets, tags, the recipe and the training metrics, and the
-exact lm_eval command), provenance.json (base model + revision, dataset repo + resolved sha,
-setting, recipe, seed, package versions). `--push_to_repo NAME/ID --push_tag TAG` publishes it as
-one commit plus tag (`reflectevo.hub.client.publish_folder`, token from HF_TOKEN, endpoint from
-HF_ENDPOINT or `--hub_endpoint`); the published card names the repo and tag in its command.
+metadata: base_model, library_name, license (when the base's is known), language, pipeline_tag,
+datasets, tags, the recipe and the training metrics, and the exact lm_eval command), provenance.json
+(base model + revision, dataset repo + resolved sha, setting, recipe, seed, package versions). The
+adapter's `base_model_name_or_path` is the base's Hub id (HuggingFaceTB/SmolLM2-135M-Instruct for the
+embedded model, whose conversion revision, the GGUF's sha256, stays in provenance.json), so PEFT's
+AutoPeftModelForCausalLM finds the base by name outside this toolkit. `--push_to_repo NAME/ID --push_tag TAG` publishes it as
+one commit plus tag (`reflectevo.hub.client.publish_folder`, token from `--hub_token` (flag or recipe)
+else HF_TOKEN, endpoint from HF_ENDPOINT or `--hub_endpoint`); the published card names the repo and
+tag in its command. The token is used, never written: not to the recorded command or recipe, the card,
+provenance.json, nor the saved training arguments.
 
 Scale. Multi-GPU runs go through accelerate with the shipped configs:
 

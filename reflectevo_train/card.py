@@ -41,13 +41,20 @@ def eval_command(setting: Setting, base: str, artifact: str, revision: str | Non
     return f"lm_eval --model reflectevo --model_args {','.join(args)} --tasks reflectevo_bbh"
 
 
+# Licenses of base models we know; the card states a license only when the base's is known here.
+KNOWN_LICENSES = {UPSTREAM_ID: "apache-2.0"}
+
+
 def card_base_model(model_name: str) -> str:
-    """Hub id for the card's `base_model` (the embedded model's upstream for our short name)."""
+    """Hub id of the base model, for the card's `base_model` and the adapter's
+    `base_model_name_or_path`: the embedded model's upstream for our short name, which only this
+    toolkit resolves (the conversion's own revision is kept in provenance.json)."""
     return UPSTREAM_ID if model_name == EMBEDDED_SHORT_NAME else model_name
 
 
 def model_card(prov: dict, setting: Setting, artifact: str, revision: str | None) -> str:
-    """README.md text: YAML metadata (base_model, library_name, datasets, tags, recipe, metrics),
+    """README.md text: YAML metadata (base_model, library_name, license, language, pipeline_tag,
+    datasets, tags, recipe, metrics),
     then what was trained and the exact command to evaluate it."""
     model_name = prov["base_model"]["name"]
     full_model = prov["artifact"]["kind"] == "full_model"
@@ -55,8 +62,12 @@ def model_card(prov: dict, setting: Setting, artifact: str, revision: str | None
     meta = {"base_model": card_base_model(model_name)}
     if not full_model:
         meta["base_model_relation"] = "adapter"
+    base_id = meta["base_model"]
     meta.update({
         "library_name": "transformers" if full_model else "peft",
+        "license": KNOWN_LICENSES.get(base_id),
+        "language": ["en"],  # BBH and BIG-bench questions, prompts and reflections are English
+        "pipeline_tag": "text-generation",
         "tags": ["reflectevo", "self-reflection", "trl", setting.method, setting.name]
                 + ([] if full_model else ["lora"]),
         "reflectevo": {
@@ -72,8 +83,9 @@ def model_card(prov: dict, setting: Setting, artifact: str, revision: str | None
     })
     if data.get("kind") == "hub":  # Hub ids only; the revision is under reflectevo.dataset
         meta["datasets"] = [data["repo_id"]]
-    order = ("base_model", "base_model_relation", "library_name", "datasets", "tags", "reflectevo")
-    meta = {k: meta[k] for k in order if k in meta}
+    order = ("base_model", "base_model_relation", "library_name", "license", "language", "pipeline_tag", "datasets",
+             "tags", "reflectevo")
+    meta = {k: meta[k] for k in order if meta.get(k) is not None}
     command = eval_command(setting, model_name, artifact, revision, full_model)
     data_line = (f"`{data['repo_id']}` config `{data['config']}` at revision `{data.get('revision')}` "
                  f"(commit `{data.get('sha')}`)" if data.get("kind") == "hub"

@@ -90,7 +90,7 @@ class ScriptArguments:
                 "adapter on top (DPO reference = the merged model; output is the merged full model)",
         "choices": list(INIT_ADAPTER_MODES)})
     push_to_repo: str | None = field(default=None, metadata={
-        "help": "publish the result to this Hub model repo NAME/ID (token from HF_TOKEN)"})
+        "help": "publish the result to this Hub model repo NAME/ID (token from --hub_token, else HF_TOKEN)"})
     push_tag: str | None = field(default=None, metadata={"help": "tag for the published commit"})
     push_private: bool = field(default=False, metadata={"help": "create the repo as private"})
     hub_endpoint: str | None = field(default=None, metadata={
@@ -156,6 +156,29 @@ def _cli_keys(argv: list[str]) -> list[str]:
     return keys
 
 
+# Options whose values are credentials. TRL's configs inherit `hub_token` from transformers; it is
+# taken out of the parsed arguments (so the Trainer never pickles it into training_args.bin) and
+# kept only on ParsedRun.hub_token, and neither the recipe record nor the recorded command holds it.
+SECRET_OPTIONS = ("hub_token",)
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """`argv` without any secret option or its value (`--hub_token X` and `--hub_token=X` both go)."""
+    flags = {f"--{name}" for name in SECRET_OPTIONS} | {f"--{name.replace('_', '-')}" for name in SECRET_OPTIONS}
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in flags:
+            skip = True
+            continue
+        if a.split("=", 1)[0] in flags:
+            continue
+        out.append(a)
+    return out
+
+
 @dataclass
 class ParsedRun:
     setting: Setting
@@ -164,7 +187,12 @@ class ParsedRun:
     training: Any  # trl.SFTConfig or trl.DPOConfig
     recipe: dict  # the effective value of every option set by a recipe layer or on the command line
     recipe_files: list[str]
-    argv: list[str]
+    argv: list[str]  # as given, less secret options (it is recorded as the run's command)
+    hub_token: str | None = field(default=None, repr=False)  # --hub_token (flag or recipe); never recorded
+
+    def token(self) -> str | None:
+        """The Hub token for data, starting adapters and publishing: --hub_token, else HF_TOKEN."""
+        return self.hub_token or os.environ.get("HF_TOKEN") or None
 
 
 def build_parser(setting: Setting, prog: str = "reflectevo train"):
@@ -199,7 +227,8 @@ def parse_run(setting_name: str, argv: list[str], prog: str = "reflectevo train"
     except ValueError as exc:  # unknown flags, bad values caught by the dataclasses
         raise UserError(str(exc).strip().splitlines()[0]) from None
     script.check(setting)
-    known = {f.name for dc in (script, model, training) for f in fields(dc)}
+    hub_token = _take_secret(training)
+    known = {f.name for dc in (script, model, training) for f in fields(dc)} - set(SECRET_OPTIONS)
     keys = [k for k in list(merged) + _cli_keys(rest) if k in known]
     recipe = {}
     for k in dict.fromkeys(keys):
@@ -207,7 +236,15 @@ def parse_run(setting_name: str, argv: list[str], prog: str = "reflectevo train"
             if k in {f.name for f in fields(dc)}:
                 recipe[k] = _plain(getattr(dc, k))
                 break
-    return ParsedRun(setting, script, model, training, recipe, [str(f) for f in files], argv)
+    return ParsedRun(setting, script, model, training, recipe, [str(f) for f in files], redact_argv(argv), hub_token)
+
+
+def _take_secret(training) -> str | None:
+    """Move the token off the training arguments, which the Trainer saves with every model."""
+    token = getattr(training, "hub_token", None)
+    if hasattr(training, "hub_token"):
+        training.hub_token = None
+    return token or None
 
 
 def _plain(value: Any) -> Any:

@@ -124,7 +124,7 @@ def prepare_data(run: ParsedRun, tokenizer=None) -> tuple[Any, list[StageData], 
 
     s, sa, ta = run.setting, run.script, run.training
     config = sa.dataset_config or s.default_config
-    token = os.environ.get("HF_TOKEN")
+    token = run.token()
     rows = D.load_rows(sa.dataset, config, sa.dataset_split, token=token, endpoint=sa.hub_endpoint)
     where = f"dataset {D.describe_source(rows.source)}"
     D.check_rows(rows, s, where)
@@ -152,7 +152,7 @@ def _starting_model(run: ParsedRun, stage_index: int, prev_dir: str | None, init
     from reflectevo_train.model import attach_init_adapter, load_base_model
 
     sa, ma, ta = run.script, run.model, run.training
-    token = os.environ.get("HF_TOKEN")
+    token = run.token()
     if stage_index > 0 and not ma.use_peft:
         from transformers import AutoModelForCausalLM
 
@@ -187,7 +187,7 @@ def train(run: ParsedRun, keep_trainers: bool = False, callbacks: list | None = 
     s, sa, ma, ta = run.setting, run.script, run.model, run.training
     check_model_options(ma, ta)
     out_dir = os.path.abspath(ta.output_dir)
-    token = os.environ.get("HF_TOKEN")
+    token = run.token()
     init = resolve_init_adapter(sa.init_adapter, token, sa.hub_endpoint) if sa.init_adapter else None
     rows, stages, tok = prepare_data(run)
 
@@ -267,14 +267,17 @@ def _save(trainer, folder: str, run: ParsedRun, final: bool) -> str:
             return "full_model"
         trainer.save_model(folder)
         if final and trainer.is_world_process_zero():
-            _portable_adapter_config(folder, run.model.model_name_or_path)
+            from reflectevo_train.card import card_base_model
+
+            _portable_adapter_config(folder, card_base_model(run.model.model_name_or_path))
         return "lora_adapter"
     trainer.save_model(folder)
     return "full_model"
 
 
 def _portable_adapter_config(folder: str, base_name: str) -> None:
-    """Record the base model as the user named it (not this machine's cache path)."""
+    """Record the base model by a name that resolves elsewhere (the Hub id, or the name the user gave),
+    not this machine's cache path."""
     path = os.path.join(folder, "adapter_config.json")
     if not os.path.isfile(path):
         return
@@ -289,7 +292,7 @@ def _portable_adapter_config(folder: str, base_name: str) -> None:
 def provenance(run: ParsedRun, source: dict, stage_metrics: list[dict], artifact_kind: str, init) -> dict:
     from reflectevo_tasks.instructions import find_instruction
     from reflectevo_tasks.provenance import package_versions, utc_now
-    from reflectevo_train.card import command_line, eval_command
+    from reflectevo_train.card import card_base_model, command_line, eval_command
     from reflectevo_train.config import RECIPES_DIR
     from reflectevo_train.model import base_revision
 
@@ -312,7 +315,8 @@ def provenance(run: ParsedRun, source: dict, stage_metrics: list[dict], artifact
         "setting": s.name,
         "method": s.method,
         "stages": list(s.stages),
-        "base_model": {"name": ma.model_name_or_path, "revision": base_revision(ma), "dtype": ma.dtype,
+        "base_model": {"name": ma.model_name_or_path, "hub_id": card_base_model(ma.model_name_or_path),
+                       "revision": base_revision(ma), "dtype": ma.dtype,
                        "quantization": "4bit" if ma.load_in_4bit else "8bit" if ma.load_in_8bit else None},
         "init_adapter": None if init is None else {"ref": init.ref, "location": init.location, "revision": init.revision,
                                                    "sha": init.sha, "mode": sa.init_adapter_mode},
@@ -338,7 +342,7 @@ def publish(out_dir: str, run: ParsedRun, prov: dict) -> dict:
     from reflectevo_train.card import model_card
 
     sa = run.script
-    token = os.environ.get("HF_TOKEN")
+    token = run.token()
     card = model_card(prov, run.setting, sa.push_to_repo, sa.push_tag)
     with tempfile.TemporaryDirectory(prefix="reflectevo-train-push-") as staging:
         for name in sorted(os.listdir(out_dir)):
