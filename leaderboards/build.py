@@ -89,7 +89,8 @@ def row_from_results(path: str | Path, data: dict | None = None) -> dict:
         r2 = sum(s["t2_correct"] for s in subtasks.values())
         w2r = sum(s["wrong_to_right"] for s in subtasks.values())
         r2w = sum(s["right_to_wrong"] for s in subtasks.values())
-        delta, delta_ci = paired_difference(w2r, r2w, n)
+        paired = paired_difference(w2r, r2w, n)
+        delta, delta_ci = paired.difference, paired.ci
         row.update(acc_t2=r2 / n, acc_t2_ci=wilson_interval(r2, n), delta=delta, delta_ci=delta_ci,
                    fix_rate=w2r / (n - r1) if n > r1 else None, fix_ci=wilson_interval(w2r, n - r1),
                    break_rate=r2w / r1 if r1 else None, break_ci=wilson_interval(r2w, r1))
@@ -145,7 +146,8 @@ def comparison(rows: list[dict], outcomes: list[dict | None], b: int, a: int) ->
     only_b = sum(ob[k] and not oa[k] for k in oa)
     only_a = sum(oa[k] and not ob[k] for k in oa)
     n = len(oa)
-    diff, ci = paired_difference(only_b, only_a, n)
+    paired = paired_difference(only_b, only_a, n)
+    diff, ci = paired.difference, paired.ci
     return {"row": b + 1, "against": a + 1, "row_file": rows[b]["results_file"], "against_file": rows[a]["results_file"],
             "n": n, "final": sum(ob.values()) / n, "final_against": sum(oa.values()) / n,
             "difference": diff, "difference_ci": ci, "only_row": only_b, "only_against": only_a,
