@@ -4,13 +4,17 @@ A model reply is reduced to a canonical answer of its task's answer kind, then c
 gold answer in the same canonical form. Three outcomes are kept apart: correct, wrong, and
 no answer found (the reply has nothing we can read as an answer of that kind).
 
-Where to look in the reply: the text after the LAST answer marker ("the answer is", "answer:",
-"final answer =", or a LaTeX `\\boxed{...}`) is read first and its FIRST candidate wins, because
-the marker is where the model commits. The marker's segment is the rest of its line, or the next
-non-empty line when the marker ends its line (for word sorting, a list of one word per line
-that starts there). A last marker with nothing usable after it (a reply that trails off into
-"Answer:") passes the turn to the marker before it. Without any usable marker we fall back to
-the LAST candidate anywhere in the reply, as lm-eval's "flexible-extract" filters do.
+Two levels, as lm-eval has. STRICT (the HEADLINE level: every headline number and every curation
+decision) reads only the final answer statement after the LAST answer marker ("the answer is",
+"answer:", "final answer =", or a LaTeX `\\boxed{...}`): the rest of its sentence, or the next
+non-empty line when the marker ends its line. A statement with no candidate at all (a reply that
+trails off into "Answer:") passes the turn to the marker before it. FLEXIBLE also reads a reply
+without any usable marker: its last sentence that names a candidate.
+
+Either way the statement must COMMIT to exactly one answer. A hedge ("(B) or (C)", "True or
+False"), a candidate that is only ruled out ("not (C)", "we can rule out (D)"), an item of a list of
+options, a list cut off mid-item, and answer statements that walk through the options in turn are
+no answer (NO_ANSWER, with the reason in `refusal`), never the last candidate named.
 
 Extraction never raises: any input string (empty, 100 kB, arbitrary unicode) gives an
 `Extraction`, and every pattern runs in linear time so that a long reply cannot stall scoring.
@@ -37,6 +41,14 @@ FREE_TEXT = "free_text"
 KINDS = (CHOICE, TRUE_FALSE, YES_NO, VALID_INVALID, INTEGER, DYCK, WORD_SORT, FREE_TEXT)
 
 CORRECT, WRONG, NO_ANSWER = "correct", "wrong", "no_answer"
+
+# Scoring levels, as lm-eval has: STRICT reads only the final answer statement after an answer
+# marker; FLEXIBLE also takes the last committed candidate of a reply without one. Both refuse a
+# statement that does not commit to exactly one answer. HEADLINE is the level of every headline
+# number and every curation decision.
+STRICT, FLEXIBLE = "strict", "flexible"
+LEVELS = (STRICT, FLEXIBLE)
+HEADLINE = STRICT
 
 # Replies are read from a bounded tail (answers live at the end); all patterns below are linear.
 _MAX_SCAN = 250_000
@@ -76,8 +88,9 @@ class AnswerSpec:
 
 @dataclass(frozen=True)
 class Extraction:
-    answer: str | None  # canonical form, or None when nothing answer-like was found
-    method: str  # "marker", "fallback" or "none"
+    answer: str | None  # canonical form, or None when the reply commits to no answer
+    method: str  # "marker", "fallback" or "none": where the answer (or the refusal) was read
+    refusal: str | None = None  # why a statement naming candidates is no answer (HEDGE, NEGATED, ...)
 
 
 @dataclass(frozen=True)
@@ -87,6 +100,8 @@ class Verdict:
     gold: str
     method: str
     f1: float = field(default=0.0)
+    level: str = STRICT
+    refusal: str | None = None
 
     @property
     def correct(self) -> bool:
@@ -221,60 +236,6 @@ def _option_text_letter(segment: str, spec: AnswerSpec, prefix_ok: bool) -> str 
         if number is not None:
             best = next(((0, letter) for letter, _, value in forms if value == number), None)
     return f"({best[1]})" if best else None
-
-
-def _choice_candidates(segment: str, spec: AnswerSpec, whole_reply: bool) -> list[str]:
-    letters = _letters(spec)
-    found: list[tuple[int, str]] = []
-    for m in _PAREN_LETTER.finditer(segment):
-        letter = m.group(1).upper()
-        # In the fallback a parenthesised capital that is not an option still counts: when the
-        # reply's last stated option is invalid (a model enumerating (A)…(Z)), that is its answer,
-        # and it is wrong; skipping it would credit an earlier letter by luck (lm-eval agrees).
-        if letter in letters or (whole_reply and spec.options and m.group(1).isupper()):
-            found.append((m.start(), f"({letter})"))
-    lead = _leading_letter(segment, letters)
-    if lead:
-        found.append(lead)
-    if whole_reply:
-        # the last non-empty line, when it is a bare letter label or exactly one option's text
-        stripped = segment.rstrip()
-        start = stripped.rfind("\n") + 1
-        last = stripped[start:]
-        if last.strip():
-            m = _LABEL_LINE.fullmatch(last)
-            if m and m.group(1).upper() in letters:
-                found.append((start + m.start(1), f"({m.group(1).upper()})"))
-            elif spec.options:
-                hit = _option_text_letter(last, spec, prefix_ok=False)
-                if hit:
-                    found.append((start, hit))
-    else:
-        if not found and spec.options:
-            hit = _option_text_letter(segment, spec, prefix_ok=True)
-            if hit:
-                found.append((0, hit))
-        if not found:
-            for m in _LONE_CAPITAL.finditer(segment):
-                if m.group(1) in letters:
-                    found.append((m.start(), f"({m.group(1)})"))
-                    break
-    found.sort(key=lambda x: x[0])
-    return [c for _, c in found]
-
-
-_LEADING_LABEL = re.compile(r"^[^\w(]*(?:(?:option|choice|letter)\s+)?[A-Za-z]\s*[.):]\s+", re.IGNORECASE)
-
-
-def _text_gold_candidates(segment: str, spec: AnswerSpec, whole_reply: bool) -> list[str]:
-    """For the few BBH items whose gold is text rather than a letter (their options split the
-    gold at its commas): the text of the committed segment, labels removed; a bare letter when
-    there is no text. In the fallback the committed segment is the last non-empty line."""
-    part = _last_line_answer(segment) if whole_reply else segment
-    text = normalize_text(_PAREN_LETTER.sub(" ", _LEADING_LABEL.sub("", part)))
-    if text:
-        return [text]
-    return _choice_candidates(segment, spec, whole_reply)
 
 
 # Negations: "not plausible" -> no, "not valid" -> invalid; "isn't", "is not deductively valid" too.
@@ -475,28 +436,6 @@ def _word_sort_candidates(segment: str, spec: AnswerSpec, whole_reply: bool) -> 
     return out
 
 
-def _candidates(segment: str, spec: AnswerSpec, gold_is_text: bool, whole_reply: bool) -> list[str]:
-    kind = spec.kind
-    if kind == CHOICE:
-        if gold_is_text:
-            return _text_gold_candidates(segment, spec, whole_reply)
-        return _choice_candidates(segment, spec, whole_reply)
-    if kind in _WORD_PATTERNS:
-        return _word_candidates(segment, kind)
-    if kind == INTEGER:
-        return _integer_pick(segment, last=whole_reply)
-    if kind == DYCK:
-        return _dyck_candidates(segment, pick="last" if whole_reply else "first")
-    if kind == WORD_SORT:
-        return _word_sort_candidates(segment, spec, whole_reply)
-    if kind == FREE_TEXT:
-        if whole_reply:
-            segment = _last_line_answer(segment)
-        norm = normalize_text(segment)
-        return [norm] if norm else []
-    return []
-
-
 def _last_line_answer(text: str) -> str:
     """The fallback's free-text answer: the last non-empty line, less any marker it holds (a
     marker line whose segment had nothing usable must not become the answer itself)."""
@@ -536,32 +475,345 @@ def _marker_segment(text: str) -> str | None:
     return None if rest is None else _first_line(rest)
 
 
-def _extract(reply: str, spec: AnswerSpec, gold_is_text: bool = False) -> Extraction:
+# ---------------------------------------------------------------- commitment
+# A reply is credited only when it commits to exactly one answer. A mention is one place where the
+# reply names a candidate; a mention is ruled out when the reply negates it ("not (C)", "rule out
+# (D)", "(C) is wrong"). The unit being read (a marker's sentence, or in the flexible fallback the
+# last sentence that names a candidate) commits when its mentions that are not ruled out name
+# exactly one distinct answer. Otherwise the unit refuses: several answers (a hedge "(B) or (C)",
+# "True or False"), only ruled-out ones, an enumeration of options, or a list cut off mid-item.
+
+HEDGE, NEGATED, ENUMERATION, CUT_OFF = "hedge", "negated", "enumeration", "cut_off"
+
+# negation cues just before a mention, in its own clause: "not (C)", "definitely not C",
+# "rule out (D)", "isn't option B", "other than (A)"
+_NEG_BEFORE = re.compile(
+    r"(?:\b(?:not|never|neither|nor|except|excluding|besides|rule[sd]?\s+out|ruling\s+out|eliminat(?:e|es|ed|ing)"
+    r"|exclud(?:e|es|ed)|other\s+than|rather\s+than|instead\s+of|apart\s+from)|n't)"
+    r"\s+(?:(?:the|an?|option|choice|answer|letter|definitely|certainly|necessarily|just|simply|be|is|it|that|this)\s+){0,3}"
+    r"[\"'(\[]?\s*$", re.IGNORECASE)
+# ... and just after it: "(C) is wrong", "(D) can be ruled out", "(A) is not correct"
+_NEG_AFTER = re.compile(  # used with match(text, pos): anchored at the mention's end
+    r"[\s\"')\].]*(?:(?:is|are|was|were|seems?|looks?|would\s+be|must\s+be|appears?\s+to\s+be)\s+)?"
+    r"(?:(?:definitely|clearly|also|therefore|thus|obviously)\s+)?"
+    r"(?:not\s+(?:correct|right|the\s+(?:correct\s+|right\s+)?answer|it\b|possible|an?\s+option)|wrong|incorrect|impossible"
+    r"|ruled\s+out|eliminated|excluded|out\b"
+    r"|(?:can|could|should|must|may)\s+be\s+(?:ruled\s+out|eliminated|excluded|discarded))", re.IGNORECASE)
+_CLAUSE_END = re.compile(r"[.;:!?\n]")
+# where an explanation starts after a committed answer; what follows is not part of the commitment
+_EXPLANATION = re.compile(r"[,;]?\s+(?:because|since|given\s+that|due\s+to|as\s+(?:shown|explained|computed))\b",
+                          re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
+# a full stop after these ends no sentence ("Godzilla vs. Kong", "Dr. Strangelove", "J. Smith")
+_ABBREVIATION = re.compile(r"(?:\b(?:vs|mr|mrs|ms|dr|st|jr|sr|inc|ltd|co|no|vol|etc|e\.g|i\.e|approx|mt|ft)|\b[A-Za-z])\.$",
+                           re.IGNORECASE)
+
+
+def _sentences(line: str) -> list[str]:
+    """`line` cut into sentences at ". ", "! ", "? " (not after an abbreviation or an initial)."""
+    out, start = [], 0
+    for m in _SENTENCE_END.finditer(line):
+        if _ABBREVIATION.search(line, max(start, m.start() - 8), m.start()):
+            continue
+        out.append(line[start:m.start()])
+        start = m.end()
+    out.append(line[start:])
+    return out
+
+
+@dataclass(frozen=True)
+class _Mention:
+    start: int
+    end: int
+    answer: str
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """What one unit of text commits to: an answer, a refusal, or nothing at all."""
+
+    answer: str | None = None
+    refusal: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.answer is None and self.refusal is None
+
+
+_NOTHING = _Reading()
+
+
+def _ruled_out(text: str, m: _Mention) -> bool:
+    before = text[max(0, m.start - 60):m.start]
+    cut = max((x.end() for x in _CLAUSE_END.finditer(before)), default=0)
+    return bool(_NEG_BEFORE.search(before[cut:]) or _NEG_AFTER.match(text, m.end, min(len(text), m.end + 60)))
+
+
+def _commit(text: str, mentions: list[_Mention]) -> _Reading:
+    """The one answer `mentions` (in `text`) commit to, or why they do not."""
+    if not mentions:
+        return _NOTHING
+    kept = [m for m in mentions if not _ruled_out(text, m)]
+    answers = list(dict.fromkeys(m.answer for m in kept))
+    if len(answers) == 1:
+        return _Reading(answer=answers[0])
+    if not answers:
+        return _Reading(refusal=NEGATED)
+    return _Reading(refusal=HEDGE)
+
+
+def _choice_mentions(segment: str, spec: AnswerSpec, at_marker: bool) -> list[_Mention]:
+    """Where `segment` names an option. After a marker, a parenthesised capital that is no option
+    still counts (a committed "(Z)" is a wrong answer, as in lm-eval); the option's text counts
+    when no letter is named, and a capital standing alone when nothing else is."""
+    letters = _letters(spec)
+    found: list[_Mention] = []
+    for m in _PAREN_LETTER.finditer(segment):
+        letter = m.group(1).upper()
+        if letter in letters or (spec.options and m.group(1).isupper()):
+            found.append(_Mention(m.start(), m.end(), f"({letter})"))
+    lead = _leading_letter(segment, letters)
+    if lead and not any(x.start <= lead[0] < x.end for x in found):
+        found.append(_Mention(lead[0], lead[0] + 1, lead[1]))
+    if not found and spec.options:
+        hit = _option_text_letter(segment, spec, prefix_ok=at_marker)
+        if hit:  # the option's text is the whole statement (or starts it): nothing outside to negate it
+            found.append(_Mention(0, len(segment), hit))
+    if not found and at_marker:
+        for m in _LONE_CAPITAL.finditer(segment):
+            if m.group(1) in letters:
+                found.append(_Mention(m.start(), m.end(), f"({m.group(1)})"))
+    found.sort(key=lambda x: x.start)
+    return found
+
+
+def _word_mentions(segment: str, kind: str) -> list[_Mention]:
+    return [_Mention(m.start(), m.end(), _word_value(kind, m.group(1))) for m in _WORD_PATTERNS[kind].finditer(segment)]
+
+
+def _number_mentions(segment: str) -> list[_Mention]:
+    found = []
+    for m in _digit_numbers(segment):
+        text = _number_text(bool(m.group(1)), m.group(2), m.group(3))
+        if text is not None:
+            found.append(_Mention(m.start(), m.end(), text))
+    if not found:
+        for m in _NUMBER_WORD.finditer(segment):
+            text = _word_number(m, segment)
+            if text is not None:
+                found.append(_Mention(m.start(), m.end(), text))
+    return found
+
+
+_NUMBER_HEDGE = re.compile(r"^\s*(?:or|to|and)\s+(?=[-\d]|minus|negative|[a-z]+\b)", re.IGNORECASE)
+
+
+def _commit_number(segment: str, first: bool) -> _Reading:
+    """Numbers: the first committed number after a marker (a worked sum after it, "24 (3 x 8)",
+    does not hedge), the last one in the fallback; "24 or 25", "between 24 and 25" hedge. After an
+    "=" only its right-hand side is the answer ("46 - 22 = 24")."""
+    if first and "=" in segment:
+        segment = segment[segment.rfind("=") + 1:]
+    mentions = _number_mentions(segment)
+    if not mentions:
+        return _NOTHING
+    kept = [m for m in mentions if not _ruled_out(segment, m)]
+    if not kept:
+        return _Reading(refusal=NEGATED)
+    pick = kept[0] if first else kept[-1]
+    nxt = next((m for m in mentions if m.start >= pick.end), None)
+    prev = next((m for m in reversed(mentions) if m.end <= pick.start), None)
+    if nxt and nxt.answer != pick.answer and _NUMBER_HEDGE.match(segment[pick.end:nxt.start] + "0"):
+        return _Reading(refusal=HEDGE)
+    if prev and prev.answer != pick.answer and re.fullmatch(r"\s*(?:or|to|and)\s*", segment[prev.end:pick.start], re.I):
+        return _Reading(refusal=HEDGE)
+    if re.search(r"\bbetween\s*$", segment[max(0, pick.start - 12):pick.start], re.IGNORECASE):
+        return _Reading(refusal=HEDGE)
+    return _Reading(answer=pick.answer)
+
+
+def _read_unit(unit: str, spec: AnswerSpec, gold_is_text: bool, at_marker: bool) -> _Reading:
+    """What one sentence (a marker's, or the fallback's last one naming a candidate) commits to."""
+    kind = spec.kind
+    if kind == CHOICE:
+        if gold_is_text:
+            cands = _text_gold_candidates(unit, spec, whole_reply=not at_marker)
+            return _Reading(answer=cands[0]) if cands else _NOTHING
+        return _commit(unit, _choice_mentions(unit, spec, at_marker))
+    if kind in _WORD_PATTERNS:
+        return _commit(unit, _word_mentions(unit, kind))
+    if kind == INTEGER:
+        return _commit_number(unit, first=at_marker)
+    if kind == DYCK:
+        cands = _dyck_candidates(unit, pick="first" if at_marker else "last")
+        return _Reading(answer=cands[0]) if cands else _NOTHING
+    if kind == WORD_SORT:
+        cands = _word_sort_candidates(unit, spec, whole_reply=not at_marker)
+        return _Reading(answer=cands[0 if at_marker else -1]) if cands else _NOTHING
+    norm = normalize_text(unit if at_marker else _last_line_answer(unit))
+    return _Reading(answer=norm) if norm else _NOTHING
+
+
+_LEADING_LABEL = re.compile(r"^[^\w(]*(?:(?:option|choice|letter)\s+)?[A-Za-z]\s*[.):]\s+", re.IGNORECASE)
+# a unit that starts with an option label: "(A) ...", "- (B) is ...", "Option (C) ...", "D) ...", "E. ..."
+_LABEL_LED = re.compile(r"^[\s\-*+\u2022\u00b7>#\d.]*(?:(?:option|choice)\s+)?(?:\(\s*([A-Za-z])\s*\)|([A-Z])(?:\)|\.(?=\s)))",
+                        re.IGNORECASE)
+# a reply that stops inside a list item's label: "... Option (", "- (", "(B", "Option"
+_CUT_OFF_TAIL = re.compile(r"(?:\(\s*[A-Za-z]?|\b(?:option|choice)\s*\(?\s*[A-Za-z]?)\s*$", re.IGNORECASE)
+
+
+def _text_gold_candidates(segment: str, spec: AnswerSpec, whole_reply: bool) -> list[str]:
+    """For the few BBH items whose gold is text rather than a letter (their options split the
+    gold at its commas): the text of the committed segment, labels removed; a bare letter when
+    there is no text. In the fallback the committed segment is the last non-empty line."""
+    part = _last_line_answer(segment) if whole_reply else segment
+    text = normalize_text(_PAREN_LETTER.sub(" ", _LEADING_LABEL.sub("", part)))
+    if text:
+        return [text]
+    reading = _commit(segment, _choice_mentions(segment, spec, at_marker=not whole_reply))
+    return [reading.answer] if reading.answer else []
+
+
+def _label(unit: str) -> str | None:
+    m = _LABEL_LED.match(unit)
+    return None if not m else (m.group(1) or m.group(2)).upper()
+
+
+def _units(text: str, spec: AnswerSpec | None = None) -> list[str]:
+    """The reply's lines, each split into sentences, in reading order; a line that is exactly an
+    option's text stays whole (option texts may hold ". " or "! ")."""
+    out = []
+    for line in text.split("\n"):
+        if spec is not None and spec.options and _SENTENCE_END.search(line) and _option_text_letter(line, spec, False):
+            out.append(line)
+            continue
+        out += [u for u in _sentences(line) if u.strip()]
+    return out
+
+
+def _fallback(text: str, spec: AnswerSpec, gold_is_text: bool) -> _Reading:
+    """The flexible level without a marker: the last sentence that names a candidate must commit,
+    and must not be an item of a list of options (nor may the reply stop inside such a list)."""
+    kind = spec.kind
+    if kind in (DYCK, WORD_SORT, FREE_TEXT) or (kind == CHOICE and gold_is_text):
+        return _read_unit(text, spec, gold_is_text, at_marker=False)
+    units = _units(text, spec if kind == CHOICE else None)
+    if kind == CHOICE and _CUT_OFF_TAIL.search(text[-200:]) and any(_label(u) for u in units[-12:]):
+        return _Reading(refusal=CUT_OFF)
+    for i in range(len(units) - 1, -1, -1):
+        unit = units[i]
+        if kind == CHOICE:
+            reading = _commit(unit, _choice_mentions(unit, spec, at_marker=False))
+            if reading.empty:
+                hit = _option_text_letter(unit, spec, prefix_ok=False) if spec.options else None
+                reading = _Reading(answer=hit) if hit else _NOTHING
+        else:
+            reading = _read_unit(unit, spec, gold_is_text, at_marker=False)
+        if reading.empty:
+            continue
+        if kind == CHOICE and _in_option_list(units, i):
+            return _Reading(refusal=ENUMERATION)
+        return reading
+    return _NOTHING
+
+
+def _in_option_list(units: list[str], i: int) -> bool:
+    """Is units[i] one item of a list of options: it starts with an option label, and so does
+    a nearby unit before it, with another label?"""
+    label = _label(units[i])
+    if label is None:
+        return False
+    return any((_label(u) or label) != label for u in units[max(0, i - 8):i])
+
+
+def _marker_unit(text: str, end: int, spec: AnswerSpec) -> tuple[str, bool]:
+    """The committed statement after a marker ending at `end`: the rest of its sentence, or the
+    next non-empty line when the marker ends its line (a word-sorting list: the lines from there).
+    Second value: the marker is followed by a list of options rather than one answer."""
+    if spec.kind == WORD_SORT:
+        return text[end:end + 10 * _MAX_SEGMENT], False
+    segment = _first_line(text, end)
+    listed = False
+    if spec.kind == CHOICE and segment and _label(segment):
+        # "Answer:\n(A) ...\n(B) ...": the statement is the first item of a list of options
+        following = [ln for ln in text[end:end + 4 * _MAX_SEGMENT].split("\n") if ln.strip()][1:2]
+        listed = bool(following) and (_label(following[0]) or _label(segment)) != _label(segment)
+    if spec.kind in (CHOICE, TRUE_FALSE, YES_NO, VALID_INVALID, INTEGER):
+        whole = segment
+        segment = _sentences(segment)[0] if segment else segment
+        cut = _EXPLANATION.search(segment or "")
+        if cut and cut.start() > 0:
+            segment = segment[:cut.start()]
+        if (spec.options and segment != whole and not _choice_mentions(segment, spec, at_marker=True)
+                and _option_text_letter(whole, spec, prefix_ok=True)):
+            # an option text with a full stop inside ("Godzilla as. Kong"): the whole line names it
+            segment = whole
+    return segment, listed
+
+
+_CYCLE = 3  # "Step 6: the answer is (D). Step 7: the answer is (E). Step 8: ... (F)": options in turn
+
+
+def _cycles(last: str, earlier: list[str]) -> bool:
+    """Do the last _CYCLE answer statements name _CYCLE different options? Then the reply walks
+    through the options rather than committing ("The answer is (A). No: the answer is (B)." is a
+    correction and stands)."""
+    return len(earlier) == _CYCLE - 1 and len({last, *earlier}) == _CYCLE
+
+
+def _extract(reply: str, spec: AnswerSpec, gold_is_text: bool = False, level: str = None) -> Extraction:
+    level = HEADLINE if level is None else level
     text = reply if isinstance(reply, str) else str(reply or "")
     text = clean(text[-_MAX_SCAN:], boxed_as_marker=True)
-    # the last marker that is followed by a candidate: a reply that ends with an empty "Answer:"
-    # (a model starting the next question, say) keeps the answer it committed to before
+    # the last marker whose statement names a candidate: a reply that ends with an empty "Answer:"
+    # (a model starting the next question, say) keeps the answer it committed to before; a
+    # statement that names candidates without committing is a refusal at both levels
     markers = [m.end() for m in _MARKER.finditer(text)]
+    found = None
     for end in reversed(markers[-_MAX_MARKERS:]):
-        if spec.kind == WORD_SORT:
-            cands = _word_sort_candidates(text[end:end + 10 * _MAX_SEGMENT], spec, whole_reply=False)
-        else:
-            segment = _first_line(text, end)
-            cands = _candidates(segment, spec, gold_is_text, whole_reply=False) if segment else []
-        if cands:
-            return Extraction(cands[0], "marker")
-    cands = _candidates(text, spec, gold_is_text, whole_reply=True)
-    if cands:
-        return Extraction(cands[-1], "fallback")
-    return Extraction(None, "none")
+        segment, listed = _marker_unit(text, end, spec)
+        if listed:
+            return Extraction(None, "marker", ENUMERATION)
+        reading = _read_unit(segment, spec, gold_is_text, at_marker=True) if segment else _NOTHING
+        if reading.empty:
+            continue
+        if found is None:
+            found = reading
+            if reading.answer is None or spec.kind != CHOICE:
+                break
+            earlier = []
+        elif reading.answer is not None:
+            earlier.append(reading.answer)
+        if len(earlier) == _CYCLE - 1:
+            break
+    if found is not None:
+        if found.answer is not None and spec.kind == CHOICE and _cycles(found.answer, earlier):
+            return Extraction(None, "marker", ENUMERATION)
+        return Extraction(found.answer, "marker", found.refusal)
+    if level == STRICT:
+        return Extraction(None, "none")
+    reading = _fallback(text, spec, gold_is_text)
+    if reading.empty:
+        return Extraction(None, "none")
+    return Extraction(reading.answer, "fallback", reading.refusal)
 
 
-def extract(reply: str, spec: AnswerSpec, gold_is_text: bool = False) -> Extraction:
-    """Read the answer of kind `spec.kind` from a model reply. Never raises."""
+def extract(reply: str, spec: AnswerSpec, gold_is_text: bool = False, level: str | None = None) -> Extraction:
+    """Read the answer of kind `spec.kind` from a model reply at `level` (default: HEADLINE).
+    Never raises."""
+    level = _check_level(level)
     try:
-        return _extract(reply, spec, gold_is_text)
+        return _extract(reply, spec, gold_is_text, level)
     except Exception:  # pragma: no cover - a scorer must not take a whole run down
         return Extraction(None, "none")
+
+
+def _check_level(level: str | None) -> str:
+    if level is None:
+        return HEADLINE
+    if level not in LEVELS:
+        raise ValueError(f"unknown scoring level {level!r}; expected one of {', '.join(LEVELS)}")
+    return level
 
 
 def canonical_gold(gold: str, spec: AnswerSpec) -> str:
@@ -587,17 +839,23 @@ def gold_is_text(gold: str, spec: AnswerSpec) -> bool:
     return spec.kind == CHOICE and not re.fullmatch(r"\(?[A-Za-z]\)?", clean(str(gold)).strip())
 
 
-def score(reply: str, gold: str, spec: AnswerSpec) -> Verdict:
-    """Extract and compare. Never raises.
+def score(reply: str, gold: str, spec: AnswerSpec, level: str | None = None) -> Verdict:
+    """Extract at `level` and compare. Never raises (an unknown level is a ValueError).
+
+    The default level is HEADLINE (STRICT): every headline number and every curation decision
+    uses the verdict this returns with no level given. A reply that names candidates without
+    committing to exactly one (a hedge, a negation, a list of options, a list cut off) is
+    NO_ANSWER, with the reason in `refusal`.
 
     For a text gold (three BBH items) the extracted text is correct when it is the gold or starts
     with it ("Monsters, Inc. It is..."); a letter is correct only if its option's text is the gold.
     """
+    level = _check_level(level)
     canon = canonical_gold(gold, spec)
     text_gold = gold_is_text(gold, spec)
-    ex = extract(reply, spec, gold_is_text=text_gold)
+    ex = extract(reply, spec, gold_is_text=text_gold, level=level)
     if ex.answer is None:
-        return Verdict(NO_ANSWER, None, canon, ex.method, 0.0)
+        return Verdict(NO_ANSWER, None, canon, ex.method, 0.0, level, ex.refusal)
     ok = ex.answer == canon
     if not ok and text_gold and canon:
         if re.fullmatch(r"\([A-Z]\)", ex.answer):
@@ -608,7 +866,12 @@ def score(reply: str, gold: str, spec: AnswerSpec) -> Verdict:
     f1 = 0.0
     if spec.kind == FREE_TEXT:
         f1 = 1.0 if ok else token_f1(ex.answer, canon)
-    return Verdict(CORRECT if ok else WRONG, ex.answer, canon, ex.method, f1)
+    return Verdict(CORRECT if ok else WRONG, ex.answer, canon, ex.method, f1, level)
+
+
+def score_levels(reply: str, gold: str, spec: AnswerSpec) -> dict[str, Verdict]:
+    """The verdict at every level, keyed by level name."""
+    return {level: score(reply, gold, spec, level) for level in LEVELS}
 
 
 def mentions_answer(text: str, gold: str, spec: AnswerSpec) -> bool:

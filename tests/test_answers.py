@@ -5,13 +5,15 @@ folder (REFLECTEVO_BBH_DIR, or ../shared/data/bbh next to the repository), with 
 model replies. Each case states the expected outcome (correct / wrong / no_answer), the
 canonical answer that must be extracted, and for many the method ("marker" or "fallback").
 
-Documented extraction policy, as these tests pin it down:
+Documented extraction policy, as these tests pin it down (the table gives the flexible level;
+the strict level, the headline, agrees wherever a marker was read and finds no answer otherwise):
 
-- the text after the LAST answer marker ("the answer is", "answer:", "final answer =",
-  `\\boxed{...}`) is read first, and its FIRST candidate wins ("The answer is (A) or (B)" -> (A));
-  a last marker with nothing usable after it hands over to the one before it;
-- without a usable marker the LAST candidate anywhere in the reply wins ("(B) is right, not (A)"
-  -> (A));
+- the statement after the LAST answer marker ("the answer is", "answer:", "final answer =",
+  `\\boxed{...}`) is read first: its sentence must commit to exactly one answer ("The answer is (A)
+  or (B)" is no answer; "(B), not (A)" is (B)); a last marker with nothing usable after it hands
+  over to the one before it;
+- without a usable marker (flexible only) the LAST sentence that names a candidate must commit to
+  exactly one, and must not be an item of a list of options ("(B) is right, not (A)" -> (B));
 - "no answer found" (NO_ANSWER) is kept apart from a wrong answer.
 """
 
@@ -126,13 +128,13 @@ CASES = [
     case(*DATE, "The answer is therefore B.", OK, "(B)", MARK, id="choice-lone-capital-in-marker"),
     case(*DATE, "Christmas Eve is 12/24/1937, so tomorrow is 12/25/1937, which is (B).", OK, "(B)", FALL,
          id="choice-mid-text-fallback"),
-    case(*DATE, "(A) is 12/11/1937, too early. (B) is 12/25/1937, the day after.", OK, "(B)", FALL,
-         id="choice-fallback-last-of-two"),
-    # fallback policy: the LAST candidate anywhere, even where prose says otherwise
-    case(*DATE, "(B) is right, not (A).", BAD, "(A)", FALL, id="choice-fallback-takes-last"),
-    # marker policy: the FIRST candidate after the marker
-    case(*DATE, "So the answer is (B), not (A).", OK, "(B)", MARK, id="choice-marker-takes-first"),
-    case(*DATE, "So the answer is (A) or (B).", BAD, "(A)", MARK, id="choice-marker-several-first"),
+    # a discussion that goes through the options one by one never commits to one of them
+    case(*DATE, "(A) is 12/11/1937, too early. (B) is 12/25/1937, the day after.", NONE, None, FALL,
+         id="choice-fallback-option-by-option"),
+    # a ruled-out candidate is no commitment, in the fallback and after a marker
+    case(*DATE, "(B) is right, not (A).", OK, "(B)", FALL, id="choice-fallback-negated-skipped"),
+    case(*DATE, "So the answer is (B), not (A).", OK, "(B)", MARK, id="choice-marker-negated-skipped"),
+    case(*DATE, "So the answer is (A) or (B).", NONE, None, MARK, id="choice-marker-hedge"),
     case(*DATE, "The answer is (A). Wait, no. The answer is (B).", OK, "(B)", MARK, id="choice-last-marker-wins"),
     case(*DATE, "The answer is (B). Double-check: (A) is 12/11/1937, so no.", OK, "(B)", MARK,
          id="choice-marker-then-discussion"),
@@ -141,13 +143,13 @@ CASES = [
          "(A) 08/31/2021\n(D) 09/01/2021\nAnswer:", OK, "(B)", MARK, id="choice-trailing-empty-marker-walks-back"),
     case(*DATE, "The answer is (B).\nHmm, so the final answer is... hard to say.", OK, "(B)", MARK,
          id="choice-unusable-last-marker"),
-    case(*DATE, "I'm not sure what the answer is. Perhaps (C).", BAD, "(C)", MARK, id="choice-rest-of-marker-line"),
+    case(*DATE, "I'm not sure what the answer is. Perhaps (C).", BAD, "(C)", FALL, id="choice-marker-sentence-ends"),
     case(*DATE, "Perhaps (C). I'm not sure what the answer is.", BAD, "(C)", FALL, id="choice-empty-marker-falls-back"),
     case(*DATE, "", NONE, None, "none", id="choice-empty"),
     case(*DATE, "   \n\t  \n", NONE, None, "none", id="choice-whitespace"),
     case(*DATE, "I don't know.", NONE, None, "none", id="choice-i-is-not-a-letter"),
     # a committed letter that is no option is the model's answer, and it is wrong (as in lm-eval)
-    case(*DATE, "The answer is (Z).", BAD, "(Z)", FALL, id="choice-letter-not-an-option"),
+    case(*DATE, "The answer is (Z).", BAD, "(Z)", MARK, id="choice-letter-not-an-option"),
     case(*DATE, "The date is tomorrow.", NONE, None, "none", id="choice-no-candidate"),
     case(*DATE, "\uff08\uff22\uff09", OK, "(B)", FALL, id="choice-fullwidth-paren-letter"),
     case(*DATE, "So the answer is \uff22.", OK, "(B)", MARK, id="choice-fullwidth-letter"),
@@ -190,7 +192,7 @@ CASES = [
     case(*GEO_J, "So the answer is (J).", OK, "(J)", MARK, id="geo1-letter"),
     case(*GEO_J, "So the answer is triangle.", OK, "(J)", MARK, id="geo1-text"),
     case(*GEO_J, "j", OK, "(J)", FALL, id="geo1-lower"),
-    case(*GEO_J, "So the answer is (K).", BAD, "(K)", FALL, id="geo1-letter-beyond-options"),
+    case(*GEO_J, "So the answer is (K).", BAD, "(K)", MARK, id="geo1-letter-beyond-options"),
     # snarks 0: gold (B), long option texts that differ in one word
     case("snarks", 0, "The answer is: He's a terrible person, trying to promote a charity stream that has raised "
          "millions to help kids in need", OK, "(B)", MARK, id="snarks-long-option-text"),
@@ -299,9 +301,14 @@ CASES = [
     case(*BOOL_F, "So the answer is True.", BAD, "True", MARK, id="tf-wrong"),
     case(*BOOL_F, "The answer is: **False**", OK, "False", MARK, id="tf-bold"),
     case(*BOOL_F, "$\\boxed{\\text{False}}$", OK, "False", MARK, id="tf-boxed-text"),
-    case(*BOOL_F, "not True is False; False and True is False.", OK, "False", FALL, id="tf-fallback-last"),
+    # a worked boolean expression names both values: no commitment
+    case(*BOOL_F, "not True is False; False and True is False.", NONE, None, FALL, id="tf-fallback-expression"),
+    case(*BOOL_F, "We evaluate the expression step by step. It comes out False.", OK, "False", FALL,
+         id="tf-fallback-last"),
     case(*BOOL_F, "The answer is False, not True.", OK, "False", MARK, id="tf-marker-first"),
-    case(*BOOL_F, "It is True that not True is False.", OK, "False", FALL, id="tf-fallback-last-of-three"),
+    case(*BOOL_F, "It is True that not True is False.", NONE, None, FALL, id="tf-fallback-two-values"),
+    case(*BOOL_F, "So the answer is True or False.", NONE, None, MARK, id="tf-hedge"),
+    case(*BOOL_F, "So the answer is not True.", NONE, None, MARK, id="tf-negated"),
     case(*BOOL_F, "I cannot tell.", NONE, None, "none", id="tf-no-answer"),
     case(*BOOL_F, "So the answer is 0.", NONE, None, "none", id="tf-zero-is-not-false"),
     case(*BOOL_F, FILLER + " So the answer is False.", OK, "False", MARK, id="tf-100kB-end"),
@@ -317,7 +324,7 @@ CASES = [
     case(*CAUSAL_NO, "So the answer is No.", OK, "No", MARK, id="yn-marker"),
     case(*CAUSAL_NO, "The answer is yes", BAD, "Yes", MARK, id="yn-wrong"),
     case(*CAUSAL_NO, "Answer: No, the black wire alone did not cause it.", OK, "No", MARK, id="yn-marker-first"),
-    case(*CAUSAL_NO, "The answer is Yes or No, depending on the reading.", BAD, "Yes", MARK, id="yn-several"),
+    case(*CAUSAL_NO, "The answer is Yes or No, depending on the reading.", NONE, None, MARK, id="yn-hedge"),
     case(*CAUSAL_NO, "Yes, both wires touched the battery... but no, the black wire was supposed to.", OK, "No",
          FALL, id="yn-fallback-last"),
     case(*CAUSAL_NO, "\u00bfS\u00ed? Nein.", NONE, None, "none", id="yn-other-languages"),
@@ -476,6 +483,27 @@ CASES = [
     case(*SORT_20, "So the answer is " + SORT_20_GOLD.replace("guru ", ""), BAD,
          SORT_20_GOLD.replace("guru ", ""), MARK, id="sort20-missing-one"),
 
+    # ============================================================ replies that never commit (issue 18)
+    case(*DATE, "Step 6: The answer is (D).\n\nStep 7: The answer is (E).\n\nStep 8: The answer is (B).", NONE, None,
+         MARK, id="commit-options-in-turn"),
+    case(*DATE, "The answer is (A). Wait, no. The answer is (B).", OK, "(B)", MARK, id="commit-one-correction"),
+    case(*DATE, "Option (A) is a prophecy.\n\nOption (D) is a prophecy.\n\nOption (", NONE, None, FALL,
+         id="commit-list-cut-off"),
+    case(*DATE, "Step 3: Determine the sentiment\n- (A) is neutral\n- (B) is neutral\n- (", NONE, None, FALL,
+         id="commit-bullets-cut-off"),
+    case(*DATE, "Options:\n(A) 12/11/1937\n(B) 12/25/1937", NONE, None, FALL, id="commit-restated-options"),
+    case(*DATE, "Answer:\n(A) 12/11/1937\n(B) 12/25/1937", NONE, None, MARK, id="commit-marker-then-options"),
+    case(*DATE, "So the answer is (B) or (C).", NONE, None, MARK, id="commit-hedge"),
+    case(*DATE, "It is definitely not (C).", NONE, None, FALL, id="commit-negated"),
+    case(*DATE, "We can rule out (D).", NONE, None, FALL, id="commit-ruled-out"),
+    case(*DATE, "(C) is wrong, so (B).", OK, "(B)", FALL, id="commit-ruled-out-then-one"),
+    case(*BOOL_F, "True or False", NONE, None, FALL, id="commit-tf-hedge"),
+    case(*BOOL_F, "not True", NONE, None, FALL, id="commit-tf-negated"),
+    case(*CAUSAL_NO, "yes or no", NONE, None, FALL, id="commit-yn-hedge"),
+    case(*ARITH_24, "So the answer is 24 or 25.", NONE, None, MARK, id="commit-int-hedge"),
+    case(*ARITH_24, "So the answer is between 20 and 30.", NONE, None, MARK, id="commit-int-range"),
+    case(*ARITH_24, "So the answer is 46 - 22 = 24.", OK, "24", MARK, id="commit-int-after-equals"),
+
     # ============================================================ markers, generally
     case(*DATE, "My final answer: (B)", OK, "(B)", MARK, id="marker-my-final-answer"),
     case(*DATE, "The correct answer would be (B).", OK, "(B)", MARK, id="marker-would-be"),
@@ -490,14 +518,22 @@ CASES = [
 @needs_bbh
 @pytest.mark.parametrize("sub,index,reply,outcome,extracted,method", CASES)
 def test_table(sub, index, reply, outcome, extracted, method):
+    """The table states the flexible verdict; strict agrees wherever a marker was read and finds
+    no answer where only the fallback found one."""
     q = item(sub, index)
-    v = A.score(reply, q.answer, q.spec)
+    v = A.score(reply, q.answer, q.spec, level=A.FLEXIBLE)
     assert (v.outcome, v.extracted) == (outcome, extracted), v
     if method is not None:
         assert v.method == method, v
-    ex = A.extract(reply, q.spec, gold_is_text=A.gold_is_text(q.answer, q.spec))
+    ex = A.extract(reply, q.spec, gold_is_text=A.gold_is_text(q.answer, q.spec), level=A.FLEXIBLE)
     assert ex.answer == v.extracted and ex.method == v.method
     assert v.correct == (outcome == OK)
+    strict = A.score(reply, q.answer, q.spec)  # the headline level
+    assert strict.level == A.STRICT == A.HEADLINE
+    if v.method == "fallback":
+        assert (strict.outcome, strict.extracted) == (NONE, None), strict
+    else:
+        assert (strict.outcome, strict.extracted) == (v.outcome, v.extracted), strict
 
 
 def test_table_size():
@@ -527,7 +563,7 @@ FREE = A.AnswerSpec(A.FREE_TEXT)
     ("The answer is: a", "a", NONE, None, 0.0),  # only an article: nothing left after normalising
 ])
 def test_free_text(reply, gold, outcome, extracted, f1):
-    v = A.score(reply, gold, FREE)
+    v = A.score(reply, gold, FREE, level=A.FLEXIBLE)
     assert (v.outcome, v.extracted) == (outcome, extracted), v
     assert v.f1 == pytest.approx(f1)
 
@@ -604,7 +640,13 @@ def test_non_string_reply():
     spec = A.AnswerSpec(A.INTEGER)
     assert A.extract(None, spec) == A.Extraction(None, "none")
     assert A.score(None, "3", spec).outcome == NONE
-    assert A.score(3, "3", spec).outcome == OK
+    assert A.score(3, "3", spec, level=A.FLEXIBLE).outcome == OK
+    assert A.score(3, "3", spec).outcome == NONE  # strict: no answer marker
+
+
+def test_unknown_level_rejected():
+    with pytest.raises(ValueError, match="scoring level"):
+        A.score("So the answer is 3.", "3", A.AnswerSpec(A.INTEGER), level="lenient")
 
 
 # ---------------------------------------------------------------- every real item, plain loops
@@ -614,13 +656,15 @@ GOLD_TEMPLATES = ["So the answer is {g}.", "{g}", "The answer is: {g}", "Answer:
 
 @needs_bbh
 def test_every_real_item_scores_its_own_gold():
-    """Idempotence: a reply that states the gold is correct, for all 6,511 BBH items."""
+    """Idempotence: a reply that states the gold is correct, for all 6,511 BBH items (a bare
+    gold at the flexible level; after a marker at both)."""
     items = all_items()
     assert len(items) == 6511
     failures = []
     for q in items:
         for template in GOLD_TEMPLATES:
-            v = A.score(template.format(g=q.answer), q.answer, q.spec)
+            level = A.FLEXIBLE if template == "{g}" else A.STRICT
+            v = A.score(template.format(g=q.answer), q.answer, q.spec, level=level)
             if not v.correct:
                 failures.append((q.id, template, v))
     assert not failures, failures[:5]
@@ -637,8 +681,9 @@ def test_every_wrong_letter_is_wrong():
         for letter, _ in q.options:
             if f"({letter})" == q.answer:
                 continue
-            for reply in (f"({letter})", f"{q.answer} is tempting, but the answer is {letter}."):
-                v = A.score(reply, q.answer, q.spec)
+            for reply, level in ((f"({letter})", A.FLEXIBLE),
+                                 (f"{q.answer} is tempting, but the answer is {letter}.", A.STRICT)):
+                v = A.score(reply, q.answer, q.spec, level=level)
                 if (v.outcome, v.extracted) != (BAD, f"({letter})"):
                     failures.append((q.id, reply, v))
     assert not failures, failures[:5]
@@ -657,8 +702,8 @@ def test_every_option_text_names_its_letter():
             norm = A.normalize_text(text)
             if not norm or texts.count(norm) > 1 or any(o != norm and o.startswith(norm + " ") for o in texts):
                 continue
-            for reply in (text, f"So the answer is {text}."):
-                ex = A.extract(reply, q.spec)
+            for reply, level in ((text, A.FLEXIBLE), (f"So the answer is {text}.", A.STRICT)):
+                ex = A.extract(reply, q.spec, level=level)
                 if ex.answer != f"({letter})":
                     failures.append((q.id, reply, ex))
     assert not failures, failures[:5]
@@ -704,7 +749,9 @@ FAST = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[Hea
 def _check_extraction(ex: A.Extraction, spec: A.AnswerSpec):
     assert isinstance(ex, A.Extraction)
     assert ex.method in ("marker", "fallback", "none")
-    assert (ex.answer is None) == (ex.method == "none")
+    # no answer: nothing found (method "none") or a statement that refused to commit (a reason)
+    assert (ex.answer is None) == (ex.method == "none" or ex.refusal is not None)
+    assert ex.refusal is None or ex.answer is None
     if ex.answer is None:
         return
     assert isinstance(ex.answer, str) and ex.answer
@@ -721,16 +768,22 @@ def _check_extraction(ex: A.Extraction, spec: A.AnswerSpec):
 def test_never_raises(reply, pair):
     gold, spec = pair
     text_gold = A.gold_is_text(gold, spec)
-    # the unguarded core: a real bug must not hide behind extract()'s safety net
-    ex = A._extract(reply, spec, text_gold)
-    _check_extraction(ex, spec)
-    assert A.extract(reply, spec, text_gold) == ex  # deterministic
-    v = A.score(reply, gold, spec)
-    assert v.outcome in (OK, BAD, NONE) and v.extracted == ex.answer
-    assert 0.0 <= v.f1 <= 1.0
+    for level in A.LEVELS:
+        # the unguarded core: a real bug must not hide behind extract()'s safety net
+        ex = A._extract(reply, spec, text_gold, level)
+        _check_extraction(ex, spec)
+        assert A.extract(reply, spec, text_gold, level=level) == ex  # deterministic
+        v = A.score(reply, gold, spec, level=level)
+        assert v.outcome in (OK, BAD, NONE) and v.extracted == ex.answer
+        assert 0.0 <= v.f1 <= 1.0
+        if spec.kind == A.CHOICE and not text_gold and ex.answer is not None:
+            # an option's letter, or a parenthesised capital the reply committed to
+            assert ex.answer in {f"({letter})" for letter in A._letters(spec)} or (
+                spec.options and A._PAREN_LETTER.fullmatch(ex.answer) and ex.answer[1].isupper())
+    # strict never finds an answer that flexible does not
+    strict, flexible = (A._extract(reply, spec, text_gold, level) for level in A.LEVELS)
+    assert strict.answer is None or strict == flexible
     assert A._mentions_answer(reply, gold, spec) in (True, False)
-    if spec.kind == A.CHOICE and not text_gold and ex.answer is not None:
-        assert ex.answer in {f"({letter})" for letter in A._letters(spec)}
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
