@@ -25,7 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "comma-separated REFLECTEVO_HUB_TOKENS environment variable.")
     serve.add_argument("--data", required=True, help="data directory (created if missing)")
     serve.add_argument("--port", type=int, default=8765, help="TCP port (0: any free port)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1; anything but loopback needs --allow-remote)")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="allow a non-loopback --host; the server speaks plain HTTP, so tokens and "
+                            "upload links cross the network unencrypted")
     serve.add_argument("--token", action="append", default=[], help="accepted token (repeatable)")
     serve.add_argument("--user", default="local", help="user name reported by whoami")
     serve.add_argument("--quiet", action="store_true", help="do not log requests")
@@ -47,8 +51,9 @@ def _serve(args: argparse.Namespace) -> int:
     if not tokens:
         raise UserError(f"hub serve needs a token: pass --token or set {TOKENS_ENV}")
     try:
-        return run_foreground(args.data, tokens, args.host, args.port, args.user, verbose=not args.quiet)
-    except (RuntimeError, OSError) as exc:
+        return run_foreground(args.data, tokens, args.host, args.port, args.user, verbose=not args.quiet,
+                              allow_remote=args.allow_remote)
+    except (RuntimeError, OSError, ValueError) as exc:
         raise UserError(f"hub serve: {exc}") from exc
 
 

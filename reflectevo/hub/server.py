@@ -49,6 +49,7 @@ import base64
 import fcntl
 import hashlib
 import hmac
+import ipaddress
 import json
 import os
 import re
@@ -61,7 +62,7 @@ import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from reflectevo.hub.store import (
@@ -71,6 +72,7 @@ from reflectevo.hub.store import (
     REPO_TYPES,
     Store,
     StoreError,
+    check_path,
     check_repo_id,
     lfs_pointer,
 )
@@ -79,11 +81,33 @@ TOKENS_ENV = "REFLECTEVO_HUB_TOKENS"
 _TYPE_FROM_PLURAL = {t + "s": t for t in REPO_TYPES}
 _URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 _UPLOAD_TTL_S = 24 * 3600
-MAX_BODY = 8 * 1024**3
+_MiB = 1024 * 1024
+
+# How much of a request body the server will read, by request kind. A client without a valid token
+# gets the smallest cap whatever it asks for (paths-info on a public repo and validate-yaml are the
+# only anonymous requests with a body, and both are small), so it cannot make the server buffer.
+UNAUTH_BODY_MAX = 1 * _MiB
+JSON_BODY_MAX = 16 * _MiB           # create, settings, preupload, LFS batch, refs, paths-info
+COMMIT_BODY_MAX = 4 * 1024 * _MiB   # NDJSON commits: spooled to disk, never held whole in memory
+COMMIT_LINE_MAX = 64 * _MiB         # one NDJSON line (an inline regular file is < 10 MB before base64)
+COMMIT_SPOOL_MEMORY = 1 * _MiB      # a commit body larger than this goes to DATA/tmp while it is read
+LFS_OBJECT_MAX = 50 * 1000**3       # the Hub's own limit for one file
+DRAIN_MAX = 1 * _MiB                # an unread body up to this is read to keep a connection alive
+LINGER_BYTES = 4 * _MiB             # after an early answer, bytes still read (and dropped) before closing
+LINGER_S = 2.0
 
 
 class _Handled(Exception):
     """Raised after a response has been sent (or the connection must be dropped)."""
+
+
+class _BodyError(Exception):
+    """The request body cannot be read as framed (or exceeds its cap); the connection is lost."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 class HubHTTPServer(ThreadingHTTPServer):
@@ -136,6 +160,9 @@ class HubHTTPServer(ThreadingHTTPServer):
 
 class HubRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # http.server leaves out the status line and headers for HTTP/0.9 requests, which is also what
+    # a request line it cannot parse counts as: an error would then reach the client as a bare body
+    default_request_version = "HTTP/1.0"
     server_version = "reflectevo-hub/1"
     timeout = 300
     server: HubHTTPServer
@@ -146,11 +173,58 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             sys.stderr.write("hub: %s\n" % (format % args))
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
-        # never log query strings (they carry upload signatures) or headers (they carry tokens)
+        # never log query strings (they carry upload signatures) or headers (they carry tokens);
+        # a request line that did not parse leaves command and path unset
         if isinstance(code, HTTPStatus):
             code = code.value
-        path = urlsplit(self.path).path
-        self.log_message('"%s %s" %s', self.command, path, code)
+        path = str(getattr(self, "path", "") or "").split("?", 1)[0][:200]
+        self.log_message('"%s %s" %s', _header_safe(str(self.command or "-"))[:20], _header_safe(path), code)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server calls this for a request line or header block it cannot parse; answer in
+        the same JSON shape as every other error and drop the connection (the stream is lost)."""
+        self.close_connection = True
+        self._linger = True
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "Error"
+        text = message or phrase
+        body = json.dumps({"error": text}).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Error-Message", _header_safe(text))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            if self._linger:
+                self._linger_close()
+
+    def _linger_close(self) -> None:
+        """The answer went out before the client finished sending its body. Closing now would reset
+        the connection and the client might never read the answer; read and drop what keeps
+        arriving for a short, bounded while first."""
+        sock = self.connection
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(0.25)
+            deadline = time.monotonic() + LINGER_S
+            dropped = 0
+            buf = bytearray(65536)
+            while dropped < LINGER_BYTES and time.monotonic() < deadline:
+                n = sock.recv_into(buf)
+                if not n:
+                    break
+                dropped += n
+        except OSError:
+            pass
 
     def _base_url(self) -> str:
         host = self.headers.get("Host") or "%s:%s" % self.server.server_address[:2]
@@ -162,93 +236,166 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             return auth[7:].strip() or None
         return None
 
-    def _authenticated(self) -> bool:
-        """True with a valid token, False without one; 401 straight away for a wrong token."""
+    def _auth_from_headers(self) -> str:
+        """'valid', 'invalid' or 'none': decided from the headers alone, before any body is read."""
         token = self._token()
         if token is None:
-            return False
-        if not self.server.token_ok(token):
+            return "none"
+        return "valid" if self.server.token_ok(token) else "invalid"
+
+    def _authenticated(self) -> bool:
+        """True with a valid token, False without one; 401 straight away for a wrong token."""
+        if self._auth == "invalid":
             self._error(401, "Invalid credentials in Authorization header")
-        return True
+        return self._auth == "valid"
 
     def _require_write(self) -> None:
         if not self._authenticated():
             self._error(401, "You must be authenticated with a valid token to write to this Hub")
 
-    def _can_read(self, doc: dict) -> None:
-        if doc.get("private") and not self._authenticated():
-            self._error(
-                401,
-                f"Repository Not Found for {doc['type']}s/{doc['id']} (private; a valid token is needed)",
-                "RepoNotFound",
-            )
+    def _hidden_repo(self) -> None:
+        """A repo this client may not see. Missing and private repos get the very same answer, so
+        that a client without a valid token cannot tell whether a private repo exists (the Hub
+        does the same: 401 RepoNotFound, which huggingface_hub turns into RepositoryNotFoundError)."""
+        if self._auth == "invalid":
+            self._error(401, "Invalid credentials in Authorization header")
+        self._error(401, "Repository not found (a private repository needs a valid token)", "RepoNotFound")
 
-    _body_read = False
+    # ---- request bodies -------------------------------------------------------------------------
+    # Nothing reads a body before the handler has decided, from the headers, who is asking; every
+    # read goes through _body_piece, which never returns more than the request kind allows.
+    _auth = "none"
+    _linger = False
+    _body_done = True
 
-    def _read_body(self) -> bytes:
-        if self._body_read:
+    def _start_body(self) -> None:
+        """Work out how the body is framed; 400 for anything ambiguous (the stream is then lost)."""
+        self._chunked = False
+        self._chunk_left = 0
+        self._left = 0
+        self._taken = 0
+        self._body_done = False
+        te = self.headers.get_all("Transfer-Encoding") or []
+        cl = self.headers.get_all("Content-Length") or []
+        if te:
+            codings = [c.strip().lower() for v in te for c in v.split(",") if c.strip()]
+            if codings != ["chunked"]:
+                raise _BodyError(400, "Unsupported Transfer-Encoding (only 'chunked' is accepted)")
+            if cl:
+                raise _BodyError(400, "A request may not have both Transfer-Encoding and Content-Length")
+            self._chunked = True
+            return
+        values = {v.strip() for v in cl}
+        if len(values) > 1:
+            raise _BodyError(400, "Conflicting Content-Length headers")
+        value = values.pop() if values else "0"
+        if not re.fullmatch(r"[0-9]{1,19}", value):
+            raise _BodyError(400, f"Content-Length must be a non-negative integer, not {value[:40]!r}")
+        self._left = int(value)
+        self._body_done = self._left == 0
+
+    def _body_limit(self, limit: int) -> int:
+        return limit if self._auth == "valid" else min(limit, UNAUTH_BODY_MAX)
+
+    def _too_large(self, limit: int) -> _BodyError:
+        who = "" if self._auth == "valid" else " without a valid token"
+        return _BodyError(413, f"Request body too large: at most {limit} bytes for this request{who}")
+
+    def _body_piece(self, want: int, limit: int) -> bytes:
+        """Up to ``want`` more bytes of the body (b"" at its end); _BodyError past ``limit`` bytes,
+        on a malformed chunk, or when the client stops before the end."""
+        if self._body_done:
             return b""
-        self._body_read = True
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
-            for chunk in self._iter_chunked():
-                chunks.append(chunk)
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self.close_connection = True
-            self._error(413, "Request body too large")
-        data = self.rfile.read(length) if length else b""
-        if len(data) < length:
-            self.close_connection = True
-            raise _Handled()
+        if not self._chunked:
+            if self._taken + self._left > limit:
+                raise self._too_large(limit)
+            data = self.rfile.read(min(want, self._left, 1 << 20))
+            if not data:
+                raise _BodyError(400, f"Request body ended after {self._taken} of "
+                                      f"{self._taken + self._left} bytes")
+            self._left -= len(data)
+            self._taken += len(data)
+            self._body_done = self._left == 0
+            return data
+        if self._chunk_left == 0:
+            self._chunk_left = self._chunk_size()
+            if self._chunk_left == 0:
+                self._skip_trailers()
+                self._body_done = True
+                return b""
+        if self._taken + self._chunk_left > limit:
+            raise self._too_large(limit)
+        data = self.rfile.read(min(want, self._chunk_left, 1 << 20))
+        if not data:
+            raise _BodyError(400, "Chunked request body ended inside a chunk")
+        self._chunk_left -= len(data)
+        self._taken += len(data)
+        if self._chunk_left == 0 and self.rfile.readline(3).strip(b"\r\n"):
+            raise _BodyError(400, "Malformed chunked body: a chunk is not followed by CRLF")
         return data
 
-    def _iter_chunked(self):
-        while True:
-            line = self.rfile.readline(65537)
-            if not line:
-                raise ConnectionError("connection closed inside a chunked body")
-            size = int(line.split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                    pass
+    def _chunk_size(self) -> int:
+        line = self.rfile.readline(1026)
+        if not line:
+            raise _BodyError(400, "Chunked request body ended before its last chunk")
+        text = line.split(b";", 1)[0].strip()
+        if not re.fullmatch(rb"[0-9A-Fa-f]{1,16}", text):
+            raise _BodyError(400, f"Malformed chunk size {text[:20]!r} in a chunked body")
+        return int(text, 16)
+
+    def _skip_trailers(self) -> None:
+        for _ in range(64):
+            line = self.rfile.readline(8194)
+            if line in (b"\r\n", b"\n", b""):
                 return
-            data = self.rfile.read(size)
-            if len(data) < size:
-                raise ConnectionError("connection closed inside a chunked body")
-            self.rfile.readline(3)
-            yield data
+        raise _BodyError(400, "Too many trailer lines after a chunked body")
+
+    def _iter_body(self, limit: int) -> Iterator[bytes]:
+        limit = self._body_limit(limit)
+        while True:
+            piece = self._body_piece(1 << 20, limit)
+            if not piece:
+                return
+            yield piece
+
+    def _read_body(self, limit: int = JSON_BODY_MAX) -> bytes:
+        return b"".join(self._iter_body(limit))
 
     def _drain(self) -> None:
-        """Read whatever request body is left so the keep-alive connection stays in sync."""
-        if self._body_read:
+        """Read whatever small body is left so the keep-alive connection stays in sync; a larger
+        one is not worth reading: the connection is closed after the answer instead."""
+        if self._body_done or self.close_connection:
+            self._linger = self._linger or not self._body_done
             return
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
-        if length > 64 * 1024 * 1024:
-            self.close_connection = True  # not worth reading; drop the connection after answering
-            self._body_read = True
-            return
-        try:
-            self._read_body()
-        except (_Handled, ConnectionError, OSError, ValueError):
+            for _ in self._iter_body(DRAIN_MAX):
+                pass
+        except (_BodyError, OSError, ValueError):
             self.close_connection = True
+            self._linger = True
 
-    def _json_body(self) -> Any:
-        raw = self._read_body()
+    def _json_body(self, limit: int = JSON_BODY_MAX) -> Any:
+        raw = self._read_body(limit)
         ctype = (self.headers.get("Content-Type") or "").lower()
         if "application/x-www-form-urlencoded" in ctype:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                self._error(400, "Form body is not valid UTF-8")
             return {k: v if len(v) > 1 or k.endswith("[]") or k == "paths" else v[0]
-                    for k, v in parse_qs(raw.decode(), keep_blank_values=True).items()}
+                    for k, v in parse_qs(text, keep_blank_values=True, max_num_fields=100_000).items()}
         if not raw.strip():
             return {}
         try:
             return json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             self._error(400, "Request body is not valid JSON")
+
+    def _json_object(self, limit: int = JSON_BODY_MAX) -> dict:
+        body = self._json_body(limit)
+        if not isinstance(body, dict):
+            self._error(400, f"Request body must be a JSON object, not {_json_kind(body)}")
+        return body
 
     def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
               content_type: str = "application/json") -> None:
@@ -277,31 +424,41 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         raise _Handled()
 
     def _dispatch(self) -> None:
-        self._body_read = False
         try:
+            self._auth = self._auth_from_headers()
+            self._start_body()
             self._route()
         except _Handled:
             pass
+        except _BodyError as exc:
+            # the body cannot be followed any further: answer, then close
+            self.close_connection = True
+            self._linger = True
+            self._body_done = True
+            self._answer_error(exc.status, exc.message, None)
         except StoreError as exc:
-            try:
-                self._error(exc.status, exc.message, exc.code)
-            except _Handled:
-                pass
+            self._answer_error(exc.status, exc.message, exc.code)
         except (ConnectionError, BrokenPipeError, socket.timeout, TimeoutError):
             self.close_connection = True
         except Exception as exc:  # a bug: answer 500 and keep serving
             self.log_message("internal error: %s: %s", type(exc).__name__, exc)
-            try:
-                self._error(500, f"Internal server error ({type(exc).__name__})")
-            except (_Handled, OSError):
-                pass
+            self.close_connection = True
+            self._answer_error(500, f"Internal server error ({type(exc).__name__})", None)
+
+    def _answer_error(self, status: int, message: str, code: str | None) -> None:
+        try:
+            self._error(status, message, code)
+        except (_Handled, OSError):
             self.close_connection = True
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _dispatch
 
     # ---- routing --------------------------------------------------------------------------------
     def _route(self) -> None:
-        split = urlsplit(self.path)
+        try:
+            split = urlsplit(self.path)
+        except ValueError:
+            self._error(400, f"Malformed request target {_header_safe(self.path[:80])!r}")
         self.query = parse_qs(split.query, keep_blank_values=True)
         segs = [unquote(s) for s in split.path.split("/")[1:]]
         if segs and segs[-1] == "" and len(segs) > 1:
@@ -336,7 +493,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         if segs == ["repos", "delete"] and m == "DELETE":
             return self._delete_repo()
         if segs == ["validate-yaml"] and m == "POST":
-            self._read_body()
+            self._read_body()  # the content is not checked, only read (capped like any body)
             return self._json({"errors": [], "warnings": []})
         if len(segs) >= 3 and segs[0] in _TYPE_FROM_PLURAL:
             repo_type = _TYPE_FROM_PLURAL[segs[0]]
@@ -384,22 +541,26 @@ class HubRequestHandler(BaseHTTPRequestHandler):
 
     def _load(self, repo_type: str, repo_id: str) -> dict:
         check_repo_id(repo_id)
-        doc = self.server.store.get(repo_type, repo_id)
-        self._can_read(doc)
+        doc = self.server.store.load(repo_type, repo_id)
+        if self._auth == "valid":
+            if doc is None:
+                raise StoreError(404, f"Repository {repo_type}s/{repo_id} not found", "RepoNotFound")
+            return doc
+        if doc is None or doc.get("private"):
+            self._hidden_repo()
         return doc
 
     def _create_repo(self) -> None:
         self._require_write()
-        body = self._json_body() or {}
-        repo_type = body.get("type") or "model"
+        body = self._json_object()
+        repo_type = _str_field(body, "type") or "model"
         if repo_type not in REPO_TYPES:
             self._error(400, f"Invalid repo type '{repo_type}'")
-        name = body.get("name") or ""
-        org = body.get("organization") or self.server.user
+        name = _str_field(body, "name")
+        org = _str_field(body, "organization") or self.server.user
         repo_id = f"{org}/{name}"
         check_repo_id(repo_id)
-        visibility = body.get("visibility")
-        private = visibility == "private" if visibility else bool(body.get("private", False))
+        private = _private_field(body, False)
         try:
             self.server.store.create_repo(repo_type, repo_id, private, self.server.user)
         except StoreError as exc:
@@ -410,17 +571,17 @@ class HubRequestHandler(BaseHTTPRequestHandler):
 
     def _delete_repo(self) -> None:
         self._require_write()
-        body = self._json_body() or {}
-        repo_type = body.get("type") or "model"
-        repo_id = f"{body.get('organization') or self.server.user}/{body.get('name') or ''}"
+        body = self._json_object()
+        repo_type = _str_field(body, "type") or "model"
+        repo_id = f"{_str_field(body, 'organization') or self.server.user}/{_str_field(body, 'name')}"
         self.server.store.delete_repo(repo_type, check_repo_id(repo_id))
         self._json({})
 
     def _settings(self, repo_type: str, repo_id: str) -> None:
         self._require_write()
-        body = self._json_body() or {}
-        if "visibility" in body or "private" in body:
-            private = body["visibility"] == "private" if "visibility" in body else bool(body["private"])
+        body = self._json_object()
+        private = _private_field(body, None)
+        if private is not None:
             self.server.store.set_private(repo_type, check_repo_id(repo_id), private)
         self._json({})
 
@@ -491,17 +652,19 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         self._json(out)
 
     def _paths_info(self, repo_type: str, repo_id: str, revision: str | None) -> None:
-        body = self._json_body() or {}
-        doc = self._load(repo_type, repo_id)
+        doc = self._load(repo_type, repo_id)  # before the body: a hidden repo is not worth reading for
+        body = self._json_object()
         sha = Store.resolve(doc, revision)
         tree = doc["commits"][sha]["tree"]
         paths = body.get("paths") or []
         if isinstance(paths, str):
             paths = [paths]
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            self._error(400, "'paths' must be a list of strings")
         expand = _truthy(body.get("expand"))
         out = []
         for p in paths:
-            p = str(p).strip("/")
+            p = p.strip("/")
             if p in tree:
                 out.append(self._entry_json(doc, sha, p, tree[p], expand))
             elif p and any(k.startswith(p + "/") for k in tree):
@@ -534,20 +697,20 @@ class HubRequestHandler(BaseHTTPRequestHandler):
     # ---- uploads --------------------------------------------------------------------------------
     def _preupload(self, repo_type: str, repo_id: str, revision: str | None) -> None:
         self._require_write()
-        body = self._json_body() or {}
         doc = self._load(repo_type, repo_id)
+        body = self._json_object()
         try:
             tree = doc["commits"][Store.resolve(doc, revision)]["tree"]
         except StoreError:
             tree = {}
         files = []
-        for f in body.get("files") or []:
-            path = str(f.get("path", ""))
-            size = int(f.get("size") or 0)
+        for f in _objects_field(body, "files"):
+            path = check_path(f.get("path"))
+            size = _int_field(f, "size", LFS_OBJECT_MAX)
             try:
-                sample = base64.b64decode(f.get("sample") or "")
+                sample = base64.b64decode(_str_field(f, "sample"))
             except ValueError:
-                sample = b""
+                sample = b""  # the sample only helps to guess text from binary
             lfs = size > 0 and (
                 size >= LFS_THRESHOLD or path.lower().endswith(LFS_EXTENSIONS) or b"\0" in sample
             )
@@ -559,8 +722,8 @@ class HubRequestHandler(BaseHTTPRequestHandler):
 
     def _lfs_batch(self, repo_type: str, repo_id: str) -> None:
         self._require_write()
-        body = self._json_body() or {}
         self._load(repo_type, repo_id)
+        body = self._json_object()
         if body.get("operation") != "upload":
             self._error(400, "LFS batch: only the 'upload' operation is supported (download with resolve/)")
         if body.get("hash_algo", "sha256") != "sha256":
@@ -568,9 +731,9 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         store = self.server.store
         expires = str(int(time.time()) + _UPLOAD_TTL_S)
         objects = []
-        for obj in body.get("objects") or []:
-            oid = str(obj.get("oid", "")).lower()
-            size = int(obj.get("size") or 0)
+        for obj in _objects_field(body, "objects"):
+            oid = _str_field(obj, "oid").lower()
+            size = _int_field(obj, "size", LFS_OBJECT_MAX)
             if not re.fullmatch(r"[0-9a-f]{64}", oid):
                 objects.append({"oid": oid, "size": size, "error": {"code": 422, "message": "Invalid oid"}})
                 continue
@@ -595,7 +758,8 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._error(403, "Upload link is missing its signature")
         good = self.server.sign("upload", oid, str(size), expires)
-        if not hmac.compare_digest(good, sig) or int(expires) < time.time():
+        # compare bytes: compare_digest refuses str with non-ASCII characters
+        if not hmac.compare_digest(good.encode(), sig.encode("utf-8", "replace")) or int(expires) < time.time():
             self.close_connection = True
             self._error(403, "Upload link is invalid or expired")
         return size
@@ -603,24 +767,20 @@ class HubRequestHandler(BaseHTTPRequestHandler):
     def _lfs_put(self, oid: str) -> None:
         size = self._check_upload_sig(oid)
         store = self.server.store
-        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
-        length = None if chunked else int(self.headers.get("Content-Length") or 0)
-        self._body_read = True
-        if chunked:
-            it = self._iter_chunked()
-            buf = bytearray()
+        if not self._chunked and self._left != size:
+            # refuse before reading a byte: the link is signed for exactly ``size`` bytes
+            self.close_connection = True
+            self._error(400, f"Upload of {self._left} bytes does not match the signed size {size} of this link")
 
-            def read(n: int) -> bytes:
-                while len(buf) < n:
-                    try:
-                        buf.extend(next(it))
-                    except StopIteration:
-                        break
-                out = bytes(buf[:n])
-                del buf[:n]
-                return out
-        else:
-            read = self.rfile.read
+        def read(n: int) -> bytes:
+            # put_stream asks for at most one byte past the signed size: enough to refuse it
+            try:
+                return self._body_piece(n, LFS_OBJECT_MAX + 1)
+            except _BodyError as exc:
+                if exc.status == 413:  # a chunk announced beyond any object size
+                    raise StoreError(400, f"Upload has more bytes than the signed size {size} of this link") from None
+                raise
+
         throttle = self.server.throttle_bps
         started = time.monotonic()
 
@@ -631,7 +791,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
                     time.sleep(delay)
 
         try:
-            store.put_stream(read, length, oid, size, on_chunk=on_chunk)
+            store.put_stream(read, None, oid, size, on_chunk=on_chunk, max_size=size)
         except StoreError:
             self.close_connection = True
             raise
@@ -640,68 +800,93 @@ class HubRequestHandler(BaseHTTPRequestHandler):
 
     def _lfs_verify(self, oid: str) -> None:
         size = self._check_upload_sig(oid)
-        self._read_body()
+        self._read_body(DRAIN_MAX)
         if self.server.store.blob_size(oid) != size:
             self._error(404, f"LFS object {oid} was not uploaded completely")
         self._json({"success": True})
 
     def _commit(self, repo_type: str, repo_id: str, branch: str) -> None:
         self._require_write()
-        raw = self._read_body()
         doc = self._load(repo_type, repo_id)
         if _truthy(self.query.get("create_pr")):
             self._error(400, "Pull requests are not supported by this Hub server")
-        ops = []
-        header: dict = {}
-        for line in raw.splitlines():
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except ValueError:
-                self._error(400, "Commit payload is not valid NDJSON")
-            if item.get("key") == "header":
-                header = item.get("value") or {}
-            else:
-                ops.append(item)
-        summary = str(header.get("summary") or "").strip()
-        if not summary:
-            self._error(400, "Commit summary must not be empty")
-        sha = self.server.store.commit(
-            repo_type, doc["id"], branch, ops,
-            summary=summary, description=str(header.get("description") or ""),
-            parent_commit=header.get("parentCommit"), author=self.server.user,
-        )
+        with self._spool_commit_body() as spool:
+            header = self._commit_header(spool)
+            summary = _str_field(header, "summary").strip()
+            if not summary:
+                self._error(400, "Commit summary must not be empty")
+            spool.seek(0)
+            sha = self.server.store.commit(
+                repo_type, doc["id"], branch, _commit_ops(spool),
+                summary=summary, description=_str_field(header, "description"),
+                parent_commit=_str_field(header, "parentCommit", None), author=self.server.user,
+            )
         self._json({"success": True, "commitOid": sha,
                     "commitUrl": f"{self._repo_url(repo_type, doc['id'])}/commit/{sha}",
                     "pullRequestUrl": None})
 
     def _branch(self, repo_type: str, repo_id: str, branch: str) -> None:
         self._require_write()
-        body = self._json_body() or {}
         doc = self._load(repo_type, repo_id)
+        body = self._json_object()
         if self.command == "DELETE":
             self.server.store.delete_branch(repo_type, doc["id"], branch)
         else:
-            self.server.store.create_branch(repo_type, doc["id"], branch, body.get("startingPoint"))
+            start = _str_field(body, "startingPoint", None)
+            self.server.store.create_branch(repo_type, doc["id"], branch, start)
         self._json({})
 
     def _tag(self, repo_type: str, repo_id: str, rev: str) -> None:
         self._require_write()
-        body = self._json_body() or {}
         doc = self._load(repo_type, repo_id)
+        body = self._json_object()
         if self.command == "DELETE":
             self.server.store.delete_tag(repo_type, doc["id"], rev)
             self._json({})
-        tag = str(body.get("tag") or "")
+        tag = _str_field(body, "tag")
         if not tag:
             self._error(400, "Missing 'tag' in request body")
-        self.server.store.create_tag(repo_type, doc["id"], tag, rev, str(body.get("message") or ""))
+        self.server.store.create_tag(repo_type, doc["id"], tag, rev, _str_field(body, "message"))
         self._json({})
+
+    # ---- commit bodies --------------------------------------------------------------------------
+    def _spool_commit_body(self) -> "tempfile.SpooledTemporaryFile[bytes]":
+        """Read the NDJSON body into a spool (memory up to COMMIT_SPOOL_MEMORY, then an unlinked
+        file in DATA/tmp), refusing a line longer than COMMIT_LINE_MAX as soon as it gets there."""
+        spool = tempfile.SpooledTemporaryFile(max_size=COMMIT_SPOOL_MEMORY, dir=self.server.store.tmp_dir)
+        try:
+            line_len, line_no = 0, 1
+            for piece in self._iter_body(COMMIT_BODY_MAX):
+                parts = piece.split(b"\n")
+                for i, part in enumerate(parts):
+                    line_len += len(part)
+                    if line_len > COMMIT_LINE_MAX:
+                        self.close_connection = True
+                        self._error(413, f"Commit payload line {line_no} is longer than {COMMIT_LINE_MAX} bytes "
+                                         f"(files that large go through LFS)")
+                    if i < len(parts) - 1:
+                        line_len, line_no = 0, line_no + 1
+                spool.write(piece)
+            spool.seek(0)
+        except BaseException:
+            spool.close()
+            raise
+        return spool
+
+    def _commit_header(self, spool) -> dict:
+        """Check every line of the payload (one JSON object with a string 'key' and an object
+        'value') and return the header's value; a line at a time is in memory."""
+        header: dict = {}
+        for n, line in enumerate(spool, 1):
+            if not line.strip():
+                continue
+            item = _ndjson_item(line, n)
+            if item["key"] == "header":
+                header = item["value"]
+        return header
 
     # ---- downloads ------------------------------------------------------------------------------
     def _resolve(self, repo_type: str, repo_id: str, revision: str, path: str) -> None:
-        self._read_body()
         doc = self._load(repo_type, repo_id)
         sha = Store.resolve(doc, revision)
         entry = doc["commits"][sha]["tree"].get(path)
@@ -724,7 +909,10 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         if rng:
             parsed = _parse_range(rng, size)
             if parsed is None:
-                self._send(416, b"", {**headers, "Content-Range": f"bytes */{size}"})
+                message = f"Range {rng[:60]!r} is not satisfiable for {size} bytes"
+                body = json.dumps({"error": message}).encode()
+                self._send(416, body, {**headers, "Content-Range": f"bytes */{size}",
+                                       "X-Error-Message": _header_safe(message)})
                 raise _Handled()
             start, end = parsed
             status = 206
@@ -761,6 +949,70 @@ def _truthy(value: Any) -> bool:
 
 def _header_safe(text: str) -> str:
     return text.encode("ascii", "replace").decode().replace("\r", " ").replace("\n", " ")[:1000]
+
+
+def _str_field(obj: dict, key: str, default: str | None = "") -> Any:
+    value = obj.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise StoreError(400, f"'{key}' must be a string, not {_json_kind(value)}")
+    return value
+
+
+def _int_field(obj: dict, key: str, maximum: int) -> int:
+    value = obj.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise StoreError(400, f"'{key}' must be an integer from 0 to {maximum}, not {str(value)[:40]!r}")
+    return value
+
+
+def _objects_field(obj: dict, key: str) -> list[dict]:
+    value = obj.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise StoreError(400, f"'{key}' must be a list of objects")
+    return value
+
+
+def _private_field(body: dict, default: bool | None) -> bool | None:
+    """``visibility`` (huggingface_hub 2.x) or the older ``private`` flag."""
+    visibility = body.get("visibility")
+    if visibility is not None:
+        if visibility not in ("public", "private"):
+            raise StoreError(400, f"'visibility' must be 'public' or 'private', not {str(visibility)[:40]!r}")
+        return visibility == "private"
+    private = body.get("private")
+    if private is None:
+        return default
+    if not isinstance(private, bool):
+        raise StoreError(400, f"'private' must be true or false, not {_json_kind(private)}")
+    return private
+
+
+def _ndjson_item(line: bytes, n: int) -> dict:
+    try:
+        item = json.loads(line)
+    except (ValueError, RecursionError):
+        raise StoreError(400, f"Commit payload line {n} is not valid JSON") from None
+    if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not isinstance(item.get("value"), dict):
+        raise StoreError(400, f"Commit payload line {n} must be an object with a string 'key' and an object 'value'")
+    return item
+
+
+def _commit_ops(spool) -> Iterator[dict]:
+    """The payload's operations, parsed again one line at a time (checked by _commit_header)."""
+    for n, line in enumerate(spool, 1):
+        if line.strip():
+            item = _ndjson_item(line, n)
+            if item["key"] != "header":
+                yield item
+
+
+def _json_kind(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
 
 
 def _html(text: str) -> str:
@@ -820,9 +1072,39 @@ class DataDirLock:
             self.fd = None
 
 
+def _host_addresses(host: str) -> list[str]:
+    if host in ("", "*"):
+        return ["0.0.0.0"]
+    try:
+        return [str(ipaddress.ip_address(host.split("%")[0]))]
+    except ValueError:
+        pass
+    try:
+        return sorted({info[4][0] for info in socket.getaddrinfo(host, None)})
+    except (OSError, UnicodeError):
+        return []
+
+
+def check_bind_host(host: str, allow_remote: bool) -> None:
+    """Refuse, in one line, to listen beyond loopback unless asked to: the server speaks plain
+    HTTP, so bearer tokens and signed upload links would cross the network in clear text."""
+    if allow_remote:
+        return
+    addresses = _host_addresses(host)
+    outside = [a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_loopback]
+    if addresses and not outside:
+        return
+    what = f"{host!r}" + (f" ({outside[0]})" if outside and outside[0] != host else "")
+    why = "it does not resolve" if not addresses else "it is not a loopback address"
+    raise ValueError(f"refusing to listen on {what}: {why}, and this server speaks plain HTTP, so tokens "
+                     f"would cross the network unencrypted; use 127.0.0.1 (the default), or pass "
+                     f"--allow-remote to listen there anyway")
+
+
 def make_server(data_dir: str, tokens: Iterable[str], host: str = "127.0.0.1", port: int = 0,
-                user: str = "local", quiet: bool = True,
-                throttle_bps: float | None = None) -> tuple[HubHTTPServer, DataDirLock]:
+                user: str = "local", quiet: bool = True, throttle_bps: float | None = None,
+                allow_remote: bool = False) -> tuple[HubHTTPServer, DataDirLock]:
+    check_bind_host(host, allow_remote)
     lock = DataDirLock(data_dir)
     try:
         store = Store(data_dir)
@@ -953,10 +1235,13 @@ def tokens_from(cli_tokens: Iterable[str] | None) -> list[str]:
 
 def run_foreground(data_dir: str, tokens: list[str], host: str = "127.0.0.1", port: int = 8765,
                    user: str = "local", verbose: bool = True, ready_file: str | None = None,
-                   throttle_bps: float | None = None) -> int:
-    server, lock = make_server(data_dir, tokens, host, port, user, not verbose, throttle_bps)
+                   throttle_bps: float | None = None, allow_remote: bool = False) -> int:
+    server, lock = make_server(data_dir, tokens, host, port, user, not verbose, throttle_bps, allow_remote)
     url = "http://%s:%s" % server.server_address[:2]
     print(f"reflectevo hub serving {os.path.abspath(data_dir)} at {url}", flush=True)
+    if not ipaddress.ip_address(server.server_address[0].split("%")[0]).is_loopback:
+        print(f"warning: listening beyond loopback on {server.server_address[0]} over plain HTTP: tokens "
+              f"and upload links travel unencrypted", file=sys.stderr, flush=True)
     print(f"  export HF_ENDPOINT={url} HF_HUB_DISABLE_XET=1", flush=True)
     if ready_file:
         tmp = ready_file + ".tmp"
@@ -989,12 +1274,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ready-file")
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--throttle-bps", type=float, help="test hook: slow LFS uploads down to this rate")
+    p.add_argument("--allow-remote", action="store_true", help="allow a --host other than loopback")
     a = p.parse_args(argv)
     tokens = tokens_from(a.token)
     if not tokens:
         print(f"error: give --token or set {TOKENS_ENV}", file=sys.stderr)
         return 2
-    return run_foreground(a.data, tokens, a.host, a.port, a.user, a.verbose, a.ready_file, a.throttle_bps)
+    try:
+        check_bind_host(a.host, a.allow_remote)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return run_foreground(a.data, tokens, a.host, a.port, a.user, a.verbose, a.ready_file, a.throttle_bps,
+                          a.allow_remote)
 
 
 if __name__ == "__main__":

@@ -29,11 +29,17 @@ import re
 import secrets
 import tempfile
 import threading
+import unicodedata
 from typing import IO, Any, Iterable, Iterator
 
 REPO_TYPES = ("model", "dataset", "space")
 DEFAULT_BRANCH = "main"
 LFS_THRESHOLD = 10 * 1024 * 1024  # the Hub stores files of 10 MB and more with LFS
+# A repo path must stay usable as a local path after download (snapshot_download writes it under
+# the cache): common file systems allow 255 bytes per name, and 1024 bytes keeps the whole path,
+# cache prefix included, well under Linux's PATH_MAX of 4096.
+PATH_MAX_BYTES = 1024
+PATH_PART_MAX_BYTES = 255
 _NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$")
 _REF_RE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._/+-]{0,199}$")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -98,16 +104,36 @@ def check_ref_name(name: str, what: str = "branch") -> str:
     return name
 
 
-def check_path(path: str) -> str:
+def shown_path(path: str, limit: int = 80) -> str:
+    """A path as it can appear in a one-line message: escaped, quoted, cut at ``limit`` chars."""
+    text = path[: limit + 1].encode("unicode_escape").decode("ascii")
+    return "'" + text[:limit] + ("...'" if len(text) > limit or len(path) > limit + 1 else "'")
+
+
+def check_path(path: Any) -> str:
+    if not isinstance(path, str):
+        raise StoreError(400, f"Invalid path in repo: expected a string, got {type(path).__name__}")
+    shown = shown_path(path)
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise StoreError(400, f"Invalid path in repo {shown}: not valid UTF-8") from None
+    if any(unicodedata.category(c) == "Cc" for c in path):
+        raise StoreError(400, f"Invalid path in repo {shown}: control characters are not allowed")
+    if size > PATH_MAX_BYTES:
+        raise StoreError(400, f"Invalid path in repo {shown}: {size} bytes, more than the {PATH_MAX_BYTES} allowed")
+    longest = max(len(p.encode("utf-8")) for p in path.split("/"))
+    if longest > PATH_PART_MAX_BYTES:
+        raise StoreError(400, f"Invalid path in repo {shown}: a name of {longest} bytes, "
+                              f"more than the {PATH_PART_MAX_BYTES} allowed")
     if (
         not path
         or path.startswith("/")
         or "\\" in path
-        or "\0" in path
         or any(p in ("", ".", "..") for p in path.split("/"))
         or path.split("/")[0] == ".git"
     ):
-        raise StoreError(400, f"Invalid path in repo '{path}'")
+        raise StoreError(400, f"Invalid path in repo {shown}")
     return path
 
 
@@ -198,9 +224,11 @@ class Store:
         expected_sha256: str,
         expected_size: int | None = None,
         on_chunk: Any = None,
+        max_size: int | None = None,
     ) -> str:
         """Stream ``length`` bytes (or until ``read`` returns b"") into the blob store, verifying
-        the sha256. A cut connection or a wrong hash leaves nothing but a temp file, removed here."""
+        the sha256. A cut connection or a wrong hash leaves nothing but a temp file, removed here.
+        With ``max_size``, reading stops at the first byte past it (400)."""
         fd, tmp = tempfile.mkstemp(dir=self.tmp_dir, prefix="upload-")
         try:
             digest = hashlib.sha256()
@@ -208,9 +236,13 @@ class Store:
             with os.fdopen(fd, "wb") as fh:
                 while length is None or total < length:
                     want = 1 << 20 if length is None else min(1 << 20, length - total)
+                    if max_size is not None:
+                        want = min(want, max_size + 1 - total)
                     chunk = read(want)
                     if not chunk:
                         break
+                    if max_size is not None and total + len(chunk) > max_size:
+                        raise StoreError(400, f"Upload has more bytes than the signed size {max_size} of this link")
                     digest.update(chunk)
                     fh.write(chunk)
                     total += len(chunk)
@@ -365,39 +397,48 @@ class Store:
         """
         prepared: list[tuple[str, str, dict | None]] = []  # (kind, path, entry)
         for op in operations:
-            key, value = op.get("key"), op.get("value") or {}
+            key, value = op.get("key"), op.get("value")
+            if not isinstance(value, dict):
+                raise StoreError(400, f"Commit operation '{key}' needs an object as its value")
             if key == "file":
-                path = check_path(str(value.get("path", "")))
-                content = value.get("content", "")
-                if value.get("encoding", "utf-8") == "base64":
+                path = check_path(value.get("path"))
+                content = _op_str(value, "content", path)
+                if _op_str(value, "encoding", path, "utf-8") == "base64":
                     try:
                         data = base64.b64decode(content, validate=True)
                     except (ValueError, TypeError):
                         raise StoreError(400, f"Invalid base64 content for '{path}'") from None
                 else:
-                    data = str(content).encode()
+                    try:
+                        data = content.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise StoreError(400, f"Content for '{path}' is not valid UTF-8 text") from None
                 sha = self.put_bytes(data)
                 prepared.append(("add", path, self._entry(sha, len(data), git_blob_oid(data), False)))
             elif key == "lfsFile":
-                path = check_path(str(value.get("path", "")))
-                if value.get("algo", "sha256") != "sha256":
+                path = check_path(value.get("path"))
+                if _op_str(value, "algo", path, "sha256") != "sha256":
                     raise StoreError(400, f"Unsupported LFS hash algorithm for '{path}'")
-                oid = str(value.get("oid", "")).lower()
+                oid = _op_str(value, "oid", path).lower()
+                announced = value.get("size")
+                if announced is not None and (isinstance(announced, bool) or not isinstance(announced, int)):
+                    raise StoreError(400, f"'size' of the LFS file '{path}' must be an integer")
                 size = self.blob_size(oid) if _SHA256_RE.match(oid) else None
                 if size is None:
-                    raise StoreError(422, f"LFS object {oid} for '{path}' was not uploaded")
-                if value.get("size") is not None and int(value["size"]) != size:
-                    raise StoreError(422, f"LFS object {oid} for '{path}' has size {size}, not {value['size']}")
+                    raise StoreError(422, f"LFS object {oid[:64]} for '{path}' was not uploaded")
+                if announced is not None and announced != size:
+                    raise StoreError(422, f"LFS object {oid} for '{path}' has size {size}, not {announced}")
                 ptr = lfs_pointer(oid, size)
                 prepared.append(("add", path, self._entry(oid, size, git_blob_oid(ptr), True)))
             elif key == "deletedFile":
-                prepared.append(("del", check_path(str(value.get("path", ""))), None))
+                prepared.append(("del", check_path(value.get("path")), None))
             elif key == "deletedFolder":
-                prepared.append(("delfolder", str(value.get("path", "")).strip("/"), None))
+                folder = _op_str(value, "path", "(folder)").strip("/")
+                prepared.append(("delfolder", check_path(folder) if folder else folder, None))
             elif key == "header":
                 continue
             else:
-                raise StoreError(400, f"Unknown commit operation '{key}'")
+                raise StoreError(400, f"Unknown commit operation {shown_path(str(key), 40)}")
 
         with self._locked(repo_type, repo_id):
             doc = self.get(repo_type, repo_id)
@@ -475,6 +516,13 @@ class Store:
                 raise StoreError(404, f"Invalid rev id: {tag}", "RevisionNotFound")
             del doc["tags"][tag]
             self._save(doc)
+
+
+def _op_str(value: dict, key: str, path: str, default: str = "") -> str:
+    item = value.get(key, default)
+    if not isinstance(item, str):
+        raise StoreError(400, f"'{key}' of the commit operation on {shown_path(path, 60)} must be a string")
+    return item
 
 
 def _parents(path: str) -> list[str]:
