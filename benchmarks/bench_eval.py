@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     gen_s = sum(p["seconds"] for p in passes)
     seconds_per_token = plain_s / max(plain_tokens, 1)
     predicted = refl_tokens * seconds_per_token
-    pooled = wrapper.pooled().get("reflectevo_bbh", {})
+    pooled = wrapper.pooled().get("reflectevo_bbh", {}).get("strict", {})
 
     out = {
         "model": args.model, "model_revision": wrapper.base.describe()["model_revision"], "device": args.device,

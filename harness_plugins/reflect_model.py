@@ -17,7 +17,8 @@ from the command line are forwarded to it):
        intrinsic    always reflect and retry; feedback is "none"; gold is used only for scoring
        retry_only   retry when wrong, with the verdict only and no reflection (the baseline)
        single       trial 1 only
-  instruction=ID    reflection instruction (`default`, an abc/legacy pool id, or pool:id)
+  instruction=ID    reflection instruction (`default`, an abc/legacy pool id, or pool:id); in intrinsic
+                    mode `default` means `default:check`, which does not presume the attempt wrong
   one_stage=true    the reflector writes reflection + corrected solution in one reply
   reflector=MODEL   another model writes reflections (same `base` engine)
   reflector_peft=ADAPTER     a LoRA adapter on the base (or on `reflector`) writes reflections
@@ -125,6 +126,9 @@ class Protocol:
             raise UserError("reflectevo: retry_by=reflector needs reflector= or reflector_peft=")
         temperature = _number("reflection_temperature", reflection_temperature, float, 0.0) or 0.0
         top_p = _number("reflection_top_p", reflection_top_p, float, 0.0)
+        if mode == "intrinsic" and str(instruction) == "default":
+            # no verdict is shown, so the default instruction must not presume the attempt wrong
+            instruction = "default:check"
         return cls(
             mode=mode,
             instruction=find_instruction(str(instruction)),  # UserError for an unknown id
@@ -262,9 +266,10 @@ class ReflectEvoLM(LM):
         self.has_reflector = reflector is not None
         self.passes: list[dict] = []
         self._tasks: dict[str, dict] = {}
-        self._pooled: dict[str, Counter] = defaultdict(Counter)
+        self._pooled: dict[str, dict[str, Counter]] = {level: defaultdict(Counter) for level in A.LEVELS}
         self._pooled_subtasks: dict[str, set] = defaultdict(set)
-        self._outcomes: dict[str, dict[str, str]] = defaultdict(dict)
+        self._outcomes: dict[str, dict[str, dict[str, str]]] = {level: defaultdict(dict) for level in A.LEVELS}
+        self._retried: dict[str, list[str]] = defaultdict(list)
         self._samplings: dict[str, list] = defaultdict(list)
         self._ignored_gen_kwargs: set = set()
         self.run_summary = {
@@ -277,7 +282,12 @@ class ReflectEvoLM(LM):
         self._next_chunk = 0
         self._reused = Counter()
         if chunking.resume:
-            chunking.claim({"protocol": protocol.describe(), "run": self.run_summary, "chunk_size": chunking.size})
+            settings = {"protocol": protocol.describe(), "run": self.run_summary, "chunk_size": chunking.size}
+            if protocol.mode != "single":
+                # the trial-1 verdict decides which docs get a second attempt: chunks gated by another
+                # scorer must not be reused (single has no gate; its stored replies are re-scored)
+                settings["scoring_version"] = A.SCORING_VERSION
+            chunking.claim(settings)
         if chunking.trial1_from:
             chunking.check_trial1_source(self.run_summary["base"])
 
@@ -381,40 +391,37 @@ class ReflectEvoLM(LM):
             t1 = [turn["output"] for turn in first]
             turns = [[turn] for turn in first]
         # passes 2 and 3 (or the one-stage pass) for the docs the mode selects
-        verdicts1, shown = self._select(items, t1)
+        shown = self._select(items, t1)
         reflections, t2 = self._second_attempt(items, t1, shown, turns)
         # score everything for the record (process_results re-scores the same texts)
         out = []
         for i, it in enumerate(items):
-            v1 = verdicts1.get(i) or A.score(t1[i], it.q.answer, it.q.spec)
             trajectory = {
                 "schema": task_utils.TRAJECTORY_SCHEMA, "id": it.q.id, "task": it.task, "run": self.run_summary,
-                "turns": turns[i], "trial1": {"reply": t1[i], **_verdict(v1)},
+                "turns": turns[i], "trial1": {"reply": t1[i], **_verdicts(t1[i], it.q)},
                 "feedback": None if i not in shown else ("incorrect" if shown[i] else "none"),
                 "reflection": reflections.get(i), "trial2": None,
             }
-            v2 = None
             if i in t2:
-                v2 = A.score(t2[i], it.q.answer, it.q.spec)
                 trajectory["trial2"] = {"from": "one_stage" if self.protocol.one_stage else "retry",
-                                        "reply": t2[i], **_verdict(v2)}
+                                        "reply": t2[i], **_verdicts(t2[i], it.q)}
             elif self.protocol.mode != "single":  # a right trial 1 stands as trial 2
-                v2 = v1
-                trajectory["trial2"] = {"from": "trial1", "reply": None, **_verdict(v1)}
-            self._count(it, v1, v2)
-            out.append(json.dumps(trajectory, ensure_ascii=False))
+                trajectory["trial2"] = {"from": "trial1", "reply": None, **_verdicts(t1[i], it.q)}
+            text = json.dumps(trajectory, ensure_ascii=False)
+            self._count_stored(it, text)
+            out.append(text)
         return out
 
-    def _select(self, items, t1) -> tuple[dict, dict]:
-        """(trial-1 verdicts read so far, {doc position: feedback outcome shown}) for the docs that get
-        a second attempt. Gold is read here only in the modes gated by it."""
+    def _select(self, items, t1) -> dict:
+        """{doc position: feedback outcome shown} for the docs that get a second attempt. Gold is
+        read here only in the modes gated by it, at the headline scoring level."""
         mode = self.protocol.mode
         if mode == "single":
-            return {}, {}
+            return {}
         if mode == "intrinsic":
-            return {}, {i: None for i in range(len(items))}
+            return {i: None for i in range(len(items))}
         verdicts = {i: A.score(t1[i], it.q.answer, it.q.spec) for i, it in enumerate(items)}
-        return verdicts, {i: v.outcome for i, v in verdicts.items() if not v.correct}
+        return {i: v.outcome for i, v in verdicts.items() if not v.correct}
 
     def _second_attempt(self, items, t1, shown, turns) -> tuple[dict, dict]:
         """Reflection and retry (or one one-stage reply) for the selected docs: (reflections, trial-2 replies)."""
@@ -500,45 +507,64 @@ class ReflectEvoLM(LM):
                 "sampling": sampling.to_dict(), "output": output}
 
     def _count_stored(self, item: "_Item", text: str) -> None:
-        """Count a reused trajectory as if it had been generated now (same scorer, same texts)."""
+        """Count a trajectory (generated now, or reused from a stored chunk) from its texts alone,
+        with the current scorer at every level."""
         t = json.loads(text)
-        v1 = A.score(t["trial1"]["reply"], item.q.answer, item.q.spec)
         t2 = t.get("trial2")
-        v2 = None if t2 is None else v1 if t2.get("reply") is None else A.score(t2["reply"], item.q.answer, item.q.spec)
-        self._count(item, v1, v2)
+        retried = t2 is not None and t2.get("reply") is not None
+        if retried:
+            self._retried[item.task].append(item.q.id)
+        for level in A.LEVELS:
+            v1 = A.score(t["trial1"]["reply"], item.q.answer, item.q.spec, level)
+            v2 = None if t2 is None else A.score(t2["reply"], item.q.answer, item.q.spec, level) if retried else v1
+            self._count(item, level, v1, v2)
 
-    def _count(self, item: "_Item", v1, v2) -> None:
+    def _count(self, item: "_Item", level: str, v1, v2) -> None:
         group = item.doc.get("group") or item.task
-        c = self._pooled[group]
+        c = self._pooled[level][group]
         self._pooled_subtasks[group].add(item.q.source)
         c["docs"] += 1
         # per item, so that two runs on the same items can be compared item by item (leaderboard)
-        self._outcomes[item.task][item.q.id] = str(int(v1.correct)) + ("" if v2 is None else str(int(v2.correct)))
+        self._outcomes[level][item.task][item.q.id] = _code(v1) + ("" if v2 is None else _code(v2))
         c["t1_correct"] += v1.correct
         c["t1_no_answer"] += v1.outcome == A.NO_ANSWER
         if v2 is not None:
             c["t2_correct"] += v2.correct
             c["t2_no_answer"] += v2.outcome == A.NO_ANSWER
             c["wrong_to_right"] += (not v1.correct) and v2.correct
+            c["no_answer_to_right"] += v1.outcome == A.NO_ANSWER and v2.correct
+            c["t1_wrong_readable"] += v1.outcome == A.WRONG
             c["right_to_wrong"] += v1.correct and not v2.correct
 
     # ---------------------------------------------------------------- provenance
     def pooled(self) -> dict:
-        out = {}
-        for group, c in sorted(self._pooled.items()):
-            n, right1 = c["docs"], c["t1_correct"]
-            row = {"docs": n, "subtasks": len(self._pooled_subtasks[group]), "acc_t1": right1 / n if n else None,
-                   "no_answer_t1": c["t1_no_answer"] / n if n else None}
-            if self.protocol.mode != "single" and n:
-                row.update(acc_t2=c["t2_correct"] / n, delta=(c["t2_correct"] - right1) / n,
-                           no_answer_t2=c["t2_no_answer"] / n,
-                           fix_rate=c["wrong_to_right"] / (n - right1) if n > right1 else None,
-                           break_rate=c["right_to_wrong"] / right1 if right1 else None,
-                           wrong_to_right=c["wrong_to_right"], right_to_wrong=c["right_to_wrong"])
-            out[group] = row
+        """group -> level -> pooled counts and rates. A rate the protocol cannot produce is None:
+        no break rate where a right trial 1 is never retried (oracle, retry_only)."""
+        out: dict = {}
+        gated = self.protocol.mode in ("oracle", "retry_only")
+        for level in A.LEVELS:
+            for group, c in sorted(self._pooled[level].items()):
+                n, right1 = c["docs"], c["t1_correct"]
+                row = {"docs": n, "subtasks": len(self._pooled_subtasks[group]), "acc_t1": right1 / n if n else None,
+                       "no_answer_t1": c["t1_no_answer"] / n if n else None, "t1_correct": right1,
+                       "t1_no_answer": c["t1_no_answer"]}
+                if self.protocol.mode != "single" and n:
+                    readable, none = c["t1_wrong_readable"], c["t1_no_answer"]
+                    fixed_none = c["no_answer_to_right"]
+                    row.update(acc_t2=c["t2_correct"] / n, delta=(c["t2_correct"] - right1) / n,
+                               no_answer_t2=c["t2_no_answer"] / n, t2_correct=c["t2_correct"],
+                               t2_no_answer=c["t2_no_answer"],
+                               fix_rate=c["wrong_to_right"] / (n - right1) if n > right1 else None,
+                               fix_rate_readable=(c["wrong_to_right"] - fixed_none) / readable if readable else None,
+                               fix_rate_no_answer=fixed_none / none if none else None,
+                               break_rate=None if gated else (c["right_to_wrong"] / right1 if right1 else None),
+                               wrong_to_right=c["wrong_to_right"], no_answer_to_right=fixed_none,
+                               right_to_wrong=None if gated else c["right_to_wrong"])
+                out.setdefault(group, {})[level] = row
         return out
 
     def get_model_info(self) -> dict:
+        from reflectevo.portable import portable_paths
         from reflectevo_tasks.provenance import package_versions
 
         info: dict = {}
@@ -554,7 +580,7 @@ class ReflectEvoLM(LM):
             template = self.inner.chat_template(True)
         except Exception:
             pass
-        info["reflectevo"] = {
+        info["reflectevo"] = portable_paths({
             "protocol": self.protocol.describe(),
             "base": {**base, "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest() if template else None},
             "reflector": self.reflector.describe() if self.has_reflector else "same as base",
@@ -566,11 +592,17 @@ class ReflectEvoLM(LM):
             "chunking": {"chunk_size": self.chunking.size, "resume": self.chunking.resume,
                          "reused_chunks": self._reused["chunks"], "reused_docs": self._reused["docs"],
                          "trial1_from": self.chunking.trial1_from, "trial1_shared_docs": self._reused["trial1_docs"]},
+            "scoring": {"headline": A.HEADLINE, "levels": list(A.LEVELS), "version": A.SCORING_VERSION,
+                        "codes": {"1": "correct", "0": "wrong (a readable answer)", "n": "no answer"}},
             "pooled": self.pooled(),
-            # task -> doc id -> "1"/"0" per attempt (trial 1, then trial 2 when there is one)
-            "outcomes": {task: dict(sorted(docs.items())) for task, docs in sorted(self._outcomes.items())},
+            # task -> doc id -> one code per attempt (trial 1, then trial 2 when there is one), at the
+            # headline level and at the flexible one
+            "outcomes": _sorted_outcomes(self._outcomes[A.HEADLINE]),
+            "outcomes_flexible": _sorted_outcomes(self._outcomes[A.FLEXIBLE]),
+            # task -> the doc ids that got a second attempt (a reflection and/or a retry)
+            "second_attempt": {task: sorted(ids) for task, ids in sorted(self._retried.items())},
             "versions": package_versions(),
-        }
+        })
         return info
 
 
@@ -665,7 +697,25 @@ class Chunking:
 
 
 def _verdict(v) -> dict:
-    return {"extracted": v.extracted, "gold": v.gold, "verdict": v.outcome, "method": v.method}
+    return {"extracted": v.extracted, "gold": v.gold, "verdict": v.outcome, "method": v.method, "refusal": v.refusal}
+
+
+def _verdicts(reply: str, q: Question) -> dict:
+    """The headline verdict's fields, and every other level's under its own name (for the record;
+    counting re-scores the texts)."""
+    out = _verdict(A.score(reply, q.answer, q.spec))
+    for level in A.LEVELS:
+        if level != A.HEADLINE:
+            out[level] = _verdict(A.score(reply, q.answer, q.spec, level))
+    return out
+
+
+def _code(v) -> str:
+    return "1" if v.correct else "n" if v.outcome == A.NO_ANSWER else "0"
+
+
+def _sorted_outcomes(outcomes: dict) -> dict:
+    return {task: dict(sorted(docs.items())) for task, docs in sorted(outcomes.items())}
 
 
 def _build(cfg: EngineConfig):

@@ -49,6 +49,10 @@ CORRECT, WRONG, NO_ANSWER = "correct", "wrong", "no_answer"
 STRICT, FLEXIBLE = "strict", "flexible"
 LEVELS = (STRICT, FLEXIBLE)
 HEADLINE = STRICT
+# Bumped whenever a change can alter a verdict: results record it, and rows scored by different
+# versions are never compared; resume folders whose docs were gated by another version are refused.
+# 1: up to 2026-12-01 (the last candidate anywhere counted); 2: answers must commit, two levels.
+SCORING_VERSION = 2
 
 # Replies are read from a bounded tail (answers live at the end); all patterns below are linear.
 _MAX_SCAN = 250_000

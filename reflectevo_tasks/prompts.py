@@ -81,18 +81,28 @@ def _verdict_line(verdict: str | None) -> str:
     return "Feedback: none; the attempt may or may not be correct."
 
 
-def reflection_prompt(q: Question, attempt: str, instruction: Instruction, verdict: str | None = A.WRONG) -> Prompt:
-    """Ask for a self-reflection on a failed attempt: diagnosis, then plan; never the answer.
+def _structure(verdict: str | None) -> str:
+    """How a reflection is laid out. Without a verdict (intrinsic mode) the attempt may be right,
+    so the reflection checks it rather than presupposing an error."""
+    if verdict is None:
+        return ("Structure it as a check (does each step, and the final answer, hold up? where not, and why?) "
+                "followed by a plan (keep the answer if the check confirms it, otherwise what to do differently).")
+    return ("Structure it as a diagnosis (where and why the attempt went wrong) followed by a plan "
+            "(what to do differently).")
 
-    `verdict` is the only feedback shown (None in intrinsic mode, where nothing is known).
-    The gold answer never enters this prompt.
+
+def reflection_prompt(q: Question, attempt: str, instruction: Instruction, verdict: str | None = A.WRONG) -> Prompt:
+    """Ask for a self-reflection on an attempt: diagnosis (or, with no verdict, a check), then
+    plan; never the answer.
+
+    `verdict` is the only feedback shown (None in intrinsic mode, where nothing is known and the
+    attempt is not presumed wrong). The gold answer never enters this prompt.
     """
     text = (
         "Below is a question and an attempt to answer it.\n\n"
         f"{_attempt_block(q, attempt)}\n\n{_verdict_line(verdict)}\n\n"
         f"Write a reflection on the attempt. {instruction.text}\n"
-        "Structure it as a diagnosis (where and why the attempt went wrong) followed by a plan "
-        "(what to do differently). Do not state a final answer."
+        f"{_structure(verdict)} Do not state a final answer."
     )
     return Prompt((_user(text),), "", {"turn": "reflection", "instruction": instruction.id, "pool": instruction.pool})
 
@@ -121,11 +131,13 @@ def retry_prompt(q: Question, attempt: str, reflection: str | None, verdict: str
 
 
 def one_stage_prompt(q: Question, attempt: str, instruction: Instruction, verdict: str | None = A.WRONG) -> Prompt:
-    """Setting I: reflect, then give a corrected solution, in one reply."""
+    """Setting I: reflect, then give a corrected solution, in one reply (with no verdict: a checked
+    solution, which may keep the answer)."""
     text = (
         "Below is a question and an attempt to answer it.\n\n"
         f"{_attempt_block(q, attempt)}\n\n{_verdict_line(verdict)}\n\n"
         f"First write a reflection on the attempt. {instruction.text}\n"
+        + ("" if verdict is not None else f"{_structure(verdict)}\n") +
         "Then solve the question again under the heading \"Corrected solution:\". "
         f"{answer_request(q.kind)}"
     )

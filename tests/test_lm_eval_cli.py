@@ -220,7 +220,7 @@ def test_group_run_reports_size_weighted_aggregates(tmp_path, bbh_dir, embedded_
     docs = [x for rows in run["samples"].values() for x in rows]
     for metric in ("acc_t1", "acc_t2", "delta", "no_answer_t1", "no_answer_t2", "wrong_to_right", "right_to_wrong"):
         assert group[f"{metric},none"] == pytest.approx(sum(x[metric] for x in docs) / 27), metric
-    pooled = res["config"]["reflectevo"]["pooled"]["reflectevo_bbh"]
+    pooled = res["config"]["reflectevo"]["pooled"]["reflectevo_bbh"]["strict"]
     rates = U.pooled_rates(group)
     assert pooled["docs"] == 27 and pooled["acc_t1"] == pytest.approx(group["acc_t1,none"])
     assert pooled["fix_rate"] == (None if rates["fix_rate"] is None else pytest.approx(rates["fix_rate"]))

@@ -9,6 +9,7 @@ real data through the real `lm_eval` command.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -204,7 +205,7 @@ def test_per_doc_metrics(t1, t2, fixed, broken):
     assert m["wrong_to_right"] == fixed and m["right_to_wrong"] == broken
     assert m["fix_rate"] == [fixed, 1 - c1] and m["break_rate"] == [broken, c1]
     assert m["no_answer_t1"] == int(t1 == A.NO_ANSWER) and m["no_answer_t2"] == int(t2 == A.NO_ANSWER)
-    assert set(m) == set(U.ALL_METRICS)
+    assert set(m) == set(U.ALL_METRICS) - set(U.FLEXIBLE_METRICS)  # process_results adds those
 
 
 def test_ratio_pools_numerators_and_denominators():
@@ -219,8 +220,13 @@ def test_pooled_rates_from_a_group_row():
 
 def test_a_plain_reply_is_trial_one_only(fake_bbh):
     doc = dict(U.load_bbh("boolean_expressions")["test"][0])
-    assert U.process_results(doc, ["so the answer is False."]) == {"acc_t1": 1, "no_answer_t1": 0}
-    assert U.process_results(doc, ['{"not": "a trajectory"}']) == {"acc_t1": 0, "no_answer_t1": 1}
+    assert U.process_results(doc, ["so the answer is False."]) == {
+        "acc_t1": 1, "no_answer_t1": 0, "acc_t1_flexible": 1, "no_answer_t1_flexible": 0}
+    assert U.process_results(doc, ['{"not": "a trajectory"}']) == {
+        "acc_t1": 0, "no_answer_t1": 1, "acc_t1_flexible": 0, "no_answer_t1_flexible": 1}
+    # a reply without an answer marker: no answer at the strict (headline) level only
+    assert U.process_results(doc, ["False"]) == {
+        "acc_t1": 0, "no_answer_t1": 1, "acc_t1_flexible": 1, "no_answer_t1_flexible": 0}
 
 
 # ================================================================ the protocol over a scripted model
@@ -252,7 +258,8 @@ def test_oracle_runs_three_batched_passes_and_retries_only_wrong(fake_bbh):
     # per-item outcomes in the provenance block agree with what lm-eval scores, doc by doc
     outcomes = model.get_model_info()["reflectevo"]["outcomes"]
     for r, x in zip(reqs, m):
-        assert outcomes[r.task_name][r.doc["id"]] == f"{x['acc_t1']}{x['acc_t2']}"
+        code = lambda acc, none: "1" if acc else "n" if none else "0"  # noqa: E731
+        assert outcomes[r.task_name][r.doc["id"]] == code(x["acc_t1"], x["no_answer_t1"]) + code(x["acc_t2"], x["no_answer_t2"])
 
 
 def test_chunks_run_the_protocol_per_chunk_with_the_same_answers(fake_bbh):
@@ -349,7 +356,11 @@ def test_intrinsic_reflects_on_everything_and_reads_gold_only_after_generation(f
     assert events[:3] == ["generate"] * 3 and set(events[3:]) == {"score"}
     assert all([t["turn"] for t in x["turns"]] == ["trial1", "reflection", "retry"] for x in trajs)
     assert all(x["feedback"] == "none" for x in trajs)
-    assert "Feedback: none" in trajs[0]["turns"][1]["messages"][-1]["content"]
+    prompt = trajs[0]["turns"][1]["messages"][-1]["content"]
+    assert "Feedback: none" in prompt
+    # with no verdict the attempt may be right: the reflection checks it, it does not presume an error
+    assert "went wrong" not in prompt and "keep the answer if the check confirms it" in prompt
+    assert model.protocol.instruction.id == "check" and "decide whether its final answer holds" in prompt
     m = [U.process_results(d, [json.dumps(t)]) for d, t in zip((r.doc for r in requests_for("boolean_expressions")), trajs)]
     assert [x["right_to_wrong"] for x in m] == [1, 0, 0] and [x["wrong_to_right"] for x in m] == [0, 1, 1]
 
@@ -367,9 +378,10 @@ def test_single_is_trial_one_only(fake_bbh):
     reqs = requests_for("navigate")
     trajs = _run(model, reqs)
     assert [p["turn"] for p in model.passes] == ["trial1"] and all(t["trial2"] is None for t in trajs)
-    assert set(U.process_results(reqs[0].doc, [json.dumps(trajs[0])])) == set(U.T1_METRICS)
+    assert set(U.process_results(reqs[0].doc, [json.dumps(trajs[0])])) == set(U.T1_METRICS) | {
+        "acc_t1_flexible", "no_answer_t1_flexible"}
     outcomes = model.get_model_info()["reflectevo"]["outcomes"]["reflectevo_bbh_navigate"]
-    assert set(outcomes) == {r.doc["id"] for r in reqs} and all(code in ("0", "1") for code in outcomes.values())
+    assert set(outcomes) == {r.doc["id"] for r in reqs} and all(code in ("0", "1", "n") for code in outcomes.values())
 
 
 def test_one_stage_takes_the_answer_from_the_reflector_reply(fake_bbh):
@@ -500,14 +512,15 @@ def test_group_run_pools_exactly_and_matches_the_logged_samples(fake_bbh):
     wrong1 = sum(1 - s["acc_t1"] for s in per_doc)
     fix = sum(s["wrong_to_right"] for s in per_doc) / wrong1
     assert U.pooled_rates(group)["fix_rate"] == pytest.approx(fix)
-    summary = res["config"]["reflectevo"]["pooled"]["reflectevo_bbh"]
+    summary = res["config"]["reflectevo"]["pooled"]["reflectevo_bbh"]["strict"]
     assert summary["fix_rate"] == pytest.approx(fix) and summary["docs"] == 81 and summary["subtasks"] == 27
     # each subtask's fix_rate is the ratio over its own trial-1-wrong docs
     for task, samples in res["samples"].items():
         wrong = [s for s in samples if not s["acc_t1"]]
         assert res["results"][task]["fix_rate,none"] == pytest.approx(
             sum(s["acc_t2"] for s in wrong) / len(wrong))
-        assert res["results"][task]["break_rate,none"] == 0.0
+        # oracle never retries a right trial 1: its break rate is no measurement, so it is missing
+        assert res["results"][task]["break_rate,none"] is None
         assert res["results"][task]["acc_t2,none"] >= res["results"][task]["acc_t1,none"]
 
 
@@ -592,7 +605,7 @@ def test_reflector_adapter_is_loaded_on_the_base_with_its_own_revision(tmp_path,
     assert base_cfg.peft is None and refl_cfg.peft == str(adapter)
     assert refl_cfg.peft_revision.startswith("sha256:") and refl_cfg.batch_size == "4" and refl_cfg.device == "cpu"
     info = model.get_model_info()["reflectevo"]
-    assert info["reflector"]["adapter"] == str(adapter) and info["reflector"]["adapter_revision"] == refl_cfg.peft_revision
+    assert info["reflector"]["adapter"] == os.path.relpath(adapter) and info["reflector"]["adapter_revision"] == refl_cfg.peft_revision
     built.clear()
     ReflectEvoLM(pretrained="smollm2-135m-instruct", reflector_peft=str(adapter), reflector_revision="v2")
     assert built[1].peft_revision == "v2"
@@ -603,7 +616,7 @@ def test_reflector_adapter_is_loaded_on_the_base_with_its_own_revision(tmp_path,
     model = ReflectEvoLM(pretrained="smollm2-135m-instruct", peft=str(adapter), peft_revision="v3")
     assert len(built) == 1 and built[0].peft == str(adapter) and built[0].peft_revision == "v3"
     base = model.get_model_info()["reflectevo"]["base"]
-    assert base["adapter"] == str(adapter) and base["adapter_revision"] == "v3"
+    assert base["adapter"] == os.path.relpath(adapter) and base["adapter_revision"] == "v3"
     assert base["adapter_training"]["setting"] == "sft_qa" and base["adapter_training"]["dataset_revision"] == "abc123"
     # what a revision resolved to when training started wins over the revision asked for (a branch moves);
     # a local file is recorded by its content hash
@@ -645,3 +658,35 @@ def test_hub_docs_record_the_commit_actually_loaded(monkeypatch):
     assert U.load_bbh("boolean_expressions", bbh_revision="abc123a")["test"][0]["dataset_revision"] == "abc123" * 6
     with pytest.raises(UserError, match="asked for SaylorTwift/bbh at commit 0000000, but datasets loaded abc123"):
         U.load_bbh("boolean_expressions", bbh_revision="0000000")
+
+
+def test_outcomes_at_both_levels_and_who_got_a_second_attempt(fake_bbh):
+    """Per-item codes 1 / 0 / n (correct, readable wrong, no answer) at the strict (headline) and
+    the flexible level; the docs that got a second attempt are listed; oracle's break rate is None."""
+    model = scripted_model(fake_bbh, mode="oracle")
+    reqs = requests_for("navigate")
+    trajs = _run(model, reqs)
+    info = model.get_model_info()["reflectevo"]
+    ids = [r.doc["id"] for r in reqs]
+    assert info["scoring"]["headline"] == A.STRICT and info["scoring"]["version"] == A.SCORING_VERSION
+    strict = info["outcomes"]["reflectevo_bbh_navigate"]
+    assert [strict[i] for i in ids] == ["11", "01", "n1"]  # right (stands); wrong, fixed; no answer, fixed
+    assert info["outcomes_flexible"]["reflectevo_bbh_navigate"] == strict
+    assert info["second_attempt"]["reflectevo_bbh_navigate"] == sorted(ids[1:])
+    assert trajs[1]["trial1"]["verdict"] == A.WRONG and trajs[1]["trial1"]["flexible"]["verdict"] == A.WRONG
+    pooled = info["pooled"]["reflectevo_bbh"]
+    assert set(pooled) == set(A.LEVELS)
+    row = pooled[A.STRICT]
+    assert row["break_rate"] is None and row["right_to_wrong"] is None  # oracle cannot break
+    assert row["fix_rate_readable"] == 1.0 and row["fix_rate_no_answer"] == 1.0 and row["no_answer_to_right"] == 1
+
+
+def test_a_gated_resume_folder_is_tied_to_the_scorer_version(fake_bbh, tmp_path, monkeypatch):
+    """oracle's chunks were gated by the trial-1 verdict: a folder from another scorer is refused."""
+    folder = tmp_path / "resume"
+    _run(scripted_model(fake_bbh, chunk_size=2, resume=folder, mode="oracle"), requests_for("navigate"))
+    settings = json.loads((folder / "settings.json").read_text())
+    assert settings["scoring_version"] == A.SCORING_VERSION
+    monkeypatch.setattr(A, "SCORING_VERSION", A.SCORING_VERSION + 1)
+    with pytest.raises(UserError, match="scoring_version"):
+        scripted_model(fake_bbh, chunk_size=2, resume=folder, mode="oracle")

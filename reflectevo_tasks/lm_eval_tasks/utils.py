@@ -14,10 +14,13 @@ The `reflectevo` model answers each request with one JSON trajectory (see TRAJEC
 `reflectevo_tasks.answers.score`. A reply that is not such a trajectory came from a plain lm-eval
 model: it is scored as trial 1 and no trial-2 metric is reported.
 
-Metrics, per doc and then per subtask:
+Metrics, per doc and then per subtask, at the headline scoring level (strict: see answers.py):
   acc_t1, acc_t2, delta (= acc_t2 - acc_t1), no_answer_t1, no_answer_t2: means of 0/1 (delta -1/0/1)
+  acc_t1_flexible, acc_t2_flexible, no_answer_t1_flexible, no_answer_t2_flexible: the same at the
+      flexible level
   wrong_to_right, right_to_wrong: shares of ALL docs that flipped (means of 0/1)
-  fix_rate: wrong->right among trial-1 wrong docs; break_rate: right->wrong among trial-1 right docs.
+  fix_rate: wrong->right among trial-1 wrong docs; break_rate: right->wrong among trial-1 right docs
+      (missing in oracle and retry_only modes, which never retry a right trial 1).
       Per doc they are pairs [flipped, in_subset]; `ratio` sums both and divides (None if the
       subset is empty), so a subtask reports the true pooled ratio.
 Groups (lm-eval weights subtask values by subtask size) get every metric above except fix_rate
@@ -37,7 +40,7 @@ from pathlib import Path
 
 from reflectevo.errors import UserError
 from reflectevo_tasks import bbh
-from reflectevo_tasks.answers import NO_ANSWER, Verdict, score
+from reflectevo_tasks.answers import FLEXIBLE, HEADLINE, NO_ANSWER, Verdict, score
 from reflectevo_tasks.questions import Question
 
 GROUPS = {False: "reflectevo_bbh", True: "reflectevo_bbh_fewshot"}
@@ -48,7 +51,8 @@ PLAIN_TRIAL_CUE = "Let's think step by step."
 RATE_METRICS = ("fix_rate", "break_rate")
 T1_METRICS = ("acc_t1", "no_answer_t1")
 T2_METRICS = ("acc_t2", "no_answer_t2", "delta", "wrong_to_right", "right_to_wrong")
-ALL_METRICS = T1_METRICS + T2_METRICS + RATE_METRICS
+FLEXIBLE_METRICS = ("acc_t1_flexible", "no_answer_t1_flexible", "acc_t2_flexible", "no_answer_t2_flexible")
+ALL_METRICS = T1_METRICS + T2_METRICS + RATE_METRICS + FLEXIBLE_METRICS
 
 
 # ---------------------------------------------------------------- data
@@ -146,22 +150,30 @@ def parse_trajectory(reply) -> dict | None:
     return data if isinstance(data, dict) and data.get("schema") == TRAJECTORY_SCHEMA else None
 
 
-def trial_verdicts(doc: dict, reply: str) -> tuple[Verdict, Verdict | None]:
-    """Score trial 1 and (when there is one) trial 2 of a reply, from the texts alone."""
+def trial_verdicts(doc: dict, reply: str, level: str = HEADLINE) -> tuple[Verdict, Verdict | None]:
+    """Score trial 1 and (when there is one) trial 2 of a reply at `level`, from the texts alone."""
     q = question(doc)
     traj = parse_trajectory(reply)
     if traj is None:
-        return score(reply if isinstance(reply, str) else "", q.answer, q.spec), None
-    v1 = score(traj["trial1"]["reply"], q.answer, q.spec)
+        return score(reply if isinstance(reply, str) else "", q.answer, q.spec, level), None
+    v1 = score(traj["trial1"]["reply"], q.answer, q.spec, level)
     t2 = traj.get("trial2")
     if not t2:
         return v1, None
     if t2.get("from") == "trial1":  # oracle mode kept a right trial 1: nothing was retried
         return v1, v1
-    return v1, score(t2.get("reply") or "", q.answer, q.spec)
+    return v1, score(t2.get("reply") or "", q.answer, q.spec, level)
 
 
-def metrics(v1: Verdict, v2: Verdict | None) -> dict:
+def _breaks_possible(reply) -> bool:
+    """Oracle and retry_only never retry a right trial 1, so they cannot break one: their break
+    rate is not a measurement (reported as missing, not as 0)."""
+    traj = parse_trajectory(reply)
+    mode = ((traj or {}).get("run") or {}).get("mode")
+    return mode not in ("oracle", "retry_only")
+
+
+def metrics(v1: Verdict, v2: Verdict | None, breaks_possible: bool = True) -> dict:
     c1 = int(v1.correct)
     out = {"acc_t1": c1, "no_answer_t1": int(v1.outcome == NO_ANSWER)}
     if v2 is None:
@@ -170,13 +182,21 @@ def metrics(v1: Verdict, v2: Verdict | None) -> dict:
     fixed, broken = int(c2 and not c1), int(c1 and not c2)
     out.update(acc_t2=c2, no_answer_t2=int(v2.outcome == NO_ANSWER), delta=c2 - c1,
                wrong_to_right=fixed, right_to_wrong=broken,
-               fix_rate=[fixed, 1 - c1], break_rate=[broken, c1])
+               fix_rate=[fixed, 1 - c1], break_rate=[broken, c1] if breaks_possible else [0, 0])
     return out
 
 
 def process_results(doc: dict, results: list) -> dict:
+    """Metrics at the headline level, and accuracies and no-answer rates at the flexible one
+    (suffix `_flexible`)."""
     reply = results[0] if results else ""
-    return metrics(*trial_verdicts(doc, reply))
+    out = metrics(*trial_verdicts(doc, reply), breaks_possible=_breaks_possible(reply))
+    flexible = metrics(*trial_verdicts(doc, reply, FLEXIBLE))
+    for key in FLEXIBLE_METRICS:
+        base = key[:-len("_flexible")]
+        if base in flexible:
+            out[key] = flexible[base]
+    return out
 
 
 def ratio(items) -> float | None:
