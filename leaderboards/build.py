@@ -1,11 +1,23 @@
-"""Build `leaderboards/bbh.md`, `bbh.json` and PNG plots from lm-eval results files.
+"""Build `leaderboards/bbh.md`, `bbh.json`, `bbh_comparisons.json` and PNG plots from lm-eval results files.
 
-Each results file written by `lm_eval --model reflectevo … --tasks reflectevo_bbh` is one row.
-Numbers are recomputed from the per-subtask values and sample counts in the file (no number is
-typed in by hand): Acc@t1 and Acc@t2 with 95% Wilson intervals on pooled counts, Δ with a 95%
-interval from its paired per-item distribution, fix and break rates on their subsets. Provenance
-(base model and revision, reflector / adapter and revision, mode, instruction, dataset and
-revision, package versions, N) comes from the file's `config.reflectevo` block.
+Each results file written by `lm_eval --model reflectevo … --tasks reflectevo_bbh` is one row. Every
+number is recomputed from the file: from the per-item outcomes the plugin records in its provenance
+block where it has them, else from the per-subtask values and sample counts (both are checked
+against each other when both are there). Provenance (base model and revision, reflector / adapter
+and revision, mode, instruction, dataset and revision, scorer version, package versions, N) comes
+from the file's `config.reflectevo` block; paths in it are written relative to the repository (or
+as a file name), never as the absolute path of the machine that made the file.
+
+Statistics (`reflectevo_tasks.stats`): accuracies and rates with 95% Wilson intervals; a paired
+difference (Δ of an intrinsic row, row against row) with the exact McNemar p-value and the interval
+that agrees with it; "within noise" is p >= 0.05. In oracle and retry_only modes a right trial 1 is
+never retried, so Δ >= 0 by construction and gets no test: whether reflection helped is answered by
+the comparison with the retry_only row on the same items.
+
+Results formats: scorer version 2 (`config.reflectevo.scoring`) records per attempt "1" right, "0"
+wrong with a readable answer, "n" no answer, at the strict (headline) and the flexible level;
+version 1 (no "scoring") records "1"/"0" at the old scorer only, so its flexible level and its
+per-item no-answer split show "–". Rows of different scorer versions are never compared.
 """
 
 from __future__ import annotations
@@ -13,13 +25,25 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shlex
-from pathlib import Path
+from dataclasses import dataclass, fields
+from pathlib import Path, PurePosixPath
 
 from reflectevo.errors import UserError
-from reflectevo_tasks.stats import paired_difference, wilson_interval
+from reflectevo_tasks.bbh import TWO_ANSWER_SUBTASKS
+from reflectevo_tasks.stats import min_detectable_difference, paired_difference, wilson_interval
 
 PREFIXES = ("reflectevo_bbh_fewshot_", "reflectevo_bbh_")
+MODES = ("single", "retry_only", "oracle", "intrinsic")
+# modes where only items wrong at trial 1 get a second attempt: nothing right can break, Δ >= 0
+GATED = ("oracle", "retry_only")
+REFLECTION_VS_RETRY = "reflection against retry-only"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# top-level folders of a checkout: an absolute path through one of them is written from there on
+_ANCHORS = ("runs", "leaderboards", "results", "tests")
+# an absolute path at the start of a string or after a separator of a command line / model_args
+_ABS_PATH = re.compile(r"(?<![^\s=,'\"(\[])/[^\s,'\"()\[\]]+")
 
 
 def _subtask(task: str) -> tuple[str, bool] | None:
@@ -41,72 +65,340 @@ def read_results(path: str | Path) -> dict:
     return data
 
 
+# ---------------------------------------------------------------- paths
+
+def portable_path(path: str) -> str:
+    """An absolute path as the repository sees it: relative to this checkout's root, else from its first
+    top-level folder of a checkout (runs/, leaderboards/, ...), else the file name."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        return path
+    p = PurePosixPath(path)
+    try:
+        return str(p.relative_to(REPO_ROOT.as_posix())) or "."
+    except ValueError:
+        pass
+    parts = p.parts[1:]
+    for i, part in enumerate(parts):
+        if part in _ANCHORS:
+            return "/".join(parts[i:])
+    return p.name
+
+
+def portable(value):
+    """`value` (a string, or dicts and lists of them) with every absolute path made portable."""
+    if isinstance(value, str):
+        return _ABS_PATH.sub(lambda m: portable_path(m.group(0)), value)
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(portable(v) for v in value)
+    return value
+
+
+# ---------------------------------------------------------------- per-item outcomes
+
+def scorer_version(prov: dict, where: str = "") -> int:
+    """2 and up: the file says so in `scoring`; files written before it (no `scoring`) are version 1."""
+    scoring = prov.get("scoring")
+    if scoring is None:
+        return 1
+    version = scoring.get("version") if isinstance(scoring, dict) else None
+    if not isinstance(version, int) or version < 1:
+        raise UserError(f"{where}: config.reflectevo.scoring has no valid 'version' ({scoring!r})")
+    return version
+
+
+def _attempts(code, mode: str, where: str) -> tuple[str, str | None]:
+    """(trial 1, trial 2) of one item's outcome code: '1' right, '0' wrong, 'n' no answer; trial 2 is
+    None in mode single, and trial 1 again for an item that got no second attempt."""
+    if not isinstance(code, str) or not 1 <= len(code) <= 2 or set(code) - set("10n"):
+        raise UserError(f"{where}: outcome {code!r} is not one or two of '1', '0', 'n'")
+    if mode == "single":
+        if len(code) != 1:
+            raise UserError(f"{where}: outcome {code!r} has a second attempt, but the mode is single")
+        return code, None
+    return code[0], code[-1]
+
+
+def _codes(prov: dict, key: str, where: str) -> dict | None:
+    """{task: {doc id: code}} from the provenance block, None when the file has none under `key`."""
+    codes = prov.get(key)
+    if codes is None:
+        return None
+    if not isinstance(codes, dict) or not all(isinstance(d, dict) for d in codes.values()):
+        raise UserError(f"{where}: config.reflectevo.{key} is not task -> doc id -> outcome")
+    return codes
+
+
+def item_outcomes(data: dict) -> dict | None:
+    """{(task, dataset revision, doc id): right at the run's last attempt, at the headline level} from a
+    results file's per-item outcomes, or None for a file written before the plugin recorded them."""
+    prov = data["config"]["reflectevo"]
+    codes = _codes(prov, "outcomes", "results file")
+    if codes is None:
+        return None
+    mode = (prov.get("protocol") or {}).get("mode")
+    revision = {task: d.get("dataset_revision") for task, d in (prov.get("datasets") or {}).items()}
+    out = {}
+    for task, docs in codes.items():
+        for doc, code in docs.items():
+            t1, t2 = _attempts(code, mode, f"outcome of {task} {doc}")
+            out[(task, revision.get(task), doc)] = (t1 if t2 is None else t2) == "1"
+    return out
+
+
+# ---------------------------------------------------------------- counts
+
+@dataclass
+class Counts:
+    """Item counts of one subtask (or a pool of them) at one scoring level; None: the file cannot tell
+    (a version-1 file has no per-item no-answer split) or the mode makes no such attempt (single: no t2)."""
+
+    n: int = 0
+    t1_right: int = 0
+    t1_no_answer: int | None = 0
+    t2_right: int | None = 0
+    t2_no_answer: int | None = 0
+    wrong_to_right: int | None = 0
+    right_to_wrong: int | None = 0
+    fixed_readable: int | None = 0  # wrong with a readable answer at trial 1, right at trial 2
+    fixed_no_answer: int | None = 0  # no answer at trial 1, right at trial 2
+
+    def __add__(self, other: "Counts") -> "Counts":
+        def add(a, b):
+            return None if a is None or b is None else a + b
+
+        return Counts(**{f.name: add(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)})
+
+
+def pool(counts) -> Counts:
+    total = Counts()
+    for c in counts:
+        total = total + c
+    return total
+
+
+def counts_from_codes(docs: dict, mode: str, where: str, no_answer_known: bool) -> Counts:
+    c = Counts(n=len(docs))
+    second = mode != "single"
+    if not second:
+        c.t2_right = c.t2_no_answer = c.wrong_to_right = c.right_to_wrong = c.fixed_readable = c.fixed_no_answer = None
+    for doc, code in docs.items():
+        t1, t2 = _attempts(code, mode, f"{where} {doc}")
+        c.t1_right += t1 == "1"
+        c.t1_no_answer += t1 == "n"
+        if second:
+            c.t2_right += t2 == "1"
+            c.t2_no_answer += t2 == "n"
+            c.wrong_to_right += t1 != "1" and t2 == "1"
+            c.right_to_wrong += t1 == "1" and t2 != "1"
+            c.fixed_readable += t1 == "0" and t2 == "1"
+            c.fixed_no_answer += t1 == "n" and t2 == "1"
+    if not no_answer_known:  # version 1: "0" is wrong or no answer
+        c.t1_no_answer = c.t2_no_answer = c.fixed_readable = c.fixed_no_answer = None
+    return c
+
+
+def _metric_count(res: dict, name: str, n: int) -> int | None:
+    value = res.get(f"{name},none")
+    return None if value is None or isinstance(value, str) else round(value * n)
+
+
+def counts_from_metrics(res: dict, n: int, mode: str, suffix: str = "") -> Counts | None:
+    """Counts from lm-eval's per-subtask values (`suffix` '_flexible' for that level); None when the
+    file has no trial-1 accuracy at that level."""
+    t1 = _metric_count(res, "acc_t1" + suffix, n)
+    if t1 is None:
+        return None
+    c = Counts(n=n, t1_right=t1, t1_no_answer=_metric_count(res, "no_answer_t1" + suffix, n),
+               fixed_readable=None, fixed_no_answer=None)
+    if mode == "single":
+        c.t2_right = c.t2_no_answer = c.wrong_to_right = c.right_to_wrong = None
+    else:
+        c.t2_right = _metric_count(res, "acc_t2" + suffix, n)
+        c.t2_no_answer = _metric_count(res, "no_answer_t2" + suffix, n)
+        c.wrong_to_right = _metric_count(res, "wrong_to_right" + suffix, n)
+        c.right_to_wrong = _metric_count(res, "right_to_wrong" + suffix, n)
+    return c
+
+
+def subtask_counts(path: Path, data: dict) -> tuple[dict[str, Counts], dict[str, Counts] | None]:
+    """({subtask: counts} at the headline level, the same at the flexible level or None), from per-item
+    outcomes where the file has them (checked against lm-eval's values), else from those values."""
+    prov = data["config"]["reflectevo"]
+    mode = (prov.get("protocol") or {}).get("mode")
+    version = scorer_version(prov, str(path))
+    codes = _codes(prov, "outcomes", str(path))
+    flex_codes = _codes(prov, "outcomes_flexible", str(path)) if version >= 2 else None
+    headline, flexible = {}, {}
+    for task, res in data.get("results", {}).items():
+        parsed = _subtask(task)
+        if parsed is None or "acc_t1,none" not in res:
+            continue
+        name = parsed[0]
+        try:
+            n = int(data["n-samples"][task]["effective"])
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{path}: no sample count (n-samples.{task}.effective)") from None
+        from_metrics = counts_from_metrics(res, n, mode)
+        c = from_metrics
+        if codes is not None:
+            if task not in codes:
+                raise UserError(f"{path}: per-item outcomes hold no docs of {task}")
+            c = counts_from_codes(codes[task], mode, f"{path}: outcome of", no_answer_known=version >= 2)
+            _check_agree(path, task, c, from_metrics)
+            if version < 2:  # the per-subtask values still give version 1's no-answer rates
+                c.t1_no_answer, c.t2_no_answer = from_metrics.t1_no_answer, from_metrics.t2_no_answer
+        headline[name] = c
+        flex = None
+        if version >= 2:
+            if flex_codes is not None and task in flex_codes:
+                flex = counts_from_codes(flex_codes[task], mode, f"{path}: flexible outcome of", no_answer_known=True)
+            else:
+                flex = counts_from_metrics(res, n, mode, "_flexible")
+        flexible[name] = flex
+    if not headline:
+        raise UserError(f"{path}: no reflectevo_bbh subtask results")
+    if any(v is None for v in flexible.values()) or not flexible:
+        flexible = None
+    return headline, flexible
+
+
+def _check_agree(path: Path, task: str, items: Counts, metrics: Counts) -> None:
+    """Per-item outcomes and lm-eval's values are two records of one run: they must say the same."""
+    for name in ("n", "t1_right", "t2_right"):
+        a, b = getattr(items, name), getattr(metrics, name)
+        if b is not None and a != b:
+            raise UserError(f"{path}: {task}: the per-item outcomes give {name} = {a}, lm-eval's values {b} "
+                            "(the file was edited or merged from two runs)")
+
+
+# ---------------------------------------------------------------- statistics of a pool
+
+def _rate(k: int | None, n: int | None) -> tuple[float | None, tuple[float, float] | None]:
+    if k is None or not n:
+        return None, None
+    return k / n, wilson_interval(k, n)
+
+
+def pool_stats(c: Counts, mode: str, where: str = "") -> dict:
+    """Accuracies, no-answer rates, Δ and fix / break rates of one pool of items, with intervals.
+    A rate the protocol cannot produce, or the file cannot tell, is None (shown as '–')."""
+    out = {"n": c.n}
+    out["acc_t1"], out["acc_t1_ci"] = _rate(c.t1_right, c.n)
+    out["no_answer_t1"], out["no_answer_t1_ci"] = _rate(c.t1_no_answer, c.n)
+    keys = ("acc_t2", "no_answer_t2", "delta", "delta_p", "delta_within_noise", "delta_detectable", "wrong_to_right",
+            "right_to_wrong", "fix_rate", "wrong_t1", "fixed_readable", "readable_wrong_t1", "fix_readable_rate",
+            "fixed_no_answer", "no_answer_t1_count", "fix_no_answer_rate", "break_rate", "right_t1")
+    out.update({k: None for k in keys})
+    out.update({k: None for k in ("acc_t2_ci", "no_answer_t2_ci", "delta_ci", "fix_ci", "fix_readable_ci",
+                                  "fix_no_answer_ci", "break_ci")})
+    if mode == "single" or c.t2_right is None:
+        return out
+    out["acc_t2"], out["acc_t2_ci"] = _rate(c.t2_right, c.n)
+    out["no_answer_t2"], out["no_answer_t2_ci"] = _rate(c.t2_no_answer, c.n)
+    wrong = c.n - c.t1_right
+    out.update(wrong_to_right=c.wrong_to_right, wrong_t1=wrong, right_t1=c.t1_right)
+    out["fix_rate"], out["fix_ci"] = _rate(c.wrong_to_right, wrong)
+    if c.t1_no_answer is not None and c.fixed_readable is not None:
+        out.update(fixed_readable=c.fixed_readable, readable_wrong_t1=wrong - c.t1_no_answer,
+                   fixed_no_answer=c.fixed_no_answer, no_answer_t1_count=c.t1_no_answer)
+        out["fix_readable_rate"], out["fix_readable_ci"] = _rate(c.fixed_readable, wrong - c.t1_no_answer)
+        out["fix_no_answer_rate"], out["fix_no_answer_ci"] = _rate(c.fixed_no_answer, c.t1_no_answer)
+    if c.wrong_to_right is None or c.right_to_wrong is None:
+        return out
+    if mode in GATED:
+        if c.right_to_wrong:
+            raise UserError(f"{where}: mode {mode}, yet {c.right_to_wrong} items right at trial 1 are wrong at "
+                            "trial 2 (a right trial 1 is never retried in this mode)")
+        # Δ is the share of items fixed, a single proportion; no test: it cannot be below 0
+        out["delta"], out["delta_ci"] = _rate(c.wrong_to_right, c.n)
+        return out
+    d = paired_difference(c.wrong_to_right, c.right_to_wrong, c.n)
+    out.update(delta=d.difference, delta_ci=d.ci, delta_p=d.p_value, delta_within_noise=d.within_noise,
+               delta_detectable=min_detectable_difference(c.n, c.wrong_to_right + c.right_to_wrong),
+               right_to_wrong=c.right_to_wrong)
+    out["break_rate"], out["break_ci"] = _rate(c.right_to_wrong, c.t1_right)
+    return out
+
+
+def accuracy_stats(c: Counts, mode: str) -> dict:
+    """Accuracies and no-answer rates only: what the table shows of the flexible level. (Which items get a
+    second attempt is decided at the headline level, so at the flexible level a gated mode can break an
+    item: its fix and break counts do not mean what they mean at the headline level.)"""
+    out = {"n": c.n}
+    for key, k in (("acc_t1", c.t1_right), ("no_answer_t1", c.t1_no_answer),
+                   ("acc_t2", c.t2_right if mode != "single" else None),
+                   ("no_answer_t2", c.t2_no_answer if mode != "single" else None)):
+        out[key], out[f"{key}_ci"] = _rate(k, c.n)
+    return out
+
+
+def level_stats(subtasks: dict[str, Counts], mode: str, where: str, keep=lambda name: True,
+                headline: bool = True) -> dict | None:
+    chosen = [c for name, c in subtasks.items() if keep(name)]
+    if not chosen:
+        return None
+    return pool_stats(pool(chosen), mode, where) if headline else accuracy_stats(pool(chosen), mode)
+
+
+def _two_answer(name: str) -> bool:
+    return name in TWO_ANSWER_SUBTASKS
+
+
 def row_from_results(path: str | Path, data: dict | None = None) -> dict:
     """One leaderboard row; `data`: the file's contents when the caller has read it already."""
     path = Path(path)
     data = read_results(path) if data is None else data
     cfg = data["config"]
     prov = cfg["reflectevo"]
-    subtasks, fewshot = {}, set()
-    for task, res in data.get("results", {}).items():
-        parsed = _subtask(task)
-        if parsed is None or "acc_t1,none" not in res:
-            continue
-        name, fs = parsed
-        fewshot.add(fs)
-        n = int(data["n-samples"][task]["effective"])
-        r1 = round(res["acc_t1,none"] * n)
-        s = {"n": n, "t1_correct": r1}
-        if "acc_t2,none" in res:
-            s.update(t2_correct=round(res["acc_t2,none"] * n), wrong_to_right=round(res["wrong_to_right,none"] * n),
-                     right_to_wrong=round(res["right_to_wrong,none"] * n))
-        subtasks[name] = s
-    if not subtasks:
-        raise UserError(f"{path}: no reflectevo_bbh subtask results")
-    n = sum(s["n"] for s in subtasks.values())
-    r1 = sum(s["t1_correct"] for s in subtasks.values())
-    has_t2 = all("t2_correct" in s for s in subtasks.values())
     proto, base = prov.get("protocol", {}), prov.get("base", {})
+    mode = proto.get("mode")
+    if mode not in MODES:
+        raise UserError(f"{path}: mode {mode!r} is not one of {', '.join(MODES)}")
+    headline, flexible = subtask_counts(path, data)
+    version = scorer_version(prov, str(path))
+    where = str(path)
+    without = [s for s in headline if not _two_answer(s)]
     row = {
         "results_file": path.name,
         "base_model": base.get("model"), "base_revision": base.get("model_revision"),
+        "base_adapter": base.get("adapter"), "base_adapter_revision": base.get("adapter_revision"),
         "reflector": prov.get("reflector"), **trained_part(base, prov.get("reflector")),
-        "mode": proto.get("mode"), "one_stage": proto.get("one_stage"),
+        "mode": mode, "one_stage": proto.get("one_stage"),
         "instruction": (proto.get("instruction") or {}).get("id"),
-        "fewshot": True in fewshot,
+        "fewshot": any(_subtask(t)[1] for t in data.get("results", {}) if _subtask(t)),
+        "scorer_version": version,
+        "headline_level": (prov.get("scoring") or {}).get("headline", "strict") if version >= 2 else "v1 scorer",
         "datasets": sorted({json.dumps({k: v for k, v in d.items() if k != "docs"}, sort_keys=True)
                             for d in (prov.get("datasets") or {}).values()}),
         "versions": prov.get("versions"), "seed": proto.get("seed"),
-        "n": n, "n_per_subtask": sorted({s["n"] for s in subtasks.values()}),
-        "acc_t1": r1 / n, "acc_t1_ci": wilson_interval(r1, n),
-        "subtasks": {k: {"n": v["n"], "acc_t1": v["t1_correct"] / v["n"], "acc_t1_ci": wilson_interval(v["t1_correct"], v["n"]),
-                         **({"acc_t2": v["t2_correct"] / v["n"], "acc_t2_ci": wilson_interval(v["t2_correct"], v["n"])}
-                            if "t2_correct" in v else {})}
-                     for k, v in sorted(subtasks.items())},
+        "n_per_subtask": sorted({c.n for c in headline.values()}),
+        **level_stats(headline, mode, where),
+        "flexible": level_stats(flexible, mode, where, headline=False) if flexible else None,
+        "two_answer_subtasks": sorted(s for s in headline if _two_answer(s)),
+        "without_two_answer": None,
+        "subtasks": {name: {"two_answer": _two_answer(name), **pool_stats(c, mode, f"{where}: {name}"),
+                            **_flexible_accuracies(flexible, name, mode)}
+                     for name, c in sorted(headline.items())},
         "command": _command(cfg, data),
     }
-    if has_t2:
-        r2 = sum(s["t2_correct"] for s in subtasks.values())
-        w2r = sum(s["wrong_to_right"] for s in subtasks.values())
-        r2w = sum(s["right_to_wrong"] for s in subtasks.values())
-        paired = paired_difference(w2r, r2w, n)
-        delta, delta_ci = paired.difference, paired.ci
-        row.update(acc_t2=r2 / n, acc_t2_ci=wilson_interval(r2, n), delta=delta, delta_ci=delta_ci,
-                   fix_rate=w2r / (n - r1) if n > r1 else None, fix_ci=wilson_interval(w2r, n - r1),
-                   break_rate=r2w / r1 if r1 else None, break_ci=wilson_interval(r2w, r1))
-    return row
+    if without and len(without) < len(headline):
+        row["without_two_answer"] = {
+            "subtasks": len(without), **level_stats(headline, mode, where, lambda s: not _two_answer(s)),
+            "flexible": level_stats(flexible, mode, where, lambda s: not _two_answer(s), headline=False) if flexible else None}
+    return portable(row)
 
 
-def item_outcomes(data: dict) -> dict | None:
-    """{(task, dataset revision, doc id): right at the run's last attempt} from a results file's
-    per-item outcomes, or None for a file written before the plugin recorded them."""
-    prov = data["config"]["reflectevo"]
-    outcomes = prov.get("outcomes")
-    if outcomes is None:
-        return None
-    revision = {task: d.get("dataset_revision") for task, d in (prov.get("datasets") or {}).items()}
-    return {(task, revision.get(task), doc): code[-1] == "1" for task, docs in outcomes.items() for doc, code in docs.items()}
+def _flexible_accuracies(flexible: dict | None, name: str, mode: str) -> dict:
+    if not flexible:
+        return {"acc_t1_flexible": None, "acc_t2_flexible": None}
+    c = flexible[name]
+    return {"acc_t1_flexible": c.t1_right / c.n if c.n else None,
+            "acc_t2_flexible": c.t2_right / c.n if c.n and mode != "single" and c.t2_right is not None else None}
 
+
+# ---------------------------------------------------------------- row against row
 
 def _row_index(ref: str, rows: list[dict]) -> int:
     """A row named by its number (1-based, as in the table) or by its results file name."""
@@ -132,39 +424,99 @@ def parse_comparisons(spec: str, rows: list[dict]) -> list[tuple[int, int]]:
     return pairs
 
 
-def comparison(rows: list[dict], outcomes: list[dict | None], b: int, a: int) -> dict:
+def _paired_stats(ob: dict, oa: dict, keys) -> dict:
+    keys = list(keys)
+    n = len(keys)
+    only_b = sum(ob[k] and not oa[k] for k in keys)
+    only_a = sum(oa[k] and not ob[k] for k in keys)
+    d = paired_difference(only_b, only_a, n)
+    return {"n": n, "final": sum(ob[k] for k in keys) / n, "final_against": sum(oa[k] for k in keys) / n,
+            "difference": d.difference, "difference_ci": d.ci, "p_value": d.p_value,
+            "only_row": only_b, "only_against": only_a, "within_noise": d.within_noise,
+            "detectable": min_detectable_difference(n, only_b + only_a)}
+
+
+def comparison(rows: list[dict], outcomes: list[dict | None], b: int, a: int, why: str = "asked") -> dict:
     """Row b against row a, item by item: the difference of their final accuracies (Acc@t2, or Acc@t1
-    for a row without a second attempt) with a 95% interval on the paired differences."""
+    for a row without a second attempt) with its exact McNemar p-value and 95% interval, on all items
+    and without the two-answer subtasks."""
+    names = f"rows #{b + 1} ({rows[b]['results_file']}) and #{a + 1} ({rows[a]['results_file']})"
+    if rows[a]["scorer_version"] != rows[b]["scorer_version"]:
+        raise UserError(f"{names} were scored with different scorer versions "
+                        f"(v{rows[b]['scorer_version']} and v{rows[a]['scorer_version']}): not compared")
     for i in (a, b):
         if outcomes[i] is None:
             raise UserError(f"{rows[i]['results_file']}: no per-item outcomes in its provenance block "
                             "(written by an older plugin); rerun it (with resume= nothing is generated again)")
     ob, oa = outcomes[b], outcomes[a]
     if set(ob) != set(oa):
-        raise UserError(f"rows #{b + 1} ({rows[b]['results_file']}) and #{a + 1} ({rows[a]['results_file']}) were not "
-                        f"run on the same items (same tasks, dataset revisions and docs)")
-    only_b = sum(ob[k] and not oa[k] for k in oa)
-    only_a = sum(oa[k] and not ob[k] for k in oa)
-    n = len(oa)
-    paired = paired_difference(only_b, only_a, n)
-    diff, ci = paired.difference, paired.ci
-    return {"row": b + 1, "against": a + 1, "row_file": rows[b]["results_file"], "against_file": rows[a]["results_file"],
-            "n": n, "final": sum(ob.values()) / n, "final_against": sum(oa.values()) / n,
-            "difference": diff, "difference_ci": ci, "only_row": only_b, "only_against": only_a,
-            "within_noise": ci[0] <= 0 <= ci[1]}
+        raise UserError(f"{names} were not run on the same items (same tasks, dataset revisions and docs)")
+    out = {"row": b + 1, "against": a + 1, "row_file": rows[b]["results_file"], "against_file": rows[a]["results_file"],
+           "why": why, **_paired_stats(ob, oa, sorted(oa)), "without_two_answer": None}
+    kept = sorted(k for k in oa if not _two_answer((_subtask(k[0]) or (k[0], False))[0]))
+    if kept and len(kept) < len(oa):
+        out["without_two_answer"] = _paired_stats(ob, oa, kept)
+    return out
+
+
+def _answering_model(r: dict) -> tuple:
+    """The model that gives trial 1 and the retry: the base model with its adapter, if any."""
+    return r["base_model"], r["base_revision"], r["base_adapter"], r["base_adapter_revision"]
+
+
+def _trained(r: dict) -> bool:
+    return bool(r["base_adapter"] or r["adapter"])
+
+
+def _is_base(r: dict) -> bool:
+    return not _trained(r) and r["reflector_label"] == "same as base"
+
+
+def default_pairs(rows: list[dict]) -> list[tuple[int, list[int], str, str]]:
+    """(row, candidate rows to compare it with, why, what the candidate is) for every default comparison:
+    a reflective row (oracle or intrinsic) against retry-only of the same answering model (did the
+    reflection add anything over a bare retry?); a trained row against the base model under the same
+    protocol (mode and one-stage), so that a protocol change is not sold as training; intrinsic
+    against single."""
+    pairs = []
+    for b, r in enumerate(rows):
+        def find(pred):
+            return [a for a, x in enumerate(rows) if a != b and pred(x)]
+
+        if r["mode"] in ("oracle", "intrinsic"):
+            pairs.append((b, find(lambda x: x["mode"] == "retry_only" and _answering_model(x) == _answering_model(r)),
+                          REFLECTION_VS_RETRY, "retry_only row of the same answering model"))
+        if _trained(r):
+            pairs.append((b, find(lambda x: _is_base(x) and x["mode"] == r["mode"] and bool(x["one_stage"]) == bool(r["one_stage"])
+                                  and x["base_model"] == r["base_model"] and x["base_revision"] == r["base_revision"]),
+                          "trained against the base model, same protocol", f"base-model row in mode {_mode(r)}"))
+        if r["mode"] == "intrinsic":
+            pairs.append((b, find(lambda x: x["mode"] == "single" and _answering_model(x) == _answering_model(r)),
+                          "intrinsic against single", "single row of the same answering model"))
+    return pairs
 
 
 def comparisons(rows: list[dict], outcomes: list[dict | None], spec: str | None) -> tuple[list[dict], list[str]]:
-    """The comparisons asked for ('' for none), or by default every row against row 1 where both hold the same items;
-    (comparisons, why each default pair was left out)."""
+    """The comparisons asked for ('' for none), or the default ones (`default_pairs`), each against the
+    first candidate row that holds the same items scored by the same scorer version; (comparisons,
+    why each default pair was left out)."""
     if spec is not None:  # '' asks for none
         return [comparison(rows, outcomes, b, a) for b, a in parse_comparisons(spec, rows)], []
     made, skipped = [], []
-    for b in range(1, len(rows)):
-        try:
-            made.append(comparison(rows, outcomes, b, 0))
-        except UserError as exc:
-            skipped.append(f"#{b + 1} against #1: {exc}")
+    for b, candidates, why, what in default_pairs(rows):
+        head = f"#{b + 1} {_label(rows[b])} ({why})"
+        if not candidates:
+            skipped.append(f"{head}: no {what}")
+            continue
+        errors = []
+        for a in candidates:
+            try:
+                made.append(comparison(rows, outcomes, b, a, why))
+                break
+            except UserError as exc:
+                errors.append(str(exc))
+        else:
+            skipped.append(f"{head}: " + "; ".join(errors))
     return made, skipped
 
 
@@ -232,6 +584,24 @@ def _pct(x, ci=None) -> str:
     return f"{100 * x:.1f}" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
 
 
+def _pct_of(x, ci, k, n) -> str:
+    return "–" if x is None else f"{_pct(x, ci)} ({k}/{n})"
+
+
+def _pm(x) -> str:
+    return "–" if x is None else f"±{100 * x:.1f}"
+
+
+def _p(p) -> str:
+    if p is None:
+        return "–"
+    return f"{p:.3g}" if p >= 0.001 else f"{p:.2g}"
+
+
+def _noise(within) -> str:
+    return "–" if within is None else ("yes" if within else "no")
+
+
 def _mode(r: dict) -> str:  # one_stage changes the protocol, so it is part of the mode a reader sees
     return f"{r['mode']}{' one-stage' if r['one_stage'] else ''}"
 
@@ -241,42 +611,73 @@ def _label(r: dict) -> str:
     return f"{who}, {_mode(r)}"
 
 
+def _pools(r: dict) -> list[tuple[str, dict]]:
+    """(items label, statistics) of a row: all items, and without the two-answer subtasks if that differs."""
+    out = [(f"all ({len(r['subtasks'])} subtasks)", r)]
+    if r.get("without_two_answer"):
+        out.append((f"w/o two-answer ({r['without_two_answer']['subtasks']} subtasks)", r["without_two_answer"]))
+    return out
+
+
+def _notes(rows: list[dict]) -> list[str]:
+    two = ", ".join(TWO_ANSWER_SUBTASKS)
+    return [
+        "- Scoring: **strict** is the headline (only the final answer statement after the last answer marker "
+        "counts, and it must commit to exactly one answer); **flexible** is beside it (without a marker, the last "
+        "committed answer counts). A row scored by scorer version 1 (a results file written before the two levels) "
+        "has one level, the old scorer's, in the headline columns; what it cannot tell (the flexible level, the "
+        "no-answer split of fixes) is –. Rows of different scorer versions are never compared.",
+        "- 95% intervals: Wilson for accuracies and rates. A paired difference (Δ of an intrinsic row; row against "
+        "row) gets the exact McNemar test (two-sided binomial test on the items only one side gets right) with its "
+        "p-value, and the interval that agrees with it: exact (Clopper-Pearson) on the split of those items, widened "
+        "by the exact interval of their share of N. Within noise: p ≥ 0.05.",
+        "- Δ = Acc@t2 − Acc@t1. In oracle and retry_only modes only items wrong at trial 1 are retried, so Δ ≥ 0 "
+        "by construction: it is shown (with the Wilson interval of the share of items fixed) but not tested (–). "
+        "Whether reflection helped is the comparison with the retry_only row on the same items (Row against row).",
+        "- – also marks a rate the protocol cannot produce: the break rate in oracle, retry_only (a right trial 1 "
+        "is never retried) and single; everything after trial 1 in single.",
+        "- Fix rate: right at trial 2, of the items wrong at trial 1; split into fixes of readable wrong answers (of "
+        "the items wrong with a readable answer at trial 1) and fixes of no answer (of the items with none): "
+        "recovering a readable answer is not reasoning. Break rate: wrong at trial 2, of the items right at trial 1.",
+        f"- Two-answer subtasks ({two}): the oracle verdict 'incorrect' on a readable answer names the gold. They "
+        "are flagged in the per-subtask table, and every pooled line is repeated without them.",
+        "- Detectable: the smallest difference the exact test finds 80% of the time at this N, given the observed "
+        "number of items that differ (– when fewer than 6 differ: no split of so few reaches p < 0.05). A "
+        "difference smaller than that is no evidence of no difference.",
+    ]
+
+
 def markdown(rows: list[dict], compared: list[dict] = (), skipped: list[str] = ()) -> str:
-    out = ["# BIG-Bench Hard: reflect-then-retry", "",
-           "Acc@t1 → Acc@t2 in % with 95% intervals (Wilson for accuracies and rates, normal on paired "
-           "per-item differences for Δ). A Δ whose interval contains 0 is within noise. Fix rate: "
-           "share of items wrong at t1 that are right at t2; break rate: share right at t1 that are wrong at t2.", "",
-           "| # | base (revision) | reflector / adapter (revision) | setting | trained on (revision) | mode | instruction | N "
-           "| Acc@t1 | Acc@t2 | Δ | fix rate | break rate | within noise? |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["# BIG-Bench Hard: reflect-then-retry", "", *_notes(rows), "", "## Rows", "",
+           "| # | base (revision) | reflector / adapter (revision) | setting | trained on (revision) | mode | instruction "
+           "| scorer | N |", "|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rows, 1):
-        noise = "–" if "delta_ci" not in r else ("yes" if r["delta_ci"][0] <= 0 <= r["delta_ci"][1] else "no")
         data = f"{r['train_data']}@{_short(r['train_data_revision'])}" if r["train_data"] else "–"
+        scorer = f"v{r['scorer_version']}" + (f" ({r['headline_level']})" if r["scorer_version"] >= 2 else "")
         out.append(f"| {i} | {r['base_model']} ({_short(r['base_revision'])}) | {r['reflector_label']} | {r['setting'] or '–'} | "
-                   f"{data} | {_mode(r)} | "
-                   f"{r['instruction']} | {r['n']} | {_pct(r['acc_t1'], r['acc_t1_ci'])} | {_pct(r.get('acc_t2'), r.get('acc_t2_ci'))} | "
-                   f"{_pct(r.get('delta'), r.get('delta_ci'))} | {_pct(r.get('fix_rate'), r.get('fix_ci'))} | "
-                   f"{_pct(r.get('break_rate'), r.get('break_ci'))} | {noise} |")
-    names = sorted({s for r in rows for s in r["subtasks"]})
-    out += ["", "## Per subtask", "",
-            "Acc@t1 → Acc@t2 in % for each row (columns numbered as above). The 95% Wilson interval of "
-            "every cell is in `bbh.json`; at the per-subtask N below, it is wide (the last column gives "
-            "its half-width for a score of 50%), so per-subtask differences are mostly within noise.", "",
-            "| subtask | " + " | ".join(f"#{i}" for i in range(1, len(rows) + 1)) + " | N | ±95% at 50% |",
-            "|---|" + "---|" * (len(rows) + 2)]
-    for name in names:
-        cells, ns = [], set()
-        for r in rows:
-            v = r["subtasks"].get(name)
-            if v is None:
-                cells.append("–")
-                continue
-            ns.add(v["n"])
-            cells.append(f"{100 * v['acc_t1']:.0f} → {100 * v['acc_t2']:.0f}" if "acc_t2" in v else f"{100 * v['acc_t1']:.0f}")
-        n = min(ns) if ns else 0
-        lo, hi = wilson_interval(n // 2, n) if n else (0.5, 0.5)
-        half = 50 * (hi - lo)
-        out.append(f"| {name} | " + " | ".join(cells) + f" | {'/'.join(str(x) for x in sorted(ns))} | {half:.0f} |")
+                   f"{data} | {_mode(r)} | {r['instruction']} | {scorer} | {r['n']} |")
+    out += ["", "## Accuracy", "",
+            "In % with 95% intervals; Acc and no-answer rates at the headline level unless marked flexible.", "",
+            "| # | row | items | N | Acc@t1 | Acc@t2 | Acc@t1 flexible | Acc@t2 flexible | no answer t1 | no answer t2 "
+            "| Δ | p (Δ) | within noise? | detectable Δ |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for i, r in enumerate(rows, 1):
+        for items, s in _pools(r):
+            flex = s.get("flexible") or {}
+            out.append(f"| {i} | {_label(r)} | {items} | {s['n']} | {_pct(s['acc_t1'], s['acc_t1_ci'])} | "
+                       f"{_pct(s['acc_t2'], s['acc_t2_ci'])} | {_pct(flex.get('acc_t1'), flex.get('acc_t1_ci'))} | "
+                       f"{_pct(flex.get('acc_t2'), flex.get('acc_t2_ci'))} | {_pct(s['no_answer_t1'])} | "
+                       f"{_pct(s['no_answer_t2'])} | {_pct(s['delta'], s['delta_ci'])} | {_p(s['delta_p'])} | "
+                       f"{_noise(s['delta_within_noise'])} | {_pm(s['delta_detectable'])} |")
+    out += ["", "## Fixes and breaks", "", "In % with 95% intervals and (items / of items), at the headline level.", "",
+            "| # | row | items | fix rate | fixes of readable wrong answers | fixes of no answer | break rate |",
+            "|---|---|---|---|---|---|---|"]
+    for i, r in enumerate(rows, 1):
+        for items, s in _pools(r):
+            out.append(f"| {i} | {_label(r)} | {items} | {_pct_of(s['fix_rate'], s['fix_ci'], s['wrong_to_right'], s['wrong_t1'])} | "
+                       f"{_pct_of(s['fix_readable_rate'], s['fix_readable_ci'], s['fixed_readable'], s['readable_wrong_t1'])} | "
+                       f"{_pct_of(s['fix_no_answer_rate'], s['fix_no_answer_ci'], s['fixed_no_answer'], s['no_answer_t1_count'])} | "
+                       f"{_pct_of(s['break_rate'], s['break_ci'], s['right_to_wrong'], s['right_t1'])} |")
+    out += _subtask_lines(rows)
     out += _comparison_lines(rows, compared, skipped)
     out += ["", "## Reproduce", ""]
     for i, r in enumerate(rows, 1):
@@ -287,24 +688,55 @@ def markdown(rows: list[dict], compared: list[dict] = (), skipped: list[str] = (
     return "\n".join(out) + "\n"
 
 
+def _subtask_lines(rows: list[dict]) -> list[str]:
+    names = sorted({s for r in rows for s in r["subtasks"]})
+    out = ["", "## Per subtask", "",
+           "Acc@t1 → Acc@t2 in % at the headline level for each row (columns numbered as above). The 95% Wilson "
+           "interval of every cell is in `bbh.json`; at the per-subtask N below, it is wide (the last column gives "
+           "its half-width for a score of 50%), so per-subtask differences are mostly within noise. Two-answer "
+           "subtasks are marked yes (see the notes above).", "",
+           "| subtask | two-answer | " + " | ".join(f"#{i}" for i in range(1, len(rows) + 1)) + " | N | ±95% at 50% |",
+           "|---|---|" + "---|" * (len(rows) + 2)]
+    for name in names:
+        cells, ns = [], set()
+        for r in rows:
+            v = r["subtasks"].get(name)
+            if v is None:
+                cells.append("–")
+                continue
+            ns.add(v["n"])
+            cells.append(f"{100 * v['acc_t1']:.0f} → {100 * v['acc_t2']:.0f}" if v.get("acc_t2") is not None
+                         else f"{100 * v['acc_t1']:.0f}")
+        n = min(ns) if ns else 0
+        lo, hi = wilson_interval(n // 2, n) if n else (0.5, 0.5)
+        half = 50 * (hi - lo)
+        out.append(f"| {name} | {'yes' if _two_answer(name) else 'no'} | " + " | ".join(cells)
+                   + f" | {'/'.join(str(x) for x in sorted(ns))} | {half:.0f} |")
+    return out
+
+
 def _comparison_lines(rows: list[dict], compared: list[dict], skipped: list[str]) -> list[str]:
     if not compared and not skipped:
         return []
     out = ["", "## Row against row", "",
-           "Final accuracy (Acc@t2, or Acc@t1 for a row without a second attempt) of two rows on the same "
-           "items, item by item: difference in points with a 95% interval on the paired per-item "
-           "differences; 'only row' / 'only against' count the items one of the two gets right and the "
-           "other does not. A difference whose interval contains 0 is within noise.", "",
-           "| row | against | N | final (row) | final (against) | difference | only row | only against | within noise? |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "Final accuracy (Acc@t2, or Acc@t1 for a row without a second attempt) of two rows on the same items, at "
+           "the headline level, item by item: the difference in points with its 95% interval and exact McNemar "
+           "p-value; 'only row' / 'only against' count the items one of the two gets right and the other does not. "
+           "Within noise: p ≥ 0.05. Each comparison is repeated without the two-answer subtasks.", "",
+           "| row | against | why | items | N | final (row) | final (against) | difference | p | only row "
+           "| only against | within noise? | detectable |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in compared:
         row, against = rows[c["row"] - 1], rows[c["against"] - 1]
-        out.append(f"| #{c['row']} {_label(row)} | #{c['against']} {_label(against)} | {c['n']} | "
-                   f"{_pct(c['final'])} | {_pct(c['final_against'])} | {_pct(c['difference'], c['difference_ci'])} | "
-                   f"{c['only_row']} | {c['only_against']} | {'yes' if c['within_noise'] else 'no'} |")
+        pools = [("all", c)] + ([("w/o two-answer", c["without_two_answer"])] if c.get("without_two_answer") else [])
+        for items, s in pools:
+            out.append(f"| #{c['row']} {_label(row)} | #{c['against']} {_label(against)} | {c['why']} | {items} | {s['n']} | "
+                       f"{_pct(s['final'])} | {_pct(s['final_against'])} | {_pct(s['difference'], s['difference_ci'])} | "
+                       f"{_p(s['p_value'])} | {s['only_row']} | {s['only_against']} | {_noise(s['within_noise'])} | "
+                       f"{_pm(s['detectable'])} |")
     for c in compared:
         row, against = rows[c["row"] - 1], rows[c["against"] - 1]
-        if _mode(row) != _mode(against) and _model(row) != _model(against):
+        # against retry-only, the protocol difference (a reflection or not) is what is measured
+        if c["why"] != REFLECTION_VS_RETRY and _mode(row) != _mode(against) and _model(row) != _model(against):
             out.append(f"- #{c['row']} against #{c['against']}: the rows differ in protocol ({_mode(row)} vs "
                        f"{_mode(against)}) as well as in model, so the difference is not the model's alone.")
     out += [f"- not compared: {line}" for line in skipped]
@@ -320,32 +752,47 @@ def plots(rows: list[dict], folder: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     made = []
-    fig, ax = plt.subplots(figsize=(7, 0.6 * len(rows) + 1.5))
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(rows) + 1.5))
+    ends = []
     for i, r in enumerate(rows):
-        t1, t2 = 100 * r["acc_t1"], 100 * r.get("acc_t2", r["acc_t1"])
-        ax.annotate("", xy=(t2, i), xytext=(t1, i), arrowprops={"arrowstyle": "->"})
-        ax.plot([t1], [i], "o", color="C0")
-        ax.plot([t2], [i], "|", color="C0", markersize=12)
+        t1 = 100 * r["acc_t1"]
+        lo1, hi1 = (100 * x for x in r["acc_t1_ci"])
+        ax.errorbar([t1], [i], xerr=[[max(0.0, t1 - lo1)], [max(0.0, hi1 - t1)]], fmt="o", color="C0", capsize=3)
+        ends += [lo1, hi1]
+        if r.get("acc_t2") is not None:
+            t2 = 100 * r["acc_t2"]
+            lo2, hi2 = (100 * x for x in r["acc_t2_ci"])
+            ax.annotate("", xy=(t2, i - 0.18), xytext=(t1, i - 0.18), arrowprops={"arrowstyle": "->", "color": "C1"})
+            ax.errorbar([t2], [i - 0.18], xerr=[[max(0.0, t2 - lo2)], [max(0.0, hi2 - t2)]], fmt="|", color="C1", markersize=12, capsize=3)
+            ends += [lo2, hi2]
     # arrows do not widen the axes by themselves
-    ends = [100 * r[k] for r in rows for k in ("acc_t1", "acc_t2") if r.get(k) is not None]
-    ax.set_xlim(max(0.0, min(ends) - 5), min(100.0, max(ends) + 5))
+    ax.set_xlim(max(0.0, min(ends) - 3), min(100.0, max(ends) + 3))
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_yticks(range(len(rows)), [f"#{i} {_label(r)}" for i, r in enumerate(rows, 1)])
-    ax.set_xlabel("accuracy (%)  Acc@t1 → Acc@t2")
+    ax.set_xlabel("accuracy in % (headline level), 95% Wilson intervals")
+    ax.legend(handles=[Line2D([], [], marker="o", color="C0", label="Acc@t1"),
+                       Line2D([], [], marker="|", color="C1", markersize=12, label="Acc@t2")], fontsize=8, loc="best")
     fig.tight_layout()
     path = folder / "bbh_t1_t2.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
     made.append(path)
-    names, bars = subtask_deltas(rows)
-    fig, ax = plt.subplots(figsize=(9, 0.3 * len(names) + 1.5))
+    names, bars, intervals = subtask_deltas(rows)
+    fig, ax = plt.subplots(figsize=(9, max(0.3 * len(names), 0.06 * len(names) * len(bars)) + 2))
     width = 0.8 / max(1, len(bars))
     for i, (label, vals) in enumerate(bars.items()):
-        ax.barh([j + i * width for j in range(len(names))], vals, height=width, label=label)
-    ax.set_yticks([j + (len(bars) - 1) * width / 2 for j in range(len(names))], names, fontsize=7)
-    ax.set_xlabel("Δ per subtask (points)")
+        # max(0, ...): an interval end may miss its own estimate by a rounding error (Wilson at 0 of n)
+        err = [[max(0.0, v - lo) for v, (lo, _) in zip(vals, intervals[label])],
+               [max(0.0, hi - v) for v, (_, hi) in zip(vals, intervals[label])]]
+        ax.barh([j + i * width for j in range(len(names))], vals, height=width, label=label, xerr=err,
+                error_kw={"elinewidth": 0.6, "capsize": 1.5})
+    ax.axvline(0, color="black", linewidth=0.6)
+    ax.set_yticks([j + (len(bars) - 1) * width / 2 for j in range(len(names))],
+                  [f"{n} †" if _two_answer(n) else n for n in names], fontsize=7)
+    ax.set_xlabel("Δ per subtask (points, 95% interval; † two-answer subtask)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     path = folder / "bbh_subtask_delta.png"
@@ -355,33 +802,41 @@ def plots(rows: list[dict], folder: Path) -> list[Path]:
     return made
 
 
-def subtask_deltas(rows: list[dict]) -> tuple[list[str], dict[str, list[float]]]:
-    """Subtask names and, per row with a second attempt, its Δ in points on each (a row without one,
-    such as mode single, has no Δ and is left out rather than drawn as -Acc@t1)."""
+def subtask_deltas(rows: list[dict]) -> tuple[list[str], dict[str, list[float]], dict[str, list[tuple[float, float]]]]:
+    """Subtask names and, per row with a second attempt, its Δ in points on each with its 95% interval
+    (a row without one, such as mode single, has no Δ and is left out rather than drawn as -Acc@t1)."""
     names = sorted({s for r in rows for s in r["subtasks"]})
-    bars = {}
+    bars, intervals = {}, {}
     for i, r in enumerate(rows, 1):
         if r.get("acc_t2") is None:
             continue
         cells = [r["subtasks"].get(s, {}) for s in names]
-        bars[f"#{i} {_label(r)}"] = [100 * (c["acc_t2"] - c["acc_t1"]) if c.get("acc_t2") is not None else 0.0
-                                     for c in cells]
-    return names, bars
+        label = f"#{i} {_label(r)}"
+        bars[label] = [100 * c["delta"] if c.get("delta") is not None else 0.0 for c in cells]
+        intervals[label] = [(100 * c["delta_ci"][0], 100 * c["delta_ci"][1]) if c.get("delta_ci") else (0.0, 0.0)
+                            for c in cells]
+    return names, bars, intervals
 
 
-def build(results: list[str], output_dir: str = "leaderboards", compare: str | None = None) -> list[dict]:
-    """Rows from results files (in the order given), the comparisons between rows (`compare`: 'B:A,…'
-    with row numbers or results file names; by default every row against row 1), written as
-    bbh.md, bbh.json (rows), bbh_comparisons.json and PNG plots."""
+def _find_files(results: list[str]) -> list[str]:
     files = []
     for pattern in results:
         found = sorted(glob.glob(os.path.join(pattern, "**", "results_*.json"), recursive=True)) if os.path.isdir(pattern) else glob.glob(pattern)
         if not found:
             raise UserError(f"{pattern}: no lm-eval results files")
         files += found
+    return files
+
+
+def build(results: list[str], output_dir: str = "leaderboards", compare: str | None = None) -> list[dict]:
+    """Rows from results files (in the order given), the comparisons between rows (`compare`: 'B:A,…'
+    with row numbers or results file names; by default those of `default_pairs`), written as
+    bbh.md, bbh.json (rows), bbh_comparisons.json and PNG plots."""
+    files = _find_files(results)
     loaded = [read_results(f) for f in files]
     rows = [row_from_results(f, data) for f, data in zip(files, loaded)]
     compared, skipped = comparisons(rows, [item_outcomes(data) for data in loaded], compare)
+    compared, skipped = portable(compared), portable(skipped)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bbh.json").write_text(json.dumps(rows, indent=1))
@@ -396,8 +851,8 @@ def push(output_dir: str, repo_id: str, tag: str | None = None) -> str:
     """Publish the built leaderboard folder (tables, plots) as a Hub dataset repo, one commit."""
     from reflectevo.hub.client import publish_folder
 
-    card = ("---\nlicense: mit\ntags: [reflectevo, leaderboard, bbh]\n---\n\n"
+    # the project's license (pyproject.toml)
+    card = ("---\nlicense: apache-2.0\ntags: [reflectevo, leaderboard, bbh]\n---\n\n"
             + Path(output_dir, "bbh.md").read_text(encoding="utf-8"))
     return publish_folder(output_dir, repo_id, repo_type="dataset", tag=tag, card_text=card,
                           message="reflectevo leaderboard", token=os.environ.get("HF_TOKEN"))
-

@@ -1,15 +1,21 @@
-"""The leaderboard rebuilt from recorded lm-eval results files agrees with those files."""
+"""The leaderboard rebuilt from recorded lm-eval results files agrees with those files, and its
+statistics are the ones the method asks for (exact paired tests, retry-only as the baseline)."""
 
 import json
+import math
+import re
 from pathlib import Path
 
 import pytest
 
 from hub_fixtures import hub, hub_server  # noqa: F401
-from leaderboards.build import build, row_from_results, subtask_deltas
+from leaderboards.build import build, portable_path, row_from_results, subtask_deltas
 from reflectevo.errors import UserError
+from reflectevo_tasks.bbh import TWO_ANSWER_SUBTASKS
 
 DATA = Path(__file__).with_name("data") / "lm_eval_results"
+ROOT = Path(__file__).resolve().parent.parent
+MEASURED = ROOT / "leaderboards" / "measured"
 
 
 def _group_value(data, metric):
@@ -22,20 +28,26 @@ def _group_value(data, metric):
 
 @pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("*.json")))
 def test_rows_match_the_results_files(name):
+    """Version-1 files without per-item outcomes: every number from the per-subtask values."""
     data = json.loads((DATA / name).read_text())
     row = row_from_results(DATA / name)
-    for metric in ("acc_t1", "acc_t2", "delta"):
+    for metric in ("acc_t1", "acc_t2", "delta", "no_answer_t1", "no_answer_t2"):
         value, n = _group_value(data, metric)
         assert row[metric] == pytest.approx(value, abs=1e-9) and row["n"] == n
-    pooled = data["config"]["reflectevo"].get("pooled", {}).get("reflectevo_bbh")
-    if pooled:
-        assert row["fix_rate"] == pytest.approx(pooled["fix_rate"]) and row["break_rate"] == pytest.approx(pooled["break_rate"])
+    pooled = data["config"]["reflectevo"]["pooled"]["reflectevo_bbh"]
+    assert row["fix_rate"] == pytest.approx(pooled["fix_rate"]) and row["wrong_to_right"] == pooled["wrong_to_right"]
+    # oracle mode: a right trial 1 is never retried, so no break rate and no test of Δ against 0
+    assert row["mode"] == "oracle" and row["break_rate"] is None and row["right_to_wrong"] is None
+    assert row["delta_p"] is None and row["delta_within_noise"] is None
+    # version 1: one level (the old scorer), no per-item split of the fixes
+    assert row["scorer_version"] == 1 and row["flexible"] is None and row["fix_readable_rate"] is None
     lo, hi = row["acc_t1_ci"]
     assert lo <= row["acc_t1"] <= hi and row["delta_ci"][0] <= row["delta"] <= row["delta_ci"][1]
-    assert row["base_revision"].startswith("sha256:") and row["mode"] == "oracle"
+    assert row["base_revision"].startswith("sha256:")
     assert row["command"].startswith("REFLECTEVO_BBH_DIR=") and "lm_eval --model reflectevo" in row["command"]
     for sub, values in row["subtasks"].items():
         assert values["acc_t1"] == pytest.approx(data["results"][f"reflectevo_bbh_{sub}"]["acc_t1,none"])
+        assert values["two_answer"] == (sub in TWO_ANSWER_SUBTASKS)
 
 
 def test_build_writes_tables_and_plots(tmp_path):
@@ -48,24 +60,39 @@ def test_build_writes_tables_and_plots(tmp_path):
     assert adapter["setting"] == "one_stage" and adapter["train_data"] == "local/demo-data:d_plus"
     assert f"local/demo-data:d_plus@{adapter['train_data_revision'][:12]}" in md
     assert "reflectevo train one_stage" in adapter["train_command"] and adapter["train_command"] in md
-    assert "| tracking_shuffled_objects_five_objects |" in md  # the per-subtask table
+    # the recorded command trained into /tmp/fresh/main/runs/...: written from the checkout's runs/ on
+    assert "--output_dir runs/evolve/round-1/train " in adapter["train_command"]
+    assert "| tracking_shuffled_objects_five_objects | no |" in md and "| navigate | yes |" in md
     assert "--tasks reflectevo_bbh " in md or "--tasks reflectevo_bbh --limit" in md
     assert json.loads((tmp_path / "bbh.json").read_text())[0]["n"] == rows[0]["n"]
     for png in ("bbh_t1_t2.png", "bbh_subtask_delta.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # no retry_only row: Δ alone would not say whether reflection helped, so each row says what is missing
+    skipped = json.loads((tmp_path / "bbh_comparisons.json").read_text())["not_compared"]
+    assert sum("no retry_only row of the same answering model" in line for line in skipped) == 3
 
 
-def test_subtask_delta_plot_leaves_out_rows_without_a_second_attempt():
-    """The committed measured rows: mode single has no Δ (it used to be drawn as -Acc@t1)."""
-    rows = json.loads((Path(__file__).resolve().parent.parent / "leaderboards" / "bbh.json").read_text())
-    names, bars = subtask_deltas(rows)
+def _measured_files() -> list[str]:
+    order = ["base-single", "base-retry_only", "base-oracle", "base-intrinsic", "base-one_stage",
+             "one_stage", "two_stage", "dpo_pm", "dpo_pref", "sft_qa"]
+    return [str(MEASURED / f"{n}.json") for n in order if (MEASURED / f"{n}.json").is_file()]
+
+
+def test_subtask_delta_plot_leaves_out_rows_without_a_second_attempt(tmp_path):
+    """The measured rows: mode single has no Δ (it used to be drawn as -Acc@t1); each bar has its interval."""
+    files = _measured_files()
+    if not files:
+        pytest.skip("no measured rows committed")
+    rows = build(files, str(tmp_path))
+    names, bars, intervals = subtask_deltas(rows)
     with_t2 = [(i, r) for i, r in enumerate(rows, 1) if r.get("acc_t2") is not None]
     assert len(bars) == len(with_t2) < len(rows)
     for (i, r), (label, vals) in zip(with_t2, bars.items()):
         assert label.startswith(f"#{i} ")
-        for name, val in zip(names, vals):
+        for name, val, (lo, hi) in zip(names, vals, intervals[label]):
             cell = r["subtasks"][name]
             assert val == pytest.approx(100 * (cell["acc_t2"] - cell["acc_t1"]))
+            assert lo <= val <= hi and hi > lo
 
 
 def test_non_reflectevo_file_is_a_clear_error(tmp_path):
@@ -85,6 +112,10 @@ def test_cli_builds_and_pushes_to_a_results_dataset(hub, tmp_path, monkeypatch, 
     assert "3 rows" in capsys.readouterr().out
     files = set(hub.api.list_repo_files(repo, repo_type="dataset", revision="v1"))
     assert {"bbh.md", "bbh.json", "bbh_t1_t2.png", "bbh_subtask_delta.png", "README.md"} <= files
+    # the project's license, not another one
+    card = Path(hub.api.hf_hub_download(repo, "README.md", repo_type="dataset", revision="v1",
+                                        cache_dir=str(tmp_path / "cache"))).read_text()
+    assert card.startswith("---\nlicense: apache-2.0\n") and "license: mit" not in card
     assert main(["leaderboard", "build", str(tmp_path / "nothing-here"), "--output", str(out)]) != 0
     assert "no lm-eval results files" in capsys.readouterr().err
 
@@ -102,7 +133,7 @@ def test_reproduce_command_leaves_out_where_stored_chunks_were_kept():
 def test_committed_measured_leaderboard_matches_its_results_files(tmp_path):
     """leaderboards/bbh.md, bbh.json and bbh_comparisons.json are exactly a rebuild from
     leaderboards/measured/*.json, in the committed row order with the committed comparisons."""
-    root = Path(__file__).resolve().parent.parent / "leaderboards"
+    root = ROOT / "leaderboards"
     files = sorted((root / "measured").glob("*.json"))
     if not files:
         pytest.skip("no measured rows committed yet")
@@ -114,60 +145,322 @@ def test_committed_measured_leaderboard_matches_its_results_files(tmp_path):
         assert (tmp_path / name).read_text() == (root / name).read_text(), name
 
 
-# ---------------------------------------------------------------- row against row
+# ---------------------------------------------------------------- results files in both formats
 
-def _with_outcomes(tmp_path, name: str, codes: dict, source="results_oracle_limit1_all_subtasks.json", **prov) -> Path:
-    """A copy of a recorded results file whose provenance block holds the given per-item outcomes."""
-    data = json.loads((DATA / source).read_text())
-    block = data["config"]["reflectevo"]
-    outcomes: dict = {}
-    for (task, doc), code in codes.items():
-        outcomes.setdefault(task, {})[doc] = code
-    block["outcomes"] = outcomes
-    block.update(prov)
+REVISION = {s: "sha256:" + f"{i:02d}" * 32 for i, s in enumerate(["date_understanding", "navigate", "ruin_names",
+                                                                  "sports_understanding"])}
+BASE = {"model": "smollm2-135m-instruct", "model_revision": "sha256:b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", "adapter": None,
+        "adapter_revision": None, "adapter_training": None, "engine": "hf", "dtype": "float32", "batch_size": "32"}
+
+
+def _adapter(setting: str, where="/work/main/runs/measured/train") -> dict:
+    """A reflector (or base) adapter trained here, recorded with absolute paths as older plugins did."""
+    return {"model": BASE["model"], "model_revision": BASE["model_revision"], "adapter": f"{where}/{setting}",
+            "adapter_revision": "sha256:" + "ad" * 32,
+            "adapter_training": {"setting": setting, "method": "sft", "dataset": "/work/main/runs/measured/curated/d_plus.jsonl",
+                                 "dataset_config": "d_plus", "dataset_revision": None, "init_adapter": None,
+                                 "command": f"reflectevo train {setting} --dataset /work/main/runs/measured/curated "
+                                            f"--output_dir {where}/{setting}"}}
+
+
+def _split(code: str, mode: str) -> tuple[str, str | None]:
+    return (code, None) if mode == "single" else (code[0], code[-1])
+
+
+def _metrics(codes: list[str], mode: str, suffix: str = "") -> dict:
+    """lm-eval's per-subtask values, as process_results and the mean aggregation give them."""
+    n = len(codes)
+    pairs = [_split(c, mode) for c in codes]
+    out = {f"acc_t1{suffix},none": sum(a == "1" for a, _ in pairs) / n}
+    if not suffix:
+        out["no_answer_t1,none"] = sum(a == "n" for a, _ in pairs) / n
+    if mode != "single":
+        out[f"acc_t2{suffix},none"] = sum(b == "1" for _, b in pairs) / n
+        if not suffix:
+            right1 = sum(a == "1" for a, _ in pairs)
+            w2r = sum(a != "1" and b == "1" for a, b in pairs)
+            r2w = sum(a == "1" and b != "1" for a, b in pairs)
+            out.update({"no_answer_t2,none": sum(b == "n" for _, b in pairs) / n,
+                        "delta,none": (w2r - r2w) / n, "wrong_to_right,none": w2r / n, "right_to_wrong,none": r2w / n,
+                        "fix_rate,none": w2r / (n - right1) if n > right1 else None,
+                        "break_rate,none": r2w / right1 if right1 else None})
+    return out
+
+
+def _pooled(codes: dict[str, list[str]], mode: str) -> dict:
+    every = [c for cs in codes.values() for c in cs]
+    pairs = [_split(c, mode) for c in every]
+    n, right1 = len(pairs), sum(a == "1" for a, _ in pairs)
+    out = {"docs": n, "subtasks": len(codes), "acc_t1": right1 / n, "no_answer_t1": sum(a == "n" for a, _ in pairs) / n}
+    if mode != "single":
+        w2r = sum(a != "1" and b == "1" for a, b in pairs)
+        r2w = sum(a == "1" and b != "1" for a, b in pairs)
+        out.update(acc_t2=sum(b == "1" for _, b in pairs) / n, no_answer_t2=sum(b == "n" for _, b in pairs) / n,
+                   wrong_to_right=w2r, right_to_wrong=r2w, delta=(w2r - r2w) / n)
+    return out
+
+
+def results_dict(codes: dict[str, list[str]], mode: str = "oracle", flexible: dict | None = None, version: int = 2,
+                 one_stage: bool = False, reflector="same as base", base: dict | None = None) -> dict:
+    """An lm-eval results file as the reflectevo model writes it. `codes`: subtask -> one outcome code per
+    doc at the headline level. Version 2 (design-18): one character per attempt, '1' right, '0' wrong
+    with a readable answer, 'n' no answer, a right trial 1 in oracle / retry_only mode never retried
+    ('1'); `flexible` the same at the flexible level. Version 1 (no `scoring`): '1'/'0' only, at the old
+    scorer, and a right trial 1 carried over as trial 2 ('11')."""
+    tasks = {s: f"reflectevo_bbh_{s}" for s in codes}
+    results, n_samples, datasets, outcomes, flex_outcomes, second = {}, {}, {}, {}, {}, {}
+    for s, cs in codes.items():
+        t = tasks[s]
+        results[t] = {"name": t, "alias": t, "sample_len": len(cs), **_metrics(cs, mode)}
+        if version >= 2 and flexible:
+            results[t].update(_metrics(flexible[s], mode, "_flexible"))
+        n_samples[t] = {"original": 250, "effective": len(cs)}
+        datasets[t] = {"docs": len(cs), "dataset": "BBH release (local folder)", "dataset_revision": REVISION[s],
+                       "dataset_location": "/work/shared/data/bbh", "fewshot": False}
+        outcomes[t] = {f"bbh/{s}/{i}": c for i, c in enumerate(cs)}
+        second[t] = sorted(f"bbh/{s}/{i}" for i, c in enumerate(cs) if len(c) == 2)
+        if flexible:
+            flex_outcomes[t] = {f"bbh/{s}/{i}": c for i, c in enumerate(flexible[s])}
+    results["reflectevo_bbh"] = {"name": "reflectevo_bbh", "alias": "reflectevo_bbh"}
+    adapter = base.get("adapter") if base else (reflector.get("adapter") if isinstance(reflector, dict) else None)
+    model_args = {"base": "hf", "pretrained": "smollm2-135m-instruct", "dtype": "float32", "max_gen_toks": 128,
+                  "chunk_size": 64, "resume": "/work/main/runs/measured/resume/x", "mode": mode,
+                  **({"peft" if base else "reflector_peft": adapter} if adapter else {}),
+                  **({"one_stage": True} if one_stage else {})}
+    block = {
+        "protocol": {"mode": mode, "one_stage": one_stage, "retry_by": "base",
+                     "instruction": {"id": "default", "pool": "reflectevo-default", "pool_version": "1", "text": "…"},
+                     "feedback": "gold verdict", "seed": None},
+        "base": {**BASE, **(base or {})}, "reflector": reflector, "datasets": datasets,
+        "samples": sum(len(c) for c in codes.values()),
+        "chunking": {"chunk_size": 64, "resume": "/work/main/runs/measured/resume/x", "reused_chunks": 0},
+        "outcomes": outcomes,
+        "versions": {"reflectevo": "0.1.0", "lm_eval": "0.4.13"},
+    }
+    if version >= 2:
+        block["scoring"] = {"headline": "strict", "levels": ["strict", "flexible"], "version": version}
+        block["second_attempt"] = second
+        block["pooled"] = {"reflectevo_bbh": {"strict": _pooled(codes, mode),
+                                              **({"flexible": _pooled(flexible, mode)} if flexible else {})}}
+        if flexible:
+            block["outcomes_flexible"] = flex_outcomes
+    else:
+        block["pooled"] = {"reflectevo_bbh": _pooled(codes, mode)}
+    return {"results": results, "n-samples": n_samples,
+            "config": {"model": "reflectevo", "model_args": model_args, "batch_size": "32", "device": "cpu",
+                       "limit": 20.0, "reflectevo": block}}
+
+
+def write(tmp_path, name: str, codes, **kw) -> Path:
     path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(results_dict(codes, **kw)))
     return path
 
 
-def _items(n):
-    return [("reflectevo_bbh_navigate", f"bbh/navigate/{i}") for i in range(n)]
+def _one(tmp_path, name, subtask, codes, **kw) -> Path:
+    return write(tmp_path, name, {subtask: codes}, **kw)
+
+
+def _comparisons(folder: Path) -> dict:
+    return json.loads((folder / "bbh_comparisons.json").read_text())
+
+
+def _exact_p(b, c):
+    """Exact McNemar p-value written out: doubled binomial tail of the smaller count under p = 1/2."""
+    m = b + c
+    return 1.0 if m == 0 else min(1.0, 2 * sum(math.comb(m, k) for k in range(min(b, c) + 1)) / 2 ** m)
+
+
+# ---------------------------------------------------------------- statistics in the table
+
+def test_four_fixes_and_no_breaks_are_within_noise(tmp_path):
+    """The review's case: an intrinsic row fixing 4 items and breaking none was called a difference by
+    the normal interval; the exact test gives p = 0.125."""
+    codes = ["01"] * 4 + ["00"] * 20 + ["11"] * 16
+    rows = build([str(_one(tmp_path, "intrinsic", "date_understanding", codes, mode="intrinsic"))], str(tmp_path / "b"))
+    (r,) = rows
+    assert (r["wrong_to_right"], r["right_to_wrong"]) == (4, 0)
+    assert r["delta_p"] == 0.125 and r["delta_within_noise"] is True and r["delta_ci"][0] < 0 < r["delta_ci"][1]
+    # 4 discordant items: no split of so few can reach p < 0.05, so nothing is detectable at this N
+    assert r["break_rate"] == 0.0 and r["delta_detectable"] is None
+    md = (tmp_path / "b" / "bbh.md").read_text()
+    assert "| 10.0 [" in md and "| 0.125 | yes | – |" in md
+
+
+def test_rates_the_protocol_cannot_produce_are_dashes(tmp_path):
+    docs = ["1", "0", "n", "0"]
+    single = _one(tmp_path, "single", "date_understanding", docs, mode="single")
+    retry = _one(tmp_path, "retry", "date_understanding", ["1", "01", "n1", "00"], mode="retry_only")
+    rows = build([str(single), str(retry)], str(tmp_path / "b"), compare="")
+    s, o = rows
+    for key in ("acc_t2", "no_answer_t2", "delta", "delta_p", "fix_rate", "break_rate", "right_to_wrong"):
+        assert s[key] is None, key
+    # retry_only: Δ is the share fixed (Wilson interval), untested; nothing right is retried, so no break rate
+    assert o["delta"] == 0.5 and o["delta_ci"][0] > 0 and o["delta_p"] is None and o["break_rate"] is None
+    md = (tmp_path / "b" / "bbh.md").read_text()
+    assert "| 1 | base, single | all (1 subtasks) | 4 | 25.0 [" in md
+    line = next(x for x in md.splitlines() if x.startswith("| 2 | base, retry_only | all") and "| 50.0 [" in x)
+    assert line.endswith("| – | – | – |")  # p, within noise, detectable: Δ ≥ 0 by construction
+    assert "Δ ≥ 0 by construction" in md
+    fixes = next(x for x in md.splitlines() if x.startswith("| 2 | base, retry_only | all") and "(2/3)" in x)
+    assert fixes.endswith("| – |")  # break rate
+
+
+def test_a_retried_right_answer_in_a_gated_mode_is_an_error(tmp_path):
+    path = _one(tmp_path, "bad", "date_understanding", ["10", "00"], mode="oracle")
+    with pytest.raises(UserError, match="mode oracle, yet 1 items right at trial 1 are wrong at trial 2"):
+        row_from_results(path)
+
+
+def test_new_format_gives_both_levels_no_answer_rates_and_split_fixes(tmp_path):
+    # headline: 10 right at t1; 4 readable wrong (2 fixed), 6 no answer (3 fixed, 1 now readable but wrong)
+    strict = ["1"] * 10 + ["01", "01", "00", "00"] + ["n1", "n1", "n1", "n0", "nn", "nn"]
+    # which items get a second attempt is decided at the headline level: at the flexible level an item
+    # right at trial 1 can be retried ("11", "10")
+    flexible = ["1"] * 10 + ["11", "01", "10", "00"] + ["01", "n1", "11", "00", "00", "n0"]
+    path = write(tmp_path, "oracle", {"date_understanding": strict}, flexible={"date_understanding": flexible})
+    r = row_from_results(path)
+    assert r["scorer_version"] == 2 and r["headline_level"] == "strict"
+    assert (r["acc_t1"], r["acc_t2"], r["no_answer_t1"], r["no_answer_t2"]) == (0.5, 0.75, 0.3, 0.1)
+    assert (r["fixed_readable"], r["readable_wrong_t1"], r["fixed_no_answer"], r["no_answer_t1_count"]) == (2, 4, 3, 6)
+    assert r["fix_readable_rate"] == 0.5 and r["fix_no_answer_rate"] == 0.5 and r["fix_rate"] == 0.5
+    assert (r["flexible"]["acc_t1"], r["flexible"]["acc_t2"]) == (0.65, 0.75) and r["flexible"]["no_answer_t1"] == 0.1
+    build([str(path)], str(tmp_path / "b"))
+    md = (tmp_path / "b" / "bbh.md").read_text()
+    assert "| 20 | 50.0 [" in md and "| 75.0 [" in md and "| 65.0 [" in md and "| 30.0 | 10.0 |" in md
+    assert "(2/4) | 50.0 [" in md and "(3/6) | – |" in md  # the split fixes, then no break rate in oracle
+
+
+def test_version_one_rows_cannot_tell_the_flexible_level_or_the_fix_split(tmp_path):
+    path = write(tmp_path, "old", {"date_understanding": ["11", "01", "00", "00"]}, version=1)
+    r = row_from_results(path)
+    assert r["scorer_version"] == 1 and r["flexible"] is None and r["fixed_readable"] is None
+    assert r["acc_t2"] == 0.5 and r["fix_rate"] == pytest.approx(1 / 3) and r["no_answer_t1"] == 0.0
+    build([str(path)], str(tmp_path / "b"))
+    md = (tmp_path / "b" / "bbh.md").read_text()
+    assert "| v1 | 4 |" in md
+    assert "| 1 | base, oracle | all (1 subtasks) | 4 | 25.0 [" in md and "| 50.0 [15.0, 85.0] | – | – | 0.0 | 0.0 |" in md
+    assert "| 1 | base, oracle | all (1 subtasks) | 33.3 [6.1, 79.2] (1/3) | – | – | – |" in md
+
+
+def test_outcomes_that_disagree_with_lm_eval_values_are_an_error(tmp_path):
+    data = results_dict({"date_understanding": ["1", "01", "00"]})
+    data["results"]["reflectevo_bbh_date_understanding"]["acc_t2,none"] = 1.0
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match="date_understanding: the per-item outcomes give t2_right = 2, lm-eval's values 3"):
+        row_from_results(path)
+
+
+def test_pooled_rows_and_comparisons_are_repeated_without_the_two_answer_subtasks(tmp_path):
+    codes_b = {"date_understanding": ["01"] * 6 + ["00"] * 4, "navigate": ["01"] * 8 + ["00"] * 2}
+    codes_a = {"date_understanding": ["01"] * 1 + ["00"] * 9, "navigate": ["00"] * 10}
+    retry = write(tmp_path, "retry", codes_a, mode="retry_only")
+    oracle = write(tmp_path, "oracle", codes_b)
+    rows = build([str(retry), str(oracle)], str(tmp_path / "b"))
+    r = rows[1]
+    assert r["n"] == 20 and r["acc_t2"] == 0.7 and r["two_answer_subtasks"] == ["navigate"]
+    w = r["without_two_answer"]
+    assert (w["subtasks"], w["n"], w["acc_t2"]) == (1, 10, 0.6)
+    (c,) = _comparisons(tmp_path / "b")["comparisons"]
+    assert (c["row"], c["against"], c["why"]) == (2, 1, "reflection against retry-only")
+    assert (c["n"], c["only_row"], c["only_against"]) == (20, 13, 0) and c["p_value"] == pytest.approx(_exact_p(13, 0))
+    w = c["without_two_answer"]
+    assert (w["n"], w["only_row"], w["only_against"]) == (10, 5, 0)
+    assert w["p_value"] == pytest.approx(_exact_p(5, 0)) == 0.0625 and w["within_noise"] is True
+    md = (tmp_path / "b" / "bbh.md").read_text()
+    assert "| 2 | base, oracle | w/o two-answer (1 subtasks) | 10 | 0.0 [" in md
+    assert "| reflection against retry-only | w/o two-answer | 10 | 60.0 | 10.0 | 50.0 [" in md
+    assert "| 0.0625 | 5 | 0 | yes | – |" in md
+
+
+def test_no_absolute_path_in_what_build_writes(tmp_path):
+    trained = write(tmp_path, "trained", {"date_understanding": ["1", "01"]}, reflector=_adapter("two_stage"))
+    sft = write(tmp_path, "sft", {"date_understanding": ["1", "00"]}, base=_adapter("sft_qa", "/home/someone/x/runs/t"))
+    build([str(trained), str(sft)], str(tmp_path / "b"))
+    for name in ("bbh.md", "bbh.json", "bbh_comparisons.json"):
+        text = (tmp_path / "b" / name).read_text()
+        assert not re.search(r"/(work|home|tmp)/", text), name
+    rows = json.loads((tmp_path / "b" / "bbh.json").read_text())
+    assert rows[0]["adapter"] == "runs/measured/train/two_stage"
+    assert rows[1]["base_adapter"] == "runs/t/sft_qa" and "bbh" in rows[0]["datasets"][0]
+    assert "--dataset runs/measured/curated --output_dir runs/measured/train/two_stage" in rows[0]["train_command"]
+
+
+@pytest.mark.parametrize("path, expected", [("runs/x", "runs/x"), ("/somewhere/else/runs/a/b", "runs/a/b"),
+                                            ("/data/bbh/navigate.json", "navigate.json"),
+                                            (str(ROOT / "leaderboards" / "measured" / "x.json"), "leaderboards/measured/x.json")])
+def test_portable_path(path, expected):
+    assert portable_path(path) == expected
+
+
+# ---------------------------------------------------------------- row against row
+
+def _items(n, right):
+    return ["0" + ("1" if right(i) else "0") for i in range(n)]
 
 
 def test_rows_are_compared_item_by_item(tmp_path):
-    items = _items(100)
     # row A right on items 0-19; row B right on 10-49: B only 30, A only 10, on 100 items
-    a = _with_outcomes(tmp_path, "a", {k: "0" + ("1" if i < 20 else "0") for i, k in enumerate(items)})
-    b = _with_outcomes(tmp_path, "b", {k: "0" + ("1" if 10 <= i < 50 else "0") for i, k in enumerate(items)})
+    a = _one(tmp_path, "a", "date_understanding", _items(100, lambda i: i < 20))
+    b = _one(tmp_path, "b", "date_understanding", _items(100, lambda i: 10 <= i < 50))
     build([str(a), str(b)], str(tmp_path / "board"), compare="b:1")
-    saved = json.loads((tmp_path / "board" / "bbh_comparisons.json").read_text())
-    (c,) = saved["comparisons"]
-    assert (c["row"], c["against"], c["n"], c["only_row"], c["only_against"]) == (2, 1, 100, 30, 10)
+    (c,) = _comparisons(tmp_path / "board")["comparisons"]
+    assert (c["row"], c["against"], c["n"], c["only_row"], c["only_against"], c["why"]) == (2, 1, 100, 30, 10, "asked")
     assert c["final"] == 0.4 and c["final_against"] == 0.2 and c["difference"] == pytest.approx(0.2)
-    # per-item differences: 30 of +1, 10 of -1, 60 of 0 -> variance 0.4 - 0.04 = 0.36
-    half = 1.959964 * (0.36 / 100) ** 0.5
-    assert c["difference_ci"] == pytest.approx([0.2 - half, 0.2 + half]) and c["within_noise"] is False
+    assert c["p_value"] == pytest.approx(_exact_p(30, 10), rel=1e-12) and c["within_noise"] is False
+    assert c["difference_ci"][0] > 0 and c["without_two_answer"] is None  # no two-answer subtask here
     md = (tmp_path / "board" / "bbh.md").read_text()
-    assert "## Row against row" in md and "| #2 base, oracle | #1 base, oracle | 100 | 40.0 | 20.0 | 20.0 [" in md
-    # the same items, the other way round and almost even: within noise
-    even = _with_outcomes(tmp_path, "even", {k: "0" + ("1" if 1 <= i < 21 else "0") for i, k in enumerate(items)})
-    build([str(a), str(even)], str(tmp_path / "board2"))  # default: every row against row 1
-    (c,) = json.loads((tmp_path / "board2" / "bbh_comparisons.json").read_text())["comparisons"]
-    assert (c["only_row"], c["only_against"], c["within_noise"]) == (1, 1, True)
-    assert c["difference"] == 0 and "| #2 base, oracle | #1 base, oracle | 100 | 20.0 | 20.0 | 0.0 [" in (tmp_path / "board2" / "bbh.md").read_text()
+    assert "## Row against row" in md and "| #2 base, oracle | #1 base, oracle | asked | all | 100 | 40.0 | 20.0 | 20.0 [" in md
+    assert f"| {_exact_p(30, 10):.3g} | 30 | 10 | no |" in md
+    # one item each way: p = 1
+    even = _one(tmp_path, "even", "date_understanding", _items(100, lambda i: 1 <= i < 21))
+    build([str(a), str(even)], str(tmp_path / "board2"), compare="2:1")
+    (c,) = _comparisons(tmp_path / "board2")["comparisons"]
+    assert (c["only_row"], c["only_against"], c["p_value"], c["within_noise"]) == (1, 1, 1.0, True)
+
+
+def test_default_comparisons_answer_against_retry_only_and_the_base_model_under_the_same_protocol(tmp_path):
+    sub = "date_understanding"
+    one_stage_adapter = _adapter("one_stage")
+    files = [
+        _one(tmp_path, "single", sub, ["1", "0", "0", "0"], mode="single"),
+        _one(tmp_path, "retry", sub, ["1", "01", "00", "00"], mode="retry_only"),
+        _one(tmp_path, "oracle", sub, ["1", "01", "01", "00"]),
+        _one(tmp_path, "intrinsic", sub, ["11", "01", "00", "00"], mode="intrinsic"),
+        _one(tmp_path, "base-one_stage", sub, ["1", "01", "00", "00"], one_stage=True),
+        _one(tmp_path, "one_stage", sub, ["1", "01", "01", "01"], one_stage=True, reflector=one_stage_adapter),
+        _one(tmp_path, "two_stage", sub, ["1", "01", "01", "00"], reflector=_adapter("two_stage")),
+        _one(tmp_path, "sft_qa", sub, ["1", "00", "00", "00"], base=_adapter("sft_qa")),
+    ]
+    build([str(f) for f in files], str(tmp_path / "b"))
+    saved = _comparisons(tmp_path / "b")
+    made = [(c["row"], c["against"], c["why"]) for c in saved["comparisons"]]
+    assert made == [(3, 2, "reflection against retry-only"),
+                    (4, 2, "reflection against retry-only"), (4, 1, "intrinsic against single"),
+                    (5, 2, "reflection against retry-only"),
+                    (6, 2, "reflection against retry-only"), (6, 5, "trained against the base model, same protocol"),
+                    (7, 2, "reflection against retry-only"), (7, 3, "trained against the base model, same protocol"),
+                    (8, 3, "trained against the base model, same protocol")]
+    # sft_qa answers with its own adapter: the base model's retry-only row is another answering model
+    assert saved["not_compared"] == ["#8 sft_qa, oracle (reflection against retry-only): "
+                                     "no retry_only row of the same answering model"]
+    md = (tmp_path / "b" / "bbh.md").read_text()
+    assert "- not compared: #8 sft_qa, oracle (reflection against retry-only)" in md
+    # without a base-model one-stage row, the trained one-stage row is not compared with two-turn reflection
+    build([str(f) for f in files if f.stem != "base-one_stage"], str(tmp_path / "c"))
+    skipped = _comparisons(tmp_path / "c")["not_compared"]
+    assert "#5 one_stage, oracle one-stage (trained against the base model, same protocol): " \
+           "no base-model row in mode oracle one-stage" in skipped
 
 
 def test_a_difference_of_model_and_protocol_together_is_flagged(tmp_path):
     """A trained one-stage reflector against the base model's two-turn reflection changes two things at
     once; against the base model asked the one-stage way, only the model."""
-    items = _items(4)
-    codes = {k: "01" for k in items}
-    one_stage = {"mode": "oracle", "one_stage": True, "retry_by": "base"}
-    adapter = {"model": "smollm2-135m-instruct", "model_revision": "sha256:" + "0" * 64,
-               "adapter": "runs/train/one_stage", "adapter_revision": "sha256:" + "1" * 64}
-    base_oracle = _with_outcomes(tmp_path, "base-oracle", codes)
-    base_one_stage = _with_outcomes(tmp_path, "base-one_stage", codes, protocol=one_stage)
-    trained = _with_outcomes(tmp_path, "one_stage", codes, protocol=one_stage, reflector=adapter)
+    codes = ["01"] * 4
+    base_oracle = _one(tmp_path, "base-oracle", "date_understanding", codes)
+    base_one_stage = _one(tmp_path, "base-one_stage", "date_understanding", codes, one_stage=True)
+    trained = _one(tmp_path, "one_stage", "date_understanding", codes, one_stage=True, reflector=_adapter("one_stage"))
     build([str(base_oracle), str(base_one_stage), str(trained)], str(tmp_path / "board"), compare="3:1,3:2,2:1")
     md = (tmp_path / "board" / "bbh.md").read_text()
     assert "| #2 base, oracle one-stage | #1 base, oracle |" in md
@@ -176,39 +469,53 @@ def test_a_difference_of_model_and_protocol_together_is_flagged(tmp_path):
 
 
 def test_a_row_without_a_second_attempt_is_compared_on_trial_one(tmp_path):
-    items = _items(4)
-    single = _with_outcomes(tmp_path, "single", {k: c for k, c in zip(items, "1100")})
-    oracle = _with_outcomes(tmp_path, "oracle", {k: c for k, c in zip(items, ["11", "11", "01", "00"])})
+    single = _one(tmp_path, "single", "date_understanding", list("1100"), mode="single")
+    oracle = _one(tmp_path, "oracle", "date_understanding", ["1", "1", "01", "00"])
     build([str(single), str(oracle)], str(tmp_path / "board"), compare="2:1")
-    (c,) = json.loads((tmp_path / "board" / "bbh_comparisons.json").read_text())["comparisons"]
+    (c,) = _comparisons(tmp_path / "board")["comparisons"]
     assert (c["final"], c["final_against"], c["only_row"], c["only_against"]) == (0.75, 0.5, 1, 0)
 
 
+def test_rows_of_different_scorer_versions_are_never_compared(tmp_path):
+    old = write(tmp_path, "old", {"date_understanding": ["00", "01"]}, mode="retry_only", version=1)
+    new = write(tmp_path, "new", {"date_understanding": ["00", "01"]})
+    with pytest.raises(UserError, match=r"scored with different scorer versions \(v2 and v1\): not compared"):
+        build([str(old), str(new)], str(tmp_path / "b"), compare="2:1")
+    build([str(old), str(new)], str(tmp_path / "b"))
+    saved = _comparisons(tmp_path / "b")
+    assert saved["comparisons"] == [] and "scored with different scorer versions" in saved["not_compared"][0]
+    assert "- not compared: #2 base, oracle (reflection against retry-only): rows #2 (new.json) and #1 (old.json) " \
+           "were scored with different scorer versions" in (tmp_path / "b" / "bbh.md").read_text()
+
+
 def test_comparisons_refuse_other_items_and_missing_outcomes(tmp_path):
-    a = _with_outcomes(tmp_path, "a", {k: "01" for k in _items(5)})
-    fewer = _with_outcomes(tmp_path, "fewer", {k: "01" for k in _items(4)})
+    a = _one(tmp_path, "a", "date_understanding", ["01"] * 5)
+    fewer = _one(tmp_path, "fewer", "date_understanding", ["01"] * 4)
     with pytest.raises(UserError, match=r"rows #2 \(fewer.json\) and #1 \(a.json\) were not run on the same items"):
         build([str(a), str(fewer)], str(tmp_path / "board"), compare="2:1")
     # the same doc ids from another dataset revision are other items
-    other = json.loads((DATA / "results_oracle_limit1_all_subtasks.json").read_text())["config"]["reflectevo"]["datasets"]
-    other = {t: {**d, "dataset_revision": "sha256:0000"} for t, d in other.items()}
-    moved = _with_outcomes(tmp_path, "moved", {k: "01" for k in _items(5)}, datasets=other)
+    data = results_dict({"date_understanding": ["01"] * 5})
+    for d in data["config"]["reflectevo"]["datasets"].values():
+        d["dataset_revision"] = "sha256:0000"
+    moved = tmp_path / "moved.json"
+    moved.write_text(json.dumps(data))
     with pytest.raises(UserError, match="not run on the same items"):
         build([str(a), str(moved)], str(tmp_path / "board"), compare="moved:a")
     # an older results file has no outcomes: an explicit comparison says so; the default one lists it as left out
     old = DATA / "results_oracle_limit1_all_subtasks.json"
+    retry = write(tmp_path, "retry", {"date_understanding": ["01"] * 5}, mode="retry_only", version=1)
     with pytest.raises(UserError, match="no per-item outcomes"):
-        build([str(a), str(old)], str(tmp_path / "board"), compare="2:1")
-    build([str(a), str(old)], str(tmp_path / "board"))
-    saved = json.loads((tmp_path / "board" / "bbh_comparisons.json").read_text())
+        build([str(retry), str(old)], str(tmp_path / "board"), compare="2:1")
+    build([str(retry), str(old)], str(tmp_path / "board"))
+    saved = _comparisons(tmp_path / "board")
     assert saved["comparisons"] == [] and "no per-item outcomes" in saved["not_compared"][0]
-    assert "- not compared: #2 against #1: " in (tmp_path / "board" / "bbh.md").read_text()
+    assert "- not compared: #2 base, oracle (reflection against retry-only): " in (tmp_path / "board" / "bbh.md").read_text()
 
 
 @pytest.mark.parametrize("spec, message", [("1-2", "is not ROW:AGAINST"), ("1:1", "compares a row with itself"),
                                            ("3:1", "'3' names no row"), ("nope:1", "'nope' names no row")])
 def test_bad_compare_spec_is_one_clear_error(tmp_path, spec, message):
-    a = _with_outcomes(tmp_path, "a", {k: "01" for k in _items(2)})
-    b = _with_outcomes(tmp_path, "b", {k: "00" for k in _items(2)})
+    a = _one(tmp_path, "a", "date_understanding", ["01"] * 2)
+    b = _one(tmp_path, "b", "date_understanding", ["00"] * 2)
     with pytest.raises(UserError, match=message):
         build([str(a), str(b)], str(tmp_path / "board"), compare=spec)
