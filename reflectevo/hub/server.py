@@ -878,7 +878,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         'value') and return the header's value; a line at a time is in memory."""
         header: dict = {}
         for n, line in enumerate(spool, 1):
-            if not line.strip():
+            if not line or line.isspace():
                 continue
             item = _ndjson_item(line, n)
             if item["key"] == "header":
@@ -980,9 +980,10 @@ def _private_field(body: dict, default: bool | None) -> bool | None:
     """``visibility`` (huggingface_hub 2.x) or the older ``private`` flag."""
     visibility = body.get("visibility")
     if visibility is not None:
-        if visibility not in ("public", "private"):
-            raise StoreError(400, f"'visibility' must be 'public' or 'private', not {str(visibility)[:40]!r}")
-        return visibility == "private"
+        if visibility not in ("public", "private", "protected"):
+            raise StoreError(400, f"'visibility' must be 'public', 'private' or 'protected', "
+                                  f"not {str(visibility)[:40]!r}")
+        return visibility != "public"  # 'protected' (Spaces: code hidden): no such thing here, keep it unseen
     private = body.get("private")
     if private is None:
         return default
@@ -1004,10 +1005,12 @@ def _ndjson_item(line: bytes, n: int) -> dict:
 def _commit_ops(spool) -> Iterator[dict]:
     """The payload's operations, parsed again one line at a time (checked by _commit_header)."""
     for n, line in enumerate(spool, 1):
-        if line.strip():
-            item = _ndjson_item(line, n)
-            if item["key"] != "header":
-                yield item
+        if not line or line.isspace():  # (strip() would copy a line of up to COMMIT_LINE_MAX)
+            continue
+        item = _ndjson_item(line, n)
+        del line  # one copy of a large inline file at a time: the parsed one
+        if item["key"] != "header":
+            yield item
 
 
 def _json_kind(value: Any) -> str:

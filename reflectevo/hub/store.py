@@ -403,6 +403,7 @@ class Store:
             if key == "file":
                 path = check_path(value.get("path"))
                 content = _op_str(value, "content", path)
+                value.pop("content", None)  # keep one text copy alive while decoding, not two
                 if _op_str(value, "encoding", path, "utf-8") == "base64":
                     try:
                         data = base64.b64decode(content, validate=True)
@@ -413,6 +414,7 @@ class Store:
                         data = content.encode("utf-8")
                     except UnicodeEncodeError:
                         raise StoreError(400, f"Content for '{path}' is not valid UTF-8 text") from None
+                del content
                 sha = self.put_bytes(data)
                 prepared.append(("add", path, self._entry(sha, len(data), git_blob_oid(data), False)))
             elif key == "lfsFile":
