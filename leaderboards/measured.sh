@@ -39,11 +39,16 @@ mkdir -p "$OUT/eval"
 RESULTS=leaderboards/measured  # committed: one lm-eval results file per finished row
 ORDER=(base-single base-retry_only base-oracle base-intrinsic base-one_stage one_stage two_stage dpo_pm dpo_pref sft_qa)
 
-# row against row, item by item (ROW:AGAINST): does a reflection add anything over the bare verdict,
-# what the gold verdict is worth, and does each trained model beat the prompt-based base reflector
-COMPARE=(base-oracle:base-retry_only base-intrinsic:base-oracle base-one_stage:base-oracle one_stage:base-one_stage
-         one_stage:base-oracle two_stage:base-oracle
-         dpo_pm:base-oracle dpo_pref:base-oracle sft_qa:base-oracle)
+# row against row, item by item (ROW:AGAINST), by the exact McNemar test (leaderboards/build.py):
+# - did reflection help? every reflective row against retry_only (a second try with the verdict and no
+#   reflection) on the same items, never its delta against 0 (oracle and retry_only cannot break a
+#   right answer, so their delta is >= 0 by construction);
+# - did training help? each trained row against the base model under the same protocol (one_stage
+#   against the base model asked the one-stage way, the others against the base model's oracle row);
+# - intrinsic (no verdict) against single.
+COMPARE=(base-oracle:base-retry_only base-one_stage:base-retry_only base-intrinsic:base-single
+         one_stage:base-retry_only two_stage:base-retry_only dpo_pm:base-retry_only dpo_pref:base-retry_only
+         one_stage:base-one_stage two_stage:base-oracle dpo_pm:base-oracle dpo_pref:base-oracle sft_qa:base-oracle)
 
 publish_rows() {  # leaderboards/bbh.md from every row finished so far, in a fixed order
     local files=() pairs=() n p
@@ -58,16 +63,32 @@ publish_rows() {  # leaderboards/bbh.md from every row finished so far, in a fix
 # (none yet is not an error: under pipefail, a failing ls would end the script here)
 latest_results() { ls "$OUT/eval/$1"/*/results_*.json 2> /dev/null | tail -n 1 || true; }
 
+retire_stale_resume() {  # a resume folder whose docs were gated by another scorer is set aside, not reused
+    local folder=$1
+    [ -f "$folder/settings.json" ] || return 0
+    "$PY/python" - "$folder/settings.json" <<'PY' && return 0
+import json, sys
+from reflectevo_tasks.answers import SCORING_VERSION
+settings = json.load(open(sys.argv[1]))
+single = settings.get("protocol", {}).get("mode") == "single"
+sys.exit(0 if single or settings.get("scoring_version") == SCORING_VERSION else 1)
+PY
+    echo "[measured] $folder: gated by another scorer version; moved to $folder.old-scorer"
+    rm -rf "$folder.old-scorer" && mv "$folder" "$folder.old-scorer"
+}
+
 run_row() {  # run_row NAME MODEL_ARGS: lm_eval for one row into $OUT/eval/NAME, unless done there
     local name=$1 args=$2 last
     last=$(latest_results "$name")
-    # a results file without per-item outcomes (older plugin) is redone: from the stored chunks, so
-    # nothing is generated again
-    if [ -n "$last" ] && grep -q '"outcomes"' "$last"; then
+    # a results file of an older plugin or scorer (no "scoring" block: scorer version 1) is redone;
+    # stored chunks are reused where the scorer cannot have changed which docs were retried (mode single,
+    # and every row's shared trial 1), and are otherwise refused and regenerated
+    if [ -n "$last" ] && grep -q '"scoring"' "$last"; then
         echo "[measured] $name: done earlier"
         return
     fi
     rm -rf "$OUT/eval/$name"
+    retire_stale_resume "$OUT/resume/$name"
     echo "[measured] $name: lm_eval --model_args $args ($(date -u +%FT%TZ))"
     "$PY/lm_eval" --model reflectevo \
         --model_args "base=hf,pretrained=$MODEL,dtype=float32,$CAPS,chunk_size=$CHUNK,resume=$OUT/resume/$name,$args" \
@@ -84,7 +105,8 @@ evaluate() {  # evaluate NAME MODEL_ARGS: one row, skipped once its results file
     case "$args" in *"$SHARED"*) shared_trial1 ;; esac
     run_row "$name" "$args"
     mkdir -p "$RESULTS"
-    cp "$(latest_results "$name")" "$RESULTS/$name.json"
+    # committed without the absolute paths of this machine (they become relative to the repo)
+    "$PY/python" -m reflectevo.portable "$(latest_results "$name")" "$RESULTS/$name.json"
     publish_rows
 }
 
