@@ -73,6 +73,11 @@ class GenConfig:
             from reflectevo_tasks.sources import parse_ids
 
             d["question_ids"] = sorted(parse_ids(self.question_ids))
+        from reflectevo_tasks.answers import SCORING_VERSION
+
+        # the trial-1 verdict decides which questions are reflected on: records gated by another
+        # scorer must not be mixed with these
+        d["scoring_version"] = SCORING_VERSION
         return d
 
     def identity_hash(self) -> str:
