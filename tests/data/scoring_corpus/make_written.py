@@ -180,7 +180,7 @@ CASES = [
     ("choice-m7-bold-heading", DATE, "M7", "**Final answer**\n\n(C)", "(C)", "(C)", ""),
     ("choice-m7-next-line", DATE, "M7", "Answer:\n(B)", "(B)", "(B)", ""),
     # ---- choice: long replies
-    ("choice-l1-long-steps", DATE, "L1", COT + _STEPS + "So the answer is (B).", "(B)", "(B)", "M1 after 30 kB"),
+    ("choice-l1-long-steps", DATE, "L1", COT + _STEPS + "So the answer is (B).", "(B)", "(B)", "M1: after 30 kB"),
     ("choice-l1-long-list", DATE, "L1", COT + _LIST, N, N, "F4: 900 enumerated lines"),
     ("choice-l1-long-tail", DATE, "L1", "So the answer is (B). " + _PROSE, "(B)", "(B)",
      "M1: the marker is 30 kB before the end"),
@@ -224,7 +224,7 @@ CASES = [
     ("int-n1-steps", COUNT, "N1", "Step 1: count.\nStep 2: add.\nStep 3:", N, N, ""),
     ("int-n1-empty", COUNT, "N1", "", N, N, ""),
     ("int-l1-digits", COUNT, "L1", _DIGITS, N, N, "F2: one 40 kB line of numbers"),
-    ("int-l1-digits-then-answer", COUNT, "L1", _DIGITS + "\nSo the answer is 8.", "8", "8", "M1 after 40 kB of numbers"),
+    ("int-l1-digits-then-answer", COUNT, "L1", _DIGITS + "\nSo the answer is 8.", "8", "8", "M1: after 40 kB of numbers"),
     # ---- true_false
     ("tf-m1-plain", BOOL, "M1", COT + "not True is False; False and True is False.\nSo the answer is False.",
      "False", "False", ""),
