@@ -1,77 +1,77 @@
-"""Our correctness verdicts against lm-eval's own `bbh_cot_zeroshot` scoring, on recorded real
-replies of the embedded model (tests/data/bbh_outputs.jsonl, made by record_bbh_outputs.py).
+"""Our verdicts against lm-eval's own `bbh_cot_zeroshot` scoring, at both levels, on recorded real
+replies of the embedded model (tests/data/bbh_outputs.jsonl, made by record_bbh_outputs.py):
+STRICT against lm-eval's "strict-match" filter, FLEXIBLE against its "flexible-extract" filter.
 
-lm-eval's side is computed with its own code: the task YAML's "flexible-extract" filter chain
-(loaded with lm-eval's YAML loader, so `!function utils.…` resolves to its filters) and its
-`exact_match` metric with the task's ignore_case and regexes_to_ignore.
+lm-eval's side is computed with its own code (tests/data/scoring_corpus/agreement.py builds it:
+the subtask YAML loaded with lm-eval's YAML loader, so `!function utils.…` resolves to its
+filters, and its `exact_match` metric with the task's ignore_case and regexes_to_ignore).
 
 Every disagreement must fall into one of the explained classes below; an unexplained one fails.
+The labelled corpus (tests/test_scoring_corpus.py) says which side is right on each reply.
 """
 
 import json
-from importlib.util import find_spec
+import re
+import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from reflectevo_tasks import answers as A
 from reflectevo_tasks import bbh
-from reflectevo_tasks.answers import _MARKER, score
 
 DATA = Path(__file__).with_name("data") / "bbh_outputs.jsonl"
-TASK_DIR = Path(list(find_spec("lm_eval").submodule_search_locations)[0]) / "tasks" / "bbh" / "cot_zeroshot"
+sys.path.insert(0, str(DATA.parent / "scoring_corpus"))
+
+from agreement import LM_EVAL_FILTERS, lm_eval_judge  # noqa: E402
+
+# lm-eval's strict-match pattern: the rest of the line after these exact words, less one character
+_LM_STRICT = re.compile(r"(?:The answer is |the answer is |The answer: |The final answer: )(.*)(?=.)")
+
+CLASSES = {
+    "we-refuse": "our statement names candidates without committing (hedge, ruled out, enumeration, options "
+                 "in turn, list cut off): no answer; lm-eval's filter picks one of them",
+    "lm-eval-finds-nothing": "lm-eval's pattern finds nothing (no \"The answer is \" in its exact forms, a bare "
+                             "letter, a number in words, a word list over several lines); we read a committed answer",
+    "lm-eval-first-marker": "strict-match takes the FIRST \"The answer is\" line; we read the LAST marker",
+    "lm-eval-whole-line": "strict-match compares the whole rest of the line with the target (\"(D) Lolita\", "
+                          "\"indeed (B)\", \"D\" for \"(D)\", \"Ye\" when the reply ends without a period); "
+                          "we read the candidate in it",
+    "marker-before-later-candidates": "flexible-extract takes the last candidate anywhere; we read the answer "
+                                      "committed after the last marker, before options listed or echoed later",
+    "no-committed-candidate": "we find no committed candidate (no marker at strict; at flexible the last unit "
+                              "naming one is a step number, a determiner 'no', prose); lm-eval's filter takes "
+                              "a stray match and it happens to be right",
+    "structured-answer-line": "dyck / word sorting: lm-eval takes the last bracket run (often the echoed input) "
+                              "or every listed word; we read the answer line",
+    "integer-reading": "lm-eval takes the last digit run anywhere (a step number, a year); we read the number "
+                       "committed after the marker or in the last unit",
+}
 
 
-def _lm_eval_scorer(subtask):
-    from lm_eval.api.metrics import exact_match_hf_evaluate
-    from lm_eval.filters import get_filter
-    from lm_eval.tasks._yaml_loader import load_yaml
-
-    cfg = load_yaml(TASK_DIR / f"{subtask}.yaml")
-    chain = next(f for f in cfg["filter_list"] if f["name"] == "flexible-extract")["filter"]
-    filters = []
-    for step in chain:
-        fn = step["function"]
-        kwargs = {k: v for k, v in step.items() if k != "function"}
-        filters.append(fn(**kwargs) if callable(fn) else get_filter(fn)(**kwargs))
-    metric = next(m for m in cfg["metric_list"] if m["metric"] == "exact_match")
-    metric_kw = {k: v for k, v in metric.items() if k in ("ignore_case", "ignore_punctuation", "regexes_to_ignore")}
-
-    def judge(reply, doc):
-        resps = [[reply]]
-        for f in filters:
-            resps = list(f.apply(resps, [doc]))  # some filters return lazy maps
-        first = resps[0]
-        pred = first if isinstance(first, str) else list(first)[0]
-        return pred, exact_match_hf_evaluate([pred], [doc["target"]], **metric_kw)["exact_match"] == 1.0
-
-    return judge
-
-
-def _classify(row, ours, theirs_pred):
-    """Why we differ from lm-eval on one reply; None when unexplained."""
-    reply = row["reply"]
-    markers = list(_MARKER.finditer(reply))
-    if ours.method == "marker" and markers:
-        # Improvement 1: we read the answer the model committed to after its last "answer is"
-        # marker; lm-eval takes the last candidate anywhere, e.g. an option the reply goes on to
-        # list or reject after committing.
-        return "marker-before-later-candidates"
-    if theirs_pred == "[invalid]" or not str(theirs_pred).strip():
-        # Improvement 2: lm-eval finds nothing (e.g. "answer: B" without parentheses, numbers in
-        # words, a word list over several lines); we read a well-formed answer.
+def _classify(row, level, ours, pred):
+    """Why we differ from lm-eval on one reply at one level; None when unexplained."""
+    if ours.outcome == A.NO_ANSWER and ours.refusal:
+        return "we-refuse"
+    if pred in ("[invalid]", "") or not str(pred).strip():
         return "lm-eval-finds-nothing"
-    if ours.outcome == "no_answer":
-        # Deliberate: lm-eval's flexible filters accept any matching token anywhere (a stray
-        # "(A)" inside an option list it echoes, "no" inside a sentence); with no answer marker
-        # and no well-formed candidate we report "no answer found" instead of guessing.
-        return "we-refuse-to-guess"
+    if level == A.STRICT:
+        hits = [m.group(1) for m in _LM_STRICT.finditer(row["reply"])]
+        if len(hits) > 1 and hits[0].strip() != hits[-1].strip():
+            return "lm-eval-first-marker"
+        if ours.correct and hits:
+            return "lm-eval-whole-line"
+        if ours.outcome == A.NO_ANSWER:
+            return "no-committed-candidate"
+        return None
+    if ours.method == "marker":
+        return "marker-before-later-candidates"
+    if ours.outcome == A.NO_ANSWER:
+        return "no-committed-candidate"
     if row["subtask"] in ("dyck_languages", "word_sorting"):
-        # Deliberate: lm-eval's dyck regex takes the last bracket run (often the echoed input) and
-        # its word-sort filter collects every listed word in the reply; we read the answer line.
         return "structured-answer-line"
     if row["subtask"] in ("object_counting", "multistep_arithmetic_two"):
-        # Deliberate: lm-eval takes the last digit run anywhere (e.g. a step number or a year);
-        # we take the number after the answer marker or the last well-formed integer.
         return "integer-reading"
     return None
 
@@ -88,21 +88,23 @@ def test_recorded_set_covers_every_subtask(rows):
     assert len(rows) >= 200
 
 
-def test_agreement_with_lm_eval_flexible_extract(rows):
-    judges = {s: _lm_eval_scorer(s) for s in bbh.SUBTASKS}
-    agree, unexplained, classes = 0, [], {}
+@pytest.mark.parametrize("level", A.LEVELS)
+def test_agreement_with_lm_eval(rows, level):
+    agree, unexplained, classes, lm_right = 0, [], Counter(), 0
     for row in rows:
         q = bbh.make_question(row["subtask"], row["index"], row["input"], row["target"])
-        ours = score(row["reply"], q.answer, q.spec)
-        pred, theirs = judges[row["subtask"]](row["reply"], {"input": row["input"], "target": row["target"]})
+        ours = A.score(row["reply"], q.answer, q.spec, level=level)
+        pred, theirs = lm_eval_judge(row["subtask"], LM_EVAL_FILTERS[level])(row["reply"], row["input"], row["target"])
+        lm_right += theirs
         if ours.correct == theirs:
             agree += 1
             continue
-        why = _classify(row, ours, pred)
-        classes[why] = classes.get(why, 0) + 1
+        why = _classify(row, level, ours, pred)
+        classes[why] += 1
         if why is None:
-            unexplained.append((row["subtask"], row["index"], ours.extracted, pred, row["reply"][-200:]))
-    rate = agree / len(rows)
-    print(f"agreement {agree}/{len(rows)} = {rate:.3f}; disagreements by class: {classes}")
+            unexplained.append((row["subtask"], row["index"], ours.outcome, ours.extracted, pred, row["reply"][-200:]))
+    print(f"{level} vs {LM_EVAL_FILTERS[level]}: agreement {agree}/{len(rows)} = {agree / len(rows):.3f}; "
+          f"disagreements by class: {dict(classes)}")
+    assert lm_right > 0, "lm-eval scored nothing right: its filters did not load or apply"
+    assert set(classes) - {None} <= set(CLASSES)
     assert not unexplained, unexplained[:5]
-    assert rate >= 0.98, classes
