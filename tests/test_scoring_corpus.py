@@ -30,7 +30,7 @@ REAL = [r for r in ROWS if r["origin"] == "real"]
 RULE_SHAPE = {
     "M1": (True, True, True), "M2": (True, True, True), "M5": (True, True, True),
     "M6": (True, True, True), "M7": (True, True, True),
-    "M3": (False, False, True), "M4": (False, False, True), "F2": (False, False, True),
+    "M3": (False, False, True), "M4": (False, False, True), "M8": (False, False, True), "F2": (False, False, True),
     "F3": (False, False, True), "F4": (False, False, True), "N1": (False, False, True),
     "F1": (False, True, False), "F5": (False, True, False),
 }

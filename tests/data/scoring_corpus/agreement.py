@@ -54,10 +54,25 @@ LM_EVAL_CLASSES = {
 }
 
 SCORER_CLASSES = {
-    "scorer-cycle-rule": "the scorer refuses a final statement whose last answer statements name three "
-                         "different options in turn (its `_cycles` rule); RULES.md has no such rule, so the "
-                         "label takes the last marker's candidate",
-    "other": "not classified automatically: listed row by row for the lead to judge",
+    "scorer-cycle-rule": "the scorer refuses a final answer statement when the last three answer statements "
+                         "name three different options (its `_cycles` rule); RULES.md's list rule compares the "
+                         "final statement with the one candidate-naming unit before it only, which here has "
+                         "another lead-in (\"So the answer is (A)\" after \"The answer is (B).\") or names "
+                         "the same option, so the label commits",
+    "enumeration-of-two": "the final statement follows one built the same way that names another option "
+                          "(\"The correct answer is (B).\\nThe correct answer is (C)\"): an enumeration by "
+                          "RULES.md's list rule (decision 6); the scorer's cycle rule needs three",
+    "integer-several-numbers": "the unit (or marker segment) names several numbers, an equation or a list of sums; "
+                               "RULES.md (decision 4) refuses it, the scorer takes one number (the last, or the "
+                               "result after \"=\")",
+    "step-number": "the only numbers are step or list numbering (\"Step 1:\", \"8. 258\"); RULES.md (decision 5) "
+                   "does not count them, the scorer does",
+    "enumeration-in-steps": "the last units are \"Step N: The Nth option is (X).\" lines naming different options; "
+                            "RULES.md's list rule (decision 6) makes them an enumeration, the scorer takes the last",
+    "sentence-end-at-quote": "the marker sits in an echoed instruction ('So the answer is X.\" where X is ... like "
+                             "(B).'); RULES.md ends the sentence at the closing quote, so the strict segment "
+                             "names nothing; the scorer reads on to (B)",
+    "other": "none of the above: listed row by row for the lead to judge",
 }
 
 
@@ -122,9 +137,22 @@ def classify_lm_eval(row: dict, level: str, pred: str, lm_right: bool) -> str:
     return "unclassified"
 
 
-def classify_scorer(row: dict, verdict) -> str:
-    if verdict.refusal == "enumeration" and row["rule"].startswith("M") and row["kind"] == "choice":
+def classify_scorer(row: dict, level: str, verdict) -> str:
+    lab = row[f"expected_{level}"]
+    got = verdict.extracted if verdict.outcome != "no_answer" else None
+    if verdict.refusal == "enumeration" and lab["answer"] is not None and row["rule"] in ("M1", "M2"):
         return "scorer-cycle-rule"
+    if row["rule"] == "M8" and got is not None:
+        return "enumeration-of-two"
+    if row["kind"] == "integer" and got is not None and lab["answer"] is None:
+        if row["rule"] in ("M3", "F2"):
+            return "integer-several-numbers"
+        if row["rule"] == "N1" or re.search(rf"(?m)^(?:Step\s+)?{re.escape(got)}[.:)]", row["reply"]):
+            return "step-number"
+    if row["rule"] == "F4" and got is not None and re.search(r"(?m)^Step \d+: The \w+ option is", row["reply"]):
+        return "enumeration-in-steps"
+    if level == "strict" and row["rule"] == "F1" and got is not None and re.search(r'answer is X\."', row["reply"]):
+        return "sentence-end-at-quote"
     return "other"
 
 
@@ -145,7 +173,7 @@ def compute(rows: list[dict]) -> dict:
                 if got == lab:
                     agree += 1
                     continue
-                why = classify_scorer(r, v)
+                why = classify_scorer(r, level, v)
                 classes[why] += 1
                 if key == "scorer":
                     out["mismatch_rows"].append((r["id"], level, r["rule"], lab, got, v.refusal, why))

@@ -14,7 +14,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 FILES = ("real.jsonl", "written.jsonl")
 VERDICTS = ("correct", "wrong", "no_answer")
-RULE_IDS = ("M1", "M2", "M3", "M4", "M5", "M6", "M7", "F1", "F2", "F3", "F4", "F5", "N1", "L1")
+RULE_IDS = ("M1", "M2", "M3", "M4", "M5", "M6", "M7", "M8", "F1", "F2", "F3", "F4", "F5", "N1", "L1")
 KINDS = ("choice", "true_false", "yes_no", "valid_invalid", "integer", "dyck", "word_sort", "free_text")
 REQUIRED = ("id", "origin", "source", "kind", "question", "gold", "reply", "expected_strict",
             "expected_flexible", "rule")

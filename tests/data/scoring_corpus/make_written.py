@@ -105,6 +105,16 @@ CASES = [
      "flexible never overrides a hedge after a marker"),
     ("choice-m3-one-line-options", DATE, "M3",
      "The answer is (A) 12/11/1937 (B) 12/25/1937 (C) 01/04/1938", N, N, "options restated in the segment"),
+    # ---- choice: final statements that walk through the options
+    ("choice-m8-in-turn", DATE, "M8", "The answer is (A).\nThe answer is (B).\nThe answer is (C).", N, N, ""),
+    ("choice-m8-steps", DATE, "M8", "Step 9: The answer is (A).\nStep 10: The answer is (B).", N, N,
+     "step numbers set aside, the statements are built the same way"),
+    ("choice-m8-two", DATE, "M8", "The correct answer is (E).\nThe correct answer is (B).", N, N, ""),
+    ("choice-m1-correction", DATE, "M1", "The answer is (A). No wait, the answer is (B).", "(B)", "(B)",
+     "another lead-in: a correction"),
+    ("choice-m1-same-statement", DATE, "M1", "The answer is (B).\nThe answer is (B).", "(B)", "(B)", "same candidate"),
+    ("choice-m1-so-after-list", DATE, "M1", "The answer is (C).\nThe answer is (E).\nSo the answer is (B).",
+     "(B)", "(B)", "the final statement has its own lead-in"),
     # ---- choice: ruled out
     ("choice-m4-not", DATE, "M4", "The answer is not (C).", N, N, ""),
     ("choice-m4-definitely-not", DATE, "M4", "So the answer is definitely not (A).", N, N, ""),
