@@ -3,6 +3,10 @@
 Run from the repository root:  REFLECTEVO_BBH_DIR=../shared/data/bbh python tests/data/record_bbh_outputs.py
 It writes tests/data/bbh_outputs.jsonl (subtask, index, input, target, reply). Items are the
 first PER_SUBTASK of every subtask; replies are greedy zero-shot CoT with our trial prompt.
+
+The labelled scoring corpus (tests/data/scoring_corpus) holds hand labels for replies of this file:
+after recording again, its build_real.py refuses the labels whose reply changed until they are
+labelled again.
 """
 
 import json

@@ -110,6 +110,10 @@ def make_row(key, rule, strict, flexible, note, bbh, pool, onestage, kept) -> di
                    "turn": "one_stage", **q, "reply": reply}
     else:
         raise SystemExit(f"{LABELS}: unknown key {key}")
+    old = kept.get(key)
+    if old is not None and old["reply"] != row["reply"]:
+        # a re-recorded source under an old label: the label was given to another reply
+        raise SystemExit(f"{key}: the reply differs from the one labelled in real.jsonl; label it again")
     gold = canonical_gold(row["gold"], row["kind"])
     row.update(expected_strict=label(strict, gold), expected_flexible=label(flexible, gold), rule=rule, note=note)
     check_row(row, key)
