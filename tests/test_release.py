@@ -182,7 +182,8 @@ def test_published_adapter_loads_with_auto_peft_from_its_base_hub_id(hub, tmp_pa
     loads the published adapter from the (loopback) Hub and its base by that id; the base is found as
     a local folder of that name under the working directory (the converted embedded model, linked
     there), since nothing here may download the real one. The loopback Hub does not hold the base,
-    so that folder is the only way the id can resolve."""
+    so that folder is the only way the id can resolve. Our own engine loads the same adapter with no
+    such folder."""
     import torch
     from huggingface_hub import hf_hub_download
     from peft import AutoPeftModelForCausalLM
@@ -205,6 +206,18 @@ def test_published_adapter_loads_with_auto_peft_from_its_base_hub_id(hub, tmp_pa
         meta = _card_meta(fh.read())
     assert (meta["base_model"], meta["library_name"], meta["license"], meta["pipeline_tag"], meta["language"]) == \
         (UPSTREAM_ID, "peft", "apache-2.0", "text-generation", ["en"])
+
+    # our own loaders are given the base explicitly and never read base_model_name_or_path: the
+    # engine (lm-eval's hf model + the adapter) loads it where that id resolves to nothing
+    from peft import PeftModel
+
+    from reflectevo_tasks.engine import Engine, EngineConfig
+
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    engine = Engine(EngineConfig(peft=str(out), batch_size=1))
+    assert isinstance(engine.lm.model, PeftModel)
+    del engine
 
     cwd = tmp_path / "cwd"
     (cwd / UPSTREAM_ID).parent.mkdir(parents=True)
