@@ -30,12 +30,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name, module_name in SUBCOMMANDS.items():
         if only is not None and name != only:
             continue
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # subcommand not built yet in this checkout
-            raise
+        # every subcommand ships with the package: a missing module is a broken install (a wheel
+        # that lost a package), reported as such rather than a subcommand silently gone
+        module = importlib.import_module(module_name)
         module.register(sub)
     return parser
 

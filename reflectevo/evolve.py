@@ -265,6 +265,7 @@ def train(cfg: LoopConfig, r: int, folder: Path, data: dict, counts: dict, previ
     if previous and cfg.train_from == "previous":
         argv += ["--init_adapter", f"{previous['repo']}@{previous['sha']}"]
     parsed = parse_run(cfg.setting, argv, prog="reflectevo evolve: train")
+    from reflectevo_train.config import redact_argv
 
     def publish_training() -> str:
         result = run_training(parsed)
@@ -275,7 +276,7 @@ def train(cfg: LoopConfig, r: int, folder: Path, data: dict, counts: dict, previ
     except UserError as exc:
         raise UserError(f"round {r}, train {cfg.setting}: {exc}") from None
     return {"repo": cfg.adapter_repo, "tag": tag, "sha": sha, "output_dir": str(folder / "train"),
-            "command": "reflectevo train " + cfg.setting + " " + " ".join(shlex.quote(a) for a in argv)}
+            "command": "reflectevo train " + cfg.setting + " " + " ".join(shlex.quote(a) for a in redact_argv(argv))}
 
 
 def eval_model_args(cfg: LoopConfig, adapter: dict | None, folder: Path) -> str:
@@ -388,7 +389,11 @@ def _check_or_write_loop_config(cfg: LoopConfig, workdir: Path) -> None:
     """A workdir belongs to one loop configuration (more rounds may be added later)."""
     from reflectevo_gen.store import claim_folder
 
+    from reflectevo_train.config import SECRET_OPTIONS
+
     mine = {k: v for k, v in asdict(cfg).items() if k not in ("workdir", "rounds")}
+    # a token in the loop's train section is used, never written down
+    mine["train"] = {k: v for k, v in mine["train"].items() if k not in SECRET_OPTIONS}
     claim_folder(workdir / "loop.json", mine, "a loop", "use another --workdir or the same settings")
 
 

@@ -63,6 +63,13 @@ def test_a_workdir_keeps_its_loop_settings(tmp_path):
         _check_or_write_loop_config(LoopConfig(workdir=str(tmp_path), gen={"limit": 6}), tmp_path)
 
 
+def test_a_token_in_the_loop_file_is_never_written_down(tmp_path):
+    secret = "hf_loopSecret0123456789"
+    _check_or_write_loop_config(LoopConfig(workdir=str(tmp_path), train={"hub_token": secret, "max_steps": 1}), tmp_path)
+    written = (tmp_path / "loop.json").read_text()
+    assert secret not in written and '"max_steps": 1' in written
+
+
 def test_evaluation_resumes_chunk_by_chunk_in_its_round_folder(tmp_path):
     from reflectevo.evolve import eval_model_args
 
