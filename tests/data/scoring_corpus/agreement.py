@@ -108,7 +108,7 @@ def lm_eval_judge(subtask: str, filter_name: str):
 
 _LM_STRICT = re.compile(r"(?<=The answer is )(.*)(?=.)|(?<=the answer is )(.*)(?=.)|(?<=The answer: )(.*)(?=.)"
                         r"|(?<=The final answer: )(.*)(?=.)")
-REFUSAL_RULES = {"M3", "M4", "F2", "F3", "F4"}
+REFUSAL_RULES = {"M3", "M4", "M8", "F2", "F3", "F4"}
 
 
 def classify_lm_eval(row: dict, level: str, pred: str, lm_right: bool) -> str:
