@@ -14,9 +14,18 @@ with ``Range`` support.
 Semantics that match the Hub:
 
 * commits are atomic and serialized per repo; ``parentCommit`` that is not the branch head -> 412;
-* a write without a valid token -> 401; reading a private repo without a valid token -> 401;
-* unknown repo -> 404 ``X-Error-Code: RepoNotFound``; unknown revision -> 404 ``RevisionNotFound``;
-  missing file -> 404 ``EntryNotFound``; existing repo/branch/tag on create -> 409.
+* a write without a valid token -> 401;
+* without a valid token, a private repo and a missing one get the same answer (401
+  ``RepoNotFound``, or 401 "Invalid credentials" for a wrong token), so existence does not leak;
+* with a valid token: unknown repo -> 404 ``X-Error-Code: RepoNotFound``; unknown revision -> 404
+  ``RevisionNotFound``; missing file -> 404 ``EntryNotFound``; existing repo/branch/tag on create -> 409.
+
+Limits (issue 20): it listens on loopback only unless told otherwise (``--allow-remote``: it speaks
+plain HTTP); who is asking is decided from the headers before any body is read, and bodies are
+capped per request kind (1 MiB for any request without a valid token; see ``UNAUTH_BODY_MAX`` and
+the caps next to it); commit bodies are spooled to disk; an upload link takes exactly its signed
+size; commit paths are at most 1,024 bytes, 255 per name, no control characters; a malformed
+request gets a 4xx answer with a message.
 
 Storage is a content-addressed blob directory plus one JSON document per repo; see
 ``reflectevo.hub.store``. One server owns a data directory at a time (an ``flock`` on
@@ -909,10 +918,10 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         if rng:
             parsed = _parse_range(rng, size)
             if parsed is None:
+                # no body, as before: HfFileSystem reads a 416 as "end of file" and leaves it unread
                 message = f"Range {rng[:60]!r} is not satisfiable for {size} bytes"
-                body = json.dumps({"error": message}).encode()
-                self._send(416, body, {**headers, "Content-Range": f"bytes */{size}",
-                                       "X-Error-Message": _header_safe(message)})
+                self._send(416, b"", {**headers, "Content-Range": f"bytes */{size}",
+                                      "X-Error-Message": _header_safe(message)})
                 raise _Handled()
             start, end = parsed
             status = 206
@@ -1098,7 +1107,7 @@ def check_bind_host(host: str, allow_remote: bool) -> None:
     if addresses and not outside:
         return
     what = f"{host!r}" + (f" ({outside[0]})" if outside and outside[0] != host else "")
-    why = "it does not resolve" if not addresses else "it is not a loopback address"
+    why = "it does not resolve to a loopback address" if not addresses else "it is not a loopback address"
     raise ValueError(f"refusing to listen on {what}: {why}, and this server speaks plain HTTP, so tokens "
                      f"would cross the network unencrypted; use 127.0.0.1 (the default), or pass "
                      f"--allow-remote to listen there anyway")
@@ -1284,12 +1293,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: give --token or set {TOKENS_ENV}", file=sys.stderr)
         return 2
     try:
-        check_bind_host(a.host, a.allow_remote)
-    except ValueError as exc:
+        return run_foreground(a.data, tokens, a.host, a.port, a.user, a.verbose, a.ready_file,
+                              a.throttle_bps, a.allow_remote)
+    except ValueError as exc:  # a host refused by check_bind_host
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return run_foreground(a.data, tokens, a.host, a.port, a.user, a.verbose, a.ready_file, a.throttle_bps,
-                          a.allow_remote)
 
 
 if __name__ == "__main__":

@@ -393,13 +393,14 @@ class Store:
 
         Operations: ``{"key": "file", "value": {path, content, encoding}}``,
         ``{"key": "lfsFile", "value": {path, oid, size?}}``, ``deletedFile``, ``deletedFolder``.
-        Regular file contents are stored before the lock is taken; the document is swapped last.
+        Regular file contents are stored before the lock is taken (and taken out of their operation,
+        so that a large inline file is in memory once); the document is swapped last.
         """
         prepared: list[tuple[str, str, dict | None]] = []  # (kind, path, entry)
         for op in operations:
             key, value = op.get("key"), op.get("value")
             if not isinstance(value, dict):
-                raise StoreError(400, f"Commit operation '{key}' needs an object as its value")
+                raise StoreError(400, f"Commit operation {shown_path(str(key), 40)} needs an object as its value")
             if key == "file":
                 path = check_path(value.get("path"))
                 content = _op_str(value, "content", path)
