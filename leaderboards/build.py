@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 
 from reflectevo.errors import UserError
 from reflectevo_tasks.bbh import TWO_ANSWER_SUBTASKS
-from reflectevo_tasks.stats import min_detectable_difference, paired_difference, wilson_interval
+from reflectevo_tasks.stats import items_needed, min_detectable_difference, paired_difference, wilson_interval
 
 PREFIXES = ("reflectevo_bbh_fewshot_", "reflectevo_bbh_")
 MODES = ("single", "retry_only", "oracle", "intrinsic")
@@ -433,7 +433,8 @@ def _paired_stats(ob: dict, oa: dict, keys) -> dict:
     return {"n": n, "final": sum(ob[k] for k in keys) / n, "final_against": sum(oa[k] for k in keys) / n,
             "difference": d.difference, "difference_ci": d.ci, "p_value": d.p_value,
             "only_row": only_b, "only_against": only_a, "within_noise": d.within_noise,
-            "detectable": min_detectable_difference(n, only_b + only_a)}
+            "detectable": min_detectable_difference(n, only_b + only_a),
+            "items_needed": items_needed(d.difference, (only_b + only_a) / n) if only_b != only_a else None}
 
 
 def comparison(rows: list[dict], outcomes: list[dict | None], b: int, a: int, why: str = "asked") -> dict:
@@ -739,6 +740,11 @@ def _comparison_lines(rows: list[dict], compared: list[dict], skipped: list[str]
         if c["why"] != REFLECTION_VS_RETRY and _mode(row) != _mode(against) and _model(row) != _model(against):
             out.append(f"- #{c['row']} against #{c['against']}: the rows differ in protocol ({_mode(row)} vs "
                        f"{_mode(against)}) as well as in model, so the difference is not the model's alone.")
+    for c in compared:
+        if c["within_noise"] and c["items_needed"]:
+            out.append(f"- #{c['row']} against #{c['against']}: to see a difference of {100 * abs(c['difference']):.1f} "
+                       f"points 80% of the time when {c['only_row'] + c['only_against']} of {c['n']} items differ, "
+                       f"the test needs about {c['items_needed']:,} items.")
     out += [f"- not compared: {line}" for line in skipped]
     return out
 

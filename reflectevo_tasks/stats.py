@@ -16,6 +16,12 @@ from functools import lru_cache
 
 ALPHA = 0.05
 POWER = 0.8
+EXACT_UP_TO = 20_000  # discordant items up to which power is summed exactly
+
+
+def _normal_quantile(p: float) -> float:
+    """The standard normal quantile, by bisection on erf (only a few are needed)."""
+    return _bisect(lambda x: 0.5 * (1 + math.erf(x / math.sqrt(2))), -10.0, 10.0, p, True)
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -145,12 +151,13 @@ def paired_difference(b: int, c: int, n: int, alpha: float = ALPHA) -> Paired:
 @lru_cache(maxsize=4096)
 def _rejection_count(m: int, alpha: float) -> int:
     """The largest k with exact McNemar p(k, m - k) < alpha (-1 when no split of m items gets there)."""
-    k, tail, whole = -1, 0, 2 ** m
+    k, term, tail, whole = -1, 1, 0, 2 ** m  # term: C(m, k + 1), updated as k grows
     while 2 * (k + 1) < m:
-        tail += math.comb(m, k + 1)
+        tail += term
         if 2 * tail / whole >= alpha:
             break
         k += 1
+        term = term * (m - k) // (k + 1)
     return k
 
 
@@ -177,19 +184,32 @@ def min_detectable_difference(n: int, discordant: int, alpha: float = ALPHA, pow
     return discordant / n * (2 * theta - 1)
 
 
-def discordant_needed(theta: float, alpha: float = ALPHA, power: float = POWER, limit: int = 200_000) -> int:
+def discordant_needed(theta: float, alpha: float = ALPHA, power: float = POWER, limit: int = 10_000_000) -> int:
     """The fewest discordant items at which the exact McNemar test has the given power when a share
-    theta of them favour one side (power is not monotone in the count for a discrete test: this is the
-    first count that reaches it)."""
+    theta of them favour one side: a count m with power(m - 1) < target <= power(m), found by bisection
+    (beyond EXACT_UP_TO items, the normal approximation of the same test).
+    (The power of a discrete test saw-tooths a little as the count grows, so a count or two beyond m
+    can fall just short again; the count is an estimate to plan by, not an exact threshold.)"""
     theta = max(theta, 1 - theta)
     if theta <= 0.5:
         raise ValueError("an even split (no difference) cannot be detected")
-    m = 1
-    while sign_test_power(m, theta, alpha) < power:
-        m += 1
-        if m > limit:
+    # the normal approximation as a first bracket, widened until the exact power reaches the target
+    z_a, z_b = _normal_quantile(1 - alpha / 2), _normal_quantile(power)
+    guess = ((z_a * 0.5 + z_b * math.sqrt(theta * (1 - theta))) / (theta - 0.5)) ** 2
+    if guess > EXACT_UP_TO:  # the exact sums get slow, and at such counts the normal answer is as good
+        return math.ceil(guess)
+    lo, hi = 0, max(8, int(2 * guess))
+    while sign_test_power(hi, theta, alpha) < power:
+        lo, hi = hi, 2 * hi
+        if hi > limit:
             raise ValueError(f"more than {limit} discordant items needed")
-    return m
+    while hi - lo > 1:  # power(lo) < target <= power(hi)
+        mid = (lo + hi) // 2
+        if sign_test_power(mid, theta, alpha) < power:
+            lo = mid
+        else:
+            hi = mid
+    return hi
 
 
 def items_needed(difference: float, discordance: float, alpha: float = ALPHA, power: float = POWER) -> int:

@@ -12,6 +12,7 @@ from hub_fixtures import hub, hub_server  # noqa: F401
 from leaderboards.build import build, portable_path, row_from_results, subtask_deltas
 from reflectevo.errors import UserError
 from reflectevo_tasks.bbh import TWO_ANSWER_SUBTASKS
+from reflectevo_tasks.stats import items_needed
 
 DATA = Path(__file__).with_name("data") / "lm_eval_results"
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +76,11 @@ def test_build_writes_tables_and_plots(tmp_path):
 def _measured_files() -> list[str]:
     order = ["base-single", "base-retry_only", "base-oracle", "base-intrinsic", "base-one_stage",
              "one_stage", "two_stage", "dpo_pm", "dpo_pref", "sft_qa"]
-    return [str(MEASURED / f"{n}.json") for n in order if (MEASURED / f"{n}.json").is_file()]
+    for folder in (MEASURED, MEASURED / "v1"):  # the current rows, else the superseded version-1 rows
+        found = [str(folder / f"{n}.json") for n in order if (folder / f"{n}.json").is_file()]
+        if found:
+            return found
+    return []
 
 
 def test_subtask_delta_plot_leaves_out_rows_without_a_second_attempt(tmp_path):
@@ -418,6 +423,15 @@ def test_rows_are_compared_item_by_item(tmp_path):
     build([str(a), str(even)], str(tmp_path / "board2"), compare="2:1")
     (c,) = _comparisons(tmp_path / "board2")["comparisons"]
     assert (c["only_row"], c["only_against"], c["p_value"], c["within_noise"]) == (1, 1, 1.0, True)
+    assert c["items_needed"] is None and "the test needs about" not in (tmp_path / "board2" / "bbh.md").read_text()
+    # 3 against 1: within noise, and the notes say how many items the test would need to see 2 points
+    close = _one(tmp_path, "close", "date_understanding", _items(100, lambda i: i < 23))
+    build([str(a), str(close)], str(tmp_path / "board3"), compare="2:1")
+    (c,) = _comparisons(tmp_path / "board3")["comparisons"]
+    assert (c["only_row"], c["only_against"], c["within_noise"]) == (3, 0, True)
+    assert c["items_needed"] == items_needed(0.03, 0.03) > 100
+    assert (f"- #2 against #1: to see a difference of 3.0 points 80% of the time when 3 of 100 items differ, "
+            f"the test needs about {c['items_needed']:,} items.") in (tmp_path / "board3" / "bbh.md").read_text()
 
 
 def test_default_comparisons_answer_against_retry_only_and_the_base_model_under_the_same_protocol(tmp_path):

@@ -145,9 +145,17 @@ def test_items_needed():
     need = stats.items_needed(0.03, 0.08)
     m = stats.discordant_needed(0.6875)
     assert need == math.ceil(m / 0.08)
-    assert _scipy_power(m, 0.6875) >= 0.8 and all(_scipy_power(k, 0.6875) < 0.8 for k in range(m - 3, m))
+    assert _scipy_power(m, 0.6875) >= 0.8 > _scipy_power(m - 1, 0.6875)
     with pytest.raises(ValueError):
         stats.items_needed(0.1, 0.05)  # a difference larger than the discordance
+
+
+def test_items_needed_beyond_exact_sums_is_the_normal_approximation():
+    """0.1 points when half the items differ: theta = 0.501, millions of discordant items."""
+    theta = 0.501
+    z_a, z_b = scipy_stats.norm.ppf(0.975), scipy_stats.norm.ppf(0.8)
+    m = math.ceil(((z_a * 0.5 + z_b * math.sqrt(theta * (1 - theta))) / (theta - 0.5)) ** 2)
+    assert stats.discordant_needed(theta) == m and stats.items_needed(0.001, 0.5) == math.ceil(m / 0.5)
 
 
 def test_wilson_interval_kept_for_single_proportions():
