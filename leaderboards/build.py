@@ -247,15 +247,16 @@ def subtask_counts(path: Path, data: dict) -> tuple[dict[str, Counts], dict[str,
                 raise UserError(f"{path}: per-item outcomes hold no docs of {task}")
             c = counts_from_codes(codes[task], mode, f"{path}: outcome of", no_answer_known=version >= 2)
             _check_agree(path, task, c, from_metrics)
-            if version < 2:  # the per-subtask values still give version 1's no-answer rates
+            if version < 2 and from_metrics:  # the per-subtask values still give version 1's no-answer rates
                 c.t1_no_answer, c.t2_no_answer = from_metrics.t1_no_answer, from_metrics.t2_no_answer
         headline[name] = c
         flex = None
         if version >= 2:
+            flex = counts_from_metrics(res, n, mode, "_flexible")
             if flex_codes is not None and task in flex_codes:
-                flex = counts_from_codes(flex_codes[task], mode, f"{path}: flexible outcome of", no_answer_known=True)
-            else:
-                flex = counts_from_metrics(res, n, mode, "_flexible")
+                items = counts_from_codes(flex_codes[task], mode, f"{path}: flexible outcome of", no_answer_known=True)
+                _check_agree(path, f"{task} (flexible)", items, flex)
+                flex = items
         flexible[name] = flex
     if not headline:
         raise UserError(f"{path}: no reflectevo_bbh subtask results")
@@ -266,6 +267,8 @@ def subtask_counts(path: Path, data: dict) -> tuple[dict[str, Counts], dict[str,
 
 def _check_agree(path: Path, task: str, items: Counts, metrics: Counts) -> None:
     """Per-item outcomes and lm-eval's values are two records of one run: they must say the same."""
+    if metrics is None:
+        return
     for name in ("n", "t1_right", "t2_right"):
         a, b = getattr(items, name), getattr(metrics, name)
         if b is not None and a != b:
@@ -453,8 +456,8 @@ def comparison(rows: list[dict], outcomes: list[dict | None], b: int, a: int, wh
     if set(ob) != set(oa):
         raise UserError(f"{names} were not run on the same items (same tasks, dataset revisions and docs)")
     out = {"row": b + 1, "against": a + 1, "row_file": rows[b]["results_file"], "against_file": rows[a]["results_file"],
-           "why": why, **_paired_stats(ob, oa, sorted(oa)), "without_two_answer": None}
-    kept = sorted(k for k in oa if not _two_answer((_subtask(k[0]) or (k[0], False))[0]))
+           "why": why, **_paired_stats(ob, oa, list(oa)), "without_two_answer": None}
+    kept = [k for k in oa if not _two_answer((_subtask(k[0]) or (k[0], False))[0])]
     if kept and len(kept) < len(oa):
         out["without_two_answer"] = _paired_stats(ob, oa, kept)
     return out
@@ -481,18 +484,17 @@ def default_pairs(rows: list[dict]) -> list[tuple[int, list[int], str, str]]:
     against single."""
     pairs = []
     for b, r in enumerate(rows):
-        def find(pred):
-            return [a for a, x in enumerate(rows) if a != b and pred(x)]
-
+        others = [(a, x) for a, x in enumerate(rows) if a != b]
+        answering = _answering_model(r)
         if r["mode"] in ("oracle", "intrinsic"):
-            pairs.append((b, find(lambda x: x["mode"] == "retry_only" and _answering_model(x) == _answering_model(r)),
+            pairs.append((b, [a for a, x in others if x["mode"] == "retry_only" and _answering_model(x) == answering],
                           REFLECTION_VS_RETRY, "retry_only row of the same answering model"))
         if _trained(r):
-            pairs.append((b, find(lambda x: _is_base(x) and x["mode"] == r["mode"] and bool(x["one_stage"]) == bool(r["one_stage"])
-                                  and x["base_model"] == r["base_model"] and x["base_revision"] == r["base_revision"]),
-                          "trained against the base model, same protocol", f"base-model row in mode {_mode(r)}"))
+            same = [a for a, x in others if _is_base(x) and (x["base_model"], x["base_revision"]) == answering[:2]
+                    and x["mode"] == r["mode"] and bool(x["one_stage"]) == bool(r["one_stage"])]
+            pairs.append((b, same, "trained against the base model, same protocol", f"base-model row in mode {_mode(r)}"))
         if r["mode"] == "intrinsic":
-            pairs.append((b, find(lambda x: x["mode"] == "single" and _answering_model(x) == _answering_model(r)),
+            pairs.append((b, [a for a, x in others if x["mode"] == "single" and _answering_model(x) == answering],
                           "intrinsic against single", "single row of the same answering model"))
     return pairs
 

@@ -9,7 +9,9 @@ def register(sub) -> None:
     b.add_argument("--output", default="leaderboards")
     b.add_argument("--compare", default=None, metavar="ROW:AGAINST,…",
                    help="row-against-row comparisons on the same items, rows by number or results file name "
-                        "(default: every row against row 1)")
+                        "('' for none). Default: each reflective row (oracle, intrinsic) against the retry_only row "
+                        "of the same answering model, each trained row against the base model's row under the "
+                        "same protocol (mode and one-stage), intrinsic against single")
     b.add_argument("--push_to_repo", default=None, help="also publish the folder as this Hub dataset repo (HF_TOKEN)")
     b.add_argument("--push_tag", default=None, help="tag for that commit")
     b.set_defaults(func=_build)

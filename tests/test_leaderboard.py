@@ -176,19 +176,18 @@ def _metrics(codes: list[str], mode: str, suffix: str = "") -> dict:
     """lm-eval's per-subtask values, as process_results and the mean aggregation give them."""
     n = len(codes)
     pairs = [_split(c, mode) for c in codes]
-    out = {f"acc_t1{suffix},none": sum(a == "1" for a, _ in pairs) / n}
-    if not suffix:
-        out["no_answer_t1,none"] = sum(a == "n" for a, _ in pairs) / n
+    out = {f"acc_t1{suffix},none": sum(a == "1" for a, _ in pairs) / n,
+           f"no_answer_t1{suffix},none": sum(a == "n" for a, _ in pairs) / n}
     if mode != "single":
         out[f"acc_t2{suffix},none"] = sum(b == "1" for _, b in pairs) / n
+        out[f"no_answer_t2{suffix},none"] = sum(b == "n" for _, b in pairs) / n
         if not suffix:
             right1 = sum(a == "1" for a, _ in pairs)
             w2r = sum(a != "1" and b == "1" for a, b in pairs)
             r2w = sum(a == "1" and b != "1" for a, b in pairs)
-            out.update({"no_answer_t2,none": sum(b == "n" for _, b in pairs) / n,
-                        "delta,none": (w2r - r2w) / n, "wrong_to_right,none": w2r / n, "right_to_wrong,none": r2w / n,
+            out.update({"delta,none": (w2r - r2w) / n, "wrong_to_right,none": w2r / n, "right_to_wrong,none": r2w / n,
                         "fix_rate,none": w2r / (n - right1) if n > right1 else None,
-                        "break_rate,none": r2w / right1 if right1 else None})
+                        "break_rate,none": r2w / right1 if right1 and mode not in ("oracle", "retry_only") else None})
     return out
 
 
@@ -223,7 +222,7 @@ def results_dict(codes: dict[str, list[str]], mode: str = "oracle", flexible: di
         datasets[t] = {"docs": len(cs), "dataset": "BBH release (local folder)", "dataset_revision": REVISION[s],
                        "dataset_location": "/work/shared/data/bbh", "fewshot": False}
         outcomes[t] = {f"bbh/{s}/{i}": c for i, c in enumerate(cs)}
-        second[t] = sorted(f"bbh/{s}/{i}" for i, c in enumerate(cs) if len(c) == 2)
+        second[t] = sorted(f"bbh/{s}/{i}" for i, c in enumerate(cs) if len(c) == 2 and (mode == "intrinsic" or c[0] != "1"))
         if flexible:
             flex_outcomes[t] = {f"bbh/{s}/{i}": c for i, c in enumerate(flexible[s])}
     results["reflectevo_bbh"] = {"name": "reflectevo_bbh", "alias": "reflectevo_bbh"}
@@ -317,12 +316,15 @@ def test_a_retried_right_answer_in_a_gated_mode_is_an_error(tmp_path):
         row_from_results(path)
 
 
-def test_new_format_gives_both_levels_no_answer_rates_and_split_fixes(tmp_path):
+@pytest.mark.parametrize("kept", ["1", "11"])
+def test_new_format_gives_both_levels_no_answer_rates_and_split_fixes(tmp_path, kept):
+    """`kept`: how a right trial 1 that was not retried is recorded (one attempt, or carried over as
+    trial 2, as the plugin writes it); second_attempt lists the retried docs either way."""
     # headline: 10 right at t1; 4 readable wrong (2 fixed), 6 no answer (3 fixed, 1 now readable but wrong)
-    strict = ["1"] * 10 + ["01", "01", "00", "00"] + ["n1", "n1", "n1", "n0", "nn", "nn"]
+    strict = [kept] * 10 + ["01", "01", "00", "00"] + ["n1", "n1", "n1", "n0", "nn", "nn"]
     # which items get a second attempt is decided at the headline level: at the flexible level an item
     # right at trial 1 can be retried ("11", "10")
-    flexible = ["1"] * 10 + ["11", "01", "10", "00"] + ["01", "n1", "11", "00", "00", "n0"]
+    flexible = [kept] * 10 + ["11", "01", "10", "00"] + ["01", "n1", "11", "00", "00", "n0"]
     path = write(tmp_path, "oracle", {"date_understanding": strict}, flexible={"date_understanding": flexible})
     r = row_from_results(path)
     assert r["scorer_version"] == 2 and r["headline_level"] == "strict"
