@@ -42,6 +42,9 @@ REFLECTION_VS_RETRY = "reflection against retry-only"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # top-level folders of a checkout: an absolute path through one of them is written from there on
 _ANCHORS = ("runs", "leaderboards", "results", "tests")
+# provenance fields that hold a path (or a Hub id, which portable_path keeps)
+PATH_KEYS = frozenset({"adapter", "init_adapter", "dataset", "dataset_location", "resume", "trial1_from", "model",
+                       "pretrained", "output_dir"})
 # an absolute path at the start of a string or after a separator of a command line / model_args
 _ABS_PATH = re.compile(r"(?<![^\s=,'\"(\[])/[^\s,'\"()\[\]]+")
 
@@ -68,28 +71,36 @@ def read_results(path: str | Path) -> dict:
 # ---------------------------------------------------------------- paths
 
 def portable_path(path: str) -> str:
-    """An absolute path as the repository sees it: relative to this checkout's root, else from its first
-    top-level folder of a checkout (runs/, leaderboards/, ...), else the file name."""
-    if not isinstance(path, str) or not path.startswith("/"):
+    """A path as the repository sees it. Absolute: relative to this checkout's root, else from its first
+    top-level folder of a checkout (runs/, leaderboards/, ...), else the file name. Relative but
+    climbing out of the checkout ('../../../work/shared/data/bbh'): from such a folder, else the file
+    name. Any other relative path is kept."""
+    if not isinstance(path, str):
         return path
-    p = PurePosixPath(path)
-    try:
-        return str(p.relative_to(REPO_ROOT.as_posix())) or "."
-    except ValueError:
-        pass
-    parts = p.parts[1:]
+    if path.startswith("/"):
+        p = PurePosixPath(path)
+        try:
+            return str(p.relative_to(REPO_ROOT.as_posix())) or "."
+        except ValueError:
+            pass
+        parts = p.parts[1:]
+    elif path.startswith("../"):
+        parts = [x for x in PurePosixPath(path).parts if x not in ("..", ".")]
+    else:
+        return path
     for i, part in enumerate(parts):
         if part in _ANCHORS:
             return "/".join(parts[i:])
-    return p.name
+    return parts[-1] if parts else "."
 
 
 def portable(value):
-    """`value` (a string, or dicts and lists of them) with every absolute path made portable."""
+    """`value` (a string, or dicts and lists of them) with every absolute path made portable, and every
+    path-valued field (PATH_KEYS) made portable even where it is relative."""
     if isinstance(value, str):
         return _ABS_PATH.sub(lambda m: portable_path(m.group(0)), value)
     if isinstance(value, dict):
-        return {k: portable(v) for k, v in value.items()}
+        return {k: portable_path(v) if k in PATH_KEYS and isinstance(v, str) else portable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(portable(v) for v in value)
     return value
@@ -353,7 +364,7 @@ def row_from_results(path: str | Path, data: dict | None = None) -> dict:
     """One leaderboard row; `data`: the file's contents when the caller has read it already."""
     path = Path(path)
     data = read_results(path) if data is None else data
-    cfg = data["config"]
+    cfg = portable(data["config"])
     prov = cfg["reflectevo"]
     proto, base = prov.get("protocol", {}), prov.get("base", {})
     mode = proto.get("mode")
@@ -614,11 +625,15 @@ def _label(r: dict) -> str:
     return f"{who}, {_mode(r)}"
 
 
+def _subtasks(k: int) -> str:
+    return f"{k} subtask{'' if k == 1 else 's'}"
+
+
 def _pools(r: dict) -> list[tuple[str, dict]]:
     """(items label, statistics) of a row: all items, and without the two-answer subtasks if that differs."""
-    out = [(f"all ({len(r['subtasks'])} subtasks)", r)]
+    out = [(f"all ({_subtasks(len(r['subtasks']))})", r)]
     if r.get("without_two_answer"):
-        out.append((f"w/o two-answer ({r['without_two_answer']['subtasks']} subtasks)", r["without_two_answer"]))
+        out.append((f"w/o two-answer ({_subtasks(r['without_two_answer']['subtasks'])})", r["without_two_answer"]))
     return out
 
 

@@ -220,7 +220,8 @@ def results_dict(codes: dict[str, list[str]], mode: str = "oracle", flexible: di
             results[t].update(_metrics(flexible[s], mode, "_flexible"))
         n_samples[t] = {"original": 250, "effective": len(cs)}
         datasets[t] = {"docs": len(cs), "dataset": "BBH release (local folder)", "dataset_revision": REVISION[s],
-                       "dataset_location": "/work/shared/data/bbh", "fewshot": False}
+                       "dataset_location": "../../../work/shared/data/bbh" if version >= 2 else "/work/shared/data/bbh",
+                       "fewshot": False}
         outcomes[t] = {f"bbh/{s}/{i}": c for i, c in enumerate(cs)}
         second[t] = sorted(f"bbh/{s}/{i}" for i, c in enumerate(cs) if len(c) == 2 and (mode == "intrinsic" or c[0] != "1"))
         if flexible:
@@ -302,7 +303,7 @@ def test_rates_the_protocol_cannot_produce_are_dashes(tmp_path):
     # retry_only: Δ is the share fixed (Wilson interval), untested; nothing right is retried, so no break rate
     assert o["delta"] == 0.5 and o["delta_ci"][0] > 0 and o["delta_p"] is None and o["break_rate"] is None
     md = (tmp_path / "b" / "bbh.md").read_text()
-    assert "| 1 | base, single | all (1 subtasks) | 4 | 25.0 [" in md
+    assert "| 1 | base, single | all (1 subtask) | 4 | 25.0 [" in md
     line = next(x for x in md.splitlines() if x.startswith("| 2 | base, retry_only | all") and "| 50.0 [" in x)
     assert line.endswith("| – | – | – |")  # p, within noise, detectable: Δ ≥ 0 by construction
     assert "Δ ≥ 0 by construction" in md
@@ -346,8 +347,8 @@ def test_version_one_rows_cannot_tell_the_flexible_level_or_the_fix_split(tmp_pa
     build([str(path)], str(tmp_path / "b"))
     md = (tmp_path / "b" / "bbh.md").read_text()
     assert "| v1 | 4 |" in md
-    assert "| 1 | base, oracle | all (1 subtasks) | 4 | 25.0 [" in md and "| 50.0 [15.0, 85.0] | – | – | 0.0 | 0.0 |" in md
-    assert "| 1 | base, oracle | all (1 subtasks) | 33.3 [6.1, 79.2] (1/3) | – | – | – |" in md
+    assert "| 1 | base, oracle | all (1 subtask) | 4 | 25.0 [" in md and "| 50.0 [15.0, 85.0] | – | – | 0.0 | 0.0 |" in md
+    assert "| 1 | base, oracle | all (1 subtask) | 33.3 [6.1, 79.2] (1/3) | – | – | – |" in md
 
 
 def test_outcomes_that_disagree_with_lm_eval_values_are_an_error(tmp_path):
@@ -376,7 +377,7 @@ def test_pooled_rows_and_comparisons_are_repeated_without_the_two_answer_subtask
     assert (w["n"], w["only_row"], w["only_against"]) == (10, 5, 0)
     assert w["p_value"] == pytest.approx(_exact_p(5, 0)) == 0.0625 and w["within_noise"] is True
     md = (tmp_path / "b" / "bbh.md").read_text()
-    assert "| 2 | base, oracle | w/o two-answer (1 subtasks) | 10 | 0.0 [" in md
+    assert "| 2 | base, oracle | w/o two-answer (1 subtask) | 10 | 0.0 [" in md
     assert "| reflection against retry-only | w/o two-answer | 10 | 60.0 | 10.0 | 50.0 [" in md
     assert "| 0.0625 | 5 | 0 | yes | – |" in md
 
@@ -395,7 +396,8 @@ def test_no_absolute_path_in_what_build_writes(tmp_path):
 
 
 @pytest.mark.parametrize("path, expected", [("runs/x", "runs/x"), ("/somewhere/else/runs/a/b", "runs/a/b"),
-                                            ("/data/bbh/navigate.json", "navigate.json"),
+                                            ("/data/bbh/navigate.json", "navigate.json"), ("local/demo-data", "local/demo-data"),
+                                            ("../../../work/shared/data/bbh", "bbh"), ("../../x/runs/t/a", "runs/t/a"),
                                             (str(ROOT / "leaderboards" / "measured" / "x.json"), "leaderboards/measured/x.json")])
 def test_portable_path(path, expected):
     assert portable_path(path) == expected
