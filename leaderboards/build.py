@@ -668,12 +668,13 @@ def _notes(rows: list[dict]) -> list[str]:
 def markdown(rows: list[dict], compared: list[dict] = (), skipped: list[str] = ()) -> str:
     out = ["# BIG-Bench Hard: reflect-then-retry", "", *_notes(rows), "", "## Rows", "",
            "| # | base (revision) | reflector / adapter (revision) | setting | trained on (revision) | mode | instruction "
-           "| scorer | N |", "|---|---|---|---|---|---|---|---|---|"]
+           "| scorer | N | Acc@t1 | Acc@t2 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rows, 1):
         data = f"{r['train_data']}@{_short(r['train_data_revision'])}" if r["train_data"] else "–"
         scorer = f"v{r['scorer_version']}" + (f" ({r['headline_level']})" if r["scorer_version"] >= 2 else "")
         out.append(f"| {i} | {r['base_model']} ({_short(r['base_revision'])}) | {r['reflector_label']} | {r['setting'] or '–'} | "
-                   f"{data} | {_mode(r)} | {r['instruction']} | {scorer} | {r['n']} |")
+                   f"{data} | {_mode(r)} | {r['instruction']} | {scorer} | {r['n']} | {_pct(r['acc_t1'], r['acc_t1_ci'])} | "
+                   f"{_pct(r['acc_t2'], r['acc_t2_ci'])} |")
     out += ["", "## Accuracy", "",
             "In % with 95% intervals; Acc and no-answer rates at the headline level unless marked flexible.", "",
             "| # | row | items | N | Acc@t1 | Acc@t2 | Acc@t1 flexible | Acc@t2 flexible | no answer t1 | no answer t2 "

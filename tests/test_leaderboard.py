@@ -346,7 +346,7 @@ def test_version_one_rows_cannot_tell_the_flexible_level_or_the_fix_split(tmp_pa
     assert r["acc_t2"] == 0.5 and r["fix_rate"] == pytest.approx(1 / 3) and r["no_answer_t1"] == 0.0
     build([str(path)], str(tmp_path / "b"))
     md = (tmp_path / "b" / "bbh.md").read_text()
-    assert "| v1 | 4 |" in md
+    assert "| v1 | 4 | 25.0 [4.6, 69.9] | 50.0 [15.0, 85.0] |" in md  # the rows table, headline accuracies
     assert "| 1 | base, oracle | all (1 subtask) | 4 | 25.0 [" in md and "| 50.0 [15.0, 85.0] | – | – | 0.0 | 0.0 |" in md
     assert "| 1 | base, oracle | all (1 subtask) | 33.3 [6.1, 79.2] (1/3) | – | – | – |" in md
 
