@@ -133,8 +133,9 @@ def paired_difference(b: int, c: int, n: int, alpha: float = ALPHA) -> Paired:
     0 at p = 0.125). psi gets the Clopper-Pearson interval of b + c out of n, and the interval for the
     difference is the range of psi * (2 * theta - 1) over both, so a handful of discordant items gives
     a wide interval, and none gives [-psi_hi, psi_hi] (width from n, covering 0) instead of the point
-    [0, 0]. Exact enumeration of its coverage for n = 10 to 200 over a grid of discordance rates found
-    at least 95.8% (the interval that takes psi as known, plain (b+c)/n, covers as little as 38%)."""
+    [0, 0]. Its coverage is at least 90% by construction (each exact interval misses at most 5% of the
+    time); exact enumeration for n = 10, 20, 30, 50, 100 and 200 over grids of the two discordant rates
+    found at least 95.8% (the interval that takes psi as known, plain (b+c)/n, covers as little as 38%)."""
     if n <= 0 or b < 0 or c < 0 or b + c > n:
         raise ValueError(f"paired counts out of range: {b} and {c} discordant of {n}")
     m = b + c
