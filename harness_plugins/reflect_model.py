@@ -272,13 +272,17 @@ class ReflectEvoLM(LM):
         self._retried: dict[str, list[str]] = defaultdict(list)
         self._samplings: dict[str, list] = defaultdict(list)
         self._ignored_gen_kwargs: set = set()
-        self.run_summary = {
+        from reflectevo.portable import portable_paths
+
+        # written into every trajectory and into resume folders' settings, which may be committed:
+        # adapters are named by paths relative to the working directory
+        self.run_summary = portable_paths({
             "mode": protocol.mode, "instruction": protocol.instruction.id, "one_stage": protocol.one_stage,
             "retry_by": protocol.retry_by,
             "base": {k: base.describe()[k] for k in ("model", "model_revision", "adapter", "adapter_revision")},
             "reflector": ({k: reflector.describe()[k] for k in ("model", "model_revision", "adapter", "adapter_revision")}
                           if reflector is not None else "base"),
-        }
+        })
         self._next_chunk = 0
         self._reused = Counter()
         if chunking.resume:

@@ -3,9 +3,9 @@
 #
 #   REFLECTEVO_BBH_DIR=$PWD/../shared/data/bbh nohup setsid nice -n 19 leaderboards/measured.sh > runs/measured.log 2>&1 &
 #
-# After each row, its results file is copied to leaderboards/measured/ and leaderboards/bbh.md is
-# rebuilt from the rows finished so far, with the row-against-row comparisons in $COMPARE whose
-# two rows are both finished.
+# After each row, its results file is copied to leaderboards/measured/ (paths made relative) and
+# leaderboards/bbh.md is rebuilt from the rows finished so far, with the leaderboard's default
+# comparisons (below).
 #
 # Every row is evaluated on the same items: the first $LIMIT items of each of the 27 BBH subtasks
 # (lm-eval's --limit takes the first N docs), greedy, float32, the same token caps (128 for trial 1,
@@ -15,14 +15,15 @@
 #        answer): the control for one_stage, which is evaluated that way;
 #   6-10 oracle mode after training on data generated from the BIG-bench pool (never BBH):
 #        one_stage, two_stage, dpo_pm, dpo_pref as the reflector, and sft_qa as the answering model.
-# Resumable: each step writes its output and is skipped when that output exists (a row's output is
-# its results file in leaderboards/measured, which is committed, as are the curated training sets;
-# the rest is in $OUT, outside git); inside a row the
-# plugin keeps every finished chunk of $CHUNK docs (resume=), so a killed row loses at most one
-# chunk. Every row whose answering model is the base model takes its trial 1 from the base-single
-# row (trial1_from=): the same greedy replies it would generate, one pass less, and rows that share
-# trial 1 exactly, so their Δs differ only by the reflections. On this 2-core CPU the whole script
-# takes about ten hours; the log says where it is.
+# Resumable across sessions: a row's output is its results file in leaderboards/measured; inside a
+# row the plugin keeps every finished chunk of $CHUNK docs in $RESUME/<row> (resume=), and those
+# chunks are committed too, so a killed row, or one cut off by the end of a session, resumes on a
+# fresh checkout and loses at most one chunk. Every row whose answering model is the base model takes
+# its trial 1 from the base-single row (trial1_from=): the same greedy replies it would generate, one
+# pass less, and rows that share trial 1 exactly, so their differences come from the second attempt
+# alone. The curated training sets are committed as well. On this 2-core CPU the whole script takes
+# about ten hours; the log says where it is. Commit leaderboards/measured and leaderboards/bbh.* as
+# rows finish (and the resume folders before a session ends).
 set -euo pipefail
 
 PY=${PY:-.venv/bin}
@@ -37,27 +38,23 @@ export HF_HUB_OFFLINE=1
 mkdir -p "$OUT/eval"
 
 RESULTS=leaderboards/measured  # committed: one lm-eval results file per finished row
+# committed too: every row's stored chunks (the trajectories: prompts, raw replies, verdicts), so a row
+# resumes in a later session on a fresh checkout, and a scorer change re-scores replies without a rerun
+RESUME=${RESUME:-leaderboards/measured/resume}
 ORDER=(base-single base-retry_only base-oracle base-intrinsic base-one_stage one_stage two_stage dpo_pm dpo_pref sft_qa)
 
-# row against row, item by item (ROW:AGAINST), by the exact McNemar test (leaderboards/build.py):
-# - did reflection help? every reflective row against retry_only (a second try with the verdict and no
-#   reflection) on the same items, never its delta against 0 (oracle and retry_only cannot break a
-#   right answer, so their delta is >= 0 by construction);
-# - did training help? each trained row against the base model under the same protocol (one_stage
-#   against the base model asked the one-stage way, the others against the base model's oracle row);
-# - intrinsic (no verdict) against single.
-COMPARE=(base-oracle:base-retry_only base-one_stage:base-retry_only base-intrinsic:base-single
-         one_stage:base-retry_only two_stage:base-retry_only dpo_pm:base-retry_only dpo_pref:base-retry_only
-         one_stage:base-one_stage two_stage:base-oracle dpo_pm:base-oracle dpo_pref:base-oracle sft_qa:base-oracle)
+# Rows are compared item by item with the leaderboard's default pairs (leaderboards/build.py), by the
+# exact McNemar test: did reflection help? each reflective row against retry_only (a second try with the
+# verdict and no reflection) on the same items, never its delta against 0 (oracle and retry_only cannot
+# break a right answer, so their delta is >= 0 by construction); did training help? each trained row
+# against the base model under the same protocol (one_stage against the base model asked the one-stage
+# way, the others against the base model's oracle row); intrinsic (no verdict) against single.
 
 publish_rows() {  # leaderboards/bbh.md from every row finished so far, in a fixed order
-    local files=() pairs=() n p
+    local files=() n
     for n in "${ORDER[@]}"; do [ -f "$RESULTS/$n.json" ] && files+=("$RESULTS/$n.json"); done
-    for p in "${COMPARE[@]}"; do
-        [ -f "$RESULTS/${p%%:*}.json" ] && [ -f "$RESULTS/${p##*:}.json" ] && pairs+=("$p")
-    done
     "$PY/reflectevo" leaderboard build "${files[@]}" --output leaderboards \
-        --compare "$(IFS=,; echo "${pairs[*]}")" || echo "[measured] leaderboard not rebuilt (see the error above)"
+        || echo "[measured] leaderboard not rebuilt (see the error above)"
 }
 
 # (none yet is not an error: under pipefail, a failing ls would end the script here)
@@ -88,10 +85,10 @@ run_row() {  # run_row NAME MODEL_ARGS: lm_eval for one row into $OUT/eval/NAME,
         return
     fi
     rm -rf "$OUT/eval/$name"
-    retire_stale_resume "$OUT/resume/$name"
+    retire_stale_resume "$RESUME/$name"
     echo "[measured] $name: lm_eval --model_args $args ($(date -u +%FT%TZ))"
     "$PY/lm_eval" --model reflectevo \
-        --model_args "base=hf,pretrained=$MODEL,dtype=float32,$CAPS,chunk_size=$CHUNK,resume=$OUT/resume/$name,$args" \
+        --model_args "base=hf,pretrained=$MODEL,dtype=float32,$CAPS,chunk_size=$CHUNK,resume=$RESUME/$name,$args" \
         --tasks reflectevo_bbh --limit "$LIMIT" --batch_size 32 --device cpu \
         --output_path "$OUT/eval/$name" --log_samples
 }
@@ -102,7 +99,6 @@ evaluate() {  # evaluate NAME MODEL_ARGS: one row, skipped once its results file
         echo "[measured] $name: finished ($RESULTS/$name.json)"
         return
     fi
-    case "$args" in *"$SHARED"*) shared_trial1 ;; esac
     run_row "$name" "$args"
     mkdir -p "$RESULTS"
     # committed without the absolute paths of this machine (they become relative to the repo)
@@ -110,26 +106,7 @@ evaluate() {  # evaluate NAME MODEL_ARGS: one row, skipped once its results file
     publish_rows
 }
 
-same_outcomes() {  # same_outcomes A B: two results files with the same outcome for every item
-    "$PY/python" - "$1" "$2" <<'PY'
-import json, sys
-a, b = (json.load(open(path))["config"]["reflectevo"]["outcomes"] for path in sys.argv[1:])
-sys.exit(a != b)
-PY
-}
-
-# The rows that take trial 1 from base-single need its resume folder, which is not in git: on a fresh
-# checkout whose base-single row is committed, trial 1 is generated again (about 25 minutes) and must
-# give the committed row's outcomes item for item, or those rows would not share trial 1.
-shared_trial1() {
-    run_row base-single "mode=single"
-    same_outcomes "$RESULTS/base-single.json" "$(latest_results base-single)" || {
-        echo "[measured] base-single: trial 1 generated again differs from the committed row; stopping"
-        exit 1
-    }
-}
-
-SHARED="trial1_from=$OUT/resume/base-single"
+SHARED="trial1_from=$RESUME/base-single"
 evaluate base-single "mode=single"
 for mode in retry_only oracle intrinsic; do
     evaluate "base-$mode" "mode=$mode,$SHARED"
@@ -162,6 +139,14 @@ if [ ! -f "$DATA/stats.md" ]; then
     fi
     rm -rf "$DATA.partial" && cp -r "$OUT/curated" "$DATA.partial" && mv "$DATA.partial" "$DATA"
 fi
+
+# the trained rows' data must have been curated under the scorer that evaluates them (curation keeps a
+# retry as "fixed" by the same verdict as evaluation)
+"$PY/python" - "$DATA/stats.json" <<'PY' || { echo "[measured] $DATA was curated by another scorer version: re-curate it (README, 'The leaderboard'); stopping before training"; exit 1; }
+import json, sys
+from reflectevo_tasks.answers import SCORING_VERSION
+sys.exit(json.load(open(sys.argv[1])).get("scoring_version") != SCORING_VERSION)
+PY
 
 declare -A EVAL_ARGS=(
     [one_stage]="mode=oracle,$SHARED,reflector_peft=$OUT/train/one_stage,one_stage=true"
