@@ -58,7 +58,7 @@ class LoopConfig:
     namespace: str = "local"
     name: str = "reflectevo"
     train_from: str = "previous"  # previous: round r continues round r-1's adapter; base: a fresh adapter each round
-    baseline: bool = True  # also evaluate the base model (prompt-based reflection) as round 0
+    baseline: bool = True  # also evaluate the base model (prompt-based reflection, same protocol) as round 0
     gen: dict = field(default_factory=dict)  # reflectevo gen run options
     curate: dict = field(default_factory=dict)  # reflectevo gen curate options
     train: dict = field(default_factory=dict)  # reflectevo train options; `config`: recipe layers
@@ -290,8 +290,10 @@ def eval_model_args(cfg: LoopConfig, adapter: dict | None, folder: Path) -> str:
         args.append(f"instruction={ev['instruction']}")
     if adapter:
         args += [f"reflector_peft={adapter['repo']}", f"reflector_revision={adapter['sha']}"]
-        if SETTINGS[cfg.setting].eval_options:
-            args.append(SETTINGS[cfg.setting].eval_options)
+    if SETTINGS[cfg.setting].eval_options:
+        # round 0 (the base model) too: a trained round is compared with the base model under the
+        # same protocol, so that a protocol change (one-stage) is never read as the training's gain
+        args.append(SETTINGS[cfg.setting].eval_options)
     if ev["model_args"]:
         args.append(str(ev["model_args"]))
     return ",".join(args)

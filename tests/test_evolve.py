@@ -196,7 +196,8 @@ def test_evolve_runs_one_round_end_to_end_and_a_rerun_redoes_nothing(tmp_path, i
     adapter_row = rows[1]
     assert adapter_row["adapter"] == "local/tiny-one_stage" and adapter_row["adapter_revision"] == rd["adapter"]["sha"]
     assert adapter_row["setting"] == "one_stage" and adapter_row["train_data_revision"] == rd["data"]["sha"]
-    # round 1 is compared with round 0 item by item (the same items in both)
+    # round 1 is compared with round 0 item by item (the same items in both), under the same protocol
+    assert all((row["mode"], row["one_stage"]) == (rows[0]["mode"], rows[0]["one_stage"]) for row in rows)
     (c,) = json.loads((workdir / "leaderboard" / "bbh_comparisons.json").read_text())["comparisons"]
     assert (c["row"], c["against"], c["n"]) == (2, 1, 2) and c["final"] == adapter_row["acc_t2"]
     # the loop's Hub repos (kept under the workdir) hold the tagged commits it printed
