@@ -72,6 +72,9 @@ SCORER_CLASSES = {
     "sentence-end-at-quote": "the marker sits in an echoed instruction ('So the answer is X.\" where X is ... like "
                              "(B).'); RULES.md ends the sentence at the closing quote, so the strict segment "
                              "names nothing; the scorer reads on to (B)",
+    "marker-answer-was": "the only markers with a candidate say \"The answer was (B).\"; RULES.md counts "
+                         "\"answer was\" as a marker (section 0), the scorer does not, so its strict level finds "
+                         "no marker",
     "other": "none of the above: listed row by row for the lead to judge",
 }
 
@@ -153,6 +156,8 @@ def classify_scorer(row: dict, level: str, verdict) -> str:
         return "enumeration-in-steps"
     if level == "strict" and row["rule"] == "F1" and got is not None and re.search(r'answer is X\."', row["reply"]):
         return "sentence-end-at-quote"
+    if level == "strict" and got is None and lab["answer"] is not None and re.search(r"answer was", row["reply"]):
+        return "marker-answer-was"
     return "other"
 
 
