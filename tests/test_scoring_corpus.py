@@ -87,7 +87,7 @@ def test_every_spec_rebuilds_with_the_projects_code():
             assert spec.vocabulary, f"{r['id']}: a word-sort question without its list"
 
 
-def test_corpus_errors_name_the_row(tmp_path):
+def test_corpus_errors_name_the_row():
     bad = dict(WRITTEN[0], expected_strict={"verdict": "correct", "answer": None})
     with pytest.raises(ValueError, match="row-7: expected_strict verdict"):
         corpus_rows.check_row(bad, "row-7")

@@ -37,7 +37,8 @@ DYCK = "bbh:dyck_languages/1"  # input "< [ [", gold "] ] >"
 SORT = "bbh:word_sorting/3"  # sioux fortescue purloin percept helmsman
 FREE = "free:capital"
 
-FREE_QUESTIONS = {FREE: {"question": "What is the capital of France?", "gold": "Paris", "kind": "free_text"}}
+FREE_QUESTIONS = {FREE: {"spec_from": "record", "subtask": "written/capital", "kind": "free_text",
+                         "question": "What is the capital of France?", "gold": "Paris", "options": [], "vocabulary": []}}
 
 N = None  # no answer
 COT = "Let's think step by step. "
