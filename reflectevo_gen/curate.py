@@ -1,17 +1,27 @@
 """Curation of generation records into the training sets of the paper, plus statistics.
 
-- `d_plus`: trial 1 wrong, retry right (setting I and II data).
+- `d_plus`: trial 1 wrong, retry right (setting I and II data); per question, a row whose retry is
+  a copy or near-copy of an earlier row's retry is dropped and counted (greedy retries after
+  different reflections are often the same text, and copies would weigh one target several times).
 - `d_pm`  (D±): same question and trial 1; chosen = a reflection whose retry was right, rejected =
-  one whose retry was wrong; at most `max_pairs` per question; near-duplicate reflections dropped.
+  one whose retry was wrong; near-duplicate reflections dropped; at most `max_pairs` per question,
+  paired round-robin so the pairs use as many distinct chosen and rejected reflections as they can.
 - `d_pref`: pairs of reflections whose retries were both right, ranked by a judge model (pairwise
-  prompt, both orders) or judge-free by the log-likelihood of the gold answer in the retry context.
+  prompt, both orders) or judge-free by the log-likelihood of the gold answer in the retry context;
+  a log-likelihood pair whose margin is below `min_margin` (the measured noise) is dropped, counted.
 - `sft_qa`: question → a correct trial-1 answer (the SFT baseline).
-Reflections that give the gold answer away are dropped everywhere and counted.
+
+Outcomes are re-read with `answers.score` (whatever level it returns), not taken from the records,
+so a curated set always follows the current scorer. Reflections that assert the gold answer
+(`reflectevo_tasks.leaks.asserts_gold`, with its measured error) are dropped everywhere and
+counted per answer kind.
+
+Near-duplicate texts: equal after normalisation (lower case, punctuation and runs of white space
+removed), or word-trigram Jaccard similarity at or above `near_duplicate` (0.8 by default).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 from collections import defaultdict
@@ -21,18 +31,35 @@ from pathlib import Path
 from reflectevo.errors import UserError
 from reflectevo_gen.store import read_records, write_atomic
 from reflectevo_tasks import prompts
-from reflectevo_tasks.answers import CORRECT, mentions_answer
+from reflectevo_tasks import answers, leaks
+from reflectevo_tasks.answers import CORRECT
 from reflectevo_tasks.questions import Question
 
 CONFIGS = ("raw", "d_plus", "d_pm", "d_pref", "sft_qa")
 RANKINGS = ("loglik", "judge")
 
 
+# The noise of the log-likelihood ranking, measured on the committed training data
+# (leaderboards/measured/training-data/raw.jsonl; the embedded model on CPU, float32; `margin_noise`):
+# every reflection Dpref could rank (10 non-leaking reflections with a right retry, 6 questions) was
+# scored as written and again with its white space re-laid (blank lines collapsed; line breaks made
+# spaces; one sentence per line), which changes no word. Over the 24 re-laid variants the score moved
+# by 0.007 to 0.56 (median 0.14); the 95th percentile (nearest rank) is 0.32. A pair whose margin is
+# smaller is ordered by layout as much as by content. 24 variants is a small sample: re-measure with
+# `margin_noise` on a larger run and pass --min-margin (or curate.min_margin in a loop file).
+MARGIN_NOISE = 0.32
+
+
 @dataclass
 class CurateOptions:
     max_pairs: int = 4
-    near_duplicate: float = 0.8  # word-trigram Jaccard at or above which two reflections are one
+    near_duplicate: float = 0.8  # word-trigram Jaccard at or above which two texts are one
     ranking: str = "loglik"
+    min_margin: float = MARGIN_NOISE  # Dpref (loglik) pairs with a smaller score margin are dropped
+
+
+def _normalised(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
 
 
 def _trigrams(text: str) -> set[str]:
@@ -41,6 +68,8 @@ def _trigrams(text: str) -> set[str]:
 
 
 def _similar(a: str, b: str, threshold: float) -> bool:
+    if _normalised(a) == _normalised(b):
+        return True
     ta, tb = _trigrams(a), _trigrams(b)
     return bool(ta and tb) and len(ta & tb) / len(ta | tb) >= threshold
 
@@ -59,12 +88,48 @@ def _common(rec: dict) -> dict:
             "kind": q["kind"], "question_json": json.dumps(q, ensure_ascii=False), "trial1": rec["trial1"]["output"]}
 
 
-def _dedupe(recs: list[dict], threshold: float) -> list[dict]:
+def _dedupe(recs: list[dict], threshold: float, text=_reflection_text) -> list[dict]:
+    """The records in order, less any whose `text` is a near-duplicate of an earlier kept one."""
     kept: list[dict] = []
     for r in recs:
-        if not any(_similar(_reflection_text(r), _reflection_text(k), threshold) for k in kept):
+        if not any(_similar(text(r), text(k), threshold) for k in kept):
             kept.append(r)
     return kept
+
+
+def _retry_text(rec: dict) -> str:
+    return rec["retry"]["output"].strip()
+
+
+def spread_pairs(k: int, m: int, cap: int) -> list[tuple[int, int]]:
+    """Up to `cap` distinct (chosen, rejected) index pairs out of k x m, walked along diagonals so
+    that the first pairs cover the longer side once while cycling through the shorter one: with a
+    cap of 4 they use min(k, 4) distinct chosen and min(m, 4) distinct rejected where k x m allows."""
+    pairs: list[tuple[int, int]] = []
+    if k <= 0 or m <= 0 or cap <= 0:
+        return pairs
+    if k >= m:
+        for d in range(m):
+            pairs += [(i, (i + d) % m) for i in range(k)]
+            if len(pairs) >= cap:
+                break
+    else:
+        for d in range(k):
+            pairs += [((j + d) % k, j) for j in range(m)]
+            if len(pairs) >= cap:
+                break
+    return pairs[:cap]
+
+
+def spread_combinations(n: int, cap: int) -> list[tuple[int, int]]:
+    """Up to `cap` unordered pairs of n items, neighbours first ((0,1), (1,2), ..., then (0,2), ...),
+    so the first pairs do not all share item 0."""
+    pairs: list[tuple[int, int]] = []
+    for d in range(1, n):
+        pairs += [(i, i + d) for i in range(n - d)]
+        if len(pairs) >= cap:
+            break
+    return pairs[:cap]
 
 
 def _flatten_raw(rec: dict) -> dict:
@@ -75,16 +140,53 @@ def _flatten_raw(rec: dict) -> dict:
     return out
 
 
+def _loglik_request(rec: dict, reflection: str):
+    q = _question(rec)
+    p = prompts.retry_prompt(q, rec["trial1"]["output"], reflection, rec["trial1"]["outcome"])
+    return p, f" {prompts.ANSWER_LINE} {q.answer}."
+
+
 def rank_pairs_loglik(pairs: list[tuple[dict, dict]], engine) -> list[tuple[float, float]]:
     """log P(gold answer line | retry context with the reflection), for both sides of each pair."""
-    requests = []
-    for a, b in pairs:
-        for rec in (a, b):
-            q = _question(rec)
-            p = prompts.retry_prompt(q, rec["trial1"]["output"], _reflection_text(rec), rec["trial1"]["outcome"])
-            requests.append((p, f" {prompts.ANSWER_LINE} {q.answer}."))
+    requests = [_loglik_request(rec, _reflection_text(rec)) for a, b in pairs for rec in (a, b)]
     scores = engine.loglikelihood(requests)
     return [(scores[2 * i], scores[2 * i + 1]) for i in range(len(pairs))]
+
+
+def _relaid(text: str) -> list[str]:
+    """The same words with the white space laid out differently: blank lines collapsed, every line
+    break turned into a space, one sentence per line. Only variants that differ from the text count."""
+    variants = [re.sub(r"\n\s*\n+", "\n", text), " ".join(text.split()), re.sub(r"(?<=[.!?]) +(?=\S)", "\n", text)]
+    return list(dict.fromkeys(v for v in variants if v != text))
+
+
+def margin_noise(records: list[dict], engine, options: CurateOptions | None = None) -> list[float]:
+    """How far the log-likelihood score moves when a reflection's white space is re-laid and no
+    word changes: |score(variant) - score(as written)| for every variant of every reflection that
+    Dpref could rank (non-leaking reflections whose retry was right). The default `min_margin` is
+    the 95th percentile of these on the measured training data (MARGIN_NOISE)."""
+    opts = options or CurateOptions()
+    by_q: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_q[r["question_id"]].append(r)
+    requests, owners = [], []
+    for qid in sorted(by_q):
+        q = _question(by_q[qid][0])
+        right = [r for r in by_q[qid] if r["reflection"] is not None and _reflection_text(r)
+                 and not leaks.asserts_gold(_reflection_text(r), q.answer, q.spec, q.question)
+                 and _outcome(r["retry"]["output"], q) == CORRECT]
+        for r in _dedupe(right, opts.near_duplicate):
+            variants = _relaid(_reflection_text(r))
+            if variants:
+                owners.append(len(variants))
+                requests += [_loglik_request(r, t) for t in [_reflection_text(r), *variants]]
+    scores = engine.loglikelihood(requests) if requests else []
+    diffs, at = [], 0
+    for n in owners:
+        base = scores[at]
+        diffs += [abs(scores[at + 1 + i] - base) for i in range(n)]
+        at += 1 + n
+    return diffs
 
 
 def rank_pairs_judge(pairs: list[tuple[dict, dict]], engine) -> list[tuple[float, float]]:
@@ -111,59 +213,81 @@ def rank_pairs_judge(pairs: list[tuple[dict, dict]], engine) -> list[tuple[float
     return scores
 
 
+def _outcome(output: str, q: Question) -> str:
+    """The verdict curation uses: `answers.score` at whatever level it returns."""
+    return answers.score(output, q.answer, q.spec).outcome
+
+
 def curate(records: list[dict], options: CurateOptions | None = None, engine=None) -> dict:
     """Build all configs from records. Needs an engine only for Dpref ranking."""
     opts = options or CurateOptions()
     if opts.ranking not in RANKINGS:
         raise UserError(f"--ranking: expected one of {', '.join(RANKINGS)}, got {opts.ranking!r}")
+    if not (isinstance(opts.min_margin, (int, float)) and opts.min_margin >= 0):
+        raise UserError(f"--min-margin: expected a number >= 0, got {opts.min_margin!r}")
     by_q: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         by_q[r["question_id"]].append(r)
     out = {c: [] for c in CONFIGS}
     out["raw"] = [_flatten_raw(r) for r in records]
-    leaked = 0
+    counts = {"leaked_by_kind": defaultdict(int), "reflections_by_kind": defaultdict(int), "d_plus_duplicates": 0,
+              "chosen": set(), "rejected": set()}
     pref_candidates: list[tuple[dict, dict]] = []
     for qid in sorted(by_q):
         recs = by_q[qid]
         first = recs[0]
-        if first["trial1"]["outcome"] == CORRECT:
+        q = _question(first)
+        if _outcome(first["trial1"]["output"], q) == CORRECT:
             out["sft_qa"].append({**_common(first), "answer": first["trial1"]["output"]})
             continue
-        refl = [r for r in recs if r["reflection"] is not None]
-        q = _question(first)
         clean = []
-        for r in refl:
-            if mentions_answer(_reflection_text(r), q.answer, q.spec):
-                leaked += 1
-            elif _reflection_text(r):
+        for r in recs:
+            if r["reflection"] is None or not _reflection_text(r):
+                continue
+            counts["reflections_by_kind"][q.kind] += 1
+            if leaks.asserts_gold(_reflection_text(r), q.answer, q.spec, q.question):
+                counts["leaked_by_kind"][q.kind] += 1
+            else:
                 clean.append(r)
-        right = [r for r in clean if r["retry"]["outcome"] == CORRECT]
-        wrong = [r for r in clean if r["retry"]["outcome"] != CORRECT]
-        for r in right:
+        right, wrong = [], []
+        for r in clean:
+            (right if _outcome(r["retry"]["output"], q) == CORRECT else wrong).append(r)
+        d_plus = _dedupe(right, opts.near_duplicate, text=_retry_text)
+        counts["d_plus_duplicates"] += len(right) - len(d_plus)
+        for r in d_plus:
             out["d_plus"].append({**_common(r), "reflection": _reflection_text(r), "retry": r["retry"]["output"],
                                   "instruction_id": r["reflection"]["instruction_id"], "record_id": r["record_id"]})
         right_u, wrong_u = _dedupe(right, opts.near_duplicate), _dedupe(wrong, opts.near_duplicate)
-        for c, w in list(itertools.product(right_u, wrong_u))[: opts.max_pairs]:
+        for i, j in spread_pairs(len(right_u), len(wrong_u), opts.max_pairs):
+            c, w = right_u[i], wrong_u[j]
+            counts["chosen"].add(c["record_id"])
+            counts["rejected"].add(w["record_id"])
             out["d_pm"].append({**_common(c), "chosen": _reflection_text(c), "rejected": _reflection_text(w),
                                 "chosen_retry": c["retry"]["output"], "rejected_retry": w["retry"]["output"],
                                 "chosen_record_id": c["record_id"], "rejected_record_id": w["record_id"]})
-        pref_candidates += list(itertools.combinations(right_u, 2))[: opts.max_pairs]
+        pref_candidates += [(right_u[i], right_u[j]) for i, j in spread_combinations(len(right_u), opts.max_pairs)]
+    ties = low_margin = 0
     if pref_candidates:
         if engine is None:
             raise UserError("ranking Dpref pairs needs a model; pass one (the generator by default)")
         ranker = rank_pairs_loglik if opts.ranking == "loglik" else rank_pairs_judge
-        ties = 0
         for (a, b), (sa, sb) in zip(pref_candidates, ranker(pref_candidates, engine)):
             if sa == sb:
                 ties += 1
+                continue
+            if opts.ranking == "loglik" and abs(sa - sb) < opts.min_margin:
+                low_margin += 1
                 continue
             chosen, rejected, sc, sr = (a, b, sa, sb) if sa > sb else (b, a, sb, sa)
             out["d_pref"].append({**_common(chosen), "chosen": _reflection_text(chosen), "rejected": _reflection_text(rejected),
                                   "ranking": opts.ranking, "score_chosen": sc, "score_rejected": sr,
                                   "chosen_record_id": chosen["record_id"], "rejected_record_id": rejected["record_id"]})
-    else:
-        ties = 0
-    out["stats"] = statistics(records, leaked, ties, opts)
+    drops = {"leaks_by_kind": dict(sorted(counts["leaked_by_kind"].items())),
+             "reflections_by_kind": dict(sorted(counts["reflections_by_kind"].items())),
+             "d_plus_duplicates_dropped": counts["d_plus_duplicates"],
+             "d_pm_distinct_chosen": len(counts["chosen"]), "d_pm_distinct_rejected": len(counts["rejected"]),
+             "dpref_candidates": len(pref_candidates), "dpref_ties_dropped": ties, "dpref_low_margin_dropped": low_margin}
+    out["stats"] = statistics(records, drops, opts)
     return out
 
 
@@ -171,25 +295,27 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
-def statistics(records: list[dict], leaked: int, ties: int, opts: CurateOptions) -> dict:
-    """Per source task: questions, wrong at trial 1, reflections, fixed, and mean lengths (words)."""
+def statistics(records: list[dict], drops: dict, opts: CurateOptions) -> dict:
+    """Per source task: questions, wrong at trial 1, reflections, fixed, and mean lengths (words);
+    then what curation dropped and why, and the leak filter's measured error."""
     rows: dict[str, dict] = {}
     questions_seen: set[str] = set()
     for r in records:
         task = r["source"]
+        q = _question(r)
         row = rows.setdefault(task, {"questions": 0, "wrong_t1": 0, "reflections": 0, "fixed": 0, "q_fixed": set(),
                                      "len_q": [], "len_t1": [], "len_refl": [], "len_retry": []})
         if r["question_id"] not in questions_seen:
             questions_seen.add(r["question_id"])
             row["questions"] += 1
-            row["wrong_t1"] += r["trial1"]["outcome"] != CORRECT
+            row["wrong_t1"] += _outcome(r["trial1"]["output"], q) != CORRECT
             row["len_q"].append(_words(r["question"]["question"]))
             row["len_t1"].append(_words(r["trial1"]["output"]))
         if r["reflection"] is not None:
             row["reflections"] += 1
             row["len_refl"].append(_words(r["reflection"]["output"]))
             row["len_retry"].append(_words(r["retry"]["output"]))
-            if r["retry"]["outcome"] == CORRECT:
+            if _outcome(r["retry"]["output"], q) == CORRECT:
                 row["fixed"] += 1
                 row["q_fixed"].add(r["question_id"])
 
@@ -209,8 +335,22 @@ def statistics(records: list[dict], leaked: int, ties: int, opts: CurateOptions)
     total_fixed = sum(t["fixed_reflections"] for t in table)
     return {"per_source": table, "questions": len(questions_seen), "reflections": total_refl,
             "share_fixed": round(total_fixed / total_refl, 3) if total_refl else 0.0,
-            "leaking_reflections_dropped": leaked, "dpref_ties_dropped": ties,
-            "options": {"max_pairs": opts.max_pairs, "near_duplicate": opts.near_duplicate, "ranking": opts.ranking}}
+            "leaking_reflections_dropped": sum(drops["leaks_by_kind"].values()), **drops,
+            "leak_filter": leak_filter_error(),
+            "options": {"max_pairs": opts.max_pairs, "near_duplicate": opts.near_duplicate, "ranking": opts.ranking,
+                        "min_margin": opts.min_margin}}
+
+
+def leak_filter_error() -> dict:
+    """The gold-leak filter and its error on the labelled set, as the card and stats.json quote it."""
+    e = leaks.MEASURED_ERROR
+    return {"filter": "reflectevo_tasks.leaks.asserts_gold", "labelled_set": leaks.LABELLED_SET,
+            "labelled_reflections": e["rows"], "labelled_leaks": e["leaks"], "labelled_keeps": e["keeps"],
+            "missed_leaks": e["missed"], "false_drops": e["false_drops"]}
+
+
+def _share(n: int, d: int) -> str:
+    return f"{n} of {d} ({100 * n / d:.1f}%)" if d else f"{n} of 0"
 
 
 def stats_markdown(stats: dict, counts: dict[str, int]) -> str:
@@ -222,9 +362,24 @@ def stats_markdown(stats: dict, counts: dict[str, int]) -> str:
                      f"{t['mean_words_reflection']} | {t['mean_words_retry']} |")
     lines.append("")
     lines.append("Rows per config: " + ", ".join(f"{c} {n}" for c, n in counts.items()) + ". "
-                 f"Reflections fixed after retry: {100 * stats['share_fixed']:.1f}% of {stats['reflections']}. "
-                 f"Dropped: {stats['leaking_reflections_dropped']} reflections that stated the gold answer, "
-                 f"{stats['dpref_ties_dropped']} tied Dpref pairs.")
+                 f"Reflections fixed after retry: {100 * stats['share_fixed']:.1f}% of {stats['reflections']}.")
+    lines.append("")
+    lines += ["| dropped or counted | n |", "|---|---|"]
+    by_kind = stats.get("leaks_by_kind", {})
+    refl_by_kind = stats.get("reflections_by_kind", {})
+    kinds = ", ".join(f"{k} {_share(n, refl_by_kind.get(k, 0))}" for k, n in by_kind.items()) or "none"
+    lines.append(f"| reflections that assert the gold answer (by answer kind: {kinds}) | {stats['leaking_reflections_dropped']} |")
+    lines.append(f"| D+ rows whose retry copies an earlier one of the same question | {stats.get('d_plus_duplicates_dropped', 0)} |")
+    lines.append(f"| D± distinct chosen / rejected reflections | {stats.get('d_pm_distinct_chosen', 0)} / "
+                 f"{stats.get('d_pm_distinct_rejected', 0)} |")
+    lines.append(f"| Dpref candidate pairs / tied / margin below {stats['options'].get('min_margin', 0)} | "
+                 f"{stats.get('dpref_candidates', 0)} / {stats['dpref_ties_dropped']} / {stats.get('dpref_low_margin_dropped', 0)} |")
+    f = stats.get("leak_filter")
+    if f:
+        lines.append("")
+        lines.append(f"Gold-leak filter `{f['filter']}`, measured on {f['labelled_reflections']} labelled real reflections "
+                     f"({f['labelled_set']}): missed leaks {_share(f['missed_leaks'], f['labelled_leaks'])} labelled leaks, "
+                     f"false drops {_share(f['false_drops'], f['labelled_keeps'])} labelled keeps.")
     return "\n".join(lines)
 
 

@@ -13,11 +13,19 @@ from reflectevo_gen.curate import CONFIGS, read_curated, stats_markdown
 from reflectevo_tasks.provenance import package_versions
 
 
+# The Hub's size_categories values (huggingface_hub's dataset card metadata), smallest first; a
+# value outside this list is not recognised by the Hub's filters.
+SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                   (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"),
+                   (10_000_000_000, "1B<n<10B"), (100_000_000_000, "10B<n<100B"), (1_000_000_000_000, "100B<n<1T"))
+
+
 def size_category(n: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+    """The Hub's size category for n rows."""
+    for limit, name in SIZE_CATEGORIES:
         if n < limit:
             return name
-    return "n>1M"
+    return "n>1T"
 
 
 def dataset_card(curated: dict, repo_id: str, tag: str | None, command: str) -> str:
@@ -58,6 +66,10 @@ trial 1 and the reflection in context (greedy).
 
 {stats_markdown(stats, counts)}
 
+## What curation dropped
+
+{curation_notes(stats)}
+
 ## Provenance
 
 - tag: `{tag or 'none'}`
@@ -66,6 +78,37 @@ trial 1 and the reflection in context (greedy).
 - exact command: `{command}`
 """
     return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n" + body
+
+
+def curation_notes(stats: dict) -> str:
+    """The card's account of the filters: the gold-leak filter with its measured error, the leak
+    drops per answer kind, and the other drops, so a reader can judge the sets' biases."""
+    lines = []
+    f = stats.get("leak_filter")
+    by_kind = stats.get("leaks_by_kind")
+    if f:
+        lines.append(f"- Reflections that assert the gold answer were dropped by `{f['filter']}`. Its error on "
+                     f"{f['labelled_reflections']} real reflections labelled by hand ({f['labelled_set']}): "
+                     f"{f['missed_leaks']} of {f['labelled_leaks']} labelled leaks missed, "
+                     f"{f['false_drops']} of {f['labelled_keeps']} labelled non-leaks dropped.")
+    else:
+        lines.append("- Reflections that state the gold answer were dropped by a filter whose error was not measured "
+                     "(curated before the leak filter carried its measurement).")
+    if by_kind is not None:
+        refl = stats.get("reflections_by_kind", {})
+        per_kind = ", ".join(f"{k}: {n} of {refl.get(k, '?')}" for k, n in by_kind.items()) or "none"
+        lines.append(f"- Dropped as leaks, per answer kind: {per_kind}.")
+    else:
+        lines.append(f"- Dropped as leaks: {stats.get('leaking_reflections_dropped', 0)} (per answer kind not recorded).")
+    if "d_plus_duplicates_dropped" in stats:
+        lines.append(f"- D+ rows dropped because their retry copied an earlier row's retry for the same question: "
+                     f"{stats['d_plus_duplicates_dropped']}.")
+        lines.append(f"- D± pairs use {stats['d_pm_distinct_chosen']} distinct chosen and "
+                     f"{stats['d_pm_distinct_rejected']} distinct rejected reflections.")
+        lines.append(f"- Dpref: {stats['dpref_candidates']} candidate pairs, {stats['dpref_ties_dropped']} tied, "
+                     f"{stats['dpref_low_margin_dropped']} with a score margin below "
+                     f"{stats['options'].get('min_margin')} (the measured noise of the ranking) dropped.")
+    return "\n".join(lines)
 
 
 def to_dataset_dicts(curated: dict) -> dict:
