@@ -58,8 +58,10 @@ SCORING_VERSION = 2
 _MAX_SCAN = 250_000
 _MAX_DIGITS = 30  # longer digit runs are not answers (and int() refuses very long ones)
 _MARKER = re.compile(
-    r"\b(?:final\s+answer|answer)\s*(?:(?:is|would\s+be|should\s+be|will\s+be)\b|:|=)\s*[:=]?",
-    re.IGNORECASE,
+    r"\b(?:final\s+answer|answer)\s*(?:(?:is|was|would\s+be|should\s+be|will\s+be)\b|:|=)\s*[:=]?"
+    # a heading line that holds nothing but "Answer" / "Final answer" ends its line
+    r"|^[ \t#>]*(?:final[ \t]+)?answer[ \t]*:?[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
 )
 _OPTION_LINE = re.compile(r"^\s*\(([A-Za-z])\)\s*(.*?)\s*$", re.MULTILINE)
 _PAREN_LETTER = re.compile(r"\(\s*([A-Za-z])\s*\)")
@@ -480,21 +482,23 @@ def _marker_segment(text: str) -> str | None:
 
 
 # ---------------------------------------------------------------- commitment
-# A reply is credited only when it commits to exactly one answer. A mention is one place where the
-# reply names a candidate; a mention is ruled out when the reply negates it ("not (C)", "rule out
-# (D)", "(C) is wrong"). The unit being read (a marker's sentence, or in the flexible fallback the
-# last sentence that names a candidate) commits when its mentions that are not ruled out name
-# exactly one distinct answer. Otherwise the unit refuses: several answers (a hedge "(B) or (C)",
-# "True or False"), only ruled-out ones, an enumeration of options, or a list cut off mid-item.
+# A reply is credited only when it commits to exactly one answer (the labelling rules of
+# tests/data/scoring_corpus/RULES.md, which this implements). A mention is one place where a unit
+# of the reply (a sentence, or a line) names a candidate; a mention is ruled out when the reply
+# negates it ("not (C)", "rule out (D)", "(C) is wrong"). The deciding unit (the last marker's
+# statement; in the flexible fallback the last unit that names a candidate) commits when its
+# mentions that are not ruled out name exactly one distinct answer, and it is not one item of a
+# list. Otherwise it refuses: several answers (a hedge "(B) or (C)", "True or False", an equation),
+# only ruled-out ones, an item of an enumeration, or a list cut off mid-item.
 
 HEDGE, NEGATED, ENUMERATION, CUT_OFF = "hedge", "negated", "enumeration", "cut_off"
 
 # negation cues just before a mention, in its own clause: "not (C)", "definitely not C",
 # "rule out (D)", "isn't option B", "other than (A)"
 _NEG_BEFORE = re.compile(
-    r"(?:\b(?:not|never|neither|nor|except|excluding|besides|rule[sd]?\s+out|ruling\s+out|eliminat(?:e|es|ed|ing)"
-    r"|exclud(?:e|es|ed)|other\s+than|rather\s+than|instead\s+of|apart\s+from)|n't)"
-    r"\s+(?:(?:the|an?|option|choice|answer|letter|definitely|certainly|necessarily|just|simply|be|is|it|that|this)\s+){0,3}"
+    r"(?:\b(?:not|never|neither|nor|except|excluding|besides|no\s+longer|rule[sd]?\s+out|ruling\s+out"
+    r"|eliminat(?:e|es|ed|ing)|exclud(?:e|es|ed)|other\s+than|rather\s+than|instead\s+of|apart\s+from)|n't)"
+    r"\s*(?:(?:the|an?|option|choice|answer|letter|definitely|certainly|necessarily|just|simply|be|is|it|that|this)\s+){0,3}"
     r"[\"'(\[]?\s*$", re.IGNORECASE)
 # ... and just after it: "(C) is wrong", "(D) can be ruled out", "(A) is not correct"
 _NEG_AFTER = re.compile(  # used with match(text, pos): anchored at the mention's end
@@ -504,25 +508,11 @@ _NEG_AFTER = re.compile(  # used with match(text, pos): anchored at the mention'
     r"|ruled\s+out|eliminated|excluded|out\b"
     r"|(?:can|could|should|must|may)\s+be\s+(?:ruled\s+out|eliminated|excluded|discarded))", re.IGNORECASE)
 _CLAUSE_END = re.compile(r"[.;:!?\n]")
-# where an explanation starts after a committed answer; what follows is not part of the commitment
-_EXPLANATION = re.compile(r"[,;]?\s+(?:because|since|given\s+that|due\s+to|as\s+(?:shown|explained|computed))\b",
-                          re.IGNORECASE)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
-# a full stop after these ends no sentence ("Godzilla vs. Kong", "Dr. Strangelove", "J. Smith")
-_ABBREVIATION = re.compile(r"(?:\b(?:vs|mr|mrs|ms|dr|st|jr|sr|inc|ltd|co|no|vol|etc|e\.g|i\.e|approx|mt|ft)|\b[A-Za-z])\.$",
+# a sentence ends at . ! ? (with any closing quote or bracket) before white space or the end
+_SENTENCE_STOP = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
+# a full stop after these ends no sentence ("Godzilla vs. Kong", "Dr. Strangelove", "e.g. this")
+_ABBREVIATION = re.compile(r"\b(?:vs|mr|mrs|ms|dr|st|jr|sr|inc|ltd|co|vol|etc|e\.g|i\.e|approx|mt|ft)\.$",
                            re.IGNORECASE)
-
-
-def _sentences(line: str) -> list[str]:
-    """`line` cut into sentences at ". ", "! ", "? " (not after an abbreviation or an initial)."""
-    out, start = [], 0
-    for m in _SENTENCE_END.finditer(line):
-        if _ABBREVIATION.search(line, max(start, m.start() - 8), m.start()):
-            continue
-        out.append(line[start:m.start()])
-        start = m.end()
-    out.append(line[start:])
-    return out
 
 
 @dataclass(frozen=True)
@@ -566,104 +556,130 @@ def _commit(text: str, mentions: list[_Mention]) -> _Reading:
     return _Reading(refusal=HEDGE)
 
 
-def _choice_mentions(segment: str, spec: AnswerSpec, at_marker: bool) -> list[_Mention]:
-    """Where `segment` names an option. After a marker, a parenthesised capital that is no option
-    still counts (a committed "(Z)" is a wrong answer, as in lm-eval); the option's text counts
-    when no letter is named, and a capital standing alone when nothing else is."""
+_LETTER_LABEL = re.compile(r"(?<![\w(])([A-Za-z])\)|\b(?:option|choice|letter)\s+\(?\s*([A-Za-z])\b\)?", re.IGNORECASE)
+_DOT_LABEL = re.compile(r"[\s\-*+\u2022]*([A-Z])\.\s+\S")  # a list item "B. 12/25/1937"
+_CUT_OFF_LETTER = re.compile(r"\(\s*([A-Za-z])\s*$")  # "The answer is (D" at the very end of a reply
+
+
+def _choice_mentions(unit: str, spec: AnswerSpec, at_marker: bool) -> list[_Mention]:
+    """Where `unit` names an option. A parenthesised capital that is no option still counts (a
+    committed "(Z)" is a wrong answer, as in lm-eval). A bare letter counts after a marker, and
+    elsewhere only as the whole unit; an option's text counts when no letter is named."""
     letters = _letters(spec)
     found: list[_Mention] = []
-    for m in _PAREN_LETTER.finditer(segment):
+    for m in _PAREN_LETTER.finditer(unit):
         letter = m.group(1).upper()
         if letter in letters or (spec.options and m.group(1).isupper()):
             found.append(_Mention(m.start(), m.end(), f"({letter})"))
-    lead = _leading_letter(segment, letters)
-    if lead and not any(x.start <= lead[0] < x.end for x in found):
-        found.append(_Mention(lead[0], lead[0] + 1, lead[1]))
+    for m in _LETTER_LABEL.finditer(unit):
+        raw = m.group(1) or m.group(2)
+        if raw.upper() in letters and not any(x.start <= m.start() < x.end or m.start() <= x.start < m.end()
+                                              for x in found):
+            if m.group(1) and raw in "aI":  # "a)" and "I)" are rarely labels in prose
+                continue
+            found.append(_Mention(m.start(), m.end(), f"({raw.upper()})"))
+    if at_marker:
+        lead = _leading_letter(unit, letters)
+        if lead and not any(x.start <= lead[0] < x.end for x in found):
+            found.append(_Mention(lead[0], lead[0] + 1, lead[1]))
+    else:
+        m = _LABEL_LINE.fullmatch(unit) or _DOT_LABEL.match(unit)
+        if m and m.group(1).upper() in letters and not found:
+            found.append(_Mention(m.start(1), m.end(1), f"({m.group(1).upper()})"))
     if not found and spec.options:
-        hit = _option_text_letter(segment, spec, prefix_ok=at_marker)
+        hit = _option_text_letter(unit, spec, prefix_ok=at_marker)
         if hit:  # the option's text is the whole statement (or starts it): nothing outside to negate it
-            found.append(_Mention(0, len(segment), hit))
+            found.append(_Mention(0, len(unit), hit))
     if not found and at_marker:
-        for m in _LONE_CAPITAL.finditer(segment):
+        for m in _LONE_CAPITAL.finditer(unit):
             if m.group(1) in letters:
                 found.append(_Mention(m.start(), m.end(), f"({m.group(1)})"))
     found.sort(key=lambda x: x.start)
     return found
 
 
-def _word_mentions(segment: str, kind: str) -> list[_Mention]:
-    return [_Mention(m.start(), m.end(), _word_value(kind, m.group(1))) for m in _WORD_PATTERNS[kind].finditer(segment)]
+_ANSWER_WORD_AFTER = re.compile(r"\s*(?:[^\w\s]|$)")
+# "Yes or No", "yes and no": both words name answers (a hedge)
+_PAIRED_AFTER = re.compile(r"\s+(?:or|and|nor)\s+(?:yes|no)\b", re.IGNORECASE)
+_PAIRED_BEFORE = re.compile(r"\b(?:or|and|nor)\s+$", re.IGNORECASE)
 
 
-def _number_mentions(segment: str) -> list[_Mention]:
+def _word_mentions(unit: str, kind: str) -> list[_Mention]:
+    """Answer words; a bare yes / no counts only where it stands as an answer: first word of the
+    unit, or before punctuation or the end ("There is no reason" names nothing)."""
     found = []
-    for m in _digit_numbers(segment):
+    for m in _WORD_PATTERNS[kind].finditer(unit):
+        word = m.group(1).lower()
+        if kind == YES_NO and word in ("yes", "no"):
+            first = not re.search(r"\w", unit[:m.start()])
+            paired = _PAIRED_AFTER.match(unit, m.end()) or _PAIRED_BEFORE.search(unit, max(0, m.start() - 12), m.start())
+            if not (first or paired or _ANSWER_WORD_AFTER.match(unit, m.end())):
+                continue
+        found.append(_Mention(m.start(), m.end(), _word_value(kind, m.group(1))))
+    return found
+
+
+# step and list numbering: "Step 3:", and "3." / "3)" starting a line before more text
+_NUMBERING_BEFORE = re.compile(r"\bstep\s*$", re.IGNORECASE)
+_NUMBERING_AFTER = re.compile(r"[.)]\s+\S")
+
+
+def _number_mentions(unit: str) -> list[_Mention]:
+    found = []
+    for m in _digit_numbers(unit):
+        if _NUMBERING_BEFORE.search(unit, max(0, m.start() - 6), m.start()):
+            continue
+        if not unit[:m.start()].strip(" \t-*") and _NUMBERING_AFTER.match(unit, m.end()):
+            continue
         text = _number_text(bool(m.group(1)), m.group(2), m.group(3))
         if text is not None:
             found.append(_Mention(m.start(), m.end(), text))
-    if not found:
-        for m in _NUMBER_WORD.finditer(segment):
-            text = _word_number(m, segment)
+    if not found and not _digit_numbers(unit):
+        for m in _NUMBER_WORD.finditer(unit):
+            text = _word_number(m, unit)
             if text is not None:
                 found.append(_Mention(m.start(), m.end(), text))
     return found
 
 
-_NUMBER_HEDGE = re.compile(r"^\s*(?:or|to|and)\s+(?=[-\d]|minus|negative|[a-z]+\b)", re.IGNORECASE)
+def _dyck_mentions(unit: str) -> list[_Mention]:
+    return [_Mention(m.start(), m.end(), _dyck_text(m)) for m in _dyck_runs(unit)]
 
 
-def _commit_number(segment: str, first: bool) -> _Reading:
-    """Numbers: the first committed number after a marker (a worked sum after it, "24 (3 x 8)",
-    does not hedge), the last one in the fallback; "24 or 25", "between 24 and 25" hedge. After an
-    "=" only its right-hand side is the answer ("46 - 22 = 24")."""
-    if first and "=" in segment:
-        segment = segment[segment.rfind("=") + 1:]
-    mentions = _number_mentions(segment)
-    if not mentions:
-        return _NOTHING
-    kept = [m for m in mentions if not _ruled_out(segment, m)]
-    if not kept:
-        return _Reading(refusal=NEGATED)
-    pick = kept[0] if first else kept[-1]
-    nxt = next((m for m in mentions if m.start >= pick.end), None)
-    prev = next((m for m in reversed(mentions) if m.end <= pick.start), None)
-    if nxt and nxt.answer != pick.answer and _NUMBER_HEDGE.match(segment[pick.end:nxt.start] + "0"):
-        return _Reading(refusal=HEDGE)
-    if prev and prev.answer != pick.answer and re.fullmatch(r"\s*(?:or|to|and)\s*", segment[prev.end:pick.start], re.I):
-        return _Reading(refusal=HEDGE)
-    if re.search(r"\bbetween\s*$", segment[max(0, pick.start - 12):pick.start], re.IGNORECASE):
-        return _Reading(refusal=HEDGE)
-    return _Reading(answer=pick.answer)
+def _mentions(unit: str, spec: AnswerSpec, at_marker: bool) -> list[_Mention]:
+    kind = spec.kind
+    if kind == CHOICE:
+        return _choice_mentions(unit, spec, at_marker)
+    if kind in _WORD_PATTERNS:
+        return _word_mentions(unit, kind)
+    if kind == INTEGER:
+        return _number_mentions(unit)
+    if kind == DYCK:
+        return _dyck_mentions(unit)
+    return []
 
 
 def _read_unit(unit: str, spec: AnswerSpec, gold_is_text: bool, at_marker: bool) -> _Reading:
-    """What one sentence (a marker's, or the fallback's last one naming a candidate) commits to."""
+    """What one unit (a marker's statement, or the fallback's last unit naming a candidate)
+    commits to."""
     kind = spec.kind
-    if kind == CHOICE:
-        if gold_is_text:
-            cands = _text_gold_candidates(unit, spec, whole_reply=not at_marker)
-            return _Reading(answer=cands[0]) if cands else _NOTHING
-        return _commit(unit, _choice_mentions(unit, spec, at_marker))
-    if kind in _WORD_PATTERNS:
-        return _commit(unit, _word_mentions(unit, kind))
-    if kind == INTEGER:
-        return _commit_number(unit, first=at_marker)
-    if kind == DYCK:
-        cands = _dyck_candidates(unit, pick="first" if at_marker else "last")
+    if kind == CHOICE and gold_is_text:
+        cands = _text_gold_candidates(unit, spec, whole_reply=not at_marker)
         return _Reading(answer=cands[0]) if cands else _NOTHING
     if kind == WORD_SORT:
         cands = _word_sort_candidates(unit, spec, whole_reply=not at_marker)
         return _Reading(answer=cands[0 if at_marker else -1]) if cands else _NOTHING
-    norm = normalize_text(unit if at_marker else _last_line_answer(unit))
-    return _Reading(answer=norm) if norm else _NOTHING
+    if kind == FREE_TEXT:
+        norm = normalize_text(unit if at_marker else _last_line_answer(unit))
+        return _Reading(answer=norm) if norm else _NOTHING
+    return _commit(unit, _mentions(unit, spec, at_marker))
 
 
 _LEADING_LABEL = re.compile(r"^[^\w(]*(?:(?:option|choice|letter)\s+)?[A-Za-z]\s*[.):]\s+", re.IGNORECASE)
-# a unit that starts with an option label: "(A) ...", "- (B) is ...", "Option (C) ...", "D) ...", "E. ..."
-_LABEL_LED = re.compile(r"^[\s\-*+\u2022\u00b7>#\d.]*(?:(?:option|choice)\s+)?(?:\(\s*([A-Za-z])\s*\)|([A-Z])(?:\)|\.(?=\s)))",
-                        re.IGNORECASE)
 # a reply that stops inside a list item's label: "... Option (", "- (", "(B", "Option"
 _CUT_OFF_TAIL = re.compile(r"(?:\(\s*[A-Za-z]?|\b(?:option|choice)\s*\(?\s*[A-Za-z]?)\s*$", re.IGNORECASE)
+_LABEL_LED = re.compile(r"^[\s\-*+\u2022\u00b7>#\d.]*(?:(?:option|choice)\s+)?(?:\(\s*([A-Za-z])\s*\)|([A-Z])(?:\)|\.(?=\s)))",
+                        re.IGNORECASE)
 
 
 def _text_gold_candidates(segment: str, spec: AnswerSpec, whole_reply: bool) -> list[str]:
@@ -683,54 +699,97 @@ def _label(unit: str) -> str | None:
     return None if not m else (m.group(1) or m.group(2)).upper()
 
 
-def _units(text: str, spec: AnswerSpec | None = None) -> list[str]:
-    """The reply's lines, each split into sentences, in reading order; a line that is exactly an
-    option's text stays whole (option texts may hold ". " or "! ")."""
-    out = []
-    for line in text.split("\n"):
-        if spec is not None and spec.options and _SENTENCE_END.search(line) and _option_text_letter(line, spec, False):
-            out.append(line)
+_ITEM_NUMBER = re.compile(r"[\s\-*+\u2022]*(?:\d{1,3}|[A-Za-z])")  # "3." or "B." opening a list item
+
+
+def _sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The sentences of text[start:end] (one line) as spans. The full stop of an abbreviation, or
+    of a list item's number or letter ("3. …", "B. …"), ends no sentence."""
+    spans, s = [], start
+    for m in _SENTENCE_STOP.finditer(text, start, end):
+        if _ABBREVIATION.search(text, max(s, m.start() - 8), m.start() + 1):
             continue
-        out += [u for u in _sentences(line) if u.strip()]
-    return out
+        if s == start and m.group(0) == "." and _ITEM_NUMBER.fullmatch(text, start, m.start()):
+            continue
+        spans.append((s, m.end()))
+        s = m.end()
+    spans.append((s, end))
+    return [(a, b) for a, b in spans if not text[a:b].isspace() and a < b]
+
+
+def _unit_spans(text: str, spec: AnswerSpec) -> list[tuple[int, int]]:
+    """The reply's units (lines, each cut into sentences) as spans, in reading order; a line that
+    is exactly an option's text stays whole (option texts may hold ". " or "! ")."""
+    spans = []
+    for line in re.finditer(r"[^\n]+", text):
+        a, b = line.span()
+        if spec.options and _SENTENCE_STOP.search(text, a, b - 1) and _option_text_letter(line.group(0), spec, False):
+            spans.append((a, b))
+            continue
+        spans += _sentence_spans(text, a, b)
+    return spans
+
+
+def _sentences(line: str) -> list[str]:
+    return [line[a:b] for a, b in _sentence_spans(line, 0, len(line))]
+
+
+# what is set aside when two units are compared for being built the same way: numbering, ordinal
+# words, bullets and punctuation
+_BUILD_NOISE = re.compile(
+    r"\bstep\s*\d+|\d+(?:st|nd|rd|th)?\b|\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth"
+    r"|eleventh|twelfth|thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth"
+    r"|last|next|final)\b|[^\w\s]", re.IGNORECASE)
+_MAX_LIST_LOOKBACK = 400  # units looked back through for the previous one that names a candidate
+
+
+def _lead(unit: str, mention: _Mention) -> str:
+    return " ".join(_BUILD_NOISE.sub(" ", unit[:mention.start].lower()).split())
+
+
+def _is_list_item(text: str, spans: list[tuple[int, int]], i: int, answer: str, spec: AnswerSpec) -> bool:
+    """Is unit i, which names `answer`, one item of an enumeration? It is when the unit before it
+    that names a candidate names one different answer and both are built the same way (the same
+    words before the candidate, numbering and ordinals set aside: "(A) is …" then "(B) is …",
+    "Step 9: The answer is (A)." then "Step 10: The answer is (B)."). A different lead-in is a
+    correction ("The answer is (C). So the answer is (B).")."""
+    if spec.kind not in (CHOICE, TRUE_FALSE, YES_NO, VALID_INVALID, INTEGER):
+        return False
+    here = text[spans[i][0]:spans[i][1]]
+    mine = _mentions(here, spec, at_marker=False) or _mentions(here, spec, at_marker=True)
+    if not mine:
+        return False
+    for j in range(i - 1, max(-1, i - 1 - _MAX_LIST_LOOKBACK), -1):
+        prev = text[spans[j][0]:spans[j][1]]
+        theirs = _mentions(prev, spec, at_marker=False) or _mentions(prev, spec, at_marker=bool(_MARKER.search(prev)))
+        if not theirs:
+            continue
+        named = {m.answer for m in theirs}  # named, ruled out or not: "(A) is wrong." then "(B) is right."
+        return len(named) == 1 and answer not in named and _lead(here, mine[0]) == _lead(prev, theirs[0])
+    return False
 
 
 def _fallback(text: str, spec: AnswerSpec, gold_is_text: bool) -> _Reading:
-    """The flexible level without a marker: the last sentence that names a candidate must commit,
-    and must not be an item of a list of options (nor may the reply stop inside such a list)."""
+    """The flexible level without a marker: the last unit that names a candidate must commit to
+    exactly one, and must not be an item of a list (nor may the reply stop inside a list)."""
     kind = spec.kind
-    if kind in (DYCK, WORD_SORT, FREE_TEXT) or (kind == CHOICE and gold_is_text):
+    if kind in (WORD_SORT, FREE_TEXT) or (kind == CHOICE and gold_is_text):
         return _read_unit(text, spec, gold_is_text, at_marker=False)
-    units = _units(text, spec if kind == CHOICE else None)
-    if kind == CHOICE and _CUT_OFF_TAIL.search(text[-200:]) and any(_label(u) for u in units[-12:]):
-        return _Reading(refusal=CUT_OFF)
-    for i in range(len(units) - 1, -1, -1):
-        unit = units[i]
-        if kind == CHOICE:
-            reading = _commit(unit, _choice_mentions(unit, spec, at_marker=False))
-            if reading.empty:
-                hit = _option_text_letter(unit, spec, prefix_ok=False) if spec.options else None
-                reading = _Reading(answer=hit) if hit else _NOTHING
-        else:
-            reading = _read_unit(unit, spec, gold_is_text, at_marker=False)
+    spans = _unit_spans(text, spec)
+    for i in range(len(spans) - 1, -1, -1):
+        unit = text[spans[i][0]:spans[i][1]]
+        reading = _read_unit(unit, spec, gold_is_text, at_marker=False)
         if reading.empty:
             continue
-        if kind == CHOICE and _in_option_list(units, i):
+        if kind == CHOICE and _label(unit) and _CUT_OFF_TAIL.search(text[-200:]):
+            return _Reading(refusal=CUT_OFF)
+        if reading.answer is not None and _is_list_item(text, spans, i, reading.answer, spec):
             return _Reading(refusal=ENUMERATION)
         return reading
     return _NOTHING
 
 
-def _in_option_list(units: list[str], i: int) -> bool:
-    """Is units[i] one item of a list of options: it starts with an option label, and so does
-    a nearby unit before it, with another label?"""
-    label = _label(units[i])
-    if label is None:
-        return False
-    return any((_label(u) or label) != label for u in units[max(0, i - 8):i])
-
-
-def _marker_unit(text: str, end: int, spec: AnswerSpec) -> tuple[str, bool]:
+def _marker_statement(text: str, end: int, spec: AnswerSpec) -> tuple[str, bool]:
     """The committed statement after a marker ending at `end`: the rest of its sentence, or the
     next non-empty line when the marker ends its line (a word-sorting list: the lines from there).
     Second value: the marker is followed by a list of options rather than one answer."""
@@ -742,27 +801,26 @@ def _marker_unit(text: str, end: int, spec: AnswerSpec) -> tuple[str, bool]:
         # "Answer:\n(A) ...\n(B) ...": the statement is the first item of a list of options
         following = [ln for ln in text[end:end + 4 * _MAX_SEGMENT].split("\n") if ln.strip()][1:2]
         listed = bool(following) and (_label(following[0]) or _label(segment)) != _label(segment)
-    if spec.kind in (CHOICE, TRUE_FALSE, YES_NO, VALID_INVALID, INTEGER):
+    if spec.kind in (CHOICE, TRUE_FALSE, YES_NO, VALID_INVALID, INTEGER, DYCK) and segment:
         whole = segment
-        segment = _sentences(segment)[0] if segment else segment
-        cut = _EXPLANATION.search(segment or "")
-        if cut and cut.start() > 0:
-            segment = segment[:cut.start()]
-        if (spec.options and segment != whole and not _choice_mentions(segment, spec, at_marker=True)
+        segment = _sentences(segment)[0] if _sentences(segment) else segment
+        if (spec.kind == CHOICE and spec.options and segment != whole
+                and not _choice_mentions(segment, spec, at_marker=True)
                 and _option_text_letter(whole, spec, prefix_ok=True)):
             # an option text with a full stop inside ("Godzilla as. Kong"): the whole line names it
             segment = whole
+        if spec.kind == CHOICE and text.rstrip().endswith(whole.rstrip()):
+            cut = _CUT_OFF_LETTER.search(segment)
+            if cut and not _choice_mentions(segment, spec, at_marker=True):
+                segment = segment[:cut.start()] + f"({cut.group(1)})"
     return segment, listed
 
 
-_CYCLE = 3  # "Step 6: the answer is (D). Step 7: the answer is (E). Step 8: ... (F)": options in turn
-
-
-def _cycles(last: str, earlier: list[str]) -> bool:
-    """Do the last _CYCLE answer statements name _CYCLE different options? Then the reply walks
-    through the options rather than committing ("The answer is (A). No: the answer is (B)." is a
-    correction and stands)."""
-    return len(earlier) == _CYCLE - 1 and len({last, *earlier}) == _CYCLE
+def _unit_at(spans: list[tuple[int, int]], pos: int) -> int | None:
+    for i, (a, b) in enumerate(spans):
+        if a <= pos < b:
+            return i
+    return None
 
 
 def _extract(reply: str, spec: AnswerSpec, gold_is_text: bool = False, level: str = None) -> Extraction:
@@ -772,28 +830,20 @@ def _extract(reply: str, spec: AnswerSpec, gold_is_text: bool = False, level: st
     # the last marker whose statement names a candidate: a reply that ends with an empty "Answer:"
     # (a model starting the next question, say) keeps the answer it committed to before; a
     # statement that names candidates without committing is a refusal at both levels
-    markers = [m.end() for m in _MARKER.finditer(text)]
-    found = None
-    for end in reversed(markers[-_MAX_MARKERS:]):
-        segment, listed = _marker_unit(text, end, spec)
+    markers = [m for m in _MARKER.finditer(text)]
+    for marker in reversed(markers[-_MAX_MARKERS:]):
+        segment, listed = _marker_statement(text, marker.end(), spec)
         if listed:
             return Extraction(None, "marker", ENUMERATION)
         reading = _read_unit(segment, spec, gold_is_text, at_marker=True) if segment else _NOTHING
         if reading.empty:
             continue
-        if found is None:
-            found = reading
-            if reading.answer is None or spec.kind != CHOICE:
-                break
-            earlier = []
-        elif reading.answer is not None:
-            earlier.append(reading.answer)
-        if len(earlier) == _CYCLE - 1:
-            break
-    if found is not None:
-        if found.answer is not None and spec.kind == CHOICE and _cycles(found.answer, earlier):
-            return Extraction(None, "marker", ENUMERATION)
-        return Extraction(found.answer, "marker", found.refusal)
+        if reading.answer is not None and not gold_is_text:
+            spans = _unit_spans(text, spec)
+            i = _unit_at(spans, marker.start())
+            if i is not None and _is_list_item(text, spans, i, reading.answer, spec):
+                return Extraction(None, "marker", ENUMERATION)
+        return Extraction(reading.answer, "marker", reading.refusal)
     if level == STRICT:
         return Extraction(None, "none")
     reading = _fallback(text, spec, gold_is_text)

@@ -135,7 +135,9 @@ CASES = [
     case(*DATE, "(B) is right, not (A).", OK, "(B)", FALL, id="choice-fallback-negated-skipped"),
     case(*DATE, "So the answer is (B), not (A).", OK, "(B)", MARK, id="choice-marker-negated-skipped"),
     case(*DATE, "So the answer is (A) or (B).", NONE, None, MARK, id="choice-marker-hedge"),
-    case(*DATE, "The answer is (A). Wait, no. The answer is (B).", OK, "(B)", MARK, id="choice-last-marker-wins"),
+    case(*DATE, "The answer is (A). Wait, no, the answer is (B).", OK, "(B)", MARK, id="choice-last-marker-wins"),
+    # the same statement twice with another option: an enumeration, not a correction
+    case(*DATE, "The answer is (A). Wait, no. The answer is (B).", NONE, None, MARK, id="choice-same-statement-twice"),
     case(*DATE, "The answer is (B). Double-check: (A) is 12/11/1937, so no.", OK, "(B)", MARK,
          id="choice-marker-then-discussion"),
     case(*DATE, "The answer isn't (A); it is (B).", OK, "(B)", FALL, id="choice-isnt-not-a-marker"),
@@ -370,7 +372,9 @@ CASES = [
     # ============================================================ integers
     case(*ARITH_24, "24", OK, "24", FALL, id="int-bare"),
     case(*ARITH_24, "So the answer is 24.", OK, "24", MARK, id="int-marker"),
-    case(*ARITH_24, "(-1 + 2 + 45) - (-2 + -4 + 28) = 46 - 22 = 24", OK, "24", FALL, id="int-fallback-last"),
+    # a unit naming several numbers (an equation too) commits to none of them
+    case(*ARITH_24, "(-1 + 2 + 45) - (-2 + -4 + 28) = 46 - 22 = 24", NONE, None, FALL, id="int-equation-names-several"),
+    case(*ARITH_24, "We add it all up.\nThe total comes to 24.", OK, "24", FALL, id="int-fallback-last"),
     case(*ARITH_24, "So the answer is 24.0.", OK, "24", MARK, id="int-trailing-zero-decimal"),
     case(*ARITH_24, "The answer is twenty-four.", OK, "24", MARK, id="int-words-hyphen"),
     case(*ARITH_24, "The answer is twenty four", OK, "24", MARK, id="int-words-space"),
@@ -399,13 +403,14 @@ CASES = [
     case(*ARITH_NEG, "So the answer is negative 50.", OK, "-50", MARK, id="int-negative-word"),
     case(*ARITH_NEG, "So the answer is 50.", BAD, "50", MARK, id="int-missing-sign"),
     case(*ARITH_NEG, "So the answer is -50.0", OK, "-50", MARK, id="int-negative-decimal-zero"),
-    case(*ARITH_NEG, "-54 + 4 = -50", OK, "-50", FALL, id="int-negative-fallback"),
-    case(*ARITH_NEG, "5-3 = 2", BAD, "2", FALL, id="int-subtraction-not-negative"),
+    case(*ARITH_NEG, "-54 + 4 = -50", NONE, None, FALL, id="int-negative-equation"),
+    case(*ARITH_NEG, "It comes out at -50.", OK, "-50", FALL, id="int-negative-fallback"),
+    case(*ARITH_NEG, "The result is 5-3", NONE, None, FALL, id="int-subtraction-not-negative"),
     case(*ARITH_BIG, "So the answer is -11,520.", OK, "-11520", MARK, id="int-thousands-separator"),
     case(*ARITH_BIG, "So the answer is -11520", OK, "-11520", MARK, id="int-big-negative"),
     case(*ARITH_BIG, "So the answer is minus eleven thousand five hundred and twenty.", OK, "-11520", MARK,
          id="int-big-words"),
-    case(*ARITH_BIG, "So the answer is -11,52.", BAD, "-11", MARK, id="int-bad-grouping"),
+    case(*ARITH_BIG, "So the answer is -11,52.", NONE, None, MARK, id="int-bad-grouping"),
     case(*COUNT_8, "flute, piano, trombone, violin, accordion, clarinet, drum, trumpet: 8 in total. "
          "So the answer is 8.", OK, "8", MARK, id="count-marker"),
     case(*COUNT_8, "So the answer is eight.", OK, "8", MARK, id="count-word"),
@@ -420,7 +425,7 @@ CASES = [
     case(*COUNT_8, "hundred " * 5000, NONE, None, "none", id="count-absurd-number-words"),
     case(*COUNT_15, "The answer is fifteen.", OK, "15", MARK, id="count-fifteen"),
     case(*COUNT_15, "So the answer is seventeen.", BAD, "17", MARK, id="count-seventeen"),
-    case(*COUNT_15, "So the answer is 1 5", BAD, "1", MARK, id="count-split-digits"),
+    case(*COUNT_15, "So the answer is 1 5", NONE, None, MARK, id="count-split-digits"),
 
     # ============================================================ dyck languages
     case(*DYCK_2, "] ]", OK, "] ]", FALL, id="dyck-bare"),
@@ -486,7 +491,7 @@ CASES = [
     # ============================================================ replies that never commit (issue 18)
     case(*DATE, "Step 6: The answer is (D).\n\nStep 7: The answer is (E).\n\nStep 8: The answer is (B).", NONE, None,
          MARK, id="commit-options-in-turn"),
-    case(*DATE, "The answer is (A). Wait, no. The answer is (B).", OK, "(B)", MARK, id="commit-one-correction"),
+    case(*DATE, "The answer is (A). No wait, I misread: so the answer is (B).", OK, "(B)", MARK, id="commit-one-correction"),
     case(*DATE, "Option (A) is a prophecy.\n\nOption (D) is a prophecy.\n\nOption (", NONE, None, FALL,
          id="commit-list-cut-off"),
     case(*DATE, "Step 3: Determine the sentiment\n- (A) is neutral\n- (B) is neutral\n- (", NONE, None, FALL,
@@ -502,7 +507,11 @@ CASES = [
     case(*CAUSAL_NO, "yes or no", NONE, None, FALL, id="commit-yn-hedge"),
     case(*ARITH_24, "So the answer is 24 or 25.", NONE, None, MARK, id="commit-int-hedge"),
     case(*ARITH_24, "So the answer is between 20 and 30.", NONE, None, MARK, id="commit-int-range"),
-    case(*ARITH_24, "So the answer is 46 - 22 = 24.", OK, "24", MARK, id="commit-int-after-equals"),
+    case(*ARITH_24, "So the answer is 46 - 22 = 24.", NONE, None, MARK, id="commit-int-equation"),
+    case(*COUNT_8, "Step 1: count.\nStep 2: add.\nStep 3:", NONE, None, "none", id="commit-int-step-numbers"),
+    case(*COUNT_8, "1. flute\n2. piano\n3. trombone", NONE, None, "none", id="commit-int-list-numbers"),
+    case(*CAUSAL_NO, "There is no reason to doubt it.", NONE, None, "none", id="commit-yn-determiner"),
+    case(*CAUSAL_NO, "Options:\n- Yes\n- No", NONE, None, FALL, id="commit-yn-restated-options"),
 
     # ============================================================ markers, generally
     case(*DATE, "My final answer: (B)", OK, "(B)", MARK, id="marker-my-final-answer"),
