@@ -100,6 +100,7 @@ def _norm(text: str) -> str:
 
 
 _ARTICLES = {"a", "an", "the"}
+_TEXT_GOLD = "*"  # the key of a text gold among the options
 _GAP = r"(?:[^\w]+(?:(?:a|an|the)[^\w]+)*)"  # what may stand between two words of a normalised text
 
 
@@ -166,7 +167,7 @@ _BACK_FAILED = re.compile(
     re.IGNORECASE)
 
 _VERDICT_VERBS = {"is", "are", "was", "were", "be", "been", "being", "s", "becomes", "become", "became", "seems",
-                  "seem", "appears", "sounds", "feels", "looks", "remains"}
+                  "seem", "appears", "sounds", "feels", "looks", "remains", "means", "mean", "meaning"}
 _VERDICT_FILLERS = re.compile(
     r"(?:(?:a|an|the|actually|clearly|indeed|really|definitely|certainly|obviously|in\s+fact|quite|very|more|"
     r"most|rather|overall|generally|mostly|truly|also|still|probably|likely|entirely|completely)\s+){0,3}",
@@ -201,6 +202,25 @@ _COMMON_WORDS = {"true", "false", "yes", "no", "valid", "invalid", "up", "down",
                  "unknown", "none", "both", "correct", "incorrect", "positive", "negative", "neutral"}
 
 
+_UNITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+          "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen")
+_TENS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+_WORD_NUMBER = re.compile(rf"\b(?:(?P<tens>{'|'.join(_TENS)})(?:[\s-](?P<unit>{'|'.join(_UNITS[1:10])}))?|"
+                          rf"(?P<small>{'|'.join(_UNITS)}))\b", re.IGNORECASE)
+# "I counted eight", "there are eight instruments" ("one" is left out: it is mostly a pronoun)
+_WORD_RESULT = re.compile(r"\b(?:counted|count\s+is|there\s+(?:are|were)|total(?:\s+is|\s+of)?|makes|gives|equals|"
+                          r"is|are|was|were)\s+(?:about\s+|exactly\s+|only\s+)?(?=[a-z])", re.IGNORECASE)
+_TEXT_VERDICT = re.compile(r"\b(?:is|are|was|were|be|means|gives|becomes|reads)\s+|:[ \t]*", re.IGNORECASE)
+
+
+def _word_number(m: re.Match) -> str | None:
+    if m.group("small"):
+        word = m.group("small").lower()
+        return None if word == "one" else str(_UNITS.index(word))
+    value = 20 + 10 * _TENS.index(m.group("tens").lower())
+    return str(value + (_UNITS.index(m.group("unit").lower()) if m.group("unit") else 0))
+
+
 def _overlap(a: str, b: str) -> float:
     """Word Jaccard similarity of two normalised texts."""
     wa, wb = set(a.split()), set(b.split())
@@ -231,7 +251,12 @@ class _Reader:
         # a text gold (a few BBH items) is compared through the option that carries it
         if self.kind == answers.CHOICE and not re.fullmatch(r"\([A-Z]\)", canon):
             letter = next((l for l, t in self.option_norm.items() if t == _norm(gold)), None)
-            canon = f"({letter})" if letter else canon
+            if letter:
+                canon = f"({letter})"
+            elif _norm(gold):  # options that split the gold at its commas: the whole gold is a candidate too
+                self.option_norm[_TEXT_GOLD] = _norm(gold)
+                self.options += ((_TEXT_GOLD, str(gold)),)
+                self.option_number[_TEXT_GOLD] = None
         self.gold = canon
         self.question = question
         self.question_numbers = {c for c in (_canon_int(m.group(0)) for m in re.finditer(_NUMBER, question)) if c}
@@ -241,6 +266,9 @@ class _Reader:
         self._verdict_re = self._verdict_pattern()
 
     # ---------------------------------------------------------- candidates
+
+    def _label(self, letter: str) -> str:
+        return self.gold if letter == _TEXT_GOLD else f"({letter})"
 
     def _word_value(self, word: str) -> str | None:
         w = " ".join(word.casefold().split())
@@ -321,7 +349,7 @@ class _Reader:
             if opt and (window == opt or window.startswith(opt + " ")) and (best is None or len(opt) > len(best[1])):
                 best = (letter, opt)
         if best:
-            return f"({best[0]})", pos + self._raw_length(text, pos, best[1])
+            return self._label(best[0]), pos + self._raw_length(text, pos, best[1])
         return None
 
     @staticmethod
@@ -344,7 +372,7 @@ class _Reader:
             for letter, opt in self.option_norm.items():
                 if opt and (tail == opt or tail.endswith(" " + opt)) and (best is None or len(opt) > len(best[1])):
                     best = (letter, opt)
-            return f"({best[0]})" if best else None
+            return self._label(best[0]) if best else None
         if self.kind in (answers.YES_NO, answers.TRUE_FALSE, answers.VALID_INVALID):
             m = re.search(r"\b(?i:yes|no|true|false|valid|invalid|plausible|implausible)[\"']?$", window)
             return self._word_value(m.group(0).strip("\"' \t\n")) if m else None
@@ -475,7 +503,7 @@ class _Reader:
                     return f"({letter})"
                 return None
             norm = _norm(unit)
-            return next((f"({l})" for l, t in self.option_norm.items() if t and t == norm), None)
+            return next((self._label(l) for l, t in self.option_norm.items() if t and t == norm), None)
         if self.kind in (answers.YES_NO, answers.TRUE_FALSE, answers.VALID_INVALID):
             return self._word_value(unit)
         if self.kind == answers.INTEGER:
@@ -525,7 +553,7 @@ class _Reader:
     def _verdict_value(self, text: str) -> str | None:
         if self.kind == answers.CHOICE:
             norm = _norm(text)
-            return next((f"({l})" for l, t in self.option_norm.items() if t == norm), None)
+            return next((self._label(l) for l, t in self.option_norm.items() if t == norm), None)
         return self._word_value(_norm(text))
 
     def _verdicts(self, text: str) -> list[Assertion]:
@@ -568,6 +596,31 @@ class _Reader:
                 out.append(Assertion(cand, VERDICT, "a value given", m.start()))
         if self.kind == answers.CHOICE:
             out += self._sole_mention(text)
+        if self.kind == answers.INTEGER:
+            for m in _WORD_RESULT.finditer(text):
+                w = _WORD_NUMBER.match(text, m.end())
+                value = _word_number(w) if w else None
+                if value is not None and not _REPORT_BEFORE.search(text, max(0, m.start() - 40), m.start()):
+                    out.append(Assertion(value, VERDICT, "a value given", m.start()))
+        if self.kind in (answers.DYCK, answers.WORD_SORT, answers.FREE_TEXT):
+            out += self._text_verdicts(text)
+        return out
+
+    def _text_verdicts(self, text: str) -> list[Assertion]:
+        """"The closing part is ] ] here", "Sorted, it is syndrome therefrom": the gold text given
+        after a copula or a colon."""
+        out = []
+        gold = _norm(self.gold)
+        for m in _TEXT_VERDICT.finditer(text):
+            if self.kind == answers.DYCK:
+                run = re.compile(r"[()\[\]{}<> \t]{1,400}").match(text, m.end())
+                brackets = " ".join(c for c in run.group(0) if c in "()[]{}<>") if run else ""
+                if brackets:
+                    out.append(Assertion(self.gold if brackets == self.gold else "other", VERDICT, "verdict", m.start()))
+            elif gold:
+                rest = _norm(text[m.end():m.end() + len(self.gold) + 40])
+                if rest == gold or rest.startswith(gold + " "):
+                    out.append(Assertion(self.gold, VERDICT, "verdict", m.start()))
         return out
 
     def _phrase_ends(self, after: str) -> bool:
@@ -610,7 +663,7 @@ class _Reader:
         letter = named[0]
         raw = next(t for l, t in self.options if l == letter)
         norm = self.option_norm[letter]
-        if any(c.isdigit() for c in norm) or not self._distinctive(raw, norm):
+        if _canon_int(norm.split(" ")[0]) is not None and len(norm.split()) <= 2 or not self._distinctive(raw, norm):
             return []
         if len(norm.split()) == 1:  # a name: its capital letter must be there too
             pattern = re.compile(rf"(?<!\w){re.escape(raw.strip().strip('.!?'))}(?!\w)")
@@ -623,7 +676,7 @@ class _Reader:
                 and not (is_list and re.match(r"\s*,\s*\w", text[m.end():]))]
         if not hits:
             return []
-        return [Assertion(f"({letter})", VERDICT, "the only option named", hits[0].start())]
+        return [Assertion(self._label(letter), VERDICT, "the only option named", hits[0].start())]
 
     @staticmethod
     def _distinctive(raw: str, norm: str) -> bool:

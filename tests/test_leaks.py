@@ -62,7 +62,7 @@ def test_filter_error_on_labelled_set_within_targets():
 
 
 def test_committed_results_match_the_measurement():
-    """RESULTS.md carries the numbers the dataset card quotes; they must be today's."""
+    """results.json (and leaks.MEASURED_ERROR) carry the numbers the dataset card quotes; they must be current."""
     results = json.loads((Path(__file__).parent / "data" / "leak_labels" / "results.json").read_text())
     m = measure(lambda r: L.asserts_gold(r["reflection"], r["gold"], _spec(r), r["question"]))
     assert results["new"] == {"rows": m["rows"], "leaks": m["leaks"], "keeps": m["keeps"],
@@ -164,3 +164,51 @@ def test_never_raises(text, gold, kind):
     v = L.judge(text, gold, spec, text)
     assert v.error is None and v.leaks in (True, False)
     assert L.asserts_gold(None, gold, spec) is False  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- BBH items (moved from the old
+# mentions_answer test in test_answers.py, which goes with answers.mentions_answer)
+
+def _bbh_dir():
+    import os
+
+    from reflectevo_tasks import bbh
+
+    folder = Path(os.environ.get(bbh.ENV_DIR) or Path(__file__).resolve().parents[2] / "shared" / "data" / "bbh")
+    return folder if (folder / "bbh").is_dir() else None
+
+
+def _bbh_item(sub: str, index: int):
+    from reflectevo_tasks import bbh
+
+    return bbh.load_subtask(sub, _bbh_dir())[index]
+
+
+@pytest.mark.skipif(_bbh_dir() is None, reason="no local BBH release")
+@pytest.mark.parametrize("sub,index,text,leaks", [
+    ("date_understanding", 0, "I should have picked (B).", True),
+    ("date_understanding", 0, "The correct option B was right there.", True),
+    ("date_understanding", 0, "The answer is B, as the next day is Christmas.", True),
+    ("date_understanding", 0, "Next time, add one day to Christmas Eve: 12/25/1937.", True),
+    ("date_understanding", 0, "I should add one day to the given date and check the year carefully.", False),
+    ("date_understanding", 0, "I picked (A) too quickly.", False),
+    ("disambiguation_qa", 0, "The answer is a pronoun question; look at who could have the condition.", False),
+    ("disambiguation_qa", 0, "Option A is right here.", True),
+    ("geometric_shapes", 0, "Count the vertices: seven means a heptagon.", True),
+    ("object_counting", 0, "There are 8 instruments.", True),
+    ("object_counting", 0, "Count each instrument once; I counted eight.", True),
+    ("object_counting", 0, "I counted 9, one too many.", False),
+    ("multistep_arithmetic_two", 2, "The result was -50.", True),
+    ("multistep_arithmetic_two", 2, "The result was 50.", False),
+    ("sports_understanding", 0, "So the answer is No.", True),
+    ("sports_understanding", 0, "There is no reason to doubt the player's sport.", False),
+    ("dyck_languages", 0, "The closing part is ] ] here.", True),
+    ("dyck_languages", 0, "Close each bracket in reverse order.", False),
+    ("word_sorting", 0, "Sorted, it is syndrome therefrom.", True),
+    ("word_sorting", 0, "Compare first letters, then second letters.", False),
+    ("movie_recommendation", 163, "The movie is Monsters, Inc, by Pixar.", True),
+    ("movie_recommendation", 163, "Look for animated family films.", False),
+])
+def test_bbh_items(sub, index, text, leaks):
+    q = _bbh_item(sub, index)
+    assert L.asserts_gold(text, q.answer, q.spec, q.question) is leaks
