@@ -16,7 +16,7 @@ from pathlib import Path
 
 from reflectevo.errors import UserError
 from reflectevo_gen.config import GenConfig
-from reflectevo_gen.store import RecordStore, write_atomic
+from reflectevo_gen.store import FolderLock, RecordStore, write_atomic
 from reflectevo_tasks import prompts
 from reflectevo_tasks.answers import CORRECT, score
 from reflectevo_tasks.engine import Engine, EngineConfig, Sampling
@@ -184,9 +184,13 @@ def _check_or_write_run_config(cfg: GenConfig, folder: Path) -> None:
     path = folder / "run_config.json"
     ident = {"identity": cfg.identity(), "config_hash": cfg.identity_hash()}
     if path.is_file():
-        old = json.loads(path.read_text())
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+            old_identity = old.get("identity") or {}
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            raise UserError(f"{path}: not a readable run config; use another --output") from None
         if old.get("config_hash") != ident["config_hash"]:
-            diff = sorted(k for k in ident["identity"] if old["identity"].get(k) != ident["identity"][k])
+            diff = sorted(k for k in ident["identity"] if old_identity.get(k) != ident["identity"][k])
             raise UserError(f"{folder}: holds a run with other settings ({', '.join(diff)}); use another --output")
         return
     write_atomic(path, [json.dumps(ident, indent=1)])
@@ -196,18 +200,26 @@ def run(cfg: GenConfig, engines: Engines | None = None, show_progress: bool = Tr
     """Generate records into cfg.output, resuming where an earlier run stopped. Returns a summary."""
     cfg.check()
     select_instructions(cfg, "check")  # unknown pool or ids fail before any model is loaded
-    folder = Path(cfg.output)
-    folder.mkdir(parents=True, exist_ok=True)
-    _check_or_write_run_config(cfg, folder)
+    # the source is read (and its spec checked) before anything is written to the output folder
     questions, rejected = plan_questions(cfg)
-    for msg in rejected:
-        print(f"rejected: {msg}", file=sys.stderr)
     if not questions:
         raise UserError(f"{cfg.source}: no questions for shard {cfg.shard}")
+    folder = Path(cfg.output)
+    with FolderLock(folder, "wait for that run to finish or use another --output"):
+        _check_or_write_run_config(cfg, folder)
+        for msg in rejected:
+            print(f"rejected: {msg}", file=sys.stderr)
+        return _generate(cfg, folder, questions, rejected, engines, show_progress)
+
+
+def _generate(cfg: GenConfig, folder: Path, questions: list[Question], rejected: list[str], engines: Engines | None,
+              show_progress: bool) -> dict:
     store = RecordStore(folder)
-    store.clean_temporaries()
+    store.clean_temporaries()  # ours from a killed run: the lock keeps any other writer out
     all_chunks = chunks(questions, cfg.chunk_size)
     done = store.done_chunks()
+    if done:
+        store.read()  # finished chunks of other settings, damaged or with lost lines fail before any generation
     todo = [c for c in range(len(all_chunks)) if c not in done]
     if todo and engines is None:
         engines = build_engines(cfg)
