@@ -13,7 +13,8 @@ A dataset spec (YAML/JSON file or dict):
     answer_regex: "#### (.*)"   # optional: the gold answer is the first group of this regex
 
 Malformed rows (missing field, wrong type, empty question) are rejected one by one with the file
-and row named; the rest are kept.
+and row named (rows counted from 1: the line of a .jsonl file, the element of a .json list, the data
+row of a .csv); the rest are kept. Question ids and indexes count from 0.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class DatasetSpec:
     kind: str | None = None
     answer_regex: str | None = None
 
+    def __post_init__(self):
+        _answer_pattern(self.answer_regex, f"dataset spec {self.name!r}")
+
     @classmethod
     def from_file(cls, path: str | Path) -> "DatasetSpec":
         p = Path(path)
@@ -60,7 +64,23 @@ class DatasetSpec:
         data.setdefault("name", p.stem)
         if data.get("kind") and data["kind"] not in A.KINDS:
             raise UserError(f"{p}: unknown kind {data['kind']!r}; expected one of {', '.join(A.KINDS)}")
+        _answer_pattern(data.get("answer_regex"), str(p))
         return cls(**data)
+
+
+def _answer_pattern(regex, where: str) -> re.Pattern | None:
+    """The compiled answer_regex; a bad one is an error naming the spec, before any data is read."""
+    if regex in (None, ""):
+        return None
+    if not isinstance(regex, str):
+        raise UserError(f"{where}: answer_regex must be a string, got {type(regex).__name__}")
+    try:
+        pattern = re.compile(regex, re.S)
+    except re.error as exc:
+        raise UserError(f"{where}: answer_regex {regex!r} is not a valid regular expression ({exc})") from None
+    if pattern.groups < 1:
+        raise UserError(f"{where}: answer_regex {regex!r} needs a group, e.g. '#### (.*)': the gold answer is its first group")
+    return pattern
 
 
 @dataclass
@@ -96,10 +116,16 @@ def _rows(spec: DatasetSpec):
 def _json_rows(files):
     """JSON lines read by hand so one bad line is one rejected row, not a failed load."""
     for f in files:
-        text = f.read_text(encoding="utf-8")
+        try:
+            text = f.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{f}: not UTF-8 text (byte {exc.start})") from None
         if f.suffix == ".json" and text.lstrip().startswith("["):
-            for i, row in enumerate(json.loads(text)):
-                yield i, row
+            try:
+                rows = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{f}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+            yield from enumerate(rows)
             continue
         for i, line in enumerate(text.splitlines()):
             if not line.strip():
@@ -126,11 +152,11 @@ def load_custom(spec: DatasetSpec, limit: int | None = None) -> LoadReport:
     qcol = spec.columns.get("question", "question")
     acol = spec.columns.get("answer", "answer")
     ccol = spec.columns.get("choices")
-    pattern = re.compile(spec.answer_regex, re.S) if spec.answer_regex else None
+    pattern = _answer_pattern(spec.answer_regex, f"dataset spec {spec.name!r}")
     good: list[tuple[int, str, str, list[str] | None]] = []
     rejected: list[str] = []
     for i, row in rows:
-        where = f"{origin}: row {i}"
+        where = f"{origin}: row {i + 1}"  # counted from 1, as a reader of the file counts
         if isinstance(row, Exception):
             rejected.append(f"{where}: {row}")
             continue
