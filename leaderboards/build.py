@@ -60,10 +60,13 @@ def read_results(path: str | Path) -> dict:
     """An lm-eval results file written through the reflectevo model (one clear error otherwise)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: not a readable lm-eval results file ({exc})") from None
-    if not isinstance(data.get("config", {}).get("reflectevo"), dict):
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not an lm-eval results file (a JSON {type(data).__name__}, not an object)")
+    config = data.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("reflectevo"), dict):
         raise UserError(f"{path}: no reflectevo provenance block (was it run with --model reflectevo?)")
     return data
 
