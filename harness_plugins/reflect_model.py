@@ -51,7 +51,7 @@ import json
 import os
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lm_eval.api.model import LM
@@ -260,8 +260,10 @@ class ReflectEvoLM(LM):
 
     def _setup(self, protocol: Protocol, base: Engine, reflector: Engine | None, chunking: "Chunking") -> None:
         self.protocol = protocol
-        self.chunking = chunking
         self.base = base
+        # the rank is known once the inner model exists: each rank keeps its own chunks
+        chunking = chunking.for_rank(self.rank, self.world_size)
+        self.chunking = chunking
         self.reflector = reflector or base
         self.has_reflector = reflector is not None
         self.passes: list[dict] = []
@@ -645,12 +647,30 @@ class Chunking:
                 raise UserError(f"reflectevo: {name}=DIR needs chunk_size=N (docs per stored chunk)")
             if folder and os.path.exists(folder) and not os.path.isdir(folder):
                 raise UserError(f"reflectevo: {name}={folder} is a file, not a folder")
-        if trial1_from and not os.path.isfile(os.path.join(trial1_from, "settings.json")):
+        if trial1_from and not (os.path.isfile(os.path.join(trial1_from, "settings.json")) or _rank_folders(trial1_from)):
             raise UserError(f"reflectevo: trial1_from={trial1_from} is not a resume folder (no settings.json)")
         if trial1_from and resume and os.path.abspath(trial1_from) == os.path.abspath(resume):
             raise UserError("reflectevo: trial1_from and resume name the same folder")
         return cls(size, os.path.abspath(resume) if resume else None,
                    os.path.abspath(trial1_from) if trial1_from else None)
+
+    def for_rank(self, rank, world_size) -> "Chunking":
+        """Under data parallelism each rank cuts its own share of the requests into chunks numbered
+        from 0, so each keeps them in `<resume>/rank-<r>-of-<n>/` (and reads trial 1 from the same
+        subfolder of trial1_from). A single process keeps the folder itself, so folders written by
+        one process resume as before."""
+        rank, world_size = int(rank or 0), int(world_size or 1)
+        if world_size <= 1:
+            if self.trial1_from and not os.path.isfile(os.path.join(self.trial1_from, "settings.json")):
+                raise UserError(f"reflectevo: trial1_from={self.trial1_from} was run with several processes "
+                                f"({', '.join(_rank_folders(self.trial1_from))}); this run has one")
+            return self
+        sub = _rank_folder(rank, world_size)
+        trial1_from = os.path.join(self.trial1_from, sub) if self.trial1_from else None
+        if trial1_from and not os.path.isfile(os.path.join(trial1_from, "settings.json")):
+            raise UserError(f"reflectevo: trial1_from={self.trial1_from} has no {sub}/ resume folder "
+                            "(it was run with another number of processes)")
+        return replace(self, resume=os.path.join(self.resume, sub) if self.resume else None, trial1_from=trial1_from)
 
     def check_trial1_source(self, base: dict) -> None:
         """Trial 1 is shared only between runs of the same base model (and adapter) and chunking."""
@@ -698,6 +718,15 @@ class Chunking:
 
     def _passes_path(self, number: int) -> Path:
         return Path(self.resume) / "passes" / f"chunk-{number:06d}.json"
+
+
+def _rank_folder(rank: int, world_size: int) -> str:
+    return f"rank-{rank}-of-{world_size}"
+
+
+def _rank_folders(folder: str) -> list[str]:
+    """The per-rank resume folders a multi-process run left in `folder`."""
+    return sorted(p.name for p in Path(folder).glob("rank-*-of-*") if (p / "settings.json").is_file())
 
 
 def _verdict(v) -> dict:
