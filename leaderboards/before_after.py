@@ -51,7 +51,6 @@ def row_counts(folder: Path, v1) -> dict:
     """Trial-1 credit and trial-2 fixes of one stored row under both scorer versions."""
     from reflectevo_gen.store import RecordStore
     from reflectevo_tasks import answers as v2
-    from reflectevo_tasks.lm_eval_tasks.utils import question
 
     store = RecordStore(folder)
     c = Counter()

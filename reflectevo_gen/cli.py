@@ -29,10 +29,14 @@ def register(sub) -> None:
     run.set_defaults(func=_run, passthrough=True)
 
     cur = gsub.add_parser("curate", help="build D+, D±, Dpref, sft_qa and statistics from a run")
-    cur.add_argument("--input", required=True, help="run folder")
+    cur.add_argument("--input", required=True, help="run folder, or a curated folder whose raw records are curated again")
     cur.add_argument("--output", required=True, help="curated folder")
     cur.add_argument("--max-pairs", type=int, default=4, help="D± and Dpref pairs per question (default 4)")
-    cur.add_argument("--near-duplicate", type=float, default=0.8, help="trigram Jaccard at which reflections count as one")
+    cur.add_argument("--near-duplicate", type=float, default=0.8,
+                     help="trigram Jaccard at which two reflections (or two D+ retries of a question) count as one")
+    cur.add_argument("--min-margin", type=float, default=None,
+                     help="Dpref pairs whose log-likelihood margin is below this are dropped and counted "
+                          "(default: the measured noise, reflectevo_gen.curate.MARGIN_NOISE)")
     cur.add_argument("--ranking", default="loglik", choices=["loglik", "judge"], help="Dpref ranking: judge-free log-likelihood of the gold answer, or a pairwise judge model")
     cur.add_argument("--judge-model", default=None, help="model that ranks Dpref pairs (default: the run's generator)")
     cur.add_argument("--batch-size", type=int, default=16)
@@ -67,7 +71,8 @@ def _run(args) -> int:
 def _curate(args) -> int:
     from reflectevo_gen.curate import CONFIGS, CurateOptions, curate_run, run_judge, stats_markdown
 
-    opts = CurateOptions(max_pairs=args.max_pairs, near_duplicate=args.near_duplicate, ranking=args.ranking)
+    extra = {} if args.min_margin is None else {"min_margin": args.min_margin}
+    opts = CurateOptions(max_pairs=args.max_pairs, near_duplicate=args.near_duplicate, ranking=args.ranking, **extra)
     result = curate_run(args.input, args.output, opts, run_judge(args.input, args.judge_model, args.batch_size))
     counts = {c: len(result[c]) for c in CONFIGS}
     print(stats_markdown(result["stats"], counts))

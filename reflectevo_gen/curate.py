@@ -337,6 +337,8 @@ def statistics(records: list[dict], drops: dict, opts: CurateOptions) -> dict:
             "share_fixed": round(total_fixed / total_refl, 3) if total_refl else 0.0,
             "leaking_reflections_dropped": sum(drops["leaks_by_kind"].values()), **drops,
             "leak_filter": leak_filter_error(),
+            # every fixed / not fixed verdict above is this scorer's (answers.score, the headline level)
+            "scoring_version": answers.SCORING_VERSION, "scoring_level": answers.HEADLINE,
             "options": {"max_pairs": opts.max_pairs, "near_duplicate": opts.near_duplicate, "ranking": opts.ranking,
                         "min_margin": opts.min_margin}}
 
@@ -435,8 +437,28 @@ def run_judge(run_folder: str, judge_model: str | None = None, batch_size: int =
     return _LazyEngine(load)
 
 
+def read_raw_records(folder: str | Path) -> list[dict]:
+    """The records of a curated folder's raw config (raw.jsonl keeps every record, its nested parts
+    as JSON strings): curating them again needs no generation, e.g. after a scorer change."""
+    path = Path(folder) / "raw.jsonl"
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise UserError(f"{path}: row {n} is not JSON ({exc})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}: row {n} is not an object")
+        out.append({k: json.loads(v) if isinstance(v, str) and (v[:1] in "{[" or v == "null") else v
+                    for k, v in row.items()})
+    return out
+
+
 def curate_run(run_folder: str, output: str, options: CurateOptions | None = None, engine=None) -> dict:
-    records = read_records(run_folder)
+    """Curate a generation run folder, or again the raw records of a curated folder."""
+    folder = Path(run_folder)
+    records = read_raw_records(folder) if (folder / "raw.jsonl").is_file() and not (folder / "parts").is_dir() \
+        else read_records(run_folder)
     result = curate(records, options, engine)
     write_curated(result, output, str(run_folder))
     return result

@@ -345,21 +345,6 @@ def _integer_candidates(segment: str, words: bool | None = None) -> list[str]:
     return [c for _, c in found]
 
 
-def _integer_pick(segment: str, last: bool) -> list[str]:
-    """The first (or last) number of `segment`, converting only what is needed: a reply of
-    100 kB of digits must not cost a conversion per number."""
-    for finder, convert in (
-        (_digit_numbers, lambda m: _number_text(bool(m.group(1)), m.group(2), m.group(3))),
-        (lambda seg: list(_NUMBER_WORD.finditer(seg)), lambda m: _word_number(m, segment)),
-    ):
-        matches = finder(segment)
-        for m in reversed(matches) if last else matches:
-            text = convert(m)
-            if text is not None:
-                return [text]
-    return []
-
-
 def _dyck_runs(segment: str) -> list[re.Match]:
     # a parenthesised remark "(closing the two brackets)" is prose, not part of the sequence
     if "(" in segment:
@@ -369,13 +354,6 @@ def _dyck_runs(segment: str) -> list[re.Match]:
 
 def _dyck_text(m: re.Match) -> str:
     return " ".join(c for c in m.group(0) if c in _BRACKETS)
-
-
-def _dyck_candidates(segment: str, pick: str | None = None) -> list[str]:
-    runs = _dyck_runs(segment)
-    if pick and runs:
-        runs = runs[-1:] if pick == "last" else runs[:1]
-    return [_dyck_text(m) for m in runs]
 
 
 _LIST_ITEM_PREFIX = re.compile(r"^\s*(?:[-*+\u2022\u00b7]|\d+[.)]|\(\d+\))\s+")
@@ -474,11 +452,6 @@ def _first_line(text: str, pos: int = 0) -> str:
     end = text.find("\n", m.start())
     end = len(text) if end < 0 else end
     return text[m.start():min(end, m.start() + _MAX_SEGMENT)].rstrip()
-
-
-def _marker_segment(text: str) -> str | None:
-    rest = _after_last_marker(text)
-    return None if rest is None else _first_line(rest)
 
 
 # ---------------------------------------------------------------- commitment
@@ -926,34 +899,3 @@ def score(reply: str, gold: str, spec: AnswerSpec, level: str | None = None) -> 
 def score_levels(reply: str, gold: str, spec: AnswerSpec) -> dict[str, Verdict]:
     """The verdict at every level, keyed by level name."""
     return {level: score(reply, gold, spec, level) for level in LEVELS}
-
-
-def mentions_answer(text: str, gold: str, spec: AnswerSpec) -> bool:
-    """Does a reflection give the gold answer away? Used to drop leaking reflections."""
-    try:
-        return _mentions_answer(text if isinstance(text, str) else str(text or ""), gold, spec)
-    except Exception:  # pragma: no cover
-        return False
-
-
-def _mentions_answer(text: str, gold: str, spec: AnswerSpec) -> bool:
-    canon = canonical_gold(gold, spec)
-    t = clean(text[-_MAX_SCAN:])
-    if spec.kind == CHOICE and canon.startswith("("):
-        letter = canon[1]
-        # "a"/"i" after "answer is" are English words; other letters count in either case
-        cased = letter if letter in "AI" else letter + letter.lower()
-        if re.search(rf"\(\s*[{letter}{letter.lower()}]\s*\)"
-                     rf"|\b(?i:option|choice|letter|answer(?:\s+(?:is|was|would\s+be))?)(?:\s*:\s*|\s+)[{cased}]\b", t):
-            return True
-        option_text = next((normalize_text(x) for l, x in spec.options if l == letter), "")
-        return bool(option_text) and len(option_text) > 3 and f" {option_text} " in f" {normalize_text(t)} "
-    if spec.kind == INTEGER:
-        return canon in _integer_candidates(t, words=True)
-    if spec.kind in _WORD_CANON:
-        seg = _marker_segment(t)
-        return bool(seg) and canon in _word_candidates(seg, spec.kind)
-    if spec.kind == DYCK:
-        return bool(canon) and canon in _dyck_candidates(t)
-    norm = normalize_text(canon)
-    return bool(norm) and f" {norm} " in f" {normalize_text(t)} "

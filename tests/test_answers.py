@@ -792,7 +792,6 @@ def test_never_raises(reply, pair):
     # strict never finds an answer that flexible does not
     strict, flexible = (A._extract(reply, spec, text_gold, level) for level in A.LEVELS)
     assert strict.answer is None or strict == flexible
-    assert A._mentions_answer(reply, gold, spec) in (True, False)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -865,42 +864,3 @@ def test_100kB_reply_is_fast(unit):
         A.score(reply + " x", q.answer, q.spec)
         elapsed = time.perf_counter() - start
         assert elapsed < 1.0, (q.id, repr(unit), elapsed)
-
-
-# ---------------------------------------------------------------- mentions_answer (leak filter)
-
-@needs_bbh
-@pytest.mark.parametrize("sub,index,text,leaks", [
-    (*DATE, "I should have picked (B).", True),
-    (*DATE, "The correct option B was right there.", True),
-    (*DATE, "The answer is B, as the next day is Christmas.", True),
-    (*DATE, "Next time, add one day to Christmas Eve: 12/25/1937.", True),
-    (*DATE, "I should add one day to the given date and check the year carefully.", False),
-    (*DATE, "I picked (A) too quickly.", False),
-    ("disambiguation_qa", 0, "The answer is a pronoun question; look at who could have the condition.", False),
-    ("disambiguation_qa", 0, "Option A is right here.", True),
-    (*GEO, "Count the vertices: seven means a heptagon.", True),
-    (*COUNT_8, "There are 8 instruments.", True),
-    (*COUNT_8, "Count each instrument once; I counted eight.", True),
-    (*COUNT_8, "I counted 9, one too many.", False),
-    (*ARITH_NEG, "The result was -50.", True),
-    (*ARITH_NEG, "The result was 50.", False),
-    (*SPORT_NO, "So the answer is No.", True),
-    (*SPORT_NO, "There is no reason to doubt the player's sport.", False),
-    (*DYCK_2, "The closing part is ] ] here.", True),
-    (*DYCK_2, "Close each bracket in reverse order.", False),
-    (*SORT_2, "Sorted, it is syndrome therefrom.", True),
-    (*SORT_2, "Compare first letters, then second letters.", False),
-    (*MONSTERS, "The movie is Monsters, Inc, by Pixar.", True),
-    (*MONSTERS, "Look for animated family films.", False),
-])
-def test_mentions_answer(sub, index, text, leaks):
-    q = item(sub, index)
-    assert A.mentions_answer(text, q.answer, q.spec) is leaks
-
-
-@FAST
-@given(text=any_text, pair=st.sampled_from(GOLDS_AND_SPECS))
-def test_mentions_answer_never_raises(text, pair):
-    gold, spec = pair
-    assert A.mentions_answer(text, gold, spec) in (True, False)

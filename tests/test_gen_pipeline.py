@@ -178,10 +178,11 @@ def test_every_config_gets_the_rows_the_script_implies(scripted_curated):
     assert len(questions) == 30 and len(right) == 10
     assert len(result["sft_qa"]) == 10
     assert len(result["raw"]) == 10 + 20 * 4  # a right question is one record, a wrong one four
-    assert len(result["d_plus"]) == 20 * 2  # reflections 1 and 3 fix
+    # reflections 1 and 3 fix, with the same retry text: D+ keeps one per question, the copy is counted
+    assert len(result["d_plus"]) == 20 and result["stats"]["d_plus_duplicates_dropped"] == 20
     assert len(result["d_pm"]) == 20 * 4  # 2 fixing x 2 failing reflections per question
-    ties = result["stats"]["dpref_ties_dropped"]
-    assert len(result["d_pref"]) + ties == 20 and len(result["d_pref"]) > 0
+    ties, low = result["stats"]["dpref_ties_dropped"], result["stats"]["dpref_low_margin_dropped"]
+    assert len(result["d_pref"]) + ties + low == 20 and len(result["d_pref"]) > 0
 
 
 @pytest.mark.parametrize("which", ["embedded", "scripted"])
