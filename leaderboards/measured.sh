@@ -140,13 +140,20 @@ if [ ! -f "$DATA/stats.md" ]; then
     rm -rf "$DATA.partial" && cp -r "$OUT/curated" "$DATA.partial" && mv "$DATA.partial" "$DATA"
 fi
 
-# the trained rows' data must have been curated under the scorer that evaluates them (curation keeps a
-# retry as "fixed" by the same verdict as evaluation)
-"$PY/python" - "$DATA/stats.json" <<'PY' || { echo "[measured] $DATA was curated by another scorer version: re-curate it (README, 'The leaderboard'); stopping before training"; exit 1; }
+# the trained rows' data must be curated by the scorer that evaluates them (a retry counts as fixed by
+# the same verdict in both): committed sets of another scorer version are curated again from their own
+# raw records (nothing is generated again)
+if ! "$PY/python" - "$DATA/stats.json" <<'PY'
 import json, sys
 from reflectevo_tasks.answers import SCORING_VERSION
 sys.exit(json.load(open(sys.argv[1])).get("scoring_version") != SCORING_VERSION)
 PY
+then
+    echo "[measured] $DATA: curated by another scorer version; curating its raw records again"
+    rm -rf "$DATA.partial"
+    "$PY/reflectevo" gen curate --input "$DATA" --output "$DATA.partial"
+    rm -rf "$DATA.old" && mv "$DATA" "$DATA.old" && mv "$DATA.partial" "$DATA" && rm -rf "$DATA.old"
+fi
 
 declare -A EVAL_ARGS=(
     [one_stage]="mode=oracle,$SHARED,reflector_peft=$OUT/train/one_stage,one_stage=true"
