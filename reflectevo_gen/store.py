@@ -265,7 +265,11 @@ def _check_counts(path: Path, records: list[dict], manifest: dict | None) -> Non
     lost, extra = sorted((listed - have).elements()), sorted((have - listed).elements())
     detail = "; ".join(f"{what} {len(ids)}: {', '.join(ids[:3])}{' …' if len(ids) > 3 else ''}"
                        for what, ids in (("lost", lost), ("extra or doubled", extra)) if ids)
-    raise UserError(f"{path}: holds {len(records)} records, its manifest lists {manifest.get('count')} ({detail})")
+    raise UserError(f"{path}: holds {_records(len(records))}, its manifest lists {manifest.get('count')} ({detail})")
+
+
+def _records(n: int) -> str:
+    return f"{n} record{'' if n == 1 else 's'}"
 
 
 def _note_unverified(parts: Path, names: list[str]) -> None:
