@@ -123,6 +123,45 @@ def test_second_writer_is_refused_naming_the_holder_and_leaves_its_files(tmp_pat
     assert len(read_records(folder)) == 8  # 4 right at trial 1, 4 wrong with one reflection each
 
 
+_SLOW_WRITER = """
+import os, sys, time
+from reflectevo_gen.config import GenConfig
+from reflectevo_gen.pipeline import Engines, run
+from reflectevo_tasks.engine import Engine, EngineConfig
+from test_data_safety import ScriptedGenerator
+
+class Slow(ScriptedGenerator):
+    def generate_until(self, requests, disable_tqdm=False):
+        time.sleep(0.15)
+        return super().generate_until(requests)
+
+print("ready", flush=True)  # imports done: both start writing together once the test says go
+while not os.path.exists(sys.argv[3]):
+    time.sleep(0.01)
+lm = Engine(EngineConfig(model="scripted"), lm=Slow())
+cfg = GenConfig(output=sys.argv[1], source=sys.argv[2], chunk_size=2, reflections_per_instruction=1,
+                instruction_ids="sample:1", trial_max_new_tokens=16, reflection_max_new_tokens=16, batch_size=8)
+run(cfg, engines=Engines(lm, lm), show_progress=False)
+"""
+
+
+def test_two_writers_started_together_one_proceeds(tmp_path):
+    """Before the lock both ran to the end, each generating the chunks the other was writing."""
+    spec, folder = _source(tmp_path, n=16), tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(folder), str(spec), str(go)], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    assert [p.stdout.readline().strip() for p in procs] == ["ready", "ready"]
+    go.touch()
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    assert sorted(rc for rc, _ in results) == [0, 1], results
+    refused = next(err for rc, err in results if rc)
+    winner = next(p.pid for p, (rc, _) in zip(procs, results) if rc == 0)
+    assert f"another process is writing here (pid {winner} on " in refused
+    assert len(read_records(folder)) == 16 and not (folder / LOCK_NAME).exists()
+
+
 def test_lock_is_exclusive_within_one_process_too(tmp_path):
     with FolderLock(tmp_path / "f"):
         with pytest.raises(UserError, match=f"pid {os.getpid()} on"):
