@@ -114,6 +114,45 @@ def raw_counts(v1) -> dict:
     return dict(c)
 
 
+def curated_counts() -> list[tuple[str, dict]]:
+    """Rows per training config, step by step: as committed by scorer version 1 and the old curation;
+    the new curation on the outcomes recorded at generation (version 1's verdicts); the new curation
+    with the new scorer (the committed set now)."""
+    from reflectevo_gen import curate as C
+    from reflectevo_tasks import answers as A
+
+    folder = RAW.parent
+    old = json.loads(subprocess.run(["git", "show", f"{V1_COMMIT}:{folder.relative_to(REPO).as_posix()}/stats.json"],
+                                    cwd=REPO, capture_output=True, text=True, check=True).stdout)
+    records = C.read_raw_records(folder)
+    from reflectevo_tasks.questions import Question
+
+    stored = {}  # (gold, options, reply) -> the outcome recorded at generation
+    for r in records:
+        q = Question.from_dict(r["question"])
+        for turn in ("trial1", "retry"):
+            if r.get(turn):
+                stored[(q.answer, q.spec.options, r[turn]["output"])] = r[turn]["outcome"]
+    real = A.score
+
+    def recorded(reply, gold, spec, level=None):
+        v = real(reply, gold, spec, level)
+        outcome = stored.get((gold, spec.options, reply), v.outcome)
+        return A.Verdict(outcome, v.extracted, v.gold, v.method, v.f1, v.level, v.refusal)
+
+    engine = C.run_judge(str(folder))
+    A.score = recorded
+    try:
+        mid = C.curate(records, C.CurateOptions(), engine)
+    finally:
+        A.score = real
+    now = json.loads((folder / "stats.json").read_text(encoding="utf-8"))
+    return [("scorer v1, old curation (as committed before)", old["counts"] | {"leaks": old["leaking_reflections_dropped"]}),
+            ("scorer v1 verdicts, new curation", {c: len(mid[c]) for c in C.CONFIGS}
+             | {"leaks": mid["stats"]["leaking_reflections_dropped"]}),
+            ("scorer v2, new curation (committed now)", now["counts"] | {"leaks": now["leaking_reflections_dropped"]})]
+
+
 def report() -> str:
     v1 = scorer_v1()
     lines = ["# Before and after: scorer version 1 against version 2 on the same replies", "",
@@ -134,7 +173,13 @@ def report() -> str:
               "## Training data (raw records of the measured generation run)", ""]
     c = raw_counts(v1)
     lines += ["| records | reflections retried | fixed by retry (v1 → v2) | counted fixed by v1 only |", "|---|---|---|---|",
-              f"| {c['records']} | {c['reflections']} | {c['fixed_v1']} → {c['fixed_v2']} | {c['fixed_v1_only']} |", ""]
+              f"| {c['records']} | {c['reflections']} | {c['fixed_v1']} → {c['fixed_v2']} | {c['fixed_v1_only']} |", "",
+              "Rows per training config, one change at a time (the new curation: the leak filter "
+              "`reflectevo_tasks.leaks`, D+ without copied retries, D± spread over distinct reflections, Dpref "
+              "pairs under the measured log-likelihood noise dropped):", "",
+              "| curation | leak drops | D+ | D± | Dpref | sft_qa |", "|---|---|---|---|---|---|"]
+    for name, n in curated_counts():
+        lines.append(f"| {name} | {n['leaks']} | {n['d_plus']} | {n['d_pm']} | {n['d_pref']} | {n['sft_qa']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -441,8 +441,12 @@ def read_raw_records(folder: str | Path) -> list[dict]:
     """The records of a curated folder's raw config (raw.jsonl keeps every record, its nested parts
     as JSON strings): curating them again needs no generation, e.g. after a scorer change."""
     path = Path(folder) / "raw.jsonl"
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         try:
             row = json.loads(line)
         except ValueError as exc:
@@ -451,6 +455,10 @@ def read_raw_records(folder: str | Path) -> list[dict]:
             raise UserError(f"{path}: row {n} is not an object")
         out.append({k: json.loads(v) if isinstance(v, str) and (v[:1] in "{[" or v == "null") else v
                     for k, v in row.items()})
+    ids = Counter(r.get("record_id") for r in out)
+    doubled = sorted(i for i, c in ids.items() if c > 1)
+    if doubled:
+        raise UserError(f"{path}: record {doubled[0]} appears {ids[doubled[0]]} times (a doubled row)")
     return out
 
 

@@ -185,3 +185,27 @@ def test_dataset_card_states_the_filter_error_and_leaks_per_kind():
     old = {k: v for k, v in curated["stats"].items() if k not in ("leak_filter", "leaks_by_kind", "reflections_by_kind",
                                                                    "d_plus_duplicates_dropped")}
     assert "error was not measured" in curation_notes(old) and "per answer kind not recorded" in curation_notes(old)
+
+
+def test_curating_a_curated_folder_again_reads_its_raw_records_and_refuses_doubled_rows(tmp_path):
+    """`gen curate --input <curated folder>` curates its raw records again (after a scorer change);
+    a doubled row or bytes that are not UTF-8 are one error naming the file."""
+    import shutil
+
+    from reflectevo.errors import UserError
+    from reflectevo_gen.curate import read_raw_records
+
+    src = Path(__file__).resolve().parents[1] / "leaderboards" / "measured" / "training-data" / "raw.jsonl"
+    folder = tmp_path / "curated"
+    folder.mkdir()
+    shutil.copy(src, folder / "raw.jsonl")
+    records = read_raw_records(folder)
+    assert len(records) == len(src.read_text(encoding="utf-8").splitlines())
+    assert isinstance(records[0]["question"], dict) and isinstance(records[0]["trial1"]["output"], str)
+    lines = (folder / "raw.jsonl").read_text(encoding="utf-8").splitlines()
+    (folder / "raw.jsonl").write_text("\n".join(lines + lines[:1]) + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match="appears 2 times"):
+        read_raw_records(folder)
+    (folder / "raw.jsonl").write_bytes(b"\xff\xfe{}\n")
+    with pytest.raises(UserError, match="not UTF-8"):
+        read_raw_records(folder)

@@ -26,7 +26,7 @@ def test_bad_rows_rejected_with_file_and_row_rest_kept(tmp_path):
     assert all(q.kind == A.INTEGER for q in rep.questions)
     assert rep.questions[0].answer == "4" and rep.questions[0].id == "custom/mine/0"
     assert len(rep.rejected) == 4
-    for row, needle in zip((1, 2, 3, 4), ("empty question", "missing field 'q'", "must be a string", "not valid JSON")):
+    for row, needle in zip((2, 3, 4, 5), ("empty question", "missing field 'q'", "must be a string", "not valid JSON")):
         assert any(m.startswith(f"{data}: row {row}: ") and needle in m for m in rep.rejected), (row, rep.rejected)
 
 

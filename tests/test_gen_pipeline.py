@@ -299,7 +299,7 @@ def test_bad_rows_rejected_rest_processed(tmp_path, engine):
     summary = run(cfg, engines=Engines(engine, engine), show_progress=False)
     assert summary["rejected_rows"] == 3 and summary["questions"] == 2
     rejected = (tmp_path / "out" / "rejected.txt").read_text().splitlines()
-    assert [line.split(": row ")[1].split(":")[0] for line in rejected] == ["1", "2", "3"]
+    assert [line.split(": row ")[1].split(":")[0] for line in rejected] == ["2", "3", "4"]
     assert all(line.startswith(str(data)) for line in rejected)
     assert {r["index"] for r in read_records(tmp_path / "out")} == {0, 4}
 
