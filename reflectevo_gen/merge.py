@@ -6,17 +6,7 @@ import json
 from pathlib import Path
 
 from reflectevo.errors import UserError
-from reflectevo_gen.store import FolderLock, RecordStore, read_records, write_atomic, write_chunk_file
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not readable JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: a JSON object expected")
-    return data
+from reflectevo_gen.store import FolderLock, RecordStore, read_json_object, read_records, write_atomic, write_chunk_file
 
 
 def _shard_run(folder: str) -> tuple[dict, str, str | None, dict]:
@@ -26,7 +16,7 @@ def _shard_run(folder: str) -> tuple[dict, str, str | None, dict]:
         raise UserError(f"{folder}: not a generation run (no run_config.json)")
     if not summary_path.is_file():
         raise UserError(f"{folder}: run not finished (no summary.json); resume it first")
-    cfg, summary = _read_json(cfg_path), _read_json(summary_path)
+    cfg, summary = read_json_object(cfg_path, "a run config"), read_json_object(summary_path, "a run summary")
     if "merged_from" in cfg or "merged_from" in summary:
         raise UserError(f"{folder}: already a merged folder; merge the shard folders it came from "
                         f"({', '.join(map(str, cfg.get('merged_from') or summary.get('merged_from') or []))})")

@@ -181,18 +181,24 @@ class RecordStore:
         return records
 
 
+def read_json_object(path: Path, what: str = "a JSON object") -> dict:
+    """A JSON file that must hold one object; anything else is one error naming the file."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not {what} that can be read ({exc})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not {what} (a JSON object expected)")
+    return data
+
+
 def allowed_config_hashes(folder: str | os.PathLike) -> set[str] | None:
     """The config hashes a folder's records may carry: its run's, or for a merged folder its
     shards'; None where the folder names none (lm-eval resume folders, older merges)."""
     path = Path(folder) / "run_config.json"
     if not path.is_file():
         return None
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not a readable run config ({exc})") from None
-    if not isinstance(cfg, dict):
-        raise UserError(f"{path}: not a run config (a JSON object expected)")
+    cfg = read_json_object(path, "a run config")
     if cfg.get("config_hash"):
         return {cfg["config_hash"]}
     if cfg.get("config_hashes"):
