@@ -30,7 +30,8 @@ pytestmark = pytest.mark.slow
 SMALL = dict(trial_max_new_tokens=40, reflection_max_new_tokens=40, chunk_size=16, batch_size=16)
 
 
-SLICE = Path(__file__).parent / "data" / "gen_fixable_slice.txt"
+# the demo loop's 30 pool questions (reflectevo/loops/demo.yaml says how they were picked)
+DEMO_LOOP = Path(__file__).resolve().parents[1] / "reflectevo" / "loops" / "demo.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +40,17 @@ def gen_run(tmp_path_factory):
     project's defaults (2 instructions x 2 reflections per wrong answer) with 128-token turns.
 
     Over most of the pool this model fixes ~1-6% of its failures, so a test-sized run would leave
-    D+, D± and Dpref empty. The slice (tests/data/gen_fixable_slice.txt) is 22 questions it answers
-    right at trial 1 and 8 on which the measured leaderboard's generation run saw 2-5 of 8
-    reflections fix the answer; the fixes here are sampled afresh, so they can still fail to come."""
+    D+, D± and Dpref empty. The slice (the demo loop's gen.question_ids, reflectevo/loops/demo.yaml)
+    is 22 questions it answers right at trial 1 and 8 on which the measured leaderboard's generation
+    run saw reflections fix the answer; the fixes here are sampled afresh, so they can still fail to come."""
+    import yaml
+
     from reflectevo_gen.pipeline import Engines
     from reflectevo_tasks.engine import Engine, EngineConfig
 
     out = tmp_path_factory.mktemp("gen") / "run"
-    cfg = GenConfig(output=str(out), question_ids=f"@{SLICE}", dtype="float32", trial_max_new_tokens=128,
+    ids = yaml.safe_load(DEMO_LOOP.read_text(encoding="utf-8"))["gen"]["question_ids"]
+    cfg = GenConfig(output=str(out), question_ids=ids, dtype="float32", trial_max_new_tokens=128,
                     reflection_max_new_tokens=128, chunk_size=32, batch_size=32)
     lm = Engine(EngineConfig(dtype="float32", batch_size=32))  # the settings the slice was picked at
     summary = run(cfg, engines=Engines(lm, lm), show_progress=False)

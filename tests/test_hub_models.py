@@ -128,3 +128,17 @@ def test_publish_folder_keeps_other_files_when_not_replacing(hub, tmp_path, repl
     (b / "two.txt").write_text("2")
     publish_folder(str(b), repo, tag="t2", replace=replace)
     assert {"one.txt", "two.txt"} <= set(hub.api.list_repo_files(repo, revision="t2"))
+
+
+def test_switching_endpoints_moves_transformers_shared_client_too():
+    """transformers keeps one HfApi made at its first use; an endpoint switch must reach it (its
+    chat-template listing would otherwise ask the server of an earlier endpoint)."""
+    from transformers.utils import hub as tf_hub
+
+    from reflectevo.hub.client import use_endpoint
+
+    api = tf_hub.hf_api()
+    before = api.endpoint
+    with use_endpoint("http://127.0.0.1:9"):
+        assert tf_hub.hf_api().endpoint == "http://127.0.0.1:9"
+    assert tf_hub.hf_api().endpoint == before

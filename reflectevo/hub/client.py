@@ -117,6 +117,12 @@ def _apply_endpoint(endpoint: str, disable_xet: bool) -> dict[tuple[Any, str], A
     if ds_config is not None:
         put(ds_config, "HF_ENDPOINT", endpoint)
         put(ds_config, "HUB_DATASETS_URL", endpoint + "/datasets/{repo_id}/resolve/{revision}/{path}")
+    tf_hub = sys.modules.get("transformers.utils.hub")
+    shared = getattr(tf_hub, "_hf_api", None)
+    if shared is not None:
+        # transformers keeps one HfApi made with the endpoint of its first use (its chat-template
+        # listing goes through it): point it here too
+        put(shared, "endpoint", endpoint)
     return old
 
 
