@@ -76,7 +76,7 @@ def read_results(path: str | Path) -> dict:
 def portable_path(path: str) -> str:
     """A path as the repository sees it. Absolute: relative to this checkout's root, else from its first
     top-level folder of a checkout (runs/, leaderboards/, ...), else the file name. Relative but
-    climbing out of the checkout ('../../../work/shared/data/bbh'): from such a folder, else the file
+    climbing out of the checkout ('../../data/bbh'): from such a folder, else the file
     name. Any other relative path is kept."""
     if not isinstance(path, str):
         return path
