@@ -623,3 +623,35 @@ def test_hostile_requests_get_4xx_and_the_server_survives(child_hub, tmp_path):
     assert crashes == 0 and errors_500 == 0 and "internal error" not in log, log[-3000:]
     assert tree_snapshot(str(tmp_path), skip) == before
     assert (tmp_path / "outside" / "canary.txt").read_text() == "untouched"
+
+
+# ---- keep-alive: a connection the server closes is announced as closed -----------------------------
+def test_error_answers_keep_the_connection_usable(hub_server):
+    """Clients (huggingface_hub's pooled httpx client) reuse a connection unless the answer says
+    ``Connection: close``. The server once closed the connection after every 404/409 it raised
+    from the store without saying so, and the next request on that connection got no answer at all
+    (a random CI failure in test_errors_are_hub_shaped)."""
+    import http.client
+
+    port = int(hub_server.url.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    repo = f"tester/keepalive-{os.getpid()}"
+    asks = [("POST", "/api/repos/create", json.dumps({"name": repo.split("/")[1], "organization": "tester",
+                                                      "type": "model"}), 200),
+            ("POST", "/api/repos/create", json.dumps({"name": repo.split("/")[1], "organization": "tester",
+                                                      "type": "model"}), 409),
+            ("GET", "/api/models/tester/no-such-repo-at-all", None, 404),
+            ("GET", f"/api/models/{repo}/revision/nope", None, 404),
+            ("HEAD", f"/{repo}/resolve/main/nope.txt", None, 404),
+            ("GET", f"/api/models/{repo}", None, 200)]
+    try:
+        for method, path, body, status in asks:
+            headers = dict(auth, **({"Content-Type": "application/json"} if body else {}))
+            conn.request(method, path, body=body, headers=headers)
+            reply = conn.getresponse()
+            reply.read()
+            assert reply.status == status, (method, path, reply.status)
+            assert (reply.getheader("Connection") or "").lower() != "close", (method, path)
+    finally:
+        conn.close()

@@ -457,7 +457,9 @@ class HubRequestHandler(BaseHTTPRequestHandler):
     def _answer_error(self, status: int, message: str, code: str | None) -> None:
         try:
             self._error(status, message, code)
-        except (_Handled, OSError):
+        except _Handled:
+            pass  # answered; whether the connection stays open was decided (and said) in _send
+        except OSError:
             self.close_connection = True
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _dispatch
