@@ -396,88 +396,59 @@ class Store:
         Regular file contents are stored before the lock is taken (and taken out of their operation,
         so that a large inline file is in memory once); the document is swapped last.
         """
-        prepared: list[tuple[str, str, dict | None]] = []  # (kind, path, entry)
-        for op in operations:
-            key, value = op.get("key"), op.get("value")
-            if not isinstance(value, dict):
-                raise StoreError(400, f"Commit operation {shown_path(str(key), 40)} needs an object as its value")
-            if key == "file":
-                path = check_path(value.get("path"))
-                content = _op_str(value, "content", path)
-                value.pop("content", None)  # keep one text copy alive while decoding, not two
-                if _op_str(value, "encoding", path, "utf-8") == "base64":
-                    try:
-                        data = base64.b64decode(content, validate=True)
-                    except (ValueError, TypeError):
-                        raise StoreError(400, f"Invalid base64 content for '{path}'") from None
-                else:
-                    try:
-                        data = content.encode("utf-8")
-                    except UnicodeEncodeError:
-                        raise StoreError(400, f"Content for '{path}' is not valid UTF-8 text") from None
-                del content
-                sha = self.put_bytes(data)
-                prepared.append(("add", path, self._entry(sha, len(data), git_blob_oid(data), False)))
-            elif key == "lfsFile":
-                path = check_path(value.get("path"))
-                if _op_str(value, "algo", path, "sha256") != "sha256":
-                    raise StoreError(400, f"Unsupported LFS hash algorithm for '{path}'")
-                oid = _op_str(value, "oid", path).lower()
-                announced = value.get("size")
-                if announced is not None and (isinstance(announced, bool) or not isinstance(announced, int)):
-                    raise StoreError(400, f"'size' of the LFS file '{path}' must be an integer")
-                size = self.blob_size(oid) if _SHA256_RE.match(oid) else None
-                if size is None:
-                    raise StoreError(422, f"LFS object {oid[:64]} for '{path}' was not uploaded")
-                if announced is not None and announced != size:
-                    raise StoreError(422, f"LFS object {oid} for '{path}' has size {size}, not {announced}")
-                ptr = lfs_pointer(oid, size)
-                prepared.append(("add", path, self._entry(oid, size, git_blob_oid(ptr), True)))
-            elif key == "deletedFile":
-                prepared.append(("del", check_path(value.get("path")), None))
-            elif key == "deletedFolder":
-                folder = _op_str(value, "path", "(folder)").strip("/")
-                prepared.append(("delfolder", check_path(folder) if folder else folder, None))
-            elif key == "header":
-                continue
-            else:
-                raise StoreError(400, f"Unknown commit operation {shown_path(str(key), 40)}")
-
+        # blobs are content-addressed, so storing them before the lock cannot disturb another commit
+        # and keeps the lock held only for the document swap
+        changes = [change for change in map(self._prepare_operation, operations) if change is not None]
         with self._locked(repo_type, repo_id):
             doc = self.get(repo_type, repo_id)
-            if branch not in doc["branches"]:
-                if branch in doc["tags"] or _HEX40.match(branch):
-                    raise StoreError(400, f"Cannot commit to '{branch}': not a branch")
-                raise StoreError(404, f"Invalid rev id: {branch}", "RevisionNotFound")
-            head = doc["branches"][branch]
-            if parent_commit is not None and parent_commit.lower() != head:
-                raise StoreError(
-                    412,
-                    f"A commit has happened since. Please refresh and try again "
-                    f"(parent {parent_commit} is not the head {head} of '{branch}')",
-                )
-            tree = dict(doc["commits"][head]["tree"])
-            for kind, path, entry in prepared:
-                if kind == "add":
-                    # a path cannot be both a file and a folder
-                    if any(p in tree for p in _parents(path)) or any(k.startswith(path + "/") for k in tree):
-                        raise StoreError(400, f"'{path}' conflicts with an existing file or folder")
-                    tree[path] = entry
-                elif kind == "del":
-                    if path not in tree:
-                        raise StoreError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
-                    del tree[path]
-                else:
-                    doomed = [k for k in tree if not path or k == path or k.startswith(path + "/")]
-                    if not doomed:
-                        raise StoreError(404, f"A folder with this name doesn't exist: {path}", "EntryNotFound")
-                    for k in doomed:
-                        del tree[k]
+            head = _branch_head(doc, branch, parent_commit)
+            tree = _apply_changes(doc["commits"][head]["tree"], changes)
             commit = self._new_commit(head, tree, summary, description, author, now_iso())
             doc["commits"][commit["id"]] = commit
             doc["branches"][branch] = commit["id"]
             self._save(doc)
             return commit["id"]
+
+    def _prepare_operation(self, op: dict) -> tuple[str, str, dict | None] | None:
+        """One commit operation -> ``(kind, path, tree entry)`` with its content stored; None for a header."""
+        key, value = op.get("key"), op.get("value")
+        if not isinstance(value, dict):
+            raise StoreError(400, f"Commit operation {shown_path(str(key), 40)} needs an object as its value")
+        if key == "file":
+            return self._store_inline_file(value)
+        if key == "lfsFile":
+            return self._check_lfs_file(value)
+        if key == "deletedFile":
+            return ("del", check_path(value.get("path")), None)
+        if key == "deletedFolder":
+            folder = _op_str(value, "path", "(folder)").strip("/")
+            return ("delfolder", check_path(folder) if folder else folder, None)
+        if key == "header":
+            return None
+        raise StoreError(400, f"Unknown commit operation {shown_path(str(key), 40)}")
+
+    def _store_inline_file(self, value: dict) -> tuple[str, str, dict]:
+        path = check_path(value.get("path"))
+        data = _inline_content(value, path)
+        sha = self.put_bytes(data)
+        return ("add", path, self._entry(sha, len(data), git_blob_oid(data), False))
+
+    def _check_lfs_file(self, value: dict) -> tuple[str, str, dict]:
+        """An LFS file names content uploaded earlier: it must be there, at the announced size."""
+        path = check_path(value.get("path"))
+        if _op_str(value, "algo", path, "sha256") != "sha256":
+            raise StoreError(400, f"Unsupported LFS hash algorithm for '{path}'")
+        oid = _op_str(value, "oid", path).lower()
+        announced = value.get("size")
+        if announced is not None and (isinstance(announced, bool) or not isinstance(announced, int)):
+            raise StoreError(400, f"'size' of the LFS file '{path}' must be an integer")
+        size = self.blob_size(oid) if _SHA256_RE.match(oid) else None
+        if size is None:
+            raise StoreError(422, f"LFS object {oid[:64]} for '{path}' was not uploaded")
+        if announced is not None and announced != size:
+            raise StoreError(422, f"LFS object {oid} for '{path}' has size {size}, not {announced}")
+        ptr = lfs_pointer(oid, size)
+        return ("add", path, self._entry(oid, size, git_blob_oid(ptr), True))
 
     # ---- refs -----------------------------------------------------------------------------------
     def create_branch(self, repo_type: str, repo_id: str, branch: str, starting_point: str | None) -> str:
@@ -519,6 +490,72 @@ class Store:
                 raise StoreError(404, f"Invalid rev id: {tag}", "RevisionNotFound")
             del doc["tags"][tag]
             self._save(doc)
+
+
+def _inline_content(value: dict, path: str) -> bytes:
+    """The bytes of an inline file operation, decoded from text or base64."""
+    content = _op_str(value, "content", path)
+    value.pop("content", None)  # keep one text copy alive while decoding, not two
+    if _op_str(value, "encoding", path, "utf-8") == "base64":
+        try:
+            return base64.b64decode(content, validate=True)
+        except (ValueError, TypeError):
+            raise StoreError(400, f"Invalid base64 content for '{path}'") from None
+    try:
+        return content.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StoreError(400, f"Content for '{path}' is not valid UTF-8 text") from None
+
+
+def _branch_head(doc: dict, branch: str, parent_commit: str | None) -> str:
+    """The head commit of ``branch``; 412 when the client computed its commit against another one."""
+    if branch not in doc["branches"]:
+        if branch in doc["tags"] or _HEX40.match(branch):
+            raise StoreError(400, f"Cannot commit to '{branch}': not a branch")
+        raise StoreError(404, f"Invalid rev id: {branch}", "RevisionNotFound")
+    head = doc["branches"][branch]
+    if parent_commit is not None and parent_commit.lower() != head:
+        raise StoreError(
+            412,
+            f"A commit has happened since. Please refresh and try again "
+            f"(parent {parent_commit} is not the head {head} of '{branch}')",
+        )
+    return head
+
+
+def _apply_changes(tree: dict, changes: list[tuple[str, str, dict | None]]) -> dict:
+    """A copy of ``tree`` with the prepared changes applied in order; the first bad one is an error."""
+    tree = dict(tree)
+    for kind, path, entry in changes:
+        if kind == "add":
+            _add_file(tree, path, entry)
+        elif kind == "del":
+            _delete_file(tree, path)
+        else:
+            _delete_folder(tree, path)
+    return tree
+
+
+def _add_file(tree: dict, path: str, entry: dict | None) -> None:
+    # a path cannot be both a file and a folder
+    if any(p in tree for p in _parents(path)) or any(k.startswith(path + "/") for k in tree):
+        raise StoreError(400, f"'{path}' conflicts with an existing file or folder")
+    tree[path] = entry
+
+
+def _delete_file(tree: dict, path: str) -> None:
+    if path not in tree:
+        raise StoreError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
+    del tree[path]
+
+
+def _delete_folder(tree: dict, path: str) -> None:
+    """Delete every file under ``path`` ('' is the whole tree); a folder with no file is a 404."""
+    doomed = [k for k in tree if not path or k == path or k.startswith(path + "/")]
+    if not doomed:
+        raise StoreError(404, f"A folder with this name doesn't exist: {path}", "EntryNotFound")
+    for k in doomed:
+        del tree[k]
 
 
 def _op_str(value: dict, key: str, path: str, default: str = "") -> str:
