@@ -328,6 +328,34 @@ def _api(endpoint: str | None, token: str | None):
     return HfApi(endpoint=endpoint or current_endpoint(), token=token)
 
 
+@dataclass
+class _Repo:
+    """One repo on one endpoint as the steps of a publish or a pull talk to it.
+
+    ``label`` is the revision that error messages name: the one the caller asked for, not the sha
+    it resolved to, so that a message points at what the user typed.
+    """
+
+    api: Any
+    repo_id: str
+    repo_type: str
+    label: str
+    endpoint: str
+    token: str | None
+    policy: RetryPolicy
+
+    def errors(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return _hub_errors(what, self.repo_id, self.label, self.endpoint, self.token, self.repo_type)
+
+    def retry(self, fn: Callable[[], T], what: str) -> T:
+        return _retry(fn, self.policy, what)
+
+    def failure(self, cls: type[HubError], what: str, reason: str, **extra: Any) -> HubError:
+        """A one-line error in the shape of ``to_hub_error``'s, for a failure found by our own checks."""
+        return cls(f"hub: {what} {self.repo_type} repo '{self.repo_id}' at revision '{self.label}' failed: {reason}",
+                   repo_id=self.repo_id, revision=self.label, **extra)
+
+
 # ---- revisions ----------------------------------------------------------------------------------
 def resolve_revision(repo_id: str, revision: str | None = None, repo_type: str = "model", *,
                      token: str | None = None, endpoint: str | None = None,
@@ -383,11 +411,25 @@ def publish_folder(
     ``card_text`` (optional) is written as README.md. The repo is created when missing (``private``
     applies only then). A tag that exists already is an error unless it points at the same commit.
     """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-
-    policy = retry or DEFAULT_RETRY
+    files = _files_to_publish(folder, card_text)
     ep = (endpoint or current_endpoint()).rstrip("/")
-    rev_label = tag or branch
+    repo = _Repo(_api(ep, token), repo_id, repo_type, tag or branch, ep, token, retry or DEFAULT_RETRY)
+    with repo.errors("publishing to"):
+        _create_repo_if_missing(repo, private)
+        if tag:
+            _refuse_taken_tag(repo, tag)
+    additions = _additions(files, card_text)
+    # content first: LFS uploads are content-addressed, so retrying them is safe
+    _upload_lfs_content(repo, additions, branch)
+    sha = _commit_once(repo, additions, branch, message, replace=replace)
+    # tag last: only a complete commit ever gets a tag
+    if tag:
+        _tag_commit(repo, tag, sha, tag_message or message)
+    return sha
+
+
+def _files_to_publish(folder: str, card_text: str | None) -> dict[str, str]:
+    """Repo path -> local path of the folder's files; a given card replaces the folder's README.md."""
     if not os.path.isdir(folder):
         raise UserError(f"cannot publish {folder}: not a folder")
     files = _folder_files(folder)
@@ -395,94 +437,116 @@ def publish_folder(
         files.pop("README.md", None)
     if not files and card_text is None:
         raise UserError(f"cannot publish {folder}: the folder is empty")
-    api = _api(ep, token)
+    return files
 
-    def err(what: str):
-        return _hub_errors(what, repo_id, rev_label, ep, token, repo_type)
 
-    with err("publishing to"):
-        _retry(lambda: api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True),
-               policy, f"create {repo_id}")
-        if tag:
-            refs = _retry(lambda: api.list_repo_refs(repo_id, repo_type=repo_type), policy, f"refs {repo_id}")
-            existing = {t.name: t.target_commit for t in refs.tags}
-            if tag in existing:
-                raise HubConflictError(
-                    f"hub: publishing to {repo_type} repo '{repo_id}' at revision '{tag}' failed: tag '{tag}' "
-                    f"exists already (commit {existing[tag]}); tags are immutable, choose a new one",
-                    repo_id=repo_id, revision=tag, status=409)
+def _create_repo_if_missing(repo: _Repo, private: bool) -> None:
+    repo.retry(lambda: repo.api.create_repo(repo.repo_id, repo_type=repo.repo_type, private=private, exist_ok=True),
+               f"create {repo.repo_id}")
 
-    def additions() -> list:
-        ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=full) for rel, full in files.items()]
-        if card_text is not None:
-            ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card_text.encode()))
-        return ops
 
-    # 1. content first: LFS uploads are content-addressed, so retrying them is safe
-    adds = additions()
-    with err("uploading files to"):
-        _retry(lambda: api.preupload_lfs_files(repo_id, additions=adds, repo_type=repo_type, revision=branch,
-                                               free_memory=False),
-               policy, f"upload to {repo_id}")
+def _refuse_taken_tag(repo: _Repo, tag: str) -> None:
+    """Tags are immutable: checked before any upload, so a taken tag costs nothing."""
+    refs = repo.retry(lambda: repo.api.list_repo_refs(repo.repo_id, repo_type=repo.repo_type), f"refs {repo.repo_id}")
+    existing = {t.name: t.target_commit for t in refs.tags}
+    if tag in existing:
+        raise HubConflictError(
+            f"hub: publishing to {repo.repo_type} repo '{repo.repo_id}' at revision '{tag}' failed: tag '{tag}' "
+            f"exists already (commit {existing[tag]}); tags are immutable, choose a new one",
+            repo_id=repo.repo_id, revision=tag, status=409)
 
-    # 2. one commit, guarded by the head it was computed against; 412 -> recompute and try again
+
+def _additions(files: dict[str, str], card_text: str | None) -> list:
+    from huggingface_hub import CommitOperationAdd
+
+    ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=full) for rel, full in files.items()]
+    if card_text is not None:
+        ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card_text.encode()))
+    return ops
+
+
+def _upload_lfs_content(repo: _Repo, additions: list, branch: str) -> None:
+    with repo.errors("uploading files to"):
+        repo.retry(lambda: repo.api.preupload_lfs_files(repo.repo_id, additions=additions, repo_type=repo.repo_type,
+                                                        revision=branch, free_memory=False),
+                   f"upload to {repo.repo_id}")
+
+
+_COMMIT_ATTEMPTS = 10
+
+
+def _commit_once(repo: _Repo, additions: list, branch: str, message: str, *, replace: bool) -> str:
+    """Commit ``additions`` on ``branch`` exactly once and return the commit's sha.
+
+    Each attempt names the head it was computed against, so a branch that moved meanwhile is a 412
+    with nothing committed: recompute and try again. A connection cut during the request is never
+    retried blindly (the commit may have landed); the branch history is searched for this publish's
+    marker instead.
+    """
     publish_id = uuid.uuid4().hex
     description = f"{PUBLISH_MARKER} {publish_id}"
-    new_paths = set(files) | ({"README.md"} if card_text is not None else set())
-    sha = None
-    attempts = 10
-    for attempt in range(attempts):
-        with err("publishing to"):
-            head = resolve_revision(repo_id, branch, repo_type, token=token, endpoint=ep, retry=policy)
-            ops: list = list(adds)
-            if replace:
-                tree = _retry(lambda: api.list_repo_files(repo_id, repo_type=repo_type, revision=head), policy,
-                              f"list {repo_id}")
-                ops += [CommitOperationDelete(path_in_repo=p) for p in tree
-                        if p not in new_paths and p != ".gitattributes"]
+    for attempt in range(_COMMIT_ATTEMPTS):
+        head, operations = _operations_on_head(repo, additions, branch, replace)
         try:
-            info = api.create_commit(repo_id, operations=ops, commit_message=message,
-                                     commit_description=description, repo_type=repo_type,
-                                     revision=branch, parent_commit=head)
-            sha = info.oid
-            break
+            info = repo.api.create_commit(repo.repo_id, operations=operations, commit_message=message,
+                                          commit_description=description, repo_type=repo.repo_type,
+                                          revision=branch, parent_commit=head)
+            return info.oid
         except Exception as exc:
-            if _status(exc) == 412 and attempt < attempts - 1:
-                # nothing was committed: recompute against the new head (jitter spreads racers)
+            if _status(exc) == 412 and attempt < _COMMIT_ATTEMPTS - 1:
                 log.info("hub: %s moved during publish, retrying on the new head", branch)
-                time.sleep(random.uniform(0.02, 0.1) * (attempt + 1))
+                time.sleep(random.uniform(0.02, 0.1) * (attempt + 1))  # jitter spreads racing publishers
                 continue
             if _status(exc) is None and _is_transient(exc):
-                # the commit may or may not have landed: look for this publish's marker
-                landed = _find_marker_commit(api, repo_id, repo_type, branch, publish_id, policy)
-                if landed:
-                    sha = landed
-                    break
-                raise HubUnavailableError(
-                    scrub(f"hub: publishing to {repo_type} repo '{repo_id}' at revision '{rev_label}' failed: "
-                          f"the connection to {ep} broke during the commit and the commit did not land "
-                          f"(or the server is down); nothing was tagged, earlier revisions are unchanged",
-                          token),
-                    repo_id=repo_id, revision=rev_label) from exc
-            raise to_hub_error(exc, "committing to", repo_id, rev_label, ep, token, repo_type) from exc
-    if sha is None:  # pragma: no cover - loop always breaks or raises
-        raise HubConflictError(f"hub: publishing to {repo_type} repo '{repo_id}' failed: branch kept moving",
-                               repo_id=repo_id, revision=rev_label)
+                return _landed_commit(repo, branch, publish_id, exc)
+            raise to_hub_error(exc, "committing to", repo.repo_id, repo.label, repo.endpoint, repo.token,
+                               repo.repo_type) from exc
+    raise repo.failure(HubConflictError, "publishing to", "branch kept moving")  # pragma: no cover
 
-    # 3. tag last: only a complete commit ever gets a tag
-    if tag:
-        with err("tagging"):
-            try:
-                _retry(lambda: api.create_tag(repo_id, tag=tag, revision=sha, tag_message=tag_message or message,
-                                              repo_type=repo_type), policy, f"tag {repo_id}@{tag}")
-            except Exception as exc:
-                if _status(exc) != 409:
-                    raise
-                # a retried request may have created it already: fine if it points at our commit
-                refs = _retry(lambda: api.list_repo_refs(repo_id, repo_type=repo_type), policy, f"refs {repo_id}")
-                if {t.name: t.target_commit for t in refs.tags}.get(tag) != sha:
-                    raise
-    return sha
+
+def _operations_on_head(repo: _Repo, additions: list, branch: str, replace: bool) -> tuple[str, list]:
+    """The branch head now, and the operations that turn its tree into the published one."""
+    from huggingface_hub import CommitOperationDelete
+
+    with repo.errors("publishing to"):
+        head = resolve_revision(repo.repo_id, branch, repo.repo_type, token=repo.token, endpoint=repo.endpoint,
+                                retry=repo.policy)
+        operations: list = list(additions)
+        if replace:
+            published = {op.path_in_repo for op in additions}
+            tree = repo.retry(lambda: repo.api.list_repo_files(repo.repo_id, repo_type=repo.repo_type, revision=head),
+                              f"list {repo.repo_id}")
+            operations += [CommitOperationDelete(path_in_repo=p) for p in tree
+                           if p not in published and p != ".gitattributes"]
+    return head, operations
+
+
+def _landed_commit(repo: _Repo, branch: str, publish_id: str, cut: BaseException) -> str:
+    """After a cut connection: the sha of this publish's commit if it landed, else an error."""
+    landed = _find_marker_commit(repo.api, repo.repo_id, repo.repo_type, branch, publish_id, repo.policy)
+    if landed:
+        return landed
+    raise HubUnavailableError(
+        scrub(f"hub: publishing to {repo.repo_type} repo '{repo.repo_id}' at revision '{repo.label}' failed: "
+              f"the connection to {repo.endpoint} broke during the commit and the commit did not land "
+              f"(or the server is down); nothing was tagged, earlier revisions are unchanged",
+              repo.token),
+        repo_id=repo.repo_id, revision=repo.label) from cut
+
+
+def _tag_commit(repo: _Repo, tag: str, sha: str, message: str) -> None:
+    with repo.errors("tagging"):
+        try:
+            repo.retry(lambda: repo.api.create_tag(repo.repo_id, tag=tag, revision=sha, tag_message=message,
+                                                   repo_type=repo.repo_type), f"tag {repo.repo_id}@{tag}")
+        except Exception as exc:
+            if _status(exc) != 409:
+                raise
+            # a retried request may have created it already: fine if it points at our commit
+            refs = repo.retry(lambda: repo.api.list_repo_refs(repo.repo_id, repo_type=repo.repo_type),
+                              f"refs {repo.repo_id}")
+            if {t.name: t.target_commit for t in refs.tags}.get(tag) != sha:
+                raise
 
 
 def _find_marker_commit(api: Any, repo_id: str, repo_type: str, branch: str, publish_id: str,
@@ -667,98 +731,136 @@ def pull_dataset(
     downloaded separately, their sha256 checked against the repo tree, and the loaded rows of
     each split must hash the same as the rows of those files; any mismatch is a HubError.
     """
-    import pyarrow.parquet as pq
-
     policy = retry or DEFAULT_RETRY
+    cache_dir = _fresh_cache_dir(cache_dir)
+    verify_dir = os.path.join(cache_dir, "verify")
+    # the Hub libraries are imported inside the block (by the steps), so that a first import
+    # already reads this endpoint
+    with use_endpoint(endpoint) as ep:
+        sha = resolve_revision(repo_id, revision, "dataset", token=token, endpoint=ep, retry=policy)
+        repo = _Repo(_api(ep, token), repo_id, "dataset", revision or "main", ep, token, policy)
+        tree = _tree_at(repo, sha)
+        readme = _read_card(repo, tree, sha, verify_dir)
+        split_files = _split_files(repo, readme, config, tree, sha)
+        files, tables_by_split = _download_verified(repo, split_files, tree, sha, verify_dir)
+        loaded = _load_config(repo, config, sha, cache_dir, tables_by_split)
+        hashes = _check_loaded_rows(repo, config, sha, loaded, tables_by_split)
+        return PulledDataset(dataset=loaded, repo_id=repo_id, config=config, revision=revision, sha=sha,
+                             files=files, content_hashes=hashes, endpoint=ep)
+
+
+def _fresh_cache_dir(cache_dir: str | None) -> str:
+    """An empty cache: a used one could hand back rows of another revision without a download."""
     if cache_dir is None:
         cache_dir = tempfile.mkdtemp(prefix="reflectevo-pull-")
     elif os.path.isdir(cache_dir) and os.listdir(cache_dir):
         raise UserError(f"pull_dataset needs a fresh cache_dir, but {cache_dir} is not empty")
     os.makedirs(cache_dir, exist_ok=True)
-    rev_label = revision or "main"
-    with use_endpoint(endpoint) as ep:
-        from datasets import DatasetDict, load_dataset
-        from huggingface_hub import hf_hub_download
+    return cache_dir
 
-        sha = resolve_revision(repo_id, revision, "dataset", token=token, endpoint=ep, retry=policy)
-        api = _api(ep, token)
 
-        def err(what: str):
-            return _hub_errors(what, repo_id, rev_label, ep, token, "dataset")
+def _tree_at(repo: _Repo, sha: str) -> dict[str, Any]:
+    """Repo path -> tree entry of every file at ``sha`` (folders left out)."""
+    with repo.errors("listing"):
+        entries = repo.retry(lambda: list(repo.api.list_repo_tree(repo.repo_id, repo_type=repo.repo_type, revision=sha,
+                                                                  recursive=True)), f"tree {repo.repo_id}")
+    return {e.path: e for e in entries if hasattr(e, "blob_id")}
 
-        with err("listing"):
-            entries = _retry(lambda: list(api.list_repo_tree(repo_id, repo_type="dataset", revision=sha,
-                                                             recursive=True)), policy, f"tree {repo_id}")
-        tree = {e.path: e for e in entries if hasattr(e, "blob_id")}
-        readme = None
-        if "README.md" in tree:
-            with err("reading the card of"):
-                path = _retry(lambda: hf_hub_download(repo_id, "README.md", repo_type="dataset", revision=sha,
-                                                      token=token, cache_dir=os.path.join(cache_dir, "verify"), endpoint=ep),
-                              policy, f"card {repo_id}")
-            with open(path, encoding="utf-8") as fh:
-                readme = fh.read()
-        split_files = {s: f for s, f in _config_data_files(readme, config, sorted(tree)).items() if f}
-        if not split_files:
-            raise HubNotFoundError(f"hub: loading dataset repo '{repo_id}' at revision '{rev_label}' failed: "
-                                   f"config '{config}' has no data files at {sha}", repo_id=repo_id,
-                                   revision=rev_label, status=404)
-        files: dict[str, str] = {}
-        tables_by_split: dict[str, list] = {}
-        for split, paths in sorted(split_files.items()):
-            tables = tables_by_split.setdefault(split, [])
-            for p in paths:
-                with err(f"verifying '{p}' of"):
-                    local = _retry(lambda p=p: hf_hub_download(repo_id, p, repo_type="dataset", revision=sha,
-                                                               token=token,
-                                                               cache_dir=os.path.join(cache_dir, "verify"), endpoint=ep),
-                                   policy, f"download {p}")
-                digest = file_sha256(local)
-                entry = tree[p]
-                expected = entry.lfs.sha256 if entry.lfs else None
-                if expected is not None and digest != expected:
-                    raise HubError(f"hub: verifying dataset repo '{repo_id}' at revision '{rev_label}' failed: "
-                                   f"{p} has sha256 {digest}, the tree at {sha} says {expected}",
-                                   repo_id=repo_id, revision=rev_label)
-                if expected is None and _git_blob_oid_file(local) != entry.blob_id:
-                    raise HubError(f"hub: verifying dataset repo '{repo_id}' at revision '{rev_label}' failed: "
-                                   f"{p} does not match its blob id in the tree at {sha}",
-                                   repo_id=repo_id, revision=rev_label)
-                files[p] = digest
-                if p.endswith(".parquet"):
-                    tables.append(pq.read_table(local))
-        rows = sum(t.num_rows for ts in tables_by_split.values() for t in ts)
-        if rows == 0 and all(tables_by_split.values()):
-            # `datasets` refuses to build a config whose files hold no rows; an empty curated set
-            # (say, no D+ pair in a small run) is still a valid, verified result
-            import pyarrow as pa
-            from datasets import Dataset
-            from datasets.table import InMemoryTable
 
-            loaded = DatasetDict({s: Dataset(InMemoryTable(pa.concat_tables(ts))) for s, ts in tables_by_split.items()})
-        else:
-            with err(f"loading config '{config}' of"):
-                loaded = _retry(lambda: load_dataset(repo_id, config, revision=sha, cache_dir=cache_dir, token=token),
-                                policy, f"load {repo_id}")
-            if not isinstance(loaded, DatasetDict):
-                loaded = DatasetDict({"train": loaded})
+def _download(repo: _Repo, path: str, sha: str, verify_dir: str) -> str:
+    from huggingface_hub import hf_hub_download
 
-        hashes: dict[str, str] = {}
-        for split, tables in sorted(tables_by_split.items()):
-            if split not in loaded:
-                raise HubError(f"hub: verifying dataset repo '{repo_id}' at revision '{rev_label}' failed: "
-                               f"split '{split}' of config '{config}' was not loaded", repo_id=repo_id,
-                               revision=rev_label)
-            got = content_hash(loaded[split])
-            if tables:
-                want = table_content_hash(b for t in tables for b in t.to_batches(max_chunksize=1000))
-                if got != want:
-                    raise HubError(f"hub: verifying dataset repo '{repo_id}' at revision '{rev_label}' failed: "
-                                   f"the loaded rows of split '{split}' differ from the files at {sha} "
-                                   f"(a stale cache?)", repo_id=repo_id, revision=rev_label)
-            hashes[split] = got
-        return PulledDataset(dataset=loaded, repo_id=repo_id, config=config, revision=revision, sha=sha,
-                             files=files, content_hashes=hashes, endpoint=ep)
+    return hf_hub_download(repo.repo_id, path, repo_type=repo.repo_type, revision=sha, token=repo.token,
+                           cache_dir=verify_dir, endpoint=repo.endpoint)
+
+
+def _read_card(repo: _Repo, tree: dict[str, Any], sha: str, verify_dir: str) -> str | None:
+    """The dataset card's text at ``sha`` (it may name the config's data files), None without one."""
+    if "README.md" not in tree:
+        return None
+    with repo.errors("reading the card of"):
+        path = repo.retry(lambda: _download(repo, "README.md", sha, verify_dir), f"card {repo.repo_id}")
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def _split_files(repo: _Repo, readme: str | None, config: str, tree: dict[str, Any], sha: str) -> dict[str, list[str]]:
+    split_files = {s: f for s, f in _config_data_files(readme, config, sorted(tree)).items() if f}
+    if not split_files:
+        raise repo.failure(HubNotFoundError, "loading", f"config '{config}' has no data files at {sha}", status=404)
+    return split_files
+
+
+def _download_verified(repo: _Repo, split_files: dict[str, list[str]], tree: dict[str, Any], sha: str,
+                       verify_dir: str) -> tuple[dict[str, str], dict[str, list]]:
+    """Download the config's files at ``sha`` and check each against the tree.
+
+    Returns repo path -> sha256 of every file, and split -> the pyarrow tables of its parquet files
+    (the rows the loaded dataset must match).
+    """
+    import pyarrow.parquet as pq
+
+    files: dict[str, str] = {}
+    tables_by_split: dict[str, list] = {}
+    for split, paths in sorted(split_files.items()):
+        tables = tables_by_split.setdefault(split, [])
+        for p in paths:
+            with repo.errors(f"verifying '{p}' of"):
+                local = repo.retry(lambda p=p: _download(repo, p, sha, verify_dir), f"download {p}")
+            files[p] = _check_against_tree(repo, p, local, tree[p], sha)
+            if p.endswith(".parquet"):
+                tables.append(pq.read_table(local))
+    return files, tables_by_split
+
+
+def _check_against_tree(repo: _Repo, path: str, local: str, entry: Any, sha: str) -> str:
+    """The file's sha256, once it matches the tree: LFS files by sha256, others by git blob id."""
+    digest = file_sha256(local)
+    expected = entry.lfs.sha256 if entry.lfs else None
+    if expected is not None and digest != expected:
+        raise repo.failure(HubError, "verifying", f"{path} has sha256 {digest}, the tree at {sha} says {expected}")
+    if expected is None and _git_blob_oid_file(local) != entry.blob_id:
+        raise repo.failure(HubError, "verifying", f"{path} does not match its blob id in the tree at {sha}")
+    return digest
+
+
+def _load_config(repo: _Repo, config: str, sha: str, cache_dir: str, tables_by_split: dict[str, list]) -> Any:
+    """The config as a ``DatasetDict``, loaded by ``datasets`` at ``sha``."""
+    from datasets import DatasetDict, load_dataset
+
+    rows = sum(t.num_rows for ts in tables_by_split.values() for t in ts)
+    if rows == 0 and all(tables_by_split.values()):
+        # `datasets` refuses to build a config whose files hold no rows; an empty curated set
+        # (say, no D+ pair in a small run) is still a valid, verified result
+        import pyarrow as pa
+        from datasets import Dataset
+        from datasets.table import InMemoryTable
+
+        return DatasetDict({s: Dataset(InMemoryTable(pa.concat_tables(ts))) for s, ts in tables_by_split.items()})
+    with repo.errors(f"loading config '{config}' of"):
+        loaded = repo.retry(lambda: load_dataset(repo.repo_id, config, revision=sha, cache_dir=cache_dir,
+                                                 token=repo.token), f"load {repo.repo_id}")
+    return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
+
+
+def _check_loaded_rows(repo: _Repo, config: str, sha: str, loaded: Any,
+                       tables_by_split: dict[str, list]) -> dict[str, str]:
+    """Split -> row content hash, once the loaded rows match the verified files.
+
+    Offline ``datasets`` may serve a cached copy and ignore the revision; this is where it shows.
+    """
+    hashes: dict[str, str] = {}
+    for split, tables in sorted(tables_by_split.items()):
+        if split not in loaded:
+            raise repo.failure(HubError, "verifying", f"split '{split}' of config '{config}' was not loaded")
+        got = content_hash(loaded[split])
+        if tables:
+            want = table_content_hash(b for t in tables for b in t.to_batches(max_chunksize=1000))
+            if got != want:
+                raise repo.failure(HubError, "verifying", f"the loaded rows of split '{split}' differ from the "
+                                                          f"files at {sha} (a stale cache?)")
+        hashes[split] = got
+    return hashes
 
 
 def _git_blob_oid_file(path: str) -> str:
