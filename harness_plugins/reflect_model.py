@@ -36,6 +36,8 @@ from the command line are forwarded to it):
   trial1_from=DIR            take trial 1 from another run's resume folder (same base model,
                              chunk_size and docs; e.g. a mode=single run), so rows that differ only
                              in mode or reflector share one trial 1 and skip that pass
+  progress=true|false        a progress bar per pass on stderr (rank 0): pass, chunk, docs, ETA
+                             (default true; hf and vllm report batch by batch, others per pass)
 The model id `smollm2-135m-instruct` names the embedded model (see reflectevo.embedded_model).
 Prompts are built from the doc with reflectevo_tasks.prompts and the base model's chat template;
 lm-eval's rendered prompt (and --apply_chat_template / --system_instruction) is not used, while
@@ -60,18 +62,17 @@ from reflectevo.errors import UserError
 from reflectevo_gen.store import RecordStore, claim_folder, write_atomic
 from reflectevo_tasks import answers as A
 from reflectevo_tasks import prompts as P
+from reflectevo_tasks import protocol
 from reflectevo_tasks.engine import ENGINES, Engine, EngineConfig, Sampling, build_lm, resolve_adapter
 from reflectevo_tasks.instructions import Instruction, find_instruction
 from reflectevo_tasks.lm_eval_tasks import utils as task_utils
 from reflectevo_tasks.questions import Question
 
-MODES = ("oracle", "intrinsic", "retry_only", "single")
-RETRY_BY = ("base", "reflector")
 DEFAULT_TRIAL_TOKENS = 256
 BASE_ADAPTER_OPTIONS = ("peft", "peft_revision")  # read into the base model's EngineConfig
 OUR_OPTIONS = ("base", "mode", "instruction", "one_stage", "reflector", "reflector_peft", "reflector_revision",
                "retry_by", "max_gen_toks", "reflection_max_gen_toks", "reflection_temperature",
-               "reflection_top_p", "seed", "chunk_size", "resume", "trial1_from")
+               "reflection_top_p", "seed", "chunk_size", "resume", "trial1_from", "progress")
 
 
 def _flag(value) -> bool:
@@ -98,8 +99,8 @@ def _number(name: str, value, kind=int, minimum=None):
 
 
 @dataclass(frozen=True)
-class Protocol:
-    """What to run, checked before anything is loaded."""
+class Options:
+    """The protocol options of --model_args, checked before anything is loaded."""
 
     mode: str
     instruction: Instruction
@@ -112,15 +113,15 @@ class Protocol:
     @classmethod
     def parse(cls, mode="oracle", instruction="default", one_stage=False, retry_by="base", max_gen_toks=None,
               reflection_max_gen_toks=512, reflection_temperature=0.0, reflection_top_p=1.0, seed=None,
-              has_reflector=False) -> "Protocol":
+              has_reflector=False) -> "Options":
         mode = str(mode).strip().lower()
-        if mode not in MODES:
-            raise UserError(f"reflectevo: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+        if mode not in protocol.MODES:
+            raise UserError(f"reflectevo: unknown mode {mode!r}; expected one of {', '.join(protocol.MODES)}")
         one_stage = _flag(one_stage)
         if one_stage and mode not in ("oracle", "intrinsic"):
             raise UserError(f"reflectevo: one_stage=true needs mode oracle or intrinsic, not {mode}")
         retry_by = str(retry_by).strip().lower()
-        if retry_by not in RETRY_BY:
+        if retry_by not in protocol.RETRY_BY:
             raise UserError(f"reflectevo: retry_by must be base or reflector, not {retry_by!r}")
         if retry_by == "reflector" and not has_reflector:
             raise UserError("reflectevo: retry_by=reflector needs reflector= or reflector_peft=")
@@ -139,6 +140,10 @@ class Protocol:
                                 temperature=temperature, top_p=1.0 if top_p is None else top_p, stop=()),
             seed=_number("seed", seed, int),
         )
+
+    def settings(self) -> protocol.Settings:
+        return protocol.Settings(mode=self.mode, one_stage=self.one_stage, retry_by=self.retry_by,
+                                 reflection=self.reflection)
 
     def describe(self) -> dict:
         ins = self.instruction
@@ -190,13 +195,15 @@ class ReflectEvoLM(LM):
     def __init__(self, base: str = "hf", mode="oracle", instruction="default", one_stage=False, reflector=None,
                  reflector_peft=None, reflector_revision=None, retry_by="base", max_gen_toks=None,
                  reflection_max_gen_toks=512, reflection_temperature=0.0, reflection_top_p=1.0, seed=None,
-                 chunk_size=None, resume=None, trial1_from=None, device=None, batch_size=None, max_batch_size=None, **model_args):
+                 chunk_size=None, resume=None, trial1_from=None, progress=True, device=None, batch_size=None,
+                 max_batch_size=None, **model_args):
         super().__init__()
         _install_excepthook()
         # 1. everything that can be wrong with the input, before any model is loaded
-        protocol = Protocol.parse(mode, instruction, one_stage, retry_by, max_gen_toks, reflection_max_gen_toks,
-                                  reflection_temperature, reflection_top_p, seed,
-                                  has_reflector=bool(reflector or reflector_peft))
+        options = Options.parse(mode, instruction, one_stage, retry_by, max_gen_toks, reflection_max_gen_toks,
+                                reflection_temperature, reflection_top_p, seed,
+                                has_reflector=bool(reflector or reflector_peft))
+        show_progress = _flag(progress)
         base = str(base)
         _check_passthrough(base, model_args)
         _check_bbh_dir()
@@ -220,7 +227,7 @@ class ReflectEvoLM(LM):
         # 2. load
         base_engine = Engine(base_cfg, lm=_build(base_cfg))
         reflector_engine = Engine(reflector_cfg, lm=_build(reflector_cfg)) if reflector_cfg else None
-        self._setup(protocol, base_engine, reflector_engine, chunking)
+        self._setup(options, base_engine, reflector_engine, chunking, show_progress)
 
     @classmethod
     def from_engines(cls, base: Engine, reflector: Engine | None = None, **options) -> "ReflectEvoLM":
@@ -229,7 +236,8 @@ class ReflectEvoLM(LM):
         LM.__init__(self)
         has_reflector = reflector is not None
         chunking = Chunking.parse(*(options.pop(k, None) for k in ("chunk_size", "resume", "trial1_from")))
-        self._setup(Protocol.parse(has_reflector=has_reflector, **options), base, reflector, chunking)
+        show_progress = _flag(options.pop("progress", False))
+        self._setup(Options.parse(has_reflector=has_reflector, **options), base, reflector, chunking, show_progress)
         return self
 
     # ---------------------------------------------------------------- construction helpers
@@ -258,8 +266,11 @@ class ReflectEvoLM(LM):
                             batch_size=batch_size if batch_size is not None else EngineConfig.batch_size,
                             device=device, model_args=args)
 
-    def _setup(self, protocol: Protocol, base: Engine, reflector: Engine | None, chunking: "Chunking") -> None:
-        self.protocol = protocol
+    def _setup(self, options: Options, base: Engine, reflector: Engine | None, chunking: "Chunking",
+               show_progress: bool = False) -> None:
+        self.options = options
+        self.show_progress = show_progress
+        self._where = ""  # the chunk being run, for the progress bar
         self.base = base
         # the rank is known once the inner model exists: each rank keeps its own chunks
         chunking = chunking.for_rank(self.rank, self.world_size)
@@ -279,8 +290,8 @@ class ReflectEvoLM(LM):
         # written into every trajectory and into resume folders' settings, which may be committed:
         # adapters are named by paths relative to the working directory
         self.run_summary = portable_paths({
-            "mode": protocol.mode, "instruction": protocol.instruction.id, "one_stage": protocol.one_stage,
-            "retry_by": protocol.retry_by,
+            "mode": options.mode, "instruction": options.instruction.id, "one_stage": options.one_stage,
+            "retry_by": options.retry_by,
             "base": {k: base.describe()[k] for k in ("model", "model_revision", "adapter", "adapter_revision")},
             "reflector": ({k: reflector.describe()[k] for k in ("model", "model_revision", "adapter", "adapter_revision")}
                           if reflector is not None else "base"),
@@ -288,8 +299,8 @@ class ReflectEvoLM(LM):
         self._next_chunk = 0
         self._reused = Counter()
         if chunking.resume:
-            settings = {"protocol": protocol.describe(), "run": self.run_summary, "chunk_size": chunking.size}
-            if protocol.mode != "single":
+            settings = {"protocol": options.describe(), "run": self.run_summary, "chunk_size": chunking.size}
+            if options.mode != "single":
                 # the trial-1 verdict decides which docs get a second attempt: chunks gated by another
                 # scorer must not be reused (single has no gate; its stored replies are re-scored)
                 settings["scoring_version"] = A.SCORING_VERSION
@@ -356,10 +367,12 @@ class ReflectEvoLM(LM):
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         items = [self._item(r) for r in requests]  # refuses foreign tasks before any generation
         size = self.chunking.size or max(len(items), 1)
+        chunks = -(-len(items) // size)
         out: list[str] = []
         for start in range(0, len(items), size):
             chunk, number = items[start:start + size], self._next_chunk
             self._next_chunk += 1
+            self._where = f"chunk {start // size + 1}/{chunks}" if chunks > 1 else ""
             keys = [_key(it) for it in chunk]
             stored = self.chunking.load(number, keys)
             if stored is not None:
@@ -382,81 +395,44 @@ class ReflectEvoLM(LM):
         return out
 
     def _reflect_then_retry(self, items: list["_Item"], shared: list[str] | None = None) -> list[str]:
-        """The protocol over some docs in batched passes: one JSON trajectory per doc. `shared`:
-        another run's trajectories of the same docs, whose trial 1 is taken instead of pass 1."""
-        prompts = [P.trial_prompt(it.q, it.shots) for it in items]
-        if shared is None:  # pass 1: trial 1 for every doc, from the base model
-            t1 = self._pass("trial1", self.base, prompts, [it.sampling for it in items])
-            turns = [[self._turn("trial1", "base", p, it.sampling, out)] for p, it, out in zip(prompts, items, t1)]
-        else:
+        """The protocol (reflectevo_tasks.protocol) over some docs: one JSON trajectory per doc.
+        `shared`: another run's trajectories of the same docs, whose trial 1 is taken instead of pass 1."""
+        proto_items = [protocol.Item(question=it.q, sampling=it.sampling, shots=it.shots,
+                                     instructions=(self.options.instruction,)) for it in items]
+        first = None
+        if shared is not None:
             first = [json.loads(text)["turns"][0] for text in shared]
-            for p, turn in zip(prompts, first):
-                if turn["messages"] != p.as_list():
+            for it, turn in zip(proto_items, first):
+                if turn["messages"] != P.trial_prompt(it.question, it.shots).as_list():
                     raise UserError(f"reflectevo: trial1_from={self.chunking.trial1_from} holds another trial-1 "
                                     "prompt for a doc of this run (other prompts or shots)")
-            t1 = [turn["output"] for turn in first]
-            turns = [[turn] for turn in first]
-        # passes 2 and 3 (or the one-stage pass) for the docs the mode selects
-        shown = self._select(items, t1)
-        reflections, t2 = self._second_attempt(items, t1, shown, turns)
+        runs = protocol.run(proto_items, self.base, self.reflector if self.has_reflector else None,
+                            self.options.settings(), trial1=[t["output"] for t in first] if first else None,
+                            run_pass=self._pass)
         # score everything for the record (process_results re-scores the same texts)
         out = []
-        for i, it in enumerate(items):
+        for i, (it, r) in enumerate(zip(items, runs)):
+            t1 = r.trial1.output
+            turns = [first[i] if first else self._turn(r.trial1)]
+            attempt = r.attempts[0] if r.attempts else None
+            if attempt is not None:
+                turns += [self._turn(t) for t in attempt.turns]
             trajectory = {
                 "schema": task_utils.TRAJECTORY_SCHEMA, "id": it.q.id, "task": it.task, "run": self.run_summary,
-                "turns": turns[i], "trial1": {"reply": t1[i], **_verdicts(t1[i], it.q)},
-                "feedback": None if i not in shown else ("incorrect" if shown[i] else "none"),
-                "reflection": reflections.get(i), "trial2": None,
+                "turns": turns, "trial1": {"reply": t1, **_verdicts(t1, it.q)},
+                "feedback": None if not r.selected else ("incorrect" if r.feedback else "none"),
+                "reflection": attempt.reflection if attempt is not None else None,
+                "trial2": None,
             }
-            if i in t2:
-                trajectory["trial2"] = {"from": "one_stage" if self.protocol.one_stage else "retry",
-                                        "reply": t2[i], **_verdicts(t2[i], it.q)}
-            elif self.protocol.mode != "single":  # a right trial 1 stands as trial 2
-                trajectory["trial2"] = {"from": "trial1", "reply": None, **_verdicts(t1[i], it.q)}
+            if attempt is not None:
+                trajectory["trial2"] = {"from": "one_stage" if self.options.one_stage else "retry",
+                                        "reply": attempt.retry, **_verdicts(attempt.retry, it.q)}
+            elif self.options.mode != "single":  # a right trial 1 stands as trial 2
+                trajectory["trial2"] = {"from": "trial1", "reply": None, **_verdicts(t1, it.q)}
             text = json.dumps(trajectory, ensure_ascii=False)
             self._count_stored(it, text)
             out.append(text)
         return out
-
-    def _select(self, items, t1) -> dict:
-        """{doc position: feedback outcome shown} for the docs that get a second attempt. Gold is
-        read here only in the modes gated by it, at the headline scoring level."""
-        mode = self.protocol.mode
-        if mode == "single":
-            return {}
-        if mode == "intrinsic":
-            return {i: None for i in range(len(items))}
-        verdicts = {i: A.score(t1[i], it.q.answer, it.q.spec) for i, it in enumerate(items)}
-        return {i: v.outcome for i, v in verdicts.items() if not v.correct}
-
-    def _second_attempt(self, items, t1, shown, turns) -> tuple[dict, dict]:
-        """Reflection and retry (or one one-stage reply) for the selected docs: (reflections, trial-2 replies)."""
-        todo = list(shown)
-        reflections: dict[int, str] = {}
-        t2: dict[int, str] = {}
-        if not todo:
-            return reflections, t2
-        proto = self.protocol
-        who = "reflector" if self.has_reflector else "base"
-        if proto.one_stage:
-            s = Sampling(max_new_tokens=proto.reflection.max_new_tokens + max(items[i].sampling.max_new_tokens for i in todo),
-                         temperature=proto.reflection.temperature, top_p=proto.reflection.top_p, stop=())
-            ps = [P.one_stage_prompt(items[i].q, t1[i], proto.instruction, shown[i]) for i in todo]
-            for i, p, out in zip(todo, ps, self._pass("one_stage", self.reflector, ps, s)):
-                reflections[i], t2[i] = P.split_one_stage(out)
-                turns[i].append(self._turn("one_stage", who, p, s, out))
-            return reflections, t2
-        if proto.mode != "retry_only":
-            ps = [P.reflection_prompt(items[i].q, t1[i], proto.instruction, shown[i]) for i in todo]
-            for i, p, out in zip(todo, ps, self._pass("reflection", self.reflector, ps, proto.reflection)):
-                reflections[i] = out
-                turns[i].append(self._turn("reflection", who, p, proto.reflection, out))
-        engine, who = (self.reflector, who) if proto.retry_by == "reflector" else (self.base, "base")
-        ps = [P.retry_prompt(items[i].q, t1[i], reflections.get(i), shown[i], items[i].shots) for i in todo]
-        for i, p, out in zip(todo, ps, self._pass("retry", engine, ps, [items[i].sampling for i in todo])):
-            t2[i] = out
-            turns[i].append(self._turn("retry", who, p, items[i].sampling, out))
-        return reflections, t2
 
     # ---------------------------------------------------------------- pieces of a run
     def _item(self, request) -> "_Item":
@@ -484,13 +460,18 @@ class ReflectEvoLM(LM):
         temperature = temperature if do_sample else 0.0
         top_p = float(kw.pop("top_p", 1.0) or 1.0)
         self._ignored_gen_kwargs.update(kw)
-        return Sampling(max_new_tokens=int(self.protocol.max_gen_toks or task_max or DEFAULT_TRIAL_TOKENS),
+        return Sampling(max_new_tokens=int(self.options.max_gen_toks or task_max or DEFAULT_TRIAL_TOKENS),
                         temperature=temperature, top_p=top_p, stop=tuple(until))
 
     def _pass(self, turn: str, engine: Engine, prompts, sampling) -> list[str]:
         """One batched pass over an inner model (one generate_until call per distinct sampling)."""
         calls, start = engine.calls, time.perf_counter()
-        outs = engine.generate(prompts, sampling, seed=self.protocol.seed)
+        bar = self._progress_bar(turn, len(prompts))
+        try:
+            outs = engine.generate(prompts, sampling, seed=self.options.seed, progress=bar.update if bar else None)
+        finally:
+            if bar is not None:
+                bar.close()
         seconds = time.perf_counter() - start
         generated = prompt_tokens = 0
         for p, out in zip(prompts, outs):
@@ -507,10 +488,20 @@ class ReflectEvoLM(LM):
                             "seconds": round(seconds, 3)})
         return outs
 
+    def _progress_bar(self, turn: str, total: int):
+        """lm-eval prints nothing while our passes run (we call the inner model without its own
+        bar, which would not say which pass it is); one bar per pass on rank 0 instead."""
+        if not self.show_progress or self.rank != 0 or total == 0:
+            return None
+        from tqdm import tqdm
+
+        where = f" ({self._where})" if self._where else ""
+        return tqdm(total=total, desc=f"reflectevo {turn}{where}", unit="doc", leave=True)
+
     @staticmethod
-    def _turn(name: str, model: str, prompt: P.Prompt, sampling: Sampling, output: str) -> dict:
-        return {"turn": name, "model": model, "messages": prompt.as_list(), "reply_prefix": prompt.reply_prefix,
-                "sampling": sampling.to_dict(), "output": output}
+    def _turn(turn: protocol.Turn) -> dict:
+        return {"turn": turn.name, "model": turn.by, "messages": turn.prompt.as_list(),
+                "reply_prefix": turn.prompt.reply_prefix, "sampling": turn.sampling.to_dict(), "output": turn.output}
 
     def _count_stored(self, item: "_Item", text: str) -> None:
         """Count a trajectory (generated now, or reused from a stored chunk) from its texts alone,
@@ -547,14 +538,14 @@ class ReflectEvoLM(LM):
         """group -> level -> pooled counts and rates. A rate the protocol cannot produce is None:
         no break rate where a right trial 1 is never retried (oracle, retry_only)."""
         out: dict = {}
-        gated = self.protocol.mode in ("oracle", "retry_only")
+        gated = self.options.mode in ("oracle", "retry_only")
         for level in A.LEVELS:
             for group, c in sorted(self._pooled[level].items()):
                 n, right1 = c["docs"], c["t1_correct"]
                 row = {"docs": n, "subtasks": len(self._pooled_subtasks[group]), "acc_t1": right1 / n if n else None,
                        "no_answer_t1": c["t1_no_answer"] / n if n else None, "t1_correct": right1,
                        "t1_no_answer": c["t1_no_answer"]}
-                if self.protocol.mode != "single" and n:
+                if self.options.mode != "single" and n:
                     readable, none = c["t1_wrong_readable"], c["t1_no_answer"]
                     fixed_none = c["no_answer_to_right"]
                     row.update(acc_t2=c["t2_correct"] / n, delta=(c["t2_correct"] - right1) / n,
@@ -587,7 +578,7 @@ class ReflectEvoLM(LM):
         except Exception:
             pass
         info["reflectevo"] = portable_paths({
-            "protocol": self.protocol.describe(),
+            "protocol": self.options.describe(),
             "base": {**base, "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest() if template else None},
             "reflector": self.reflector.describe() if self.has_reflector else "same as base",
             "generation": dict(self._samplings),

@@ -17,7 +17,7 @@ from pathlib import Path
 from reflectevo.errors import UserError
 from reflectevo_gen.config import GenConfig
 from reflectevo_gen.store import FolderLock, RecordStore, write_atomic
-from reflectevo_tasks import prompts
+from reflectevo_tasks import protocol
 from reflectevo_tasks.answers import CORRECT, score
 from reflectevo_tasks.engine import Engine, EngineConfig, Sampling
 from reflectevo_tasks.instructions import Instruction, load_pool
@@ -97,61 +97,58 @@ def chunks(questions: list[Question], size: int) -> list[list[Question]]:
     return [questions[i:i + size] for i in range(0, len(questions), size)]
 
 
-def _turn(prompt: prompts.Prompt, output: str) -> dict:
-    return {"messages": prompt.as_list(), "reply_prefix": prompt.reply_prefix, "output": output}
+def _turn(turn: protocol.Turn) -> dict:
+    return {"messages": turn.prompt.as_list(), "reply_prefix": turn.prompt.reply_prefix, "output": turn.output}
 
 
 def process_chunk(chunk_id: int, questions: list[Question], engines: Engines, cfg: GenConfig,
                   provenance: dict, progress=None) -> list[dict]:
+    """The protocol (oracle mode, several instructions and samples per wrong answer) over one chunk,
+    as records: one per right trial 1, one per reflection of a wrong one."""
     s = samplings(cfg)
     stage = progress.stage if progress is not None else (lambda text: None)
-    trial_prompts = [prompts.trial_prompt(q) for q in questions]
-    stage(f"trial 1: {len(trial_prompts)} prompts")
-    trial_out = engines.generator.generate(trial_prompts, s["trial"])
-    verdicts = [score(o, q.answer, q.spec) for q, o in zip(questions, trial_out)]
 
-    jobs = []  # (question position, instruction, sample number)
-    for i, (q, v) in enumerate(zip(questions, verdicts)):
-        if v.outcome != CORRECT:
-            for ins in select_instructions(cfg, q.id):
-                for k in range(cfg.reflections_per_instruction):
-                    jobs.append((i, ins, k))
-    refl_prompts = [prompts.reflection_prompt(questions[i], trial_out[i], ins, verdicts[i].outcome) for i, ins, _ in jobs]
-    stage(f"reflections: {len(jobs)} for {len({i for i, _, _ in jobs})} wrong")
-    # seeded per chunk, so a resumed run samples exactly what an uninterrupted one would
-    refl_out = engines.reflector.generate(refl_prompts, s["reflection"], seed=cfg.seed * 1_000_003 + chunk_id)
-    retry_prompts = [prompts.retry_prompt(questions[i], trial_out[i], r, verdicts[i].outcome)
-                     for (i, _, _), r in zip(jobs, refl_out)]
-    stage(f"retries: {len(retry_prompts)}")
-    retry_out = engines.generator.generate(retry_prompts, s["retry"])
+    def run_pass(turn, engine, prompt_list, sampling_list):
+        stage({"trial1": "trial 1", "reflection": "reflections", "retry": "retries"}[turn] + f": {len(prompt_list)}")
+        # reflections are seeded per chunk, so a resumed run samples exactly what an uninterrupted one would
+        seed = cfg.seed * 1_000_003 + chunk_id if turn == "reflection" else None
+        return engine.generate(prompt_list, list(sampling_list), seed=seed)
+
+    items = [protocol.Item(question=q, sampling=s["trial"], instructions=tuple(select_instructions(cfg, q.id)))
+             for q in questions]
+    settings = protocol.Settings(mode="oracle", reflection=s["reflection"], samples=cfg.reflections_per_instruction)
+    same = engines.reflector is engines.generator
+    runs = protocol.run(items, engines.generator, None if same else engines.reflector, settings, run_pass=run_pass)
 
     now = utc_now()
     common = {"chunk": chunk_id, "seed": cfg.seed, "config_hash": cfg.identity_hash(), **provenance}
 
-    def base(i: int) -> dict:
-        q, v = questions[i], verdicts[i]
+    def base(r: protocol.Trajectory) -> dict:
+        q, v = r.item.question, r.verdict
         return {"question_id": q.id, "source": q.source, "index": q.index, "question": q.to_dict(), "gold": q.answer,
-                "trial1": {**_turn(trial_prompts[i], trial_out[i]), "extracted": v.extracted, "outcome": v.outcome}}
+                "trial1": {**_turn(r.trial1), "extracted": v.extracted, "outcome": v.outcome}}
 
     records = []
-    for i, v in enumerate(verdicts):
-        if v.outcome == CORRECT:
-            records.append({"record_id": f"{questions[i].id}#t1", **base(i), "reflection": None, "retry": None,
+    for r in runs:
+        if r.verdict.outcome == CORRECT:
+            records.append({"record_id": f"{r.item.question.id}#t1", **base(r), "reflection": None, "retry": None,
                             **common, "created_at": now})
-    for (i, ins, k), rp, r, tp, t in zip(jobs, refl_prompts, refl_out, retry_prompts, retry_out):
-        q = questions[i]
-        v2 = score(t, q.answer, q.spec)
-        records.append({
-            "record_id": f"{q.id}#{ins.id}#{k}", **base(i),
-            "reflection": {**_turn(rp, r), "instruction_id": ins.id, "pool": ins.pool, "pool_version": ins.pool_version,
-                           "sample": k},
-            "retry": {**_turn(tp, t), "extracted": v2.extracted, "outcome": v2.outcome},
-            **common, "created_at": now,
-        })
+        for att in r.attempts:
+            q = r.item.question
+            reflection_turn, retry_turn = att.turns
+            v2 = score(att.retry, q.answer, q.spec)
+            ins = att.instruction
+            records.append({
+                "record_id": f"{q.id}#{ins.id}#{att.sample}", **base(r),
+                "reflection": {**_turn(reflection_turn), "instruction_id": ins.id, "pool": ins.pool,
+                               "pool_version": ins.pool_version, "sample": att.sample},
+                "retry": {**_turn(retry_turn), "extracted": v2.extracted, "outcome": v2.outcome},
+                **common, "created_at": now,
+            })
     records.sort(key=lambda rec: rec["record_id"])
     if progress is not None:
-        progress.update_counts(questions=len(questions), wrong=sum(v.outcome != CORRECT for v in verdicts),
-                               reflections=len(jobs),
+        progress.update_counts(questions=len(questions), wrong=sum(not r.verdict.correct for r in runs),
+                               reflections=sum(len(r.attempts) for r in runs),
                                fixed=sum(rec["retry"] is not None and rec["retry"]["outcome"] == CORRECT for rec in records))
     return records
 

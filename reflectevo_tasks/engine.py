@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from reflectevo.embedded_model import model_revision, resolve_model
 from reflectevo.errors import UserError
+from reflectevo_tasks import vllm_env
 from reflectevo_tasks.prompts import Prompt
 
 ENGINES = ("hf", "vllm", "local-chat-completions")
@@ -150,6 +151,8 @@ def build_lm(cfg: EngineConfig):
         args.setdefault("device", cfg.device or "cpu")
         args["batch_size"] = cfg.batch_size
     elif cfg.engine == "vllm":
+        # before lm-eval's vllm module is imported: it looks up vLLM's version at import
+        args = vllm_env.prepare(args)
         if adapter:
             args["lora_local_path"] = adapter
         args["batch_size"] = cfg.batch_size
@@ -181,6 +184,7 @@ class Engine:
             "engine": self.cfg.engine,
             "dtype": self.cfg.dtype,
             "batch_size": self.cfg.batch_size,
+            **({"vllm": vllm_env.settings()} if self.cfg.engine == "vllm" else {}),
         }
 
     # -- rendering --------------------------------------------------------------------------
@@ -201,11 +205,13 @@ class Engine:
 
     # -- generation -------------------------------------------------------------------------
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling | Sequence[Sampling] = GREEDY,
-                 seed: int | None = None) -> list[str]:
+                 seed: int | None = None, progress: Callable[[int], None] | None = None) -> list[str]:
         """Replies for all prompts, in order; each starts with the prompt's reply_prefix.
 
         One batched lm-eval call per distinct sampling setting. With a seed, sampling is
-        reproducible for the same inputs, batch size and hardware.
+        reproducible for the same inputs, batch size and hardware. With `progress`, each call is
+        cut into the batches the lm-eval model would form itself and `progress(n)` is called after
+        each: the same batches, so the same replies, only reported as they finish.
         """
         from lm_eval.api.instance import Instance
 
@@ -216,17 +222,34 @@ class Engine:
         groups: dict[Sampling, list[int]] = {}
         for i, s in enumerate(samplings):
             groups.setdefault(s, []).append(i)
+        rendered = [self.render(p) for p in prompts]
         for s, idxs in groups.items():
             if seed is not None:
                 _seed_everything(seed)
-            reqs = [Instance(request_type="generate_until", doc={}, arguments=(self.render(prompts[i]), s.gen_kwargs()),
-                             idx=0) for i in idxs]
-            texts = self.lm.generate_until(reqs, disable_tqdm=True) if _accepts_disable_tqdm(self.lm) else self.lm.generate_until(reqs)
-            self.calls += 1
-            for i, t in zip(idxs, texts):
-                prefix = "" if self.is_chat_api else prompts[i].reply_prefix
-                out[i] = (prefix + " " + t.lstrip()) if prefix and t.strip() else prefix + t
+            for part in self._inner_batches(idxs, rendered) if progress else [idxs]:
+                reqs = [Instance(request_type="generate_until", doc={}, arguments=(rendered[i], s.gen_kwargs()),
+                                 idx=0) for i in part]
+                texts = self.lm.generate_until(reqs, disable_tqdm=True) if _accepts_disable_tqdm(self.lm) else self.lm.generate_until(reqs)
+                self.calls += 1
+                for i, t in zip(part, texts):
+                    prefix = "" if self.is_chat_api else prompts[i].reply_prefix
+                    out[i] = (prefix + " " + t.lstrip()) if prefix and t.strip() else prefix + t
+                if progress:
+                    progress(len(part))
         return [t or "" for t in out]
+
+    def _inner_batches(self, idxs: list[int], rendered: list[str]) -> list[list[int]]:
+        """The batches lm-eval's hf and vllm models cut one generate_until call into: requests
+        sorted by (-prompt tokens, prompt), then `batch_size` at a time. Handing them over one by
+        one changes nothing in what is computed together; models that batch otherwise (automatic
+        batch size, API servers) get the whole call at once."""
+        size = getattr(self.lm, "batch_size", None)
+        encode = getattr(self.lm, "tok_encode", None)
+        if (self.cfg.engine not in ("hf", "vllm") or not isinstance(size, int) or size < 1 or encode is None
+                or len(idxs) <= size):
+            return [idxs]
+        order = sorted(idxs, key=lambda i: (-len(encode(rendered[i])), rendered[i]))
+        return [order[k:k + size] for k in range(0, len(order), size)]
 
     def loglikelihood(self, pairs: Sequence[tuple[Prompt, str]]) -> list[float]:
         """log P(continuation | rendered prompt) for each pair, in one batched call."""

@@ -68,6 +68,43 @@ def test_engine_batches_and_answers_bbh(engine, bbh_dir):
     assert again == replies  # greedy is deterministic
 
 
+def test_progress_feeds_the_same_batches_lm_eval_would_form(engine, bbh_dir):
+    """With a progress callback the engine hands lm-eval one batch at a time; the batches (and so
+    the greedy replies) must be exactly those of the single call lm-eval would cut itself."""
+    from reflectevo_tasks import bbh, prompts
+    from reflectevo_tasks.engine import Sampling
+
+    qs = (bbh.load_subtask("date_understanding", bbh_dir, limit=3) + bbh.load_subtask("navigate", bbh_dir, limit=2)
+          + bbh.load_subtask("object_counting", bbh_dir, limit=2))
+    ps = [prompts.trial_prompt(q) for q in qs]
+    inner = engine.lm
+    original, size = inner._model_generate, inner.batch_size_per_gpu
+
+    def run(progress):
+        batches = []
+
+        def recording(context, *a, **kw):
+            batches.append(context.tolist())
+            return original(context, *a, **kw)
+
+        inner._model_generate = recording
+        try:
+            return engine.generate(ps, Sampling(max_new_tokens=6), progress=progress), batches
+        finally:
+            inner._model_generate = original
+
+    inner.batch_size_per_gpu = 3
+    try:
+        whole, whole_batches = run(None)
+        done: list[int] = []
+        sliced, sliced_batches = run(done.append)
+    finally:
+        inner.batch_size_per_gpu = size
+    assert [len(b) for b in whole_batches] == [3, 3, 1]
+    assert sliced_batches == whole_batches
+    assert sliced == whole and done == [3, 3, 1]
+
+
 def test_sampling_is_seeded(engine, bbh_dir):
     from reflectevo_tasks import bbh, prompts
     from reflectevo_tasks.engine import Sampling

@@ -39,7 +39,7 @@ def run_lm_eval(args: list[str], cwd: Path, env: dict | None = None, check: bool
 
 def evaluate(tmp: Path, tasks: str, model_args: str, limit: int, batch_size: int = 16) -> dict:
     out = tmp / "out"
-    run_lm_eval(["--model", "reflectevo", "--model_args", model_args, "--tasks", tasks, "--limit", str(limit),
+    proc = run_lm_eval(["--model", "reflectevo", "--model_args", model_args, "--tasks", tasks, "--limit", str(limit),
                  "--device", "cpu", "--batch_size", str(batch_size), "--log_samples", "--output_path", str(out)],
                 cwd=tmp)
     (results,) = glob.glob(str(out / "*" / "results_*.json"))
@@ -47,7 +47,7 @@ def evaluate(tmp: Path, tasks: str, model_args: str, limit: int, batch_size: int
     for path in glob.glob(str(out / "*" / "samples_*.jsonl")):
         rows = [json.loads(line) for line in open(path)]
         samples[Path(path).name.split("_20")[0].removeprefix("samples_")] = rows
-    return {"results": json.load(open(results)), "samples": samples}
+    return {"results": json.load(open(results)), "samples": samples, "stderr": proc.stderr}
 
 
 @pytest.fixture(scope="module")
@@ -147,9 +147,11 @@ def test_provenance_lands_in_the_results_file(oracle_run):
     assert info["generation"]["trial1"][0]["max_new_tokens"] == 64
     assert info["generation"]["reflection"][0] == {"max_new_tokens": 48, "temperature": 0.0, "top_p": 1.0, "stop": []}
     assert {"lm_eval", "reflectevo", "torch", "transformers"} <= set(info["versions"])
-    # three batched passes, one inner generate_until call each
+    # three batched passes, handed to the inner model one batch of 16 at a time (for the progress bar)
     assert [p["turn"] for p in info["passes"]] == ["trial1", "reflection", "retry"]
-    assert all(p["inner_calls"] == 1 for p in info["passes"])
+    assert all(p["inner_calls"] == -(-p["requests"] // 16) for p in info["passes"])
+    for p in info["passes"]:  # one progress bar per pass, finished
+        assert f"reflectevo {p['turn']}: 100%" in oracle_run["stderr"] and f"{p['requests']}/{p['requests']}" in oracle_run["stderr"]
     assert config["batch_size"] == "16" and info["base"]["batch_size"] == "16"
 
 
@@ -225,7 +227,8 @@ def test_group_run_reports_size_weighted_aggregates(tmp_path, bbh_dir, embedded_
     rates = U.pooled_rates(group)
     assert pooled["docs"] == 27 and pooled["acc_t1"] == pytest.approx(group["acc_t1,none"])
     assert pooled["fix_rate"] == (None if rates["fix_rate"] is None else pytest.approx(rates["fix_rate"]))
-    assert [p["inner_calls"] for p in res["config"]["reflectevo"]["passes"]] == [1, 1, 1]
+    passes = res["config"]["reflectevo"]["passes"]
+    assert [p["inner_calls"] for p in passes] == [-(-p["requests"] // 8) for p in passes] and passes[0]["inner_calls"] == 4
 
 
 def test_lm_eval_ls_lists_our_tasks(tmp_path):

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from harness_plugins import lm_eval_hook
-from harness_plugins.reflect_model import MODES, ReflectEvoLM
+from harness_plugins.reflect_model import ReflectEvoLM
+from reflectevo_tasks.protocol import MODES
 from reflectevo.errors import UserError
 from reflectevo_tasks import answers as A
 from reflectevo_tasks import bbh
@@ -236,6 +237,23 @@ def _run(model, reqs):
     return [json.loads(r) for r in replies]
 
 
+def test_progress_bar_per_pass_names_pass_and_chunk(fake_bbh, capsys):
+    model = scripted_model(fake_bbh, chunk_size=4, progress=True)
+    reqs = requests_for("boolean_expressions") + requests_for("web_of_lies")
+    quiet = scripted_model(fake_bbh, chunk_size=4)
+    assert _run(model, reqs) == _run(quiet, reqs)
+    err = capsys.readouterr().err
+    for label in ("reflectevo trial1 (chunk 1/2)", "reflectevo reflection (chunk 1/2)",
+                  "reflectevo retry (chunk 2/2)"):
+        assert label in err, err
+    assert "doc" in err
+    # the quiet model printed nothing; neither does rank 1 of a data-parallel run
+    second = scripted_model(fake_bbh, progress=True)
+    second.base.lm.rank = 1
+    _run(second, reqs)
+    assert len(second.passes) == 3 and capsys.readouterr().err == ""
+
+
 def test_oracle_runs_three_batched_passes_and_retries_only_wrong(fake_bbh):
     model = scripted_model(fake_bbh)
     reqs = requests_for("boolean_expressions") + requests_for("web_of_lies")
@@ -360,7 +378,7 @@ def test_intrinsic_reflects_on_everything_and_reads_gold_only_after_generation(f
     assert "Feedback: none" in prompt
     # with no verdict the attempt may be right: the reflection checks it, it does not presume an error
     assert "went wrong" not in prompt and "keep the answer if the check confirms it" in prompt
-    assert model.protocol.instruction.id == "check" and "decide whether its final answer holds" in prompt
+    assert model.options.instruction.id == "check" and "decide whether its final answer holds" in prompt
     m = [U.process_results(d, [json.dumps(t)]) for d, t in zip((r.doc for r in requests_for("boolean_expressions")), trajs)]
     assert [x["right_to_wrong"] for x in m] == [1, 0, 0] and [x["wrong_to_right"] for x in m] == [0, 1, 1]
 
