@@ -153,6 +153,9 @@ def build_lm(cfg: EngineConfig):
     elif cfg.engine == "vllm":
         # before lm-eval's vllm module is imported: it looks up vLLM's version at import
         args = vllm_env.prepare(args)
+        # vLLM chooses its device from the platform and has no such argument; the lm-eval plugin
+        # forwards --device to every base that is not hf
+        args.pop("device", None)
         if adapter:
             args["lora_local_path"] = adapter
         args["batch_size"] = cfg.batch_size
