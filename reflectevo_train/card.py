@@ -77,6 +77,7 @@ def model_card(prov: dict, setting: Setting, artifact: str, revision: str | None
                         if data.get(k) is not None},
             "instruction": prov["instruction"],
             "seed": prov["seed"],
+            "processes": prov.get("processes", {"world_size": 1}),
             "recipe": prov["recipe"],
             "training_metrics": prov["metrics"],
         },
@@ -110,6 +111,7 @@ Small LLMs by Learning Self-Reflection", arXiv 2505.16475) and TRL, as a
 - prompts: built with `reflectevo_tasks.prompts` (the builders the evaluator uses), rendered with the
   model's own chat template; instruction `{prov['instruction']['id']}`; loss on completion tokens only
 - seed: {prov['seed']}
+- processes: {_processes_line(prov.get('processes') or {})}
 
 {TWO_STAGE_NOTE if setting.name == 'two_stage' else ''}
 
@@ -138,6 +140,15 @@ Command: `{prov['command']}`
 Package versions: `{json.dumps(prov['package_versions'])}`
 """
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n" + body
+
+
+def _processes_line(processes: dict) -> str:
+    n = processes.get("world_size", 1)
+    if n <= 1:
+        return "1"
+    return (f"{n} (data parallel, {processes.get('distributed_type')}; effective batch "
+            f"{processes.get('effective_batch_size')} = {processes.get('per_device_train_batch_size')} per process "
+            f"x {processes.get('gradient_accumulation_steps')} accumulation x {n})")
 
 
 def command_line(setting: Setting, argv: list[str]) -> str:

@@ -37,7 +37,7 @@ class StageData:
 class TrainResult:
     output_dir: str
     setting: str
-    provenance: dict
+    provenance: dict | None  # None on ranks other than 0 (rank 0 writes and publishes for the run)
     stages: list[dict]
     artifact_kind: str
     push: dict | None = None
@@ -86,10 +86,11 @@ def optimizer_steps(n_examples: int, args) -> tuple[int, int]:
     return total, int(args.get_warmup_steps(total))
 
 
-def warn_if_few_steps(stage: str, n_examples: int, args) -> int:
-    """Warn when the run is too short to move the model; returns its warmup steps (for provenance)."""
+def warn_if_few_steps(stage: str, n_examples: int, args, show: bool = True) -> int:
+    """Warn when the run is too short to move the model (when `show`: rank 0 speaks for all ranks);
+    returns its warmup steps (for provenance)."""
     total, warmup = optimizer_steps(n_examples, args)
-    if total - warmup < FEW_STEPS:
+    if show and total - warmup < FEW_STEPS:
         print(f"warning: stage '{stage}': {n_examples} examples give {total} optimizer step(s), {warmup} of them "
               f"warmup: the model will barely move from where it starts. For a small set, lower "
               f"--gradient_accumulation_steps or raise --num_train_epochs.", file=sys.stderr)
@@ -190,6 +191,10 @@ def train(run: ParsedRun, keep_trainers: bool = False, callbacks: list | None = 
     token = run.token()
     init = resolve_init_adapter(sa.init_adapter, token, sa.hub_endpoint) if sa.init_adapter else None
     rows, stages, tok = prepare_data(run)
+    if ma.use_peft and ta.ddp_find_unused_parameters is None:
+        # transformers searches a wrapped (PEFT) model for unused parameters on every step under
+        # data parallelism, then warns on every rank that there were none: every LoRA weight is used
+        ta.ddp_find_unused_parameters = False
 
     trainers, stage_metrics = [], []
     prev_dir = None
@@ -216,12 +221,13 @@ def train(run: ParsedRun, keep_trainers: bool = False, callbacks: list | None = 
 
             trainer = SFTTrainer(model=model, args=args, train_dataset=sd.dataset, processing_class=tok,
                                  peft_config=pconf, callbacks=callbacks)
-        warmup = warn_if_few_steps(sd.name, len(sd.dataset), args)
+        warmup = warn_if_few_steps(sd.name, len(sd.dataset), trainer.args, show=trainer.is_world_process_zero())
         resume = ta.resume_from_checkpoint if len(stages) == 1 else None
         result = trainer.train(resume_from_checkpoint=resume)
         losses = _loss_history(trainer)
         stage_metrics.append({
             "stage": sd.name, "examples": len(sd.dataset), "global_step": int(result.global_step),
+            "epochs": float(trainer.state.epoch or 0.0),  # passes over the data, all processes together
             "warmup_steps": warmup,
             "train_loss": float(result.training_loss),
             "loss_finite": math.isfinite(float(result.training_loss)) and all(math.isfinite(x) for x in losses),
@@ -230,6 +236,8 @@ def train(run: ParsedRun, keep_trainers: bool = False, callbacks: list | None = 
             "build": sd.build, "tokens": sd.tokens,
         })
         artifact_kind = _save(trainer, stage_dir, run, final=last)
+        # the next stage loads what rank 0 saved, and rank 0 reads back the adapter config it wrote
+        trainer.accelerator.wait_for_everyone()
         if keep_trainers:
             trainers.append(trainer)
         if not last:
@@ -237,10 +245,13 @@ def train(run: ParsedRun, keep_trainers: bool = False, callbacks: list | None = 
             del trainer, model
             gc.collect()
 
-    prov = provenance(run, rows.source, stage_metrics, artifact_kind, init)
-    is_main = trainer.is_world_process_zero() if trainer is not None else True
+    from reflectevo_train.launch import describe
+
+    processes = describe(trainer.args)
+    prov = None
     push = None
-    if is_main:
+    if trainer.is_world_process_zero():  # one provenance, one card, one publication per run
+        prov = provenance(run, rows.source, stage_metrics, artifact_kind, init, processes)
         from reflectevo_train.card import model_card
 
         with open(os.path.join(out_dir, PROVENANCE_FILE), "w", encoding="utf-8") as fh:
@@ -289,7 +300,8 @@ def _portable_adapter_config(folder: str, base_name: str) -> None:
         fh.write("\n")
 
 
-def provenance(run: ParsedRun, source: dict, stage_metrics: list[dict], artifact_kind: str, init) -> dict:
+def provenance(run: ParsedRun, source: dict, stage_metrics: list[dict], artifact_kind: str, init,
+               processes: dict | None = None) -> dict:
     from reflectevo_tasks.instructions import find_instruction
     from reflectevo_tasks.provenance import package_versions, utc_now
     from reflectevo_train.card import card_base_model, command_line, eval_command
@@ -324,6 +336,8 @@ def provenance(run: ParsedRun, source: dict, stage_metrics: list[dict], artifact
         "instruction": {"id": ins.id, "pool": ins.pool, "pool_version": ins.pool_version, "text": ins.text},
         "seed": ta.seed,
         "data_seed": ta.data_seed,
+        # data parallelism changes the effective batch and so the optimisation: record how many trained
+        "processes": processes or {"world_size": 1},
         "recipe": run.recipe,
         "recipe_files": files,
         "command": command_line(s, run.argv),
@@ -389,8 +403,13 @@ def main(argv: list[str] | None = None, prog: str = "reflectevo train") -> int:
     if "-h" in rest or "--help" in rest:
         build_parser(setting, prog).print_help()
         return 0
+    from reflectevo_train import launch
+
+    launch.prepare()  # before the training arguments set up their device
     run = parse_run(setting.name, rest, prog)
     result = train(run)
+    if result.provenance is None:  # another rank than 0: rank 0 reports for the run
+        return 0
     summary = {"output_dir": result.output_dir, "setting": result.setting, "artifact": result.artifact_kind,
                "dataset": result.provenance["dataset"].get("sha") or result.provenance["dataset"].get("sha256"),
                "stages": [{k: m[k] for k in ("stage", "examples", "global_step", "train_loss")} for m in result.stages],
