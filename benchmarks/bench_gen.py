@@ -21,7 +21,7 @@ import time
 
 from reflectevo_gen.config import GenConfig
 from reflectevo_gen.pipeline import Engines, run
-from reflectevo_gen.store import read_records
+from reflectevo.chunk_store import read_records
 from reflectevo_tasks.engine import Engine, EngineConfig, Sampling
 from reflectevo_tasks.prompts import Prompt
 

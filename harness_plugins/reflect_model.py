@@ -59,7 +59,7 @@ from pathlib import Path
 from lm_eval.api.model import LM
 
 from reflectevo.errors import UserError
-from reflectevo_gen.store import RecordStore, claim_folder, write_atomic
+from reflectevo.chunk_store import RecordStore, claim_folder, write_atomic
 from reflectevo_tasks import answers as A
 from reflectevo_tasks import prompts as P
 from reflectevo_tasks import protocol

@@ -49,7 +49,7 @@ def _spec_pair(q, v1):
 
 def row_counts(folder: Path, v1) -> dict:
     """Trial-1 credit and trial-2 fixes of one stored row under both scorer versions."""
-    from reflectevo_gen.store import RecordStore
+    from reflectevo.chunk_store import RecordStore
     from reflectevo_tasks import answers as v2
 
     store = RecordStore(folder)

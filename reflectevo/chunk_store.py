@@ -1,4 +1,4 @@
-"""Exactly-once, resumable record output.
+"""Exactly-once, resumable record output: generation runs and the lm-eval model's resume folders.
 
 Work is cut into chunks of questions whose membership depends only on the configuration. A chunk's
 records are written to `parts/chunk-NNNNNN.jsonl` through a temporary file, fsync and an atomic
@@ -83,12 +83,26 @@ def claim_folder(path: Path, settings: dict, what: str, advice: str) -> None:
     be silently wrong)."""
     settings = json.loads(json.dumps(settings))  # tuples as lists, as they read back
     if path.is_file():
-        old = json.loads(path.read_text(encoding="utf-8"))
+        old = read_json_object(path, "a settings file")
         if old != settings:
-            differ = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-            raise UserError(f"{path.parent} holds {what} with other settings ({', '.join(differ)}); {advice}")
+            raise UserError(f"{path.parent} holds {what} with other settings ({', '.join(_differences(old, settings))}); "
+                            f"{advice}")
         return
     write_atomic(path, [json.dumps(settings, indent=1, ensure_ascii=False)])
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    """The keys whose values differ; inside a setting that is itself a table, its keys too (`gen.seed`)."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k}.{sub}" for sub in sorted(set(a) | set(b)) if a.get(sub) != b.get(sub)]
+        else:
+            out.append(k)
+    return out
 
 
 class FolderLock:

@@ -1,24 +1,31 @@
 """The `reflectevo` command. Each subcommand lives beside the code it drives and registers itself
-here through a `register(subparsers)` function, so `reflectevo <cmd> --help` is the reference."""
+through a `register(subparsers)` function, so `reflectevo <cmd> --help` is the reference.
+
+The subcommands are found through the `reflectevo.commands` entry points (pyproject.toml), not named
+here: this module stands on the ground floor, and the packages whose commands it runs stand above it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+from importlib.metadata import entry_points
 
 from reflectevo.errors import UserError
 
-# name -> module exposing register(subparsers); imported lazily so `reflectevo --help` stays fast
-SUBCOMMANDS = {
-    "model": "reflectevo.model_cli",
-    "tasks": "reflectevo_tasks.cli",
-    "hub": "reflectevo.hub.cli",
-    "gen": "reflectevo_gen.cli",
-    "train": "reflectevo_train.cli",
-    "evolve": "reflectevo.evolve",
-    "leaderboard": "leaderboards.cli",
-}
+ENTRY_POINTS = "reflectevo.commands"
+# the order `reflectevo --help` lists them in (a command not named here is listed after them)
+ORDER = ("model", "tasks", "hub", "gen", "train", "evolve", "leaderboard")
+
+
+def commands() -> dict[str, str]:
+    """Subcommand name -> module exposing register(subparsers), in help order."""
+    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINTS)}
+    if not found:
+        raise UserError("no subcommands are registered: reflectevo is not installed in this environment "
+                        "(run scripts/setup-env.sh, or pip install -e .)")
+    return dict(sorted(found.items(), key=lambda kv: (ORDER.index(kv[0]) if kv[0] in ORDER else len(ORDER), kv[0])))
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -27,11 +34,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         description="Self-reflection learning for small language models (ReflectEvo).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in SUBCOMMANDS.items():
+    for name, module_name in commands().items():
         if only is not None and name != only:
             continue
-        # every subcommand ships with the package: a missing module is a broken install (a wheel
-        # that lost a package), reported as such rather than a subcommand silently gone
+        # every subcommand ships with the package: a module that will not import is a broken
+        # install (a wheel that lost a package), reported as such rather than a subcommand gone
         module = importlib.import_module(module_name)
         module.register(sub)
     return parser
@@ -45,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     # several processes share the CPU, but cost ~30% on an idle 2-core machine (benchmarks/RESULTS.md)
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(only=first if first in SUBCOMMANDS else None)
+    try:
+        parser = build_parser(only=first if first in commands() else None)
+    except UserError as exc:
+        print(f"reflectevo: error: {exc}", file=sys.stderr)
+        return 2
     # commands configured by dataclass parsers (TRL style) take their own options untouched
     args, rest = parser.parse_known_args(argv)
     if getattr(args, "passthrough", False):

@@ -153,7 +153,7 @@ def load_config(config: str | None, sets: list[str], overrides: dict) -> LoopCon
 
 # ------------------------------------------------------------------------------------ steps
 def _write_json(path: Path, value: Any) -> None:
-    from reflectevo_gen.store import write_atomic
+    from reflectevo.chunk_store import write_atomic
 
     write_atomic(path, [json.dumps(value, indent=1, ensure_ascii=False)])
 
@@ -389,7 +389,7 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict:
 
 def _check_or_write_loop_config(cfg: LoopConfig, workdir: Path) -> None:
     """A workdir belongs to one loop configuration (more rounds may be added later)."""
-    from reflectevo_gen.store import claim_folder
+    from reflectevo.chunk_store import claim_folder
 
     from reflectevo_train.config import SECRET_OPTIONS
 

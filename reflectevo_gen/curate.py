@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reflectevo.errors import UserError
-from reflectevo_gen.store import read_records, write_atomic
+from reflectevo.chunk_store import read_records, write_atomic
 from reflectevo_tasks import prompts
 from reflectevo_tasks import answers, leaks
 from reflectevo_tasks.answers import CORRECT

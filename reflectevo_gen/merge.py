@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from reflectevo.errors import UserError
-from reflectevo_gen.store import FolderLock, RecordStore, read_json_object, read_records, write_atomic, write_chunk_file
+from reflectevo.chunk_store import FolderLock, RecordStore, read_json_object, read_records, write_atomic, write_chunk_file
 
 
 def _shard_run(folder: str) -> tuple[dict, str, str | None, dict]:

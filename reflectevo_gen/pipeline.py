@@ -3,7 +3,7 @@
 For each chunk of questions: trial 1 for all (one batched call) → verify → for every wrong one,
 k reflections per selected instruction (one batched call) → one retry per reflection, built on
 trial 1 (one batched call) → verify. Records go out one chunk at a time, atomically
-(`reflectevo_gen.store`).
+(`reflectevo.chunk_store`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from reflectevo.errors import UserError
 from reflectevo_gen.config import GenConfig
-from reflectevo_gen.store import FolderLock, RecordStore, write_atomic
+from reflectevo.chunk_store import FolderLock, RecordStore, claim_folder, write_atomic
 from reflectevo_tasks import protocol
 from reflectevo_tasks.answers import CORRECT, score
 from reflectevo_tasks.engine import Engine, EngineConfig, Sampling
@@ -177,22 +177,6 @@ class Progress:
         self.bar.close()
 
 
-def _check_or_write_run_config(cfg: GenConfig, folder: Path) -> None:
-    path = folder / "run_config.json"
-    ident = {"identity": cfg.identity(), "config_hash": cfg.identity_hash()}
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-            old_identity = old.get("identity") or {}
-        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-            raise UserError(f"{path}: not a readable run config; use another --output") from None
-        if old.get("config_hash") != ident["config_hash"]:
-            diff = sorted(k for k in ident["identity"] if old_identity.get(k) != ident["identity"][k])
-            raise UserError(f"{folder}: holds a run with other settings ({', '.join(diff)}); use another --output")
-        return
-    write_atomic(path, [json.dumps(ident, indent=1)])
-
-
 def run(cfg: GenConfig, engines: Engines | None = None, show_progress: bool = True) -> dict:
     """Generate records into cfg.output, resuming where an earlier run stopped. Returns a summary."""
     cfg.check()
@@ -203,7 +187,8 @@ def run(cfg: GenConfig, engines: Engines | None = None, show_progress: bool = Tr
         raise UserError(f"{cfg.source}: no questions for shard {cfg.shard}")
     folder = Path(cfg.output)
     with FolderLock(folder, "wait for that run to finish or use another --output"):
-        _check_or_write_run_config(cfg, folder)
+        claim_folder(folder / "run_config.json", {"identity": cfg.identity(), "config_hash": cfg.identity_hash()},
+                     "a run", "use another --output")
         for msg in rejected:
             print(f"rejected: {msg}", file=sys.stderr)
         return _generate(cfg, folder, questions, rejected, engines, show_progress)

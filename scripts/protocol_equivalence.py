@@ -52,6 +52,9 @@ def load_old(path: str, name: str):
                             check=True).stdout
     file = Path(tempfile.mkdtemp(prefix="before-")) / f"{name}.py"
     file.write_text(source, encoding="utf-8")
+    import reflectevo.chunk_store
+
+    sys.modules.setdefault("reflectevo_gen.store", reflectevo.chunk_store)  # where the chunk store was then
     spec = importlib.util.spec_from_file_location(name, file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up while the class is built
@@ -155,7 +158,7 @@ def compare_plugin(old_module) -> list[dict]:
 def compare_generation(old_pipeline, tmp: Path) -> list[dict]:
     from reflectevo_gen import pipeline
     from reflectevo_gen.config import GenConfig
-    from reflectevo_gen.store import read_records
+    from reflectevo.chunk_store import read_records
 
     rows = []
     for label, extra, separate in [("abc pool, 2 instructions x 2 samples", {"instruction_ids": "A1-B1-C1,A1-B2-C2",

@@ -27,7 +27,7 @@ from reflectevo.errors import UserError
 from reflectevo_gen.config import GenConfig
 from reflectevo_gen.merge import merge
 from reflectevo_gen.pipeline import Engines, run
-from reflectevo_gen.store import LOCK_NAME, MANIFEST, FolderLock, RecordStore, read_records
+from reflectevo.chunk_store import LOCK_NAME, MANIFEST, FolderLock, RecordStore, read_records
 from reflectevo_tasks.engine import Engine, EngineConfig
 from test_lm_eval_tasks import ScriptedLM, fake_bbh, requests_for, scripted_model  # noqa: F401  (fixture)
 
@@ -90,7 +90,7 @@ def _write_lines(path: Path, lines: list[str]) -> None:
 
 def _holder(folder: Path) -> subprocess.Popen:
     """Another process holding the folder's writer lock until killed."""
-    code = ("import sys, time; from reflectevo_gen.store import FolderLock; lock = FolderLock(sys.argv[1]); "
+    code = ("import sys, time; from reflectevo.chunk_store import FolderLock; lock = FolderLock(sys.argv[1]); "
             "lock.acquire(); print('held', flush=True); time.sleep(600)")
     p = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert p.stdout.readline().strip() == "held"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hub_fixtures import hub, hub_server, isolated_hub_client  # noqa: F401
 from reflectevo.errors import UserError
-from reflectevo.evolve import LoopConfig, _check_or_write_loop_config, _publish_once, load_config
+from reflectevo_evolve.loop import LoopConfig, _check_or_write_loop_config, _publish_once, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ def test_unknown_loop_file_is_named(tmp_path):
 
 
 def test_empty_training_data_stops_the_round_with_advice(tmp_path):
-    from reflectevo.evolve import train
+    from reflectevo_evolve.loop import train
 
     cfg = load_config("demo", [], {"workdir": str(tmp_path), "setting": "dpo_pm"})
     with pytest.raises(UserError, match=r"round 2: curation left no d_pm rows to train dpo_pm on .*gen.limit"):
@@ -59,7 +59,7 @@ def test_a_workdir_keeps_its_loop_settings(tmp_path):
     a = LoopConfig(workdir=str(tmp_path), gen={"limit": 5})
     _check_or_write_loop_config(a, tmp_path)
     _check_or_write_loop_config(LoopConfig(workdir=str(tmp_path), rounds=3, gen={"limit": 5}), tmp_path)  # more rounds: fine
-    with pytest.raises(UserError, match=r"other settings \(gen\)"):
+    with pytest.raises(UserError, match=r"other settings \(gen\.limit\)"):
         _check_or_write_loop_config(LoopConfig(workdir=str(tmp_path), gen={"limit": 6}), tmp_path)
 
 
@@ -71,7 +71,7 @@ def test_a_token_in_the_loop_file_is_never_written_down(tmp_path):
 
 
 def test_evaluation_resumes_chunk_by_chunk_in_its_round_folder(tmp_path):
-    from reflectevo.evolve import eval_model_args
+    from reflectevo_evolve.loop import eval_model_args
 
     cfg = load_config("demo", [], {"workdir": str(tmp_path)})
     args = eval_model_args(cfg, {"repo": "me/a", "sha": "abc"}, tmp_path / "round-1")
@@ -111,7 +111,7 @@ def test_publish_once_reuses_only_its_own_interrupted_publish(hub, tmp_path):
 def test_round_r_reflects_and_trains_from_round_r_minus_1_and_a_rerun_resumes(tmp_path, monkeypatch):
     """The loop's wiring over two rounds, with each step replaced by a recorder (the real steps
     are covered by the end-to-end test below and by each package's own tests)."""
-    import reflectevo.evolve as ev
+    import reflectevo_evolve.loop as ev
 
     results = sorted(str(p) for p in (REPO / "tests" / "data" / "lm_eval_results").glob("*.json"))
     calls: list[tuple] = []

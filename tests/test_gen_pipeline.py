@@ -19,7 +19,7 @@ from reflectevo_gen.config import GenConfig
 from reflectevo_gen.curate import CONFIGS, CurateOptions, curate, read_curated, write_curated
 from reflectevo_gen.merge import merge
 from reflectevo_gen.pipeline import run
-from reflectevo_gen.store import read_records
+from reflectevo.chunk_store import read_records
 from reflectevo_tasks import prompts
 from reflectevo_tasks.answers import CORRECT, score
 from reflectevo_tasks.instructions import find_instruction
@@ -30,8 +30,8 @@ pytestmark = pytest.mark.slow
 SMALL = dict(trial_max_new_tokens=40, reflection_max_new_tokens=40, chunk_size=16, batch_size=16)
 
 
-# the demo loop's 30 pool questions (reflectevo/loops/demo.yaml says how they were picked)
-DEMO_LOOP = Path(__file__).resolve().parents[1] / "reflectevo" / "loops" / "demo.yaml"
+# the demo loop's 30 pool questions (reflectevo_evolve/loops/demo.yaml says how they were picked)
+DEMO_LOOP = Path(__file__).resolve().parents[1] / "reflectevo_evolve" / "loops" / "demo.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def gen_run(tmp_path_factory):
     project's defaults (2 instructions x 2 reflections per wrong answer) with 128-token turns.
 
     Over most of the pool this model fixes ~1-6% of its failures, so a test-sized run would leave
-    D+, D± and Dpref empty. The slice (the demo loop's gen.question_ids, reflectevo/loops/demo.yaml)
+    D+, D± and Dpref empty. The slice (the demo loop's gen.question_ids, reflectevo_evolve/loops/demo.yaml)
     is 22 questions it answers right at trial 1 and 8 on which the measured leaderboard's generation
     run saw reflections fix the answer; the fixes here are sampled afresh, so they can still fail to come."""
     import yaml

@@ -5,33 +5,32 @@ Floors, bottom to top:
 * ``CORE``  ``reflectevo``: errors, Hub client and server, the embedded model, portable files.
 * ``TASKS`` ``reflectevo_tasks``: question sources, prompts, scoring, the engine. It stands on CORE.
   The issue's floor 1 ("the core") is these two steps, in this order because the code already
-  runs so: ``reflectevo_tasks`` imports ``reflectevo`` (errors, the embedded model, atomic
-  folders) from most of its modules, while no module of ``reflectevo`` imports ``reflectevo_tasks``
-  (only the dispatcher loads ``reflectevo_tasks.cli``, a listed back arrow that leaves with it).
+  runs so: ``reflectevo_tasks`` imports ``reflectevo`` (errors, the embedded model, the chunk
+  store) from most of its modules, while no module of ``reflectevo`` imports ``reflectevo_tasks``.
+  The dispatcher ``reflectevo.cli`` imports no subcommand: they are entry points (pyproject.toml).
 * ``TOOLS`` ``reflectevo_gen``, ``reflectevo_train``, ``harness_plugins``: independent of each
   other, so none of them imports another.
-* ``TOP``   ``evolve`` and ``leaderboards``, which drive the tools; ``benchmarks`` (scripts, not a
-  package) stand here too, since nothing may import them.
+* ``TOP``   ``reflectevo_evolve`` (the loop) and ``leaderboards``, which drive the tools;
+  ``benchmarks`` (scripts, not a package) stand here too, since nothing may import them.
 
 The rules, checked over every import of every module, those inside functions included:
 
 1. a module imports nothing from a floor above its own;
 2. a TOOLS package imports no other TOOLS package;
-3. only command-line modules (the dispatcher, the subcommand modules it names, ``__main__``
-   files) import a command-line module: library code that borrows from one ties itself to a
+3. only command-line modules (the dispatcher, the subcommand modules registered as
+   ``reflectevo.commands`` entry points, ``__main__`` files) import a command-line module: library code that borrows from one ties itself to a
    command's options;
 4. the packages, without the known back arrows below, import each other in no cycle (so a module
    that is given a higher floor in the table but stays in a lower package is still caught).
 
-A module's floor comes from ``FLOORS``, by module path (the longest prefix wins). When a module
-moves (the evolve loop and the dispatcher are meant to leave ``reflectevo``), its line in
-``FLOORS`` changes and its arrows in ``KNOWN_BACK_ARROWS`` go: that list only shrinks, because
+A module's floor comes from ``FLOORS``, by module path (the longest prefix wins). An arrow that
+cannot go yet is listed in ``KNOWN_BACK_ARROWS`` with its reason: that list only shrinks, because
 an arrow listed there that the code no longer has fails the test too.
 
 Imports read: ``import a.b``, ``from a import b`` (``a.b`` when that is a module), relative
 imports resolved against the importing module, ``importlib.import_module("a.b")`` and
 ``__import__("a.b")`` with a literal name, and, in a module that calls either with a computed
-name, every string in it that names a project module (how the dispatcher loads subcommands).
+name, every string in it that names a project module.
 """
 
 from __future__ import annotations
@@ -52,36 +51,21 @@ INDEPENDENT_FLOORS = {TOOLS}
 # module path prefix -> floor; the longest prefix that matches a module (at a dot) wins
 FLOORS = {
     "reflectevo": CORE,
-    "reflectevo.cli": CORE,  # the dispatcher: a TOP module kept in the core package until it moves
-    "reflectevo.__main__": CORE,  # `python -m reflectevo`: goes with the dispatcher
-    "reflectevo.evolve": CORE,  # the evolve loop: a TOP module kept in the core package until it moves
     "reflectevo_tasks": TASKS,
     "reflectevo_gen": TOOLS,
     "reflectevo_train": TOOLS,
     "harness_plugins": TOOLS,
+    "reflectevo_evolve": TOP,
     "leaderboards": TOP,
     "benchmarks": TOP,
 }
 
-# the module whose SUBCOMMANDS table names the subcommand modules (command-line modules, rule 3)
+# the dispatcher (a command-line module, rule 3); the subcommand modules it runs are the
+# `reflectevo.commands` entry points of pyproject.toml
 DISPATCHER = "reflectevo.cli"
 
 # (importing file, imported module) -> why it is there today; every one must still exist
 KNOWN_BACK_ARROWS = {
-    ("reflectevo/evolve.py", "reflectevo_gen.config"): "the evolve loop drives gen from inside the core package",
-    ("reflectevo/evolve.py", "reflectevo_gen.curate"): "the evolve loop drives gen from inside the core package",
-    ("reflectevo/evolve.py", "reflectevo_gen.pipeline"): "the evolve loop drives gen from inside the core package",
-    ("reflectevo/evolve.py", "reflectevo_gen.publish"): "the evolve loop drives gen from inside the core package",
-    ("reflectevo/evolve.py", "reflectevo_gen.store"): "the evolve loop drives gen from inside the core package",
-    ("reflectevo/evolve.py", "reflectevo_train.config"): "the evolve loop drives train from inside the core package",
-    ("reflectevo/evolve.py", "reflectevo_train.run"): "the evolve loop drives train from inside the core package",
-    ("reflectevo/evolve.py", "leaderboards.build"): "the evolve loop builds the leaderboard from inside the core package",
-    ("reflectevo/cli.py", "reflectevo_tasks.cli"): "the dispatcher loads every subcommand from inside the core package",
-    ("reflectevo/cli.py", "reflectevo_gen.cli"): "the dispatcher loads every subcommand from inside the core package",
-    ("reflectevo/cli.py", "reflectevo_train.cli"): "the dispatcher loads every subcommand from inside the core package",
-    ("reflectevo/cli.py", "leaderboards.cli"): "the dispatcher loads every subcommand from inside the core package",
-    ("harness_plugins/reflect_model.py", "reflectevo_gen.store"): "the plugin keeps its resume folders with gen's store "
-                                                                  "(item 1 moves that storage below both)",
     ("reflectevo_gen/pipeline.py", "reflectevo_tasks.cli"): "gen parses model_args with the tasks command's parser "
                                                             "(item 3 gives one configuration mechanism)",
 }
@@ -181,15 +165,15 @@ def floor_of(module: str, floors: dict[str, int]) -> int | None:
 
 
 def command_line_modules(root: Path, dispatcher: str, modules: dict[str, str]) -> set[str]:
-    """The dispatcher, the subcommand modules its SUBCOMMANDS table names, and every __main__."""
-    rel = modules[dispatcher]
-    tree = ast.parse((root / rel).read_text(encoding="utf-8"), filename=rel)
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "SUBCOMMANDS" for t in node.targets):
-            if isinstance(node.value, ast.Dict):
-                subcommands = {v.value for v in node.value.values if isinstance(v, ast.Constant)}
-                return {dispatcher} | subcommands | {m for m in modules if m.split(".")[-1] == "__main__"}
-    raise AssertionError(f"{rel}: no SUBCOMMANDS dict of module names; update DISPATCHER in {__file__}")
+    """The dispatcher, the subcommand modules registered as `reflectevo.commands` entry points in
+    pyproject.toml, and every __main__."""
+    import tomllib
+
+    table = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    subcommands = set(table["project"]["entry-points"]["reflectevo.commands"].values())
+    unknown = subcommands - set(modules)
+    assert not unknown, f"pyproject.toml registers subcommands from modules that do not exist: {sorted(unknown)}"
+    return {dispatcher} | subcommands | {m for m in modules if m.split(".")[-1] == "__main__"}
 
 
 def broken_rules(arrow: Arrow, floors: dict[str, int], command_line: set[str]) -> list[str]:

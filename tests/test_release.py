@@ -287,12 +287,15 @@ def _run_installed(venv: Path, args: list[str], cwd: Path) -> str:
 
 @pytest.mark.slow
 def test_wheel_install_has_every_subcommand_task_and_leaderboard(installed_wheel, tmp_path):
-    from reflectevo.cli import SUBCOMMANDS
+    import tomllib
 
+    # the subcommands this checkout declares (the wheel must register every one of them)
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["reflectevo.commands"]
     venv, py = installed_wheel, str(_venv_python(installed_wheel))
     where = json.loads(_run_installed(venv, [py, "-c", (
         "import json, importlib; print(json.dumps({m: importlib.import_module(m).__file__ for m in "
-        "('reflectevo', 'reflectevo_tasks', 'reflectevo_gen', 'reflectevo_train', 'harness_plugins', 'leaderboards')}))")],
+        "('reflectevo', 'reflectevo_tasks', 'reflectevo_gen', 'reflectevo_train', 'harness_plugins', 'reflectevo_evolve', "
+        "'leaderboards')}))")],
         tmp_path))
     for module, path in where.items():  # from the installed wheel, not this checkout
         assert Path(path).resolve().is_relative_to(venv.resolve()), (module, path)
@@ -300,7 +303,7 @@ def test_wheel_install_has_every_subcommand_task_and_leaderboard(installed_wheel
     helptext = _run_installed(venv, [str(venv / "bin" / "reflectevo"), "--help"], tmp_path)
     section = helptext.split("positional arguments:")[1].split("options:")[0]
     listed = [line.split()[0] for line in section.splitlines() if line.startswith("    ") and line[4:5].strip()]
-    missing = [name for name in SUBCOMMANDS if name not in listed]
+    missing = [name for name in declared if name not in listed]
     assert not missing, f"subcommands missing from an installed wheel: {missing}\n{helptext}"
 
     tasks = _run_installed(venv, [py, "-m", "lm_eval", "ls", "tasks"], tmp_path)
