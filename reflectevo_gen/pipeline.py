@@ -19,7 +19,7 @@ from reflectevo_gen.config import GenConfig
 from reflectevo.chunk_store import FolderLock, RecordStore, claim_folder, write_atomic
 from reflectevo_tasks import protocol
 from reflectevo_tasks.answers import CORRECT, score
-from reflectevo_tasks.engine import Engine, EngineConfig, Sampling
+from reflectevo_tasks.engine import Engine, EngineConfig, Sampling, parse_model_args
 from reflectevo_tasks.instructions import Instruction, load_pool
 from reflectevo_tasks.provenance import package_versions, utc_now
 from reflectevo_tasks.questions import Question
@@ -55,8 +55,6 @@ class Engines:
 
 
 def engine_configs(cfg: GenConfig) -> tuple[EngineConfig, EngineConfig]:
-    from reflectevo_tasks.cli import parse_model_args
-
     extra = parse_model_args(cfg.model_args, "--model_args")
     gen = EngineConfig(model=cfg.model, engine=cfg.engine, revision=cfg.model_revision, dtype=cfg.dtype,
                        batch_size=cfg.batch_size, device=cfg.device, model_args=extra)

@@ -27,21 +27,10 @@ def add_engine_args(p) -> None:
     g.add_argument("--model-args", default="", help="extra lm-eval model_args, k=v,k=v")
 
 
-def parse_model_args(text: str, flag: str = "--model-args") -> dict:
-    """lm-eval style `k=v,k=v` into a dict."""
-    extra = {}
-    for item in filter(None, (s.strip() for s in (text or "").split(","))):
-        if "=" not in item:
-            raise UserError(f"{flag}: expected k=v, got {item!r}")
-        k, v = item.split("=", 1)
-        extra[k.strip()] = v.strip()
-    return extra
-
-
 def engine_config_from_args(args, **overrides):
-    from reflectevo_tasks.engine import EngineConfig
+    from reflectevo_tasks.engine import EngineConfig, parse_model_args
 
-    extra = parse_model_args(args.model_args)
+    extra = parse_model_args(args.model_args, "--model-args")
     cfg = EngineConfig(model=args.model, engine=args.engine, revision=args.revision, dtype=args.dtype,
                        batch_size=args.batch_size, device=args.device, model_args=extra)
     for k, v in overrides.items():

@@ -64,6 +64,17 @@ class EngineConfig:
             raise UserError(f"{self.peft}: adapter not found (neither a folder nor a Hub repo id)")
 
 
+def parse_model_args(text: str | None, flag: str = "--model_args") -> dict:
+    """lm-eval style `k=v,k=v` (the extra arguments of an lm-eval model) into a dict."""
+    extra = {}
+    for item in filter(None, (s.strip() for s in (text or "").split(","))):
+        if "=" not in item:
+            raise UserError(f"{flag}: expected k=v, got {item!r}")
+        k, v = item.split("=", 1)
+        extra[k.strip()] = v.strip()
+    return extra
+
+
 class Adapter(NamedTuple):
     name: str  # what provenance records: a folder's absolute path, or the Hub repo id
     folder: str  # where the weights are read from (the folder itself, or the Hub cache)

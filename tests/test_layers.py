@@ -66,8 +66,6 @@ DISPATCHER = "reflectevo.cli"
 
 # (importing file, imported module) -> why it is there today; every one must still exist
 KNOWN_BACK_ARROWS = {
-    ("reflectevo_gen/pipeline.py", "reflectevo_tasks.cli"): "gen parses model_args with the tasks command's parser "
-                                                            "(item 3 gives one configuration mechanism)",
 }
 
 
