@@ -855,7 +855,9 @@ ADVERSARIAL_UNITS = [" ", "\n", "( ", "(a", "[ ", "1", "1,", "-1 ", "one ", "hun
 @needs_bbh
 @pytest.mark.parametrize("unit", ADVERSARIAL_UNITS)
 def test_100kB_reply_is_fast(unit):
-    """No catastrophic backtracking: 100 kB of any repeated piece is scored in well under 1 s."""
+    """No catastrophic backtracking: 100 kB of any repeated piece is scored in well under 1 s on an
+    idle core; the bound is 10 s because a shared CI machine can be ten times slower, while a
+    pattern that goes quadratic on 100 kB takes minutes."""
     reply = (unit * (100_000 // len(unit) + 1))[:100_000]
     specs = [item(*DATE), item(*MONSTERS), item(*COUNT_8), item(*DYCK_3), item(*SORT_5), item(*SPORT_NO),
              item(*FALLACY_INV), item(*BOOL_F)]
@@ -863,4 +865,4 @@ def test_100kB_reply_is_fast(unit):
         start = time.perf_counter()
         A.score(reply + " x", q.answer, q.spec)
         elapsed = time.perf_counter() - start
-        assert elapsed < 1.0, (q.id, repr(unit), elapsed)
+        assert elapsed < 10.0, (q.id, repr(unit), elapsed)

@@ -148,12 +148,14 @@ UNITS = [" ", "\n", "( ", "(a", "answer is ", "the answer to the ", "1 + ", "1,"
 
 @pytest.mark.parametrize("unit", UNITS)
 def test_100kB_reflection_is_fast(unit):
-    """No catastrophic backtracking: 100 kB of any repeated piece is judged quickly."""
+    """No catastrophic backtracking: 100 kB of any repeated piece is judged in well under a second
+    on an idle core; the bound is 20 s because a shared CI machine can be ten times slower, while
+    backtracking that is quadratic or worse in 100 kB takes minutes."""
     text = unit * (100_000 // len(unit)) + "\u0000"
     for spec, gold in ((CHOICE4, "(B)"), (SHORT, "(B)"), (YES_NO, "No"), (INTEGER, "223"), (TRUE_FALSE, "False")):
         start = time.perf_counter()
         L.asserts_gold(text, gold, spec, "94 + 129 =")
-        assert time.perf_counter() - start < 3.0, (unit, spec.kind)
+        assert time.perf_counter() - start < 20.0, (unit, spec.kind)
 
 
 @settings(max_examples=200, deadline=None)
