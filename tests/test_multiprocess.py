@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -55,6 +54,22 @@ def _launch_two(module_args: list[str]) -> list[str]:
 def _run(cmd: list[str], env: dict, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**env, "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _start(cmd: list[str], cwd: Path, env: dict) -> subprocess.Popen:
+    """Start a process writing to a log file of its own: a pipe that nobody reads while the test
+    waits on another process, or watches a folder, would fill and stall it."""
+    n = len(list(cwd.glob("process-*.log")))
+    log = cwd / f"process-{n}.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    proc.log = log
+    return proc
+
+
+def _wait(proc: subprocess.Popen, timeout: int = 900) -> tuple[int, str]:
+    proc.wait(timeout=timeout)
+    return proc.returncode, proc.log.read_text(errors="replace")
 
 
 # ------------------------------------------------------------------------------------- training
@@ -210,13 +225,12 @@ def test_shipped_fsdp_config_is_what_accelerate_builds(monkeypatch):
 # ------------------------------------------------------------------------------------- generation
 def _gen(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "reflectevo", "gen", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return _start([sys.executable, "-m", "reflectevo", "gen", *args], cwd, env)
 
 
 def _finish(proc: subprocess.Popen, timeout: int = 600) -> None:
-    _, err = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, err[-3000:]
+    returncode, out = _wait(proc, timeout)
+    assert returncode == 0, out[-3000:]
 
 
 # what a record says about its run rather than about the question: a shard's settings (and so its
@@ -315,9 +329,7 @@ def one_process_eval(tmp_path_factory, bbh_dir, embedded_model_dir):
 def _eval_two(tmp: Path, resume: Path, chunk_size: int = 2) -> subprocess.Popen:
     args = _lm_eval_args(tmp / "out", f"{EVAL_ARGS},chunk_size={chunk_size},resume={resume}")
     cmd = _launch_two(args)
-    # a session of its own, so the test can kill the launcher and every rank it started at once
-    return subprocess.Popen(cmd, cwd=tmp, env=_eval_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return _start(cmd, tmp, _eval_env())
 
 
 def _assert_same_outcomes(two: dict, one: dict) -> None:
@@ -341,8 +353,26 @@ def two_process_eval(tmp_path_factory, bbh_dir, embedded_model_dir) -> dict:
         return {"returncode": "killed", "stderr": "every process ran as rank 0 of 1: the resume folder itself "
                                                   "was claimed, not one per rank", "out": tmp / "out",
                 "resume": tmp / "resume"}
-    _, err = proc.communicate(timeout=900)
-    return {"returncode": proc.returncode, "stderr": err, "out": tmp / "out", "resume": tmp / "resume"}
+    returncode, err = _wait(proc)
+    return {"returncode": returncode, "stderr": err, "out": tmp / "out", "resume": tmp / "resume"}
+
+
+def _kill_run(proc: subprocess.Popen) -> None:
+    """SIGKILL the launcher and every process under it, as a job scheduler does. torchrun starts each
+    rank in a session of its own, so a signal to the launcher's process group would orphan the ranks
+    (and they would go on writing the resume folder)."""
+    import psutil
+
+    launcher = psutil.Process(proc.pid)
+    family = [launcher, *launcher.children(recursive=True)]
+    for p in family:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait()
+    _, alive = psutil.wait_procs(family[1:], timeout=60)
+    assert not alive, f"processes outlived SIGKILL: {alive}"
 
 
 def _watch_for_unsplit_run(proc: subprocess.Popen, resume: Path) -> bool:
@@ -350,8 +380,7 @@ def _watch_for_unsplit_run(proc: subprocess.Popen, resume: Path) -> bool:
     rank), kill the run at once and say so, rather than wait for two copies of the whole evaluation."""
     while proc.poll() is None:
         if (resume / "settings.json").exists():
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            _kill_run(proc)
             return True
         if all((resume / f"rank-{r}-of-2" / "settings.json").is_file() for r in range(2)):
             return False
@@ -409,15 +438,14 @@ def test_killed_two_process_evaluation_resumes_from_each_ranks_chunks(tmp_path, 
         if min(done) >= 1:
             break
         time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read()[-3000:]
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert proc.poll() is None, "the run ended before it could be killed: " + proc.log.read_text()[-3000:]
+    _kill_run(proc)
     before = _chunks(resume)
     assert before and len(before) < 8 and not list((tmp_path / "out").glob("*/results_*.json"))
 
     proc = _eval_two(tmp_path, resume)
-    _, err = proc.communicate(timeout=900)
-    assert proc.returncode == 0, err[-4000:]
+    returncode, err = _wait(proc)
+    assert returncode == 0, err[-4000:]
     after = _chunks(resume)
     assert len(after) == 8 and all(after[name] == data for name, data in before.items())
     two = _read_eval(tmp_path / "out")
