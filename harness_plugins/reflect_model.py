@@ -58,6 +58,7 @@ from pathlib import Path
 
 from lm_eval.api.model import LM
 
+from reflectevo import launcher
 from reflectevo.errors import UserError
 from reflectevo.chunk_store import RecordStore, claim_folder, write_atomic
 from reflectevo_tasks import answers as A
@@ -224,8 +225,9 @@ class ReflectEvoLM(LM):
                 model_args=dict(base_cfg.model_args))
             if base in ENGINES:
                 reflector_cfg.check()
-        # 2. load
-        base_engine = Engine(base_cfg, lm=_build(base_cfg))
+        # 2. load (under a launcher of several CPU processes, they must first be told to be a group)
+        launcher.use_cpu_if_no_accelerator()
+        base_engine = Engine(base_cfg, lm=_join_data_parallel(_build(base_cfg)))
         reflector_engine = Engine(reflector_cfg, lm=_build(reflector_cfg)) if reflector_cfg else None
         self._setup(options, base_engine, reflector_engine, chunking, show_progress)
 
@@ -279,10 +281,10 @@ class ReflectEvoLM(LM):
         self.has_reflector = reflector is not None
         self.passes: list[dict] = []
         self._tasks: dict[str, dict] = {}
-        self._pooled: dict[str, dict[str, Counter]] = {level: defaultdict(Counter) for level in A.LEVELS}
-        self._pooled_subtasks: dict[str, set] = defaultdict(set)
-        self._outcomes: dict[str, dict[str, dict[str, str]]] = {level: defaultdict(dict) for level in A.LEVELS}
-        self._retried: dict[str, list[str]] = defaultdict(list)
+        # (task, question id) -> what happened to that doc: its group and subtask, the verdict codes
+        # at each level, whether it got a second attempt. Everything the results block counts comes
+        # from here, so ranks can be merged (and a doc lm-eval hands out twice counts once)
+        self._docs: dict[tuple[str, str], dict] = {}
         self._samplings: dict[str, list] = defaultdict(list)
         self._ignored_gen_kwargs: set = set()
         from reflectevo.portable import portable_paths
@@ -392,6 +394,7 @@ class ReflectEvoLM(LM):
                 p["chunk"] = number
             self.chunking.save(number, keys, texts, self.passes[first:])
             out += texts
+        self._merge_ranks()
         return out
 
     def _reflect_then_retry(self, items: list["_Item"], shared: list[str] | None = None) -> list[str]:
@@ -504,34 +507,72 @@ class ReflectEvoLM(LM):
                 "reply_prefix": turn.prompt.reply_prefix, "sampling": turn.sampling.to_dict(), "output": turn.output}
 
     def _count_stored(self, item: "_Item", text: str) -> None:
-        """Count a trajectory (generated now, or reused from a stored chunk) from its texts alone,
-        with the current scorer at every level."""
+        """Record a trajectory (generated now, or reused from a stored chunk) from its texts alone,
+        with the current scorer at every level: one code per attempt (1 right, 0 wrong, n none)."""
         t = json.loads(text)
         t2 = t.get("trial2")
         retried = t2 is not None and t2.get("reply") is not None
-        if retried:
-            self._retried[item.task].append(item.q.id)
+        codes = {}
         for level in A.LEVELS:
             v1 = A.score(t["trial1"]["reply"], item.q.answer, item.q.spec, level)
             v2 = None if t2 is None else A.score(t2["reply"], item.q.answer, item.q.spec, level) if retried else v1
-            self._count(item, level, v1, v2)
+            codes[level] = _code(v1) + ("" if v2 is None else _code(v2))
+        self._docs[(item.task, item.q.id)] = {"group": item.doc.get("group") or item.task, "subtask": item.q.source,
+                                              "codes": codes, "retried": retried}
 
-    def _count(self, item: "_Item", level: str, v1, v2) -> None:
-        group = item.doc.get("group") or item.task
-        c = self._pooled[level][group]
-        self._pooled_subtasks[group].add(item.q.source)
-        c["docs"] += 1
-        # per item, so that two runs on the same items can be compared item by item (leaderboard)
-        self._outcomes[level][item.task][item.q.id] = _code(v1) + ("" if v2 is None else _code(v2))
-        c["t1_correct"] += v1.correct
-        c["t1_no_answer"] += v1.outcome == A.NO_ANSWER
-        if v2 is not None:
-            c["t2_correct"] += v2.correct
-            c["t2_no_answer"] += v2.outcome == A.NO_ANSWER
-            c["wrong_to_right"] += (not v1.correct) and v2.correct
-            c["no_answer_to_right"] += v1.outcome == A.NO_ANSWER and v2.correct
-            c["t1_wrong_readable"] += v1.outcome == A.WRONG
-            c["right_to_wrong"] += v1.correct and not v2.correct
+    def _merge_ranks(self) -> None:
+        """Under data parallelism every rank ran its share of the docs; rank 0 writes the results
+        block, so it collects the others' records (every rank must call this, at the same point)."""
+        if self.world_size <= 1:
+            return
+        mine = {"docs": list(self._docs.items()), "tasks": self._tasks, "passes": self.passes,
+                "reused": dict(self._reused), "rank": self.rank}
+        parts = self.inner.gather_object(mine, dst=0)
+        if self.rank != 0:
+            return
+        for part in parts:
+            if part["rank"] == 0:
+                continue
+            self._docs.update({tuple(k): v for k, v in part["docs"]})
+            for task, info in part["tasks"].items():
+                self._tasks.setdefault(task, {**info, "docs": 0})
+            self.passes += [{**p, "rank": part["rank"]} for p in part["passes"]]
+            self._reused.update(part["reused"])
+        for task, info in self._tasks.items():  # every doc once, however lm-eval padded the ranks
+            info["docs"] = sum(1 for t, _ in self._docs if t == task)
+
+    def _pooled_counts(self) -> dict[str, dict[str, Counter]]:
+        """level -> group -> counts, from the per-doc codes."""
+        out: dict[str, dict[str, Counter]] = {level: defaultdict(Counter) for level in A.LEVELS}
+        for doc in self._docs.values():
+            for level, code in doc["codes"].items():
+                first, second = code[0], code[1:] or None
+                c = out[level][doc["group"]]
+                c["docs"] += 1
+                c["t1_correct"] += first == "1"
+                c["t1_no_answer"] += first == "n"
+                if second is not None:
+                    c["t2_correct"] += second == "1"
+                    c["t2_no_answer"] += second == "n"
+                    c["wrong_to_right"] += first != "1" and second == "1"
+                    c["no_answer_to_right"] += first == "n" and second == "1"
+                    c["t1_wrong_readable"] += first == "0"
+                    c["right_to_wrong"] += first == "1" and second != "1"
+        return out
+
+    def _outcomes(self, level: str) -> dict:
+        """task -> doc id -> codes (so that two runs on the same items compare item by item)."""
+        out: dict = defaultdict(dict)
+        for (task, qid), doc in self._docs.items():
+            out[task][qid] = doc["codes"][level]
+        return _sorted_outcomes(out)
+
+    def _second_attempts(self) -> dict:
+        out: dict = defaultdict(list)
+        for (task, qid), doc in self._docs.items():
+            if doc["retried"]:
+                out[task].append(qid)
+        return {task: sorted(ids) for task, ids in sorted(out.items())}
 
     # ---------------------------------------------------------------- provenance
     def pooled(self) -> dict:
@@ -539,10 +580,14 @@ class ReflectEvoLM(LM):
         no break rate where a right trial 1 is never retried (oracle, retry_only)."""
         out: dict = {}
         gated = self.options.mode in ("oracle", "retry_only")
+        counts = self._pooled_counts()
+        subtasks = defaultdict(set)
+        for doc in self._docs.values():
+            subtasks[doc["group"]].add(doc["subtask"])
         for level in A.LEVELS:
-            for group, c in sorted(self._pooled[level].items()):
+            for group, c in sorted(counts[level].items()):
                 n, right1 = c["docs"], c["t1_correct"]
-                row = {"docs": n, "subtasks": len(self._pooled_subtasks[group]), "acc_t1": right1 / n if n else None,
+                row = {"docs": n, "subtasks": len(subtasks[group]), "acc_t1": right1 / n if n else None,
                        "no_answer_t1": c["t1_no_answer"] / n if n else None, "t1_correct": right1,
                        "t1_no_answer": c["t1_no_answer"]}
                 if self.options.mode != "single" and n:
@@ -584,7 +629,7 @@ class ReflectEvoLM(LM):
             "generation": dict(self._samplings),
             "ignored_task_gen_kwargs": sorted(self._ignored_gen_kwargs),
             "datasets": self._tasks,
-            "samples": sum(t["docs"] for t in self._tasks.values()),
+            "samples": len(self._docs),
             "passes": self.passes,
             "chunking": {"chunk_size": self.chunking.size, "resume": self.chunking.resume,
                          "reused_chunks": self._reused["chunks"], "reused_docs": self._reused["docs"],
@@ -594,10 +639,10 @@ class ReflectEvoLM(LM):
             "pooled": self.pooled(),
             # task -> doc id -> one code per attempt (trial 1, then trial 2 when there is one), at the
             # headline level and at the flexible one
-            "outcomes": _sorted_outcomes(self._outcomes[A.HEADLINE]),
-            "outcomes_flexible": _sorted_outcomes(self._outcomes[A.FLEXIBLE]),
+            "outcomes": self._outcomes(A.HEADLINE),
+            "outcomes_flexible": self._outcomes(A.FLEXIBLE),
             # task -> the doc ids that got a second attempt (a reflection and/or a retry)
-            "second_attempt": {task: sorted(ids) for task, ids in sorted(self._retried.items())},
+            "second_attempt": self._second_attempts(),
             "versions": package_versions(),
         })
         return info
@@ -760,6 +805,19 @@ def _build(cfg: EngineConfig):
         if getattr(cfg, key):
             args[key] = getattr(cfg, key)
     return cls(**args)
+
+
+def _join_data_parallel(lm):
+    """lm-eval's hf model joins accelerate's processes only when it counts GPUs; on CPU each one
+    would call itself rank 0 of 1 and evaluate every doc. Give it the process group instead."""
+    if getattr(lm, "world_size", 1) > 1 or launcher.world_size() <= 1 or not hasattr(lm, "_world_size"):
+        return lm
+    from accelerate import Accelerator
+
+    accelerator = Accelerator()
+    if accelerator.num_processes > 1:
+        lm.accelerator, lm._rank, lm._world_size = accelerator, accelerator.process_index, accelerator.num_processes
+    return lm
 
 
 def _check_bbh_dir() -> None:

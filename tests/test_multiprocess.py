@@ -283,9 +283,8 @@ EVAL_LIMIT = 8  # per task: 4 docs per rank, so lm-eval pads no rank with a repe
 EVAL_ARGS = "base=hf,pretrained=smollm2-135m-instruct,dtype=float32,max_gen_toks=48,reflection_max_gen_toks=48"
 HEADLINE_METRICS = ("acc_t1", "acc_t2", "delta", "wrong_to_right", "right_to_wrong", "no_answer_t1", "no_answer_t2")
 # lm-eval's HFLM splits the docs over `accelerate launch` processes only when it counts GPUs: on CPU
-# every process calls itself rank 0 of 1, evaluates every doc and claims the same resume folder.
-CPU_DATA_PARALLEL = ("the reflectevo lm-eval model does not yet join accelerate's processes on CPU "
-                     "(harness_plugins/reflect_model.py: see issue 22's report)")
+# every process would call itself rank 0 of 1, evaluate every doc and claim the same resume folder
+# (the reflectevo model joins them itself: harness_plugins/reflect_model.py, _join_data_parallel).
 
 
 def _lm_eval_args(out: Path, model_args: str) -> list[str]:
@@ -394,7 +393,6 @@ def _two(run: dict) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=CPU_DATA_PARALLEL)
 def test_two_process_evaluation_equals_one_process_item_by_item(two_process_eval, request):
     two = _two(two_process_eval)
     # the one-process run only once the two-process run has worked (it is the expensive part)
@@ -410,8 +408,6 @@ def test_two_process_evaluation_equals_one_process_item_by_item(two_process_eval
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the results file's reflectevo block (outcomes, pooled counts) holds rank 0's "
-                                       "share only: harness_plugins/reflect_model.py does not gather it (issue 22)")
 def test_two_process_results_block_covers_every_rank(two_process_eval, request):
     block = _two(two_process_eval)["results"]["config"]["reflectevo"]
     assert (two_process_eval["resume"] / "rank-1-of-2" / "settings.json").is_file()  # the docs were split
@@ -425,7 +421,6 @@ def _chunks(resume: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=CPU_DATA_PARALLEL)
 def test_killed_two_process_evaluation_resumes_from_each_ranks_chunks(tmp_path, request, bbh_dir, embedded_model_dir):
     """SIGKILL to the launcher and both ranks once each rank has stored a chunk (of 4); the rerun
     keeps those chunks as they are, runs the rest and ends where an uninterrupted run would."""
@@ -450,5 +445,5 @@ def test_killed_two_process_evaluation_resumes_from_each_ranks_chunks(tmp_path, 
     assert len(after) == 8 and all(after[name] == data for name, data in before.items())
     two = _read_eval(tmp_path / "out")
     _assert_same_outcomes(two, request.getfixturevalue("one_process_eval"))
-    rank0_kept = sum(name.startswith("rank-0-of-2/") for name in before)
-    assert two["results"]["config"]["reflectevo"]["chunking"]["reused_chunks"] == rank0_kept
+    # the results block counts what every rank reused (gathered on rank 0)
+    assert two["results"]["config"]["reflectevo"]["chunking"]["reused_chunks"] == len(before)
