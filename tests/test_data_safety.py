@@ -185,6 +185,15 @@ def test_records_of_other_settings_are_an_error_naming_the_chunk(tmp_path):
 class _Rank1of2(ScriptedLM):
     rank, world_size = 1, 2
 
+    def __init__(self, gold):
+        super().__init__(gold)
+        self.gathered: list = []
+
+    def gather_object(self, obj, dst=0):
+        """As lm-eval's models do on a rank other than dst: hand the object over, get nothing back."""
+        self.gathered.append(obj)
+        return None
+
 
 def test_each_rank_keeps_its_own_resume_folder(fake_bbh, tmp_path):  # noqa: F811
     from harness_plugins.reflect_model import ReflectEvoLM
@@ -197,6 +206,8 @@ def test_each_rank_keeps_its_own_resume_folder(fake_bbh, tmp_path):  # noqa: F81
                                       chunk_size=2, resume=str(folder))
     rank1.generate_until(reqs)
     assert sorted(p.name for p in (folder / "rank-1-of-2" / "parts").iterdir()) == ["chunk-000000.jsonl", "chunk-000001.jsonl"]
+    # its records went to rank 0 for the results block, one per doc
+    assert [len(obj["docs"]) for obj in rank1.base.lm.gathered] == [len(reqs)]
     assert not (folder / "parts").exists() and not (folder / "settings.json").exists()
     # a single process keeps the folder itself, next to the ranks' folders
     single = scripted_model(fake_bbh, chunk_size=2, resume=str(folder))
