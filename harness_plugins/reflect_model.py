@@ -579,7 +579,7 @@ class ReflectEvoLM(LM):
         """group -> level -> pooled counts and rates. A rate the protocol cannot produce is None:
         no break rate where a right trial 1 is never retried (oracle, retry_only)."""
         out: dict = {}
-        gated = self.options.mode in ("oracle", "retry_only")
+        gated = self.options.mode in protocol.GATED
         counts = self._pooled_counts()
         subtasks = defaultdict(set)
         for doc in self._docs.values():

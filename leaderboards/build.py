@@ -32,12 +32,12 @@ from pathlib import Path, PurePosixPath
 
 from reflectevo.errors import UserError
 from reflectevo_tasks.bbh import TWO_ANSWER_SUBTASKS
+# modes where only items wrong at trial 1 get a second attempt: nothing right can break, Δ >= 0
+from reflectevo_tasks.protocol import GATED
 from reflectevo_tasks.stats import items_needed, min_detectable_difference, paired_difference, wilson_interval
 
 PREFIXES = ("reflectevo_bbh_fewshot_", "reflectevo_bbh_")
 MODES = ("single", "retry_only", "oracle", "intrinsic")
-# modes where only items wrong at trial 1 get a second attempt: nothing right can break, Δ >= 0
-GATED = ("oracle", "retry_only")
 REFLECTION_VS_RETRY = "reflection against retry-only"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # top-level folders of a checkout: an absolute path through one of them is written from there on

@@ -170,7 +170,9 @@ def _breaks_possible(reply) -> bool:
     rate is not a measurement (reported as missing, not as 0)."""
     traj = parse_trajectory(reply)
     mode = ((traj or {}).get("run") or {}).get("mode")
-    return mode not in ("oracle", "retry_only")
+    from reflectevo_tasks.protocol import GATED
+
+    return mode not in GATED
 
 
 def metrics(v1: Verdict, v2: Verdict | None, breaks_possible: bool = True) -> dict:
