@@ -13,6 +13,10 @@ the configured setting on exactly that revision, publishes the adapter as
 Every step is resumable: a finished step leaves `<workdir>/round-r/<step>.json`; re-running the same
 command skips finished steps (generation also resumes inside a step, chunk by chunk).
 
+Settings are layered as for every reflectevo command (README, "Configuration"): the defaults, each
+`--config` loop file in order (a later file's section options merge into an earlier file's), the
+`--set` assignments, then flags such as `--rounds 2` (`reflectevo evolve --help` lists them).
+
 `hub: loopback` (the default) runs a Hub server on 127.0.0.1 for the loop, storing its repos under
 `<workdir>/hub`, so the whole loop runs offline; `hub: endpoint` uses `$HF_ENDPOINT` (or
 huggingface.co) with `$HF_TOKEN`.
@@ -50,19 +54,25 @@ EVAL_DEFAULTS = {"mode": "oracle", "limit": 1, "batch_size": 16, "device": "cpu"
 
 @dataclass
 class LoopConfig:
-    workdir: str = "runs/evolve"
-    rounds: int = 1
-    setting: str = "one_stage"
-    model: str = "smollm2-135m-instruct"
-    hub: str = "loopback"
-    namespace: str = "local"
-    name: str = "reflectevo"
-    train_from: str = "previous"  # previous: round r continues round r-1's adapter; base: a fresh adapter each round
-    baseline: bool = True  # also evaluate the base model (prompt-based reflection, same protocol) as round 0
-    gen: dict = field(default_factory=dict)  # reflectevo gen run options
-    curate: dict = field(default_factory=dict)  # reflectevo gen curate options
-    train: dict = field(default_factory=dict)  # reflectevo train options; `config`: recipe layers
-    eval: dict = field(default_factory=dict)  # mode, limit, batch_size, device, dtype, instruction, tasks, model_args
+    workdir: str = field(default="runs/evolve", metadata={"help": "where every artefact of the loop goes"})
+    rounds: int = field(default=1, metadata={"help": "rounds to run (more can be added to a workdir later)"})
+    setting: str = field(default="one_stage", metadata={"help": "training setting: one_stage, two_stage, dpo_pm, dpo_pref"})
+    model: str = field(default="smollm2-135m-instruct", metadata={"help": "base model: generator, reflector of round 1, trained base"})
+    hub: str = field(default="loopback", metadata={"help": "loopback: a Hub on 127.0.0.1 for this loop; endpoint: $HF_ENDPOINT"})
+    namespace: str = field(default="local", metadata={"help": "namespace of the published dataset and adapter repos"})
+    name: str = field(default="reflectevo", metadata={"help": "repos are <namespace>/<name>-data and <namespace>/<name>-<setting>"})
+    train_from: str = field(default="previous", metadata={
+        "help": "previous: round r continues round r-1's adapter; base: a fresh adapter each round"})
+    baseline: bool = field(default=True, metadata={
+        "help": "also evaluate the base model (prompt-based reflection, same protocol) as round 0"})
+    # the step sections are mappings, each checked against its own command's options; on the
+    # command line one option of a section is set with --set section.option=value
+    gen: dict = field(default_factory=dict, metadata={"help": "`reflectevo gen run` options (--set gen.option=value)"})
+    curate: dict = field(default_factory=dict, metadata={"help": "`reflectevo gen curate` options (--set curate.option=value)"})
+    train: dict = field(default_factory=dict, metadata={
+        "help": "`reflectevo train <setting>` options; `config`: recipe layers (--set train.option=value)"})
+    eval: dict = field(default_factory=dict, metadata={
+        "help": "mode, limit, batch_size, device, dtype, instruction, tasks, model_args, chunk_size (--set eval.option=value)"})
 
     def check(self) -> None:
         from reflectevo_train.config import SETTINGS
@@ -119,34 +129,43 @@ def _set_dotted(data: dict, assignment: str) -> None:
     value = yaml.safe_load(raw) if raw else ""
     parts = key.split(".")
     if len(parts) == 2 and parts[0] in SECTIONS:
-        data.setdefault(parts[0], {})
-        if not isinstance(data[parts[0]], dict):
-            raise UserError(f"--set {assignment!r}: {parts[0]} is not a mapping")
-        data[parts[0]][parts[1]] = value
+        data.setdefault(parts[0], {})[parts[1]] = value
     elif len(parts) == 1:
         data[key] = value
     else:
         raise UserError(f"--set {assignment!r}: sections are {', '.join(SECTIONS)}")
 
 
-def load_config(config: str | None, sets: list[str], overrides: dict) -> LoopConfig:
-    data: dict = {}
-    if config:
-        path = loop_path(config)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise UserError(f"{path}: cannot read loop file ({exc})") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: a loop file must be a YAML mapping")
-    for s in sets:
-        _set_dotted(data, s)
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    known = {f.name for f in fields(LoopConfig)}
-    bad = set(data) - known
-    if bad:
-        raise UserError(f"{config or '--set'}: unknown loop option(s) {', '.join(sorted(bad))}; known: {', '.join(sorted(known))}")
-    cfg = LoopConfig(**data)
+def _take_sets(argv: list[str]) -> tuple[dict, list[str]]:
+    """(the --set assignments as one mapping, the other arguments)."""
+    sets: dict = {}
+    rest, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--set":
+            if i + 1 >= len(argv):
+                raise UserError("--set needs section.option=value")
+            _set_dotted(sets, argv[i + 1])
+            i += 2
+            continue
+        if a.startswith("--set="):
+            _set_dotted(sets, a.split("=", 1)[1])
+        else:
+            rest.append(a)
+        i += 1
+    return sets, rest
+
+
+def load_config(argv: list[str]) -> LoopConfig:
+    """The loop's settings, layered like every command's (reflectevo.settings): defaults <- each
+    --config loop file in order <- the --set assignments <- the other flags (--rounds 2, ...).
+    A section's mappings merge option by option across the layers."""
+    from reflectevo.settings import parse
+
+    sets, rest = _take_sets(list(argv))
+    (cfg,) = parse([LoopConfig], rest, "reflectevo evolve", find_config=loop_path,
+                   mapping_layers=[("--set", sets)] if sets else [], merge_keys=SECTIONS,
+                   description=__doc__).values
     cfg.check()
     return cfg
 
@@ -424,20 +443,14 @@ def summary_text(report: dict) -> str:
 # ------------------------------------------------------------------------------------ CLI
 def register(sub) -> None:
     p = sub.add_parser("evolve", help="run the self-evolution loop (generate, curate, train, evaluate) for N rounds",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=None, help="loop file (YAML), or a built-in loop name (demo)")
-    p.add_argument("--rounds", type=int, default=None, help="rounds to run (default: the loop file's, else 1)")
-    p.add_argument("--workdir", default=None, help="where every artefact of the loop goes (default runs/evolve)")
-    p.add_argument("--setting", default=None, help="training setting: one_stage, two_stage, dpo_pm, dpo_pref, sft_qa")
-    p.add_argument("--hub", default=None, choices=HUB_MODES, help="loopback: a Hub on 127.0.0.1 for this loop; endpoint: $HF_ENDPOINT")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.OPTION=VALUE",
-                   help="override one option, e.g. --set gen.limit=60 --set eval.limit=3 (repeatable)")
-    p.set_defaults(func=_main)
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, add_help=False)
+    # every option is LoopConfig's, read by the shared parser (`reflectevo evolve --help` lists them)
+    p.add_argument("-h", "--help", action="store_true", dest="help_requested")
+    p.set_defaults(func=_main, passthrough=True)
 
 
 def _main(args) -> int:
-    cfg = load_config(args.config, args.sets, {"rounds": args.rounds, "workdir": args.workdir,
-                                               "setting": args.setting, "hub": args.hub})
+    cfg = load_config(args.argv + (["--help"] if args.help_requested else []))
     report = run_loop(cfg, log=lambda msg: print(f"[evolve] {msg}", file=sys.stderr, flush=True))
     print(summary_text(report))
     return 0

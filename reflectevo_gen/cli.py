@@ -1,7 +1,7 @@
 """`reflectevo gen`: generate self-reflections, curate them, publish them.
 
     reflectevo gen run --limit 30 --output runs/x          # defaults: embedded model, BIG-bench pool
-    reflectevo gen run --config gen.yaml --seed 1            # YAML settings, CLI overrides
+    reflectevo gen run --config gen.yaml --seed 1            # YAML settings (--config repeatable), CLI overrides
     reflectevo gen curate --input runs/x --output runs/x-curated
     reflectevo gen push --input runs/x-curated --repo NAME/ID --tag run-1
     reflectevo gen merge --inputs runs/s0 runs/s1 --output runs/all

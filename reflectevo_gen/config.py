@@ -1,5 +1,5 @@
-"""Generation settings: one dataclass, filled from a YAML file (`--config`) and CLI overrides,
-the way TRL's example scripts are configured."""
+"""Generation settings: one dataclass, filled from YAML files (`--config`, repeatable) and CLI
+overrides, the way TRL's example scripts are configured (the layering is reflectevo.settings')."""
 
 from __future__ import annotations
 
@@ -85,12 +85,9 @@ class GenConfig:
 
 
 def parse_config(cls, argv: list[str], prog: str):
-    """Dataclass from `--config file.yaml` plus CLI overrides, with TRL's parser."""
-    from trl import TrlParser
+    """Dataclass from `--config` YAML files (in order) plus CLI overrides: the layering every
+    command shares (reflectevo.settings)."""
+    from reflectevo.settings import parse
 
-    parser = TrlParser(dataclass_types=[cls], prog=prog)
-    try:
-        (cfg,) = parser.parse_args_and_config(args=argv)
-    except (ValueError, OSError) as exc:
-        raise UserError(str(exc)) from None
+    (cfg,) = parse([cls], argv, prog).values
     return cfg

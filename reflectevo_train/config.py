@@ -5,9 +5,10 @@ TRL's `ModelConfig`, and TRL's `SFTConfig` or `DPOConfig`), filled from YAML rec
 command-line flags, so every TRL / transformers training argument can be overridden with
 `--name value`.
 
-Recipe layering (later wins): the built-in recipe of the setting
-(`reflectevo_train/recipes/<setting>.yaml`), then each `--config FILE` in the order given (a bare
-name such as `demo` means the built-in `recipes/demo.yaml`), then the command-line flags.
+Recipe layering (later wins), the one every command shares (reflectevo.settings): the built-in
+recipe of the setting (`reflectevo_train/recipes/<setting>.yaml`), then each `--config FILE` in the
+order given (a bare name such as `demo` means the built-in `recipes/demo.yaml`), then the
+command-line flags.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from reflectevo.errors import UserError
 from reflectevo.named_files import file_or_builtin
+from reflectevo.settings import make_parser, parse
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 ACCELERATE_DIR = Path(__file__).resolve().parent / "accelerate"
@@ -114,48 +114,6 @@ def recipe_path(name_or_path: str) -> Path:
     return file_or_builtin(name_or_path, RECIPES_DIR, "recipe")
 
 
-def read_recipe(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise UserError(f"{path}: cannot read recipe ({exc})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: a recipe must be a YAML mapping of option: value")
-    return data
-
-
-def _pop_configs(argv: list[str]) -> tuple[list[str], list[str]]:
-    """(--config values in order, the other arguments)."""
-    configs, rest, i = [], [], 0
-    while i < len(argv):
-        a = argv[i]
-        if a == "--config":
-            if i + 1 >= len(argv):
-                raise UserError("--config needs a recipe file or a built-in recipe name")
-            configs.append(argv[i + 1])
-            i += 2
-            continue
-        if a.startswith("--config="):
-            configs.append(a.split("=", 1)[1])
-        else:
-            rest.append(a)
-        i += 1
-    return configs, rest
-
-
-def _cli_keys(argv: list[str]) -> list[str]:
-    keys = []
-    for a in argv:
-        if a.startswith("--") and len(a) > 2:
-            key = a[2:].split("=", 1)[0].replace("-", "_")
-            if key.startswith("no_"):
-                key = key[3:]
-            keys.append(key)
-    return keys
-
-
 # Options whose values are credentials. TRL's configs inherit `hub_token` from transformers; it is
 # taken out of the parsed arguments (so the Trainer never pickles it into training_args.bin) and
 # kept only on ParsedRun.hub_token, and neither the recipe record nor the recorded command holds it.
@@ -195,48 +153,31 @@ class ParsedRun:
         return self.hub_token or os.environ.get("HF_TOKEN") or None
 
 
-def build_parser(setting: Setting, prog: str = "reflectevo train"):
-    from trl import DPOConfig, ModelConfig, SFTConfig, TrlParser
+def dataclass_types(setting: Setting) -> list[type]:
+    from trl import DPOConfig, ModelConfig, SFTConfig
 
-    return TrlParser(dataclass_types=[ScriptArguments, ModelConfig, DPOConfig if setting.is_dpo else SFTConfig],
-                     prog=f"{prog} {setting.name}")
+    return [ScriptArguments, ModelConfig, DPOConfig if setting.is_dpo else SFTConfig]
+
+
+def build_parser(setting: Setting, prog: str = "reflectevo train"):
+    return make_parser(dataclass_types(setting), f"{prog} {setting.name}")
 
 
 def parse_run(setting_name: str, argv: list[str], prog: str = "reflectevo train") -> ParsedRun:
     """Parse `<setting> [--config R ...] [--option value ...]` into the three dataclasses."""
     setting = get_setting(setting_name)
     argv = list(argv)
-    configs, rest = _pop_configs(argv)
-    files = [RECIPES_DIR / f"{setting.name}.yaml"] + [recipe_path(c) for c in configs]
-    merged: dict = {}
-    for f in files:
-        merged.update(read_recipe(f))
-    env = merged.pop("env", None) or {}
-    if not isinstance(env, dict):
-        raise UserError("recipe key 'env' must be a mapping of VARIABLE: value")
-    for k, v in env.items():
-        os.environ[str(k)] = str(v)
-    parser = build_parser(setting, prog)
-    unknown = parser.set_defaults_with_config(**merged)
-    if unknown:
-        keys = sorted({u[2:] for u in unknown[::2]})
-        raise UserError(f"recipe option(s) not known to `{prog} {setting.name}`: {', '.join(keys)} "
-                        f"(see `{prog} {setting.name} --help`)")
-    try:
-        script, model, training = parser.parse_args_into_dataclasses(args=rest)
-    except ValueError as exc:  # unknown flags, bad values caught by the dataclasses
-        raise UserError(str(exc).strip().splitlines()[0]) from None
+    parsed = parse(dataclass_types(setting), argv, f"{prog} {setting.name}",
+                   builtin=[RECIPES_DIR / f"{setting.name}.yaml"], find_config=recipe_path)
+    script, model, training = parsed.values
     script.check(setting)
     hub_token = _take_secret(training)
-    known = {f.name for dc in (script, model, training) for f in fields(dc)} - set(SECRET_OPTIONS)
-    keys = [k for k in list(merged) + _cli_keys(rest) if k in known]
-    recipe = {}
-    for k in dict.fromkeys(keys):
-        for dc in (script, model, training):
-            if k in {f.name for f in fields(dc)}:
-                recipe[k] = _plain(getattr(dc, k))
-                break
-    return ParsedRun(setting, script, model, training, recipe, [str(f) for f in files], redact_argv(argv), hub_token)
+    recipe = {k: _plain(_value_of(k, parsed.values)) for k in parsed.sources if k not in SECRET_OPTIONS}
+    return ParsedRun(setting, script, model, training, recipe, parsed.files, redact_argv(argv), hub_token)
+
+
+def _value_of(key: str, dataclasses: tuple) -> Any:
+    return getattr(next(dc for dc in dataclasses if key in {f.name for f in fields(dc)}), key)
 
 
 def _take_secret(training) -> str | None:

@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_builtin_demo_loop_parses_and_overrides_apply():
-    cfg = load_config("demo", ["gen.limit=7", "eval.limit=2", "baseline=false"], {"rounds": 2, "workdir": None})
+    cfg = load_config(["--config", "demo", "--set", "gen.limit=7", "--set", "eval.limit=2", "--set", "baseline=false",
+                       "--rounds", "2"])
     assert cfg.rounds == 2 and cfg.gen["limit"] == 7 and cfg.eval["limit"] == 2 and cfg.baseline is False
     assert cfg.setting == "one_stage" and cfg.data_repo == "local/demo-data" and cfg.adapter_repo == "local/demo-one_stage"
 
@@ -24,7 +25,7 @@ def test_builtin_demo_loop_parses_and_overrides_apply():
     (["gen.limt=3"], r"gen: unknown option\(s\) limt"),
     (["curate.ranking_mode=judge"], r"curate: unknown option\(s\) ranking_mode"),
     (["eval.shots=3"], r"eval: unknown option\(s\) shots"),
-    (["colour=blue"], r"unknown loop option\(s\) colour"),
+    (["colour=blue"], r"--set: unknown option\(s\) colour for `reflectevo evolve`"),
     (["setting=sft_plus"], "setting: unknown 'sft_plus'"),
     (["setting=sft_qa"], "sft_qa trains the answering model, not a reflector"),
     (["hub=cloud"], "hub: expected one of loopback, endpoint"),
@@ -34,22 +35,22 @@ def test_builtin_demo_loop_parses_and_overrides_apply():
 ])
 def test_bad_loop_options_are_one_clear_error(sets, message):
     with pytest.raises(UserError, match=message):
-        load_config("demo", sets, {})
+        load_config(["--config", "demo", *[a for s in sets for a in ("--set", s)]])
 
 
 def test_unknown_loop_file_is_named(tmp_path):
     with pytest.raises(UserError, match="nope.yaml: no such file"):
-        load_config(str(tmp_path / "nope.yaml"), [], {})
+        load_config(["--config", str(tmp_path / "nope.yaml")])
     bad = tmp_path / "bad.yaml"
     bad.write_text("- a list\n")
-    with pytest.raises(UserError, match="bad.yaml: a loop file must be a YAML mapping"):
-        load_config(str(bad), [], {})
+    with pytest.raises(UserError, match="bad.yaml: expected a YAML mapping"):
+        load_config(["--config", str(bad)])
 
 
 def test_empty_training_data_stops_the_round_with_advice(tmp_path):
     from reflectevo_evolve.loop import train
 
-    cfg = load_config("demo", [], {"workdir": str(tmp_path), "setting": "dpo_pm"})
+    cfg = load_config(["--config", "demo", "--workdir", str(tmp_path), "--setting", "dpo_pm"])
     with pytest.raises(UserError, match=r"round 2: curation left no d_pm rows to train dpo_pm on .*gen.limit"):
         train(cfg, 2, tmp_path / "round-2", {"repo": "local/demo-data", "sha": "0" * 40},
               {"d_plus": 3, "d_pm": 0}, None, "http://127.0.0.1:9")
@@ -73,11 +74,11 @@ def test_a_token_in_the_loop_file_is_never_written_down(tmp_path):
 def test_evaluation_resumes_chunk_by_chunk_in_its_round_folder(tmp_path):
     from reflectevo_evolve.loop import eval_model_args
 
-    cfg = load_config("demo", [], {"workdir": str(tmp_path)})
+    cfg = load_config(["--config", "demo", "--workdir", str(tmp_path)])
     args = eval_model_args(cfg, {"repo": "me/a", "sha": "abc"}, tmp_path / "round-1")
     assert f"chunk_size=64,resume={tmp_path / 'round-1' / 'eval-chunks'}" in args
     assert "reflector_peft=me/a,reflector_revision=abc" in args
-    off = load_config("demo", ["eval.chunk_size=0"], {"workdir": str(tmp_path)})
+    off = load_config(["--config", "demo", "--set", "eval.chunk_size=0", "--workdir", str(tmp_path)])
     assert "resume=" not in eval_model_args(off, None, tmp_path / "round-0")
 
 
@@ -142,7 +143,7 @@ def test_round_r_reflects_and_trains_from_round_r_minus_1_and_a_rerun_resumes(tm
     for name, fn in (("generate", fake_generate), ("curate", fake_curate), ("push_data", fake_push),
                      ("train", fake_train), ("evaluate", fake_evaluate)):
         monkeypatch.setattr(ev, name, fn)
-    cfg = load_config("demo", ["baseline=true"], {"workdir": str(tmp_path / "w"), "rounds": 2})
+    cfg = load_config(["--config", "demo", "--set", "baseline=true", "--workdir", str(tmp_path / "w"), "--rounds", "2"])
     with pytest.raises(UserError, match="killed"):
         ev.run_loop(cfg, log=lambda m: None)
     assert calls == [("eval", "round-0", None), ("gen", 1, None), ("curate", "round-1"), ("push_data", 1),
