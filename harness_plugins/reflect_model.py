@@ -227,8 +227,11 @@ class ReflectEvoLM(LM):
                 reflector_cfg.check()
         # 2. load (under a launcher of several CPU processes, they must first be told to be a group)
         launcher.use_cpu_if_no_accelerator()
-        base_engine = Engine(base_cfg, lm=_join_data_parallel(_build(base_cfg)))
-        reflector_engine = Engine(reflector_cfg, lm=_build(reflector_cfg)) if reflector_cfg else None
+        from reflectevo_tasks.engine import engine_pair
+
+        # on vLLM, an adapter on the base model is served by the base's own engine
+        base_engine, reflector_engine = engine_pair(base_cfg, reflector_cfg, build=_build)
+        _join_data_parallel(base_engine.lm)
         self._setup(options, base_engine, reflector_engine, chunking, show_progress)
 
     @classmethod

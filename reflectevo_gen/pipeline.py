@@ -19,7 +19,7 @@ from reflectevo_gen.config import GenConfig
 from reflectevo.chunk_store import FolderLock, RecordStore, claim_folder, write_atomic
 from reflectevo_tasks import protocol
 from reflectevo_tasks.answers import CORRECT, score
-from reflectevo_tasks.engine import Engine, EngineConfig, Sampling, parse_model_args
+from reflectevo_tasks.engine import Engine, EngineConfig, Sampling, engine_pair, parse_model_args
 from reflectevo_tasks.instructions import Instruction, load_pool
 from reflectevo_tasks.provenance import package_versions, utc_now
 from reflectevo_tasks.questions import Question
@@ -68,10 +68,10 @@ def engine_configs(cfg: GenConfig) -> tuple[EngineConfig, EngineConfig]:
 
 
 def build_engines(cfg: GenConfig) -> Engines:
-    gen_cfg, refl_cfg = engine_configs(cfg)
-    generator = Engine(gen_cfg)
-    same = refl_cfg.model == gen_cfg.model and not refl_cfg.peft and refl_cfg.revision == gen_cfg.revision
-    return Engines(generator, generator if same else Engine(refl_cfg))
+    """The generator and the reflector; on vLLM a LoRA reflector on the generator's model shares its
+    engine (reflectevo_tasks.engine.engine_pair)."""
+    generator, reflector = engine_pair(*engine_configs(cfg))
+    return Engines(generator, reflector)
 
 
 def samplings(cfg: GenConfig) -> dict[str, Sampling]:

