@@ -181,15 +181,12 @@ def train(run: ParsedRun, keep_trainers: bool = False, callbacks: list | None = 
     from reflectevo.hub.client import configure_endpoint_env
 
     configure_endpoint_env(run.script.hub_endpoint)
-    from transformers import set_seed
+    from reflectevo_train.model import check_model_options, resolve_init_adapter
 
-    from reflectevo_train.model import check_model_options, peft_config, resolve_init_adapter
-
-    s, sa, ma, ta = run.setting, run.script, run.model, run.training
+    sa, ma, ta = run.script, run.model, run.training
     check_model_options(ma, ta)
     out_dir = os.path.abspath(ta.output_dir)
-    token = run.token()
-    init = resolve_init_adapter(sa.init_adapter, token, sa.hub_endpoint) if sa.init_adapter else None
+    init = resolve_init_adapter(sa.init_adapter, run.token(), sa.hub_endpoint) if sa.init_adapter else None
     rows, stages, tok = prepare_data(run)
     if ma.use_peft and ta.ddp_find_unused_parameters is None:
         # transformers searches a wrapped (PEFT) model for unused parameters on every step under
@@ -198,70 +195,94 @@ def train(run: ParsedRun, keep_trainers: bool = False, callbacks: list | None = 
 
     trainers, stage_metrics = [], []
     prev_dir = None
-    trainer = None
     for i, sd in enumerate(stages):
         last = i == len(stages) - 1
         stage_dir = out_dir if last else os.path.join(out_dir, STAGE1_DIR if i == 0 else f"stage{i + 1}")
-        set_seed(ta.seed)  # LoRA initialisation and data order depend on it
-        model = _starting_model(run, i, prev_dir, init)
-        pconf = peft_config(ma) if (ma.use_peft and not _is_peft(model)) else None
-        args = _stage_args(ta, stage_dir)
-        if s.is_dpo:
-            ref_model = None
-            if not ma.use_peft:  # full fine-tuning: the reference is a frozen copy of the starting model
-                import copy
-
-                ref_model = copy.deepcopy(model).eval()
-                for p in ref_model.parameters():
-                    p.requires_grad_(False)
-            trainer = _dpo_trainer_class()(model=model, ref_model=ref_model, args=args, train_dataset=sd.dataset,
-                                           processing_class=tok, peft_config=pconf, callbacks=callbacks)
-        else:
-            from trl import SFTTrainer
-
-            trainer = SFTTrainer(model=model, args=args, train_dataset=sd.dataset, processing_class=tok,
-                                 peft_config=pconf, callbacks=callbacks)
-        warmup = warn_if_few_steps(sd.name, len(sd.dataset), trainer.args, show=trainer.is_world_process_zero())
-        resume = ta.resume_from_checkpoint if len(stages) == 1 else None
-        result = trainer.train(resume_from_checkpoint=resume)
-        losses = _loss_history(trainer)
-        stage_metrics.append({
-            "stage": sd.name, "examples": len(sd.dataset), "global_step": int(result.global_step),
-            "epochs": float(trainer.state.epoch or 0.0),  # passes over the data, all processes together
-            "warmup_steps": warmup,
-            "train_loss": float(result.training_loss),
-            "loss_finite": math.isfinite(float(result.training_loss)) and all(math.isfinite(x) for x in losses),
-            "losses": losses, "train_runtime": float(result.metrics.get("train_runtime", 0.0)),
-            "train_steps_per_second": result.metrics.get("train_steps_per_second"),
-            "build": sd.build, "tokens": sd.tokens,
-        })
-        artifact_kind = _save(trainer, stage_dir, run, final=last)
-        # the next stage loads what rank 0 saved, and rank 0 reads back the adapter config it wrote
-        trainer.accelerator.wait_for_everyone()
+        trainer, metrics, artifact_kind = train_stage(run, i, sd, tok, stage_dir, prev_dir, init, callbacks,
+                                                      resume=len(stages) == 1, final=last)
+        stage_metrics.append(metrics)
         if keep_trainers:
             trainers.append(trainer)
         if not last:
             prev_dir = stage_dir
-            del trainer, model
+            del trainer
             gc.collect()
 
-    from reflectevo_train.launch import describe
-
-    processes = describe(trainer.args)
-    prov = None
-    push = None
+    prov, push = None, None
     if trainer.is_world_process_zero():  # one provenance, one card, one publication per run
-        prov = provenance(run, rows.source, stage_metrics, artifact_kind, init, processes)
-        from reflectevo_train.card import model_card
+        from reflectevo_train.launch import describe
 
-        with open(os.path.join(out_dir, PROVENANCE_FILE), "w", encoding="utf-8") as fh:
-            json.dump(prov, fh, indent=1, ensure_ascii=False)
-        with open(os.path.join(out_dir, "README.md"), "w", encoding="utf-8") as fh:
-            fh.write(model_card(prov, s, out_dir, None))
+        prov = provenance(run, rows.source, stage_metrics, artifact_kind, init, describe(trainer.args))
+        write_card_and_provenance(out_dir, run, prov)
         if sa.push_to_repo:
             push = publish(out_dir, run, prov)
-    return TrainResult(out_dir, s.name, prov, stage_metrics, artifact_kind, push,
+    return TrainResult(out_dir, run.setting.name, prov, stage_metrics, artifact_kind, push,
                        trainers if keep_trainers else [], stages if keep_trainers else [])
+
+
+def train_stage(run: ParsedRun, index: int, sd: StageData, tok, stage_dir: str, prev_dir: str | None, init,
+                callbacks: list | None, resume: bool, final: bool) -> tuple[Any, dict, str]:
+    """Train one stage from its starting model and save it: (trainer, metrics, artifact kind)."""
+    from transformers import set_seed
+
+    set_seed(run.training.seed)  # LoRA initialisation and data order depend on it
+    model = _starting_model(run, index, prev_dir, init)
+    trainer = build_trainer(run, model, sd, tok, _stage_args(run.training, stage_dir), callbacks)
+    warmup = warn_if_few_steps(sd.name, len(sd.dataset), trainer.args, show=trainer.is_world_process_zero())
+    # a checkpoint belongs to one trainer: resuming is offered only when the setting has one stage
+    result = trainer.train(resume_from_checkpoint=run.training.resume_from_checkpoint if resume else None)
+    metrics = stage_metrics(sd, trainer, result, warmup)
+    artifact_kind = _save(trainer, stage_dir, run, final=final)
+    # the next stage loads what rank 0 saved, and rank 0 reads back the adapter config it wrote
+    trainer.accelerator.wait_for_everyone()
+    return trainer, metrics, artifact_kind
+
+
+def build_trainer(run: ParsedRun, model, sd: StageData, tok, args, callbacks: list | None):
+    """TRL's trainer for the setting: DPO for preference settings, SFT otherwise."""
+    from reflectevo_train.model import peft_config
+
+    ma = run.model
+    pconf = peft_config(ma) if (ma.use_peft and not _is_peft(model)) else None
+    if not run.setting.is_dpo:
+        from trl import SFTTrainer
+
+        return SFTTrainer(model=model, args=args, train_dataset=sd.dataset, processing_class=tok,
+                          peft_config=pconf, callbacks=callbacks)
+    ref_model = None
+    if not ma.use_peft:  # full fine-tuning: the reference is a frozen copy of the starting model
+        import copy
+
+        ref_model = copy.deepcopy(model).eval()
+        for p in ref_model.parameters():
+            p.requires_grad_(False)
+    return _dpo_trainer_class()(model=model, ref_model=ref_model, args=args, train_dataset=sd.dataset,
+                                processing_class=tok, peft_config=pconf, callbacks=callbacks)
+
+
+def stage_metrics(sd: StageData, trainer, result, warmup: int) -> dict:
+    """What the card and provenance say about one trained stage."""
+    losses = _loss_history(trainer)
+    return {
+        "stage": sd.name, "examples": len(sd.dataset), "global_step": int(result.global_step),
+        "epochs": float(trainer.state.epoch or 0.0),  # passes over the data, all processes together
+        "warmup_steps": warmup,
+        "train_loss": float(result.training_loss),
+        "loss_finite": math.isfinite(float(result.training_loss)) and all(math.isfinite(x) for x in losses),
+        "losses": losses, "train_runtime": float(result.metrics.get("train_runtime", 0.0)),
+        "train_steps_per_second": result.metrics.get("train_steps_per_second"),
+        "build": sd.build, "tokens": sd.tokens,
+    }
+
+
+def write_card_and_provenance(out_dir: str, run: ParsedRun, prov: dict) -> None:
+    """provenance.json and the model card (README.md), each replaced whole so a kill leaves old or new."""
+    from reflectevo.hub.store import atomic_write
+    from reflectevo_train.card import model_card
+
+    atomic_write(os.path.join(out_dir, PROVENANCE_FILE),
+                 json.dumps(prov, indent=1, ensure_ascii=False).encode("utf-8"))
+    atomic_write(os.path.join(out_dir, "README.md"), model_card(prov, run.setting, out_dir, None).encode("utf-8"))
 
 
 def _save(trainer, folder: str, run: ParsedRun, final: bool) -> str:
