@@ -38,6 +38,8 @@ from the command line are forwarded to it):
                              in mode or reflector share one trial 1 and skip that pass
   progress=true|false        a progress bar per pass on stderr (rank 0): pass, chunk, docs, ETA
                              (default true; hf and vllm report batch by batch, others per pass)
+  config=FILE.yaml           a YAML file of these options (config=a.yaml:b.yaml: several, later
+                             files win); the options given in --model_args override it
 The model id `smollm2-135m-instruct` names the embedded model (see reflectevo.embedded_model).
 Prompts are built from the doc with reflectevo_tasks.prompts and the base model's chat template;
 lm-eval's rendered prompt (and --apply_chat_template / --system_instruction) is not used, while
@@ -53,7 +55,7 @@ import json
 import os
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from lm_eval.api.model import LM
@@ -71,9 +73,7 @@ from reflectevo_tasks.questions import Question
 
 DEFAULT_TRIAL_TOKENS = 256
 BASE_ADAPTER_OPTIONS = ("peft", "peft_revision")  # read into the base model's EngineConfig
-OUR_OPTIONS = ("base", "mode", "instruction", "one_stage", "reflector", "reflector_peft", "reflector_revision",
-               "retry_by", "max_gen_toks", "reflection_max_gen_toks", "reflection_temperature",
-               "reflection_top_p", "seed", "chunk_size", "resume", "trial1_from", "progress")
+PROG = "lm_eval --model reflectevo"
 
 
 def _flag(value) -> bool:
@@ -99,6 +99,69 @@ def _number(name: str, value, kind=int, minimum=None):
     return out
 
 
+@dataclass
+class ModelArguments:
+    """Our options in --model_args, typed by the parser every reflectevo command uses
+    (reflectevo.settings); `config=FILE.yaml` gives a YAML layer of them that model_args override.
+    The module's docstring says what each does."""
+
+    base: str = field(default="hf", metadata={"help": "lm-eval model that answers: hf, vllm, local-chat-completions, ..."})
+    mode: str = field(default="oracle", metadata={"help": "oracle, intrinsic, retry_only or single"})
+    instruction: str = field(default="default", metadata={"help": "reflection instruction id"})
+    one_stage: bool = field(default=False, metadata={"help": "reflection and corrected solution in one reply"})
+    reflector: str | None = field(default=None, metadata={"help": "another model writes reflections"})
+    reflector_peft: str | None = field(default=None, metadata={"help": "a LoRA adapter writes reflections"})
+    reflector_revision: str | None = field(default=None, metadata={"help": "revision of that adapter (or reflector)"})
+    retry_by: str = field(default="base", metadata={"help": "who writes the retry: base or reflector"})
+    max_gen_toks: int | None = field(default=None, metadata={"help": "trial 1 / retry token cap (default: the task's)"})
+    reflection_max_gen_toks: int = field(default=512, metadata={"help": "reflection token cap"})
+    reflection_temperature: float = field(default=0.0, metadata={"help": "reflection sampling temperature"})
+    reflection_top_p: float = field(default=1.0, metadata={"help": "reflection top-p"})
+    seed: int | None = field(default=None, metadata={"help": "seed set before every pass"})
+    chunk_size: int | None = field(default=None, metadata={"help": "docs per round of passes"})
+    resume: str | None = field(default=None, metadata={"help": "folder keeping finished chunks (needs chunk_size)"})
+    trial1_from: str | None = field(default=None, metadata={"help": "another run's resume folder to take trial 1 from"})
+    progress: bool = field(default=True, metadata={"help": "a progress bar per pass on stderr"})
+
+    def __post_init__(self):
+        # spelling is not meaning: `mode=Oracle` is oracle
+        self.mode = self.mode.strip().lower()
+        self.retry_by = self.retry_by.strip().lower()
+        for name, minimum in (("max_gen_toks", 1), ("reflection_max_gen_toks", 1), ("reflection_temperature", 0.0),
+                              ("reflection_top_p", 0.0)):
+            value = getattr(self, name)
+            if value is not None and value < minimum:
+                raise UserError(f"reflectevo: {name} must be at least {minimum}, got {value!r}")
+
+
+# `config` names the YAML layer; it is ours too, so it never reaches the base model
+OUR_OPTIONS = tuple(f.name for f in fields(ModelArguments)) + ("config",)
+
+
+def parse_model_args(model_args: dict) -> tuple[ModelArguments, dict]:
+    """(our options, typed and layered, the rest of `model_args` for the base model)."""
+    from reflectevo.settings import mapping_argv, parse
+
+    ours = {k: v for k, v in model_args.items() if k in OUR_OPTIONS}
+    rest = {k: v for k, v in model_args.items() if k not in OUR_OPTIONS}
+    config = ours.pop("config", None)
+    # several YAML layers as config=a.yaml:b.yaml (a comma would end the model_arg)
+    files = [f for f in str(config).split(os.pathsep) if f] if config not in (None, "") else []
+    argv = [a for f in files for a in ("--config", f)] + mapping_argv(ours)
+    try:
+        (args,) = parse([ModelArguments], argv, PROG, find_config=_config_file, label=lambda key: key).values
+    except UserError as exc:
+        raise UserError(f"reflectevo: {str(exc).removeprefix('reflectevo: ')}") from None
+    return args, rest
+
+
+def _config_file(name: str) -> Path:
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise UserError(f"config={name}: no such file")
+    return path
+
+
 @dataclass(frozen=True)
 class Options:
     """The protocol options of --model_args, checked before anything is loaded."""
@@ -112,35 +175,31 @@ class Options:
     seed: int | None
 
     @classmethod
-    def parse(cls, mode="oracle", instruction="default", one_stage=False, retry_by="base", max_gen_toks=None,
-              reflection_max_gen_toks=512, reflection_temperature=0.0, reflection_top_p=1.0, seed=None,
-              has_reflector=False) -> "Options":
-        mode = str(mode).strip().lower()
-        if mode not in protocol.MODES:
-            raise UserError(f"reflectevo: unknown mode {mode!r}; expected one of {', '.join(protocol.MODES)}")
-        one_stage = _flag(one_stage)
-        if one_stage and mode not in ("oracle", "intrinsic"):
-            raise UserError(f"reflectevo: one_stage=true needs mode oracle or intrinsic, not {mode}")
-        retry_by = str(retry_by).strip().lower()
-        if retry_by not in protocol.RETRY_BY:
-            raise UserError(f"reflectevo: retry_by must be base or reflector, not {retry_by!r}")
-        if retry_by == "reflector" and not has_reflector:
+    def parse(cls, has_reflector=False, **options) -> "Options":
+        """From option values as --model_args gives them (text) or as Python values."""
+        args, unknown = parse_model_args(options)
+        if unknown:
+            raise UserError(f"reflectevo: unknown option(s) {', '.join(sorted(unknown))}")
+        return cls.from_arguments(args, has_reflector)
+
+    @classmethod
+    def from_arguments(cls, args: ModelArguments, has_reflector: bool) -> "Options":
+        reflection = Sampling(max_new_tokens=args.reflection_max_gen_toks, temperature=args.reflection_temperature,
+                              top_p=args.reflection_top_p, stop=())
+        try:  # the protocol's own checks of mode, one_stage and retry_by
+            protocol.Settings(mode=args.mode, one_stage=args.one_stage, retry_by=args.retry_by,
+                              reflection=reflection).check()
+        except UserError as exc:
+            raise UserError(f"reflectevo: {exc}") from None
+        if args.retry_by == "reflector" and not has_reflector:
             raise UserError("reflectevo: retry_by=reflector needs reflector= or reflector_peft=")
-        temperature = _number("reflection_temperature", reflection_temperature, float, 0.0) or 0.0
-        top_p = _number("reflection_top_p", reflection_top_p, float, 0.0)
-        if mode == "intrinsic" and str(instruction) == "default":
+        instruction = args.instruction
+        if args.mode == "intrinsic" and instruction == "default":
             # no verdict is shown, so the default instruction must not presume the attempt wrong
             instruction = "default:check"
-        return cls(
-            mode=mode,
-            instruction=find_instruction(str(instruction)),  # UserError for an unknown id
-            one_stage=one_stage,
-            retry_by=retry_by,
-            max_gen_toks=_number("max_gen_toks", max_gen_toks, int, 1),
-            reflection=Sampling(max_new_tokens=_number("reflection_max_gen_toks", reflection_max_gen_toks, int, 1) or 512,
-                                temperature=temperature, top_p=1.0 if top_p is None else top_p, stop=()),
-            seed=_number("seed", seed, int),
-        )
+        return cls(mode=args.mode, instruction=find_instruction(instruction),  # UserError for an unknown id
+                   one_stage=args.one_stage, retry_by=args.retry_by, max_gen_toks=args.max_gen_toks,
+                   reflection=reflection, seed=args.seed)
 
     def settings(self) -> protocol.Settings:
         return protocol.Settings(mode=self.mode, one_stage=self.one_stage, retry_by=self.retry_by,
@@ -193,22 +252,17 @@ def _inner_parameters(base: str) -> set[str]:
 class ReflectEvoLM(LM):
     """Wraps an lm-eval model and runs trial 1 -> reflection -> retry in batched passes."""
 
-    def __init__(self, base: str = "hf", mode="oracle", instruction="default", one_stage=False, reflector=None,
-                 reflector_peft=None, reflector_revision=None, retry_by="base", max_gen_toks=None,
-                 reflection_max_gen_toks=512, reflection_temperature=0.0, reflection_top_p=1.0, seed=None,
-                 chunk_size=None, resume=None, trial1_from=None, progress=True, device=None, batch_size=None,
-                 max_batch_size=None, **model_args):
+    def __init__(self, device=None, batch_size=None, max_batch_size=None, **model_args):
         super().__init__()
         _install_excepthook()
         # 1. everything that can be wrong with the input, before any model is loaded
-        options = Options.parse(mode, instruction, one_stage, retry_by, max_gen_toks, reflection_max_gen_toks,
-                                reflection_temperature, reflection_top_p, seed,
-                                has_reflector=bool(reflector or reflector_peft))
-        show_progress = _flag(progress)
-        base = str(base)
+        args, model_args = parse_model_args(model_args)
+        base, reflector, reflector_peft, reflector_revision = args.base, args.reflector, args.reflector_peft, args.reflector_revision
+        options = Options.from_arguments(args, has_reflector=bool(reflector or reflector_peft))
+        show_progress = args.progress
         _check_passthrough(base, model_args)
         _check_bbh_dir()
-        chunking = Chunking.parse(chunk_size, resume, trial1_from)
+        chunking = Chunking.parse(args.chunk_size, args.resume, args.trial1_from)
         base_cfg = self._base_config(base, device, batch_size, max_batch_size, model_args)
         reflector_cfg = None
         if reflector or reflector_peft:

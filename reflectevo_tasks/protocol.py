@@ -48,7 +48,7 @@ class Settings:
         if self.mode not in MODES:
             raise UserError(f"unknown mode {self.mode!r}; expected one of {', '.join(MODES)}")
         if self.one_stage and self.mode not in ("oracle", "intrinsic"):
-            raise UserError(f"one_stage needs mode oracle or intrinsic, not {self.mode}")
+            raise UserError(f"one_stage=true needs mode oracle or intrinsic, not {self.mode}")
         if self.retry_by not in RETRY_BY:
             raise UserError(f"retry_by must be base or reflector, not {self.retry_by!r}")
         if self.samples < 1:

@@ -472,7 +472,7 @@ def no_model_loading(monkeypatch):
     ({"reflector_peft": "missing_adapter"}, "no such folder"),
     ({"one_stage": "true", "mode": "single"}, "one_stage=true needs mode oracle or intrinsic"),
     ({"retry_by": "reflector"}, "retry_by=reflector needs"),
-    ({"max_gen_toks": "many"}, "max_gen_toks must be a number"),
+    ({"max_gen_toks": "many"}, "reflectevo: max_gen_toks: invalid int value: 'many'"),
     ({"mdoe": "oracle"}, "unknown option 'mdoe' \\(did you mean mode\\?\\)"),
     ({"chunk_size": "0"}, "chunk_size must be at least 1"),
     ({"pretrained": None}, "name the base model with pretrained="),
