@@ -42,7 +42,8 @@ def flag_label(key: str) -> str:
     return f"--{key}"
 
 
-def make_parser(dataclass_types: Sequence[type], prog: str, description: str | None = None):
+def make_parser(dataclass_types: Sequence[type], prog: str, description: str | None = None,
+                config_help: str = CONFIG_HELP):
     """TRL's parser over the dataclasses, raising UserError instead of printing usage and exiting."""
     from trl import TrlParser
 
@@ -51,14 +52,27 @@ def make_parser(dataclass_types: Sequence[type], prog: str, description: str | N
 
     parser = TrlParser(dataclass_types=list(dataclass_types), prog=prog, description=description,
                        formatter_class=Formatter, exit_on_error=False)
+    for action in parser._actions:
+        if action.type is dict:  # a mapping option takes a YAML mapping on the command line too
+            action.type, action.metavar = _yaml_mapping, "'{OPTION: VALUE, ...}'"
     # listed for --help; `parse` takes the --config layers out before the parser sees the arguments
-    parser.add_argument("--config", action="append", metavar="YAML", help=CONFIG_HELP)
+    parser.add_argument("--config", action="append", metavar="YAML", help=config_help)
 
     def error(message: str):
         raise UserError(f"{prog}: {message}")
 
     parser.error = error
     return parser
+
+
+def _yaml_mapping(text: str) -> dict:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a YAML mapping such as '{{option: value}}', got {text!r}")
+    return value
 
 
 def existing_file(name: str) -> Path:
@@ -104,16 +118,18 @@ def read_layer(path: Path) -> dict:
 def parse(dataclass_types: Sequence[type], argv: Sequence[str], prog: str, *,
           builtin: Iterable[Path] = (), find_config: Callable[[str], Path] = existing_file,
           mapping_layers: Iterable[tuple[str, dict]] = (), merge_keys: Iterable[str] = (),
-          description: str | None = None, label: Callable[[str], str] = flag_label) -> Parsed:
+          description: str | None = None, config_help: str = CONFIG_HELP,
+          label: Callable[[str], str] = flag_label) -> Parsed:
     """Fill `dataclass_types` from the layers (see the module's docstring) and `argv`.
 
     builtin: YAML files read first; find_config: turns a --config value into a file; mapping_layers:
     (name, mapping) read after the files; merge_keys: options whose mapping values merge key by key
-    across layers instead of replacing each other; label: how an option is spelt in messages."""
+    across layers (the command line included) instead of replacing each other; label: how an
+    option is spelt in messages; description, config_help: for --help."""
     configs, rest = split_configs(argv)
     files = list(builtin) + [find_config(c) for c in configs]
     layers = [(str(f), read_layer(f)) for f in files] + list(mapping_layers)
-    parser = make_parser(dataclass_types, prog, description)
+    parser = make_parser(dataclass_types, prog, description, config_help)
     merged, sources, env = _merge_layers(parser, layers, prog, set(merge_keys))
     parser.set_defaults_with_config(**{k: _as_default(parser, k, v) for k, v in merged.items()})
     given = cli_keys(parser, rest)
@@ -125,11 +141,15 @@ def parse(dataclass_types: Sequence[type], argv: Sequence[str], prog: str, *,
         raise UserError(str(exc).strip().splitlines()[0]) from None
     if remaining:
         raise UserError(f"unknown option(s) for `{prog}`: {' '.join(remaining)} (see `{prog} --help`)")
+    values = values[:len(dataclass_types)]
     for key in given:
         sources[key] = COMMAND_LINE
+        if key in merge_keys and isinstance(merged.get(key), dict):
+            holder = next(v for v in values if hasattr(v, key))
+            setattr(holder, key, {**merged[key], **getattr(holder, key)})
     for name, value in env.items():
         os.environ[name] = value
-    return Parsed(tuple(values[:len(dataclass_types)]), sources, [str(f) for f in files], env)
+    return Parsed(tuple(values), sources, [str(f) for f in files], env)
 
 
 def _merge_layers(parser, layers: list[tuple[str, dict]], prog: str, merge_keys: set[str]):

@@ -65,14 +65,17 @@ class LoopConfig:
         "help": "previous: round r continues round r-1's adapter; base: a fresh adapter each round"})
     baseline: bool = field(default=True, metadata={
         "help": "also evaluate the base model (prompt-based reflection, same protocol) as round 0"})
-    # the step sections are mappings, each checked against its own command's options; on the
-    # command line one option of a section is set with --set section.option=value
-    gen: dict = field(default_factory=dict, metadata={"help": "`reflectevo gen run` options (--set gen.option=value)"})
-    curate: dict = field(default_factory=dict, metadata={"help": "`reflectevo gen curate` options (--set curate.option=value)"})
+    # the step sections are mappings, each checked against its own command's options; a layer
+    # (a loop file, --set section.option=value, or --gen '{option: value}') changes only the
+    # options it names
+    gen: dict = field(default_factory=dict, metadata={"help": "`reflectevo gen run` options (or --set gen.option=value)"})
+    curate: dict = field(default_factory=dict, metadata={
+        "help": "`reflectevo gen curate` options (or --set curate.option=value)"})
     train: dict = field(default_factory=dict, metadata={
-        "help": "`reflectevo train <setting>` options; `config`: recipe layers (--set train.option=value)"})
+        "help": "`reflectevo train <setting>` options; `config`: recipe layers (or --set train.option=value)"})
     eval: dict = field(default_factory=dict, metadata={
-        "help": "mode, limit, batch_size, device, dtype, instruction, tasks, model_args, chunk_size (--set eval.option=value)"})
+        "help": "lm-eval run: mode, limit, batch_size, device, dtype, instruction, tasks, model_args, chunk_size "
+                "(or --set eval.option=value)"})
 
     def check(self) -> None:
         from reflectevo_train.config import SETTINGS
@@ -136,6 +139,10 @@ def _set_dotted(data: dict, assignment: str) -> None:
         raise UserError(f"--set {assignment!r}: sections are {', '.join(SECTIONS)}")
 
 
+CONFIG_HELP = ("loop: a YAML file, or a built-in loop name (demo); repeatable, later files override earlier ones "
+               "(a section option by option); then --set section.option=value (repeatable), then the options here")
+
+
 def _take_sets(argv: list[str]) -> tuple[dict, list[str]]:
     """(the --set assignments as one mapping, the other arguments)."""
     sets: dict = {}
@@ -164,8 +171,8 @@ def load_config(argv: list[str]) -> LoopConfig:
 
     sets, rest = _take_sets(list(argv))
     (cfg,) = parse([LoopConfig], rest, "reflectevo evolve", find_config=loop_path,
-                   mapping_layers=[("--set", sets)] if sets else [], merge_keys=SECTIONS,
-                   description=__doc__).values
+                   mapping_layers=[("--set", sets)] if sets else [], merge_keys=SECTIONS, description=__doc__,
+                   config_help=CONFIG_HELP).values
     cfg.check()
     return cfg
 

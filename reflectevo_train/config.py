@@ -159,8 +159,12 @@ def dataclass_types(setting: Setting) -> list[type]:
     return [ScriptArguments, ModelConfig, DPOConfig if setting.is_dpo else SFTConfig]
 
 
+CONFIG_HELP = ("recipe: a YAML file of option: value, or a built-in recipe name (demo, ...); repeatable, later "
+               "recipes override earlier ones and the setting's own, options given here override every recipe")
+
+
 def build_parser(setting: Setting, prog: str = "reflectevo train"):
-    return make_parser(dataclass_types(setting), f"{prog} {setting.name}")
+    return make_parser(dataclass_types(setting), f"{prog} {setting.name}", config_help=CONFIG_HELP)
 
 
 def parse_run(setting_name: str, argv: list[str], prog: str = "reflectevo train") -> ParsedRun:
@@ -168,7 +172,7 @@ def parse_run(setting_name: str, argv: list[str], prog: str = "reflectevo train"
     setting = get_setting(setting_name)
     argv = list(argv)
     parsed = parse(dataclass_types(setting), argv, f"{prog} {setting.name}",
-                   builtin=[RECIPES_DIR / f"{setting.name}.yaml"], find_config=recipe_path)
+                   builtin=[RECIPES_DIR / f"{setting.name}.yaml"], find_config=recipe_path, config_help=CONFIG_HELP)
     script, model, training = parsed.values
     script.check(setting)
     hub_token = _take_secret(training)

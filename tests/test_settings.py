@@ -69,6 +69,10 @@ def test_evolve_layers_and_merges_sections(layers):
     assert (cfg.name, cfg.namespace, cfg.rounds) == ("from-a", "b", 4)
     assert cfg.gen == {"limit": 5, "seed": 2, "batch_size": 3}  # a section merges option by option
     assert load_config(["--config", a, "--set", "rounds=5", "--rounds", "6"]).rounds == 6  # flags come last
+    # a section given as a flag is one more layer: it changes only the options it names
+    assert load_config(["--config", a, "--config", b, "--gen", "{seed: 9}"]).gen == {"limit": 5, "seed": 9}
+    with pytest.raises(UserError, match="--gen: expected a YAML mapping"):
+        load_config(["--gen", "limit=3"])
 
 
 def test_evolve_demo_loop_still_parses():
