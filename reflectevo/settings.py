@@ -119,19 +119,21 @@ def parse(dataclass_types: Sequence[type], argv: Sequence[str], prog: str, *,
           builtin: Iterable[Path] = (), find_config: Callable[[str], Path] = existing_file,
           mapping_layers: Iterable[tuple[str, dict]] = (), merge_keys: Iterable[str] = (),
           description: str | None = None, config_help: str = CONFIG_HELP,
-          label: Callable[[str], str] = flag_label) -> Parsed:
+          label: Callable[[str], str] = flag_label, takes_env: bool = True) -> Parsed:
     """Fill `dataclass_types` from the layers (see the module's docstring) and `argv`.
 
     builtin: YAML files read first; find_config: turns a --config value into a file; mapping_layers:
     (name, mapping) read after the files; merge_keys: options whose mapping values merge key by key
     across layers (the command line included) instead of replacing each other; label: how an
-    option is spelt in messages; description, config_help: for --help."""
+    option is spelt in messages; description, config_help: for --help; takes_env: whether a layer
+    may hold `env:`."""
+    merge_keys = set(merge_keys)
     configs, rest = split_configs(argv)
     files = list(builtin) + [find_config(c) for c in configs]
     layers = [(str(f), read_layer(f)) for f in files] + list(mapping_layers)
     parser = make_parser(dataclass_types, prog, description, config_help)
-    merged, sources, env = _merge_layers(parser, layers, prog, set(merge_keys))
-    parser.set_defaults_with_config(**{k: _as_default(parser, k, v) for k, v in merged.items()})
+    merged, sources, env = _merge_layers(parser, layers, prog, merge_keys, takes_env)
+    parser.set_defaults_with_config(**{k: _as_default(parser, k, v, sources[k]) for k, v in merged.items()})
     given = cli_keys(parser, rest)
     try:
         *values, remaining = parser.parse_args_into_dataclasses(args=rest, return_remaining_strings=True)
@@ -152,17 +154,18 @@ def parse(dataclass_types: Sequence[type], argv: Sequence[str], prog: str, *,
     return Parsed(tuple(values), sources, [str(f) for f in files], env)
 
 
-def _merge_layers(parser, layers: list[tuple[str, dict]], prog: str, merge_keys: set[str]):
+def _merge_layers(parser, layers: list[tuple[str, dict]], prog: str, merge_keys: set[str], takes_env: bool):
     known = {a.dest for a in parser._actions} - {"help", "config"}
     merged: dict[str, Any] = {}
     sources: dict[str, str] = {}
     env: dict[str, str] = {}
     for name, data in layers:
         data = dict(data)
-        env.update(_env_of(name, data.pop(ENV_KEY, None)))
-        unknown = sorted(set(data) - known)
+        if takes_env:
+            env.update(_env_of(name, data.pop(ENV_KEY, None)))
+        unknown = sorted(str(k) for k in set(data) - known)
         if unknown:
-            raise UserError(f"{name}: unknown option(s) {', '.join(map(str, unknown))} for `{prog}` "
+            raise UserError(f"{name}: unknown option(s) {', '.join(unknown)} for `{prog}` "
                             f"(see `{prog} --help`)")
         for key, value in data.items():
             if key in merge_keys and isinstance(value, dict) and isinstance(merged.get(key), dict):
@@ -180,14 +183,21 @@ def _env_of(name: str, value) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
-def _as_default(parser, key: str, value):
+def _as_default(parser, key: str, value, source: str):
     """A YAML scalar handed to the parser as text, so that argparse types and checks it exactly as
     it would the same value given as a flag (argparse converts only defaults that are strings)."""
-    if isinstance(value, (bool, int, float)):
-        action = next(a for a in parser._actions if a.dest == key)
-        if action.type not in (None, dict):
-            return str(value)
+    action = next(a for a in parser._actions if a.dest == key)
+    if isinstance(value, (bool, int, float)) and action.type not in (None, dict):
+        return str(value)
+    if isinstance(value, (list, dict)) and action.nargs not in ("+", "*") and _is_scalar(action.type):
+        raise UserError(f"{source}: {key}: expected one value, got {value!r}")
     return value
+
+
+def _is_scalar(kind) -> bool:
+    from transformers.hf_argparser import string_to_bool
+
+    return kind in (int, float, string_to_bool)
 
 
 def cli_keys(parser, argv: Sequence[str]) -> list[str]:

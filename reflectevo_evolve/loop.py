@@ -105,11 +105,7 @@ class LoopConfig:
         from reflectevo_gen.curate import CurateOptions
 
         for section, cls in (("gen", GenConfig), ("curate", CurateOptions)):
-            known = {f.name for f in fields(cls)}
-            bad = set(getattr(self, section)) - known
-            if bad:
-                raise UserError(f"{section}: unknown option(s) {', '.join(sorted(bad))} "
-                                f"(see `reflectevo gen {'run' if section == 'gen' else 'curate'} --help`)")
+            section_values(cls, section, getattr(self, section))
 
     @property
     def data_repo(self) -> str:
@@ -121,6 +117,19 @@ class LoopConfig:
 
 
 # ------------------------------------------------------------------------------------ config
+SECTION_COMMANDS = {"gen": "reflectevo gen run", "curate": "reflectevo gen curate"}
+
+
+def section_values(cls, section: str, options: dict):
+    """A step section as its command's dataclass, typed and checked by the parser every command
+    uses, so that a mistake stops the loop before its first step rather than in a later round."""
+    from reflectevo.settings import parse
+
+    (values,) = parse([cls], [], SECTION_COMMANDS[section], mapping_layers=[(section, options)],
+                      takes_env=False).values
+    return values
+
+
 def loop_path(name_or_path: str) -> Path:
     return file_or_builtin(name_or_path, LOOPS_DIR, "loop")
 
@@ -232,7 +241,7 @@ def generate(cfg: LoopConfig, r: int, folder: Path, reflector: dict | None) -> d
     options = {"model": cfg.model, **cfg.gen, "output": str(folder / "gen")}
     if reflector:
         options.update(reflector_peft=reflector["repo"], reflector_peft_revision=reflector["sha"])
-    summary = run(GenConfig(**options))
+    summary = run(section_values(GenConfig, "gen", options))
     return {"records": str(folder / "gen"), "summary": summary}
 
 
@@ -240,7 +249,8 @@ def curate(cfg: LoopConfig, folder: Path) -> dict:
     from reflectevo_gen.curate import CONFIGS, CurateOptions, curate_run, run_judge, stats_markdown
 
     judge = run_judge(str(folder / "gen"), batch_size=cfg.gen.get("batch_size", 16))
-    result = curate_run(str(folder / "gen"), str(folder / "curated"), CurateOptions(**cfg.curate), judge)
+    result = curate_run(str(folder / "gen"), str(folder / "curated"), section_values(CurateOptions, "curate", cfg.curate),
+                        judge)
     counts = {c: len(result[c]) for c in CONFIGS}
     print(stats_markdown(result["stats"], counts), flush=True)
     return {"curated": str(folder / "curated"), "counts": counts}

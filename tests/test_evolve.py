@@ -24,6 +24,8 @@ def test_builtin_demo_loop_parses_and_overrides_apply():
     (["train.dataset=a/b"], "train: dataset set by the loop itself"),
     (["gen.limt=3"], r"gen: unknown option\(s\) limt"),
     (["curate.ranking_mode=judge"], r"curate: unknown option\(s\) ranking_mode"),
+    (["gen.limit=many"], "gen: limit: invalid int value: 'many'"),  # typed by gen run's own dataclass
+    (["curate.max_pairs=[1]"], "curate: max_pairs"),
     (["eval.shots=3"], r"eval: unknown option\(s\) shots"),
     (["colour=blue"], r"--set: unknown option\(s\) colour for `reflectevo evolve`"),
     (["setting=sft_plus"], "setting: unknown 'sft_plus'"),
