@@ -328,6 +328,17 @@ def test_other_pairs_load_one_model_per_distinct_config(fake_adapter, counted_bu
         assert "shared_engine" not in generator.describe() and "shared_engine" not in reflector.describe()
 
 
+def test_model_args_of_gen_run_are_typed_as_lm_eval_types_them():
+    from reflectevo.errors import UserError
+    from reflectevo_tasks.engine import parse_model_args
+
+    # a string "False" would reach vLLM as a true value
+    assert parse_model_args("enforce_eager=False, max_model_len=4096,gpu_memory_utilization=0.8,quantization=fp8") == {
+        "enforce_eager": False, "max_model_len": 4096, "gpu_memory_utilization": 0.8, "quantization": "fp8"}
+    with pytest.raises(UserError, match="--model_args: expected k=v, got 'enforce_eager'"):
+        parse_model_args("max_model_len=4096,enforce_eager")
+
+
 def test_loglikelihood_on_a_lora_enabled_vllm_engine_on_cpu_is_one_clear_error(fake_adapter, counted_builds,
                                                                                monkeypatch):
     from reflectevo.errors import UserError
