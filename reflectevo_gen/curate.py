@@ -426,13 +426,16 @@ def run_judge(run_folder: str, judge_model: str | None = None, batch_size: int =
     revision, engine and dtype. Loaded on first use only."""
 
     def load():
-        from reflectevo_tasks.engine import Engine, EngineConfig
+        from reflectevo_tasks.engine import Engine, EngineConfig, parse_model_args
 
         cfg_path = Path(run_folder) / "run_config.json"
         ident = json.loads(cfg_path.read_text())["identity"] if cfg_path.is_file() else {}
+        # the run's engine options too: vLLM on CPU needs e.g. enforce_eager and max_model_len again
+        extra = parse_model_args(ident.get("model_args") or "", f"{cfg_path}: model_args")
         return Engine(EngineConfig(model=judge_model or ident.get("model") or "smollm2-135m-instruct",
                                    engine=ident.get("engine", "hf"), dtype=ident.get("dtype"),
-                                   revision=None if judge_model else ident.get("model_revision"), batch_size=batch_size))
+                                   revision=None if judge_model else ident.get("model_revision"), batch_size=batch_size,
+                                   model_args=extra))
 
     return _LazyEngine(load)
 

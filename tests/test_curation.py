@@ -209,3 +209,21 @@ def test_curating_a_curated_folder_again_reads_its_raw_records_and_refuses_doubl
     (folder / "raw.jsonl").write_bytes(b"\xff\xfe{}\n")
     with pytest.raises(UserError, match="not UTF-8"):
         read_raw_records(folder)
+
+
+def test_ranking_engine_keeps_the_runs_engine_options(tmp_path, monkeypatch):
+    # vLLM on CPU only starts with the run's own options (enforce_eager, max_model_len): the ranking
+    # engine is rebuilt from run_config.json and must not drop them
+    import reflectevo_tasks.engine as E
+
+    built = []
+    monkeypatch.setattr(E, "Engine", lambda cfg: built.append(cfg) or cfg)
+    (tmp_path / "run_config.json").write_text(json.dumps({"identity": {
+        "model": "m", "engine": "vllm", "dtype": "float32", "model_revision": "r1",
+        "model_args": "enforce_eager=True,max_model_len=2048"}}))
+    engine = C.run_judge(str(tmp_path), batch_size=4)
+    assert not built  # loaded on first use only
+    assert engine.model == "m"
+    (cfg,) = built
+    assert (cfg.engine, cfg.revision, cfg.batch_size) == ("vllm", "r1", 4)
+    assert cfg.model_args == {"enforce_eager": True, "max_model_len": 2048}
