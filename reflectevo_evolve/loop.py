@@ -48,7 +48,8 @@ HUB_MODES = ("loopback", "endpoint")
 # set by the loop itself, per round; a loop file may not set them
 LOOP_OWNED = {"gen": {"output", "reflector_peft", "reflector_peft_revision"},
               "train": {"dataset", "output_dir", "push_to_repo", "push_tag", "hub_endpoint", "init_adapter"}}
-EVAL_DEFAULTS = {"mode": "oracle", "limit": 1, "batch_size": 16, "device": "cpu", "dtype": "float32",
+# engine: the lm-eval model's `base` (hf, or vllm where the vLLM environment exists)
+EVAL_DEFAULTS = {"engine": "hf", "mode": "oracle", "limit": 1, "batch_size": 16, "device": "cpu", "dtype": "float32",
                  "instruction": None, "tasks": "reflectevo_bbh", "model_args": "", "chunk_size": 64}
 
 
@@ -101,6 +102,8 @@ class LoopConfig:
         unknown = set(self.eval) - set(EVAL_DEFAULTS)
         if unknown:
             raise UserError(f"eval: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(EVAL_DEFAULTS)}")
+        if self.eval.get("engine", "hf") not in ("hf", "vllm"):
+            raise UserError(f"eval: engine must be hf or vllm, not {self.eval['engine']!r}")
         from reflectevo_gen.config import GenConfig
         from reflectevo_gen.curate import CurateOptions
 
@@ -319,7 +322,7 @@ def eval_model_args(cfg: LoopConfig, adapter: dict | None, folder: Path) -> str:
     from reflectevo_train.config import SETTINGS
 
     ev = {**EVAL_DEFAULTS, **cfg.eval}
-    args = ["base=hf", f"pretrained={cfg.model}", f"mode={ev['mode']}", f"dtype={ev['dtype']}"]
+    args = [f"base={ev['engine']}", f"pretrained={cfg.model}", f"mode={ev['mode']}", f"dtype={ev['dtype']}"]
     if ev["chunk_size"]:  # a killed evaluation resumes at its last finished chunk in the round's folder
         args += [f"chunk_size={ev['chunk_size']}", f"resume={folder / 'eval-chunks'}"]
     if ev["instruction"]:

@@ -220,3 +220,15 @@ def test_evolve_runs_one_round_end_to_end_and_a_rerun_redoes_nothing(tmp_path, i
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stderr.count("done earlier") == 6 and "running" not in second.stderr
     assert [line for line in second.stdout.splitlines() if line.startswith("| ") and "smollm2" in line] == table
+
+
+def test_evaluation_engine_is_one_option(tmp_path):
+    from reflectevo_evolve.loop import eval_model_args
+
+    hf = load_config(["--config", "demo", "--workdir", str(tmp_path)])
+    assert eval_model_args(hf, None, tmp_path / "round-0").startswith("base=hf,")
+    vllm = load_config(["--config", "demo", "--set", "eval.engine=vllm", "--workdir", str(tmp_path)])
+    args = eval_model_args(vllm, None, tmp_path / "round-0")
+    assert args.startswith("base=vllm,") and "base=hf" not in args
+    with pytest.raises(UserError, match="eval: engine must be hf or vllm, not 'tgi'"):
+        load_config(["--config", "demo", "--set", "eval.engine=tgi", "--workdir", str(tmp_path)])
