@@ -163,6 +163,27 @@ def prefill_profile(engine: Engine, stages, sample) -> dict:
     return {"batched_prefill_s": batched, "one_per_call_prefill_s": round(t.seconds, 2)}
 
 
+def split_prefill_decode(result: dict, prefill: dict) -> dict:
+    """Prefill and decode seconds of (b) and of the (a) sample, and what they bound: prefill costs
+    about as much per token one prompt per call as batched, so however cheap batched decoding gets,
+    the speed-up over one prompt per call cannot pass (one-per-call seconds) / (batched prefill seconds)."""
+    out: dict = {}
+    prompt_tokens = sum(p["prompt_tokens"] for p in result["passes"].values())
+    if "batched_s" in result:
+        pre = sum(prefill["batched_prefill_s"].values())
+        out["batched"] = {"prefill_s": round(pre, 1), "decode_s": round(result["batched_s"] - pre, 1),
+                          "prefill_prompt_tokens_per_s": round(prompt_tokens / pre, 1),
+                          "decode_tokens_per_s": round(result["generated_tokens"] / max(1e-9, result["batched_s"] - pre), 1)}
+    if "one_per_call_sample_s" in result:
+        pre = prefill["one_per_call_prefill_s"]
+        out["one_per_call_sample"] = {"prefill_s": round(pre, 1), "decode_s": round(result["one_per_call_sample_s"] - pre, 1),
+                                      "prefill_share": round(pre / result["one_per_call_sample_s"], 3)}
+    if "batched" in out and "one_per_call_extrapolated_s" in result:
+        out["speedup_ceiling_if_batched_decoding_were_free"] = round(
+            result["one_per_call_extrapolated_s"] / out["batched"]["prefill_s"], 2)
+    return out
+
+
 def extrapolate_single(by_stage: dict, shapes: dict) -> float:
     """Seconds the whole workload would take one prompt per call: each pass's measured seconds per
     generated token times that pass's generated tokens (passes differ in prompt length)."""
@@ -247,7 +268,8 @@ def main() -> None:
                       speedup_vs_one_per_call=round(result["pipeline_tokens_per_s"] / single_tps, 2),
                       speedup_vs_one_per_call_by_pass=round(extrap / pipeline_s, 2))
     if args.profile:
-        result["profile"] = prefill_profile(engine, stages, sample)
+        prefill = prefill_profile(engine, stages, sample)
+        result["profile"] = {**prefill, **split_prefill_decode(result, prefill)}
     result["load_after"] = loadavg()
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     if args.against:
