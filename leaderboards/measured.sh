@@ -41,6 +41,40 @@ RESULTS=leaderboards/measured  # committed: one lm-eval results file per finishe
 # committed too: every row's stored chunks (the trajectories: prompts, raw replies, verdicts), so a row
 # resumes in a later session on a fresh checkout, and a scorer change re-scores replies without a rerun
 RESUME=${RESUME:-leaderboards/measured/resume}
+# The engine: one per leaderboard, because its rows share trial 1 and are compared item by item. It is
+# the engine of a leaderboard already begun (its base-single row, or the ENGINE file its first run
+# wrote), else vLLM where its environment exists (`scripts/setup-env.sh --vllm`: the vLLM pipeline makes
+# about 3x the hf pipeline's reflections per minute here, benchmarks/RESULTS.md; greedy replies equal
+# transformers' in float32, tests/test_vllm.py), else hf. ENGINE=hf|vllm asks for one; a leaderboard
+# begun on the other is refused, not mixed.
+begun_engine() {
+    if [ -f "$RESULTS/base-single.json" ]; then
+        "$PY/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["config"]["model_args"].get("base", "hf"))' \
+            "$RESULTS/base-single.json"
+    elif [ -f "$RESUME/ENGINE" ]; then
+        cat "$RESUME/ENGINE"
+    fi
+}
+BEGUN=$(begun_engine)
+if [ -z "${ENGINE:-}" ]; then
+    if [ -n "$BEGUN" ]; then ENGINE=$BEGUN; elif [ -x .venv-vllm/bin/lm_eval ]; then ENGINE=vllm; else ENGINE=hf; fi
+fi
+case "$ENGINE" in hf | vllm) ;; *) echo "[measured] ENGINE must be hf or vllm, not '$ENGINE'" >&2; exit 2 ;; esac
+if [ -n "$BEGUN" ] && [ "$BEGUN" != "$ENGINE" ]; then
+    echo "[measured] ENGINE=$ENGINE, but this leaderboard was begun on $BEGUN: its rows would not be comparable;" \
+         "give it another RESULTS, RESUME and OUT" >&2
+    exit 2
+fi
+mkdir -p "$RESUME" && echo "$ENGINE" > "$RESUME/ENGINE"
+if [ "$ENGINE" = vllm ]; then
+    EVAL_PY=${EVAL_PY:-.venv-vllm/bin}
+    ENGINE_ARGS="base=vllm,enforce_eager=True"  # on CPU: no graph compilation at each engine start
+else
+    EVAL_PY=${EVAL_PY:-$PY}
+    ENGINE_ARGS="base=hf"
+fi
+echo "[measured] engine: $ENGINE (lm_eval from $EVAL_PY)"
+
 ORDER=(base-single base-retry_only base-oracle base-intrinsic base-one_stage one_stage two_stage dpo_pm dpo_pref sft_qa)
 
 # Rows are compared item by item with the leaderboard's default pairs (leaderboards/build.py), by the
@@ -87,8 +121,8 @@ run_row() {  # run_row NAME MODEL_ARGS: lm_eval for one row into $OUT/eval/NAME,
     rm -rf "$OUT/eval/$name"
     retire_stale_resume "$RESUME/$name"
     echo "[measured] $name: lm_eval --model_args $args ($(date -u +%FT%TZ))"
-    "$PY/lm_eval" --model reflectevo \
-        --model_args "base=hf,pretrained=$MODEL,dtype=float32,$CAPS,chunk_size=$CHUNK,resume=$RESUME/$name,$args" \
+    "$EVAL_PY/lm_eval" --model reflectevo \
+        --model_args "$ENGINE_ARGS,pretrained=$MODEL,dtype=float32,$CAPS,chunk_size=$CHUNK,resume=$RESUME/$name,$args" \
         --tasks reflectevo_bbh --limit "$LIMIT" --batch_size 32 --device cpu \
         --output_path "$OUT/eval/$name" --log_samples
 }
