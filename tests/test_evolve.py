@@ -232,3 +232,14 @@ def test_evaluation_engine_is_one_option(tmp_path):
     assert args.startswith("base=vllm,") and "base=hf" not in args
     with pytest.raises(UserError, match="eval: engine must be hf or vllm, not 'tgi'"):
         load_config(["--config", "demo", "--set", "eval.engine=tgi", "--workdir", str(tmp_path)])
+
+
+def test_the_vllm_layer_switches_engines_and_keeps_the_loop(tmp_path):
+    from reflectevo_evolve.loop import eval_model_args
+
+    demo = load_config(["--config", "demo", "--workdir", str(tmp_path)])
+    both = load_config(["--config", "demo", "--config", "vllm", "--workdir", str(tmp_path)])
+    assert both.gen == {**demo.gen, "engine": "vllm"}
+    assert both.eval == {**demo.eval, "engine": "vllm"}
+    assert both.train == demo.train
+    assert eval_model_args(both, None, tmp_path / "round-0").startswith("base=vllm,")
