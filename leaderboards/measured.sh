@@ -44,7 +44,7 @@ RESUME=${RESUME:-leaderboards/measured/resume}
 # The engine: one per leaderboard, because its rows share trial 1 and are compared item by item. It is
 # the engine of a leaderboard already begun (its base-single row, or the ENGINE file its first run
 # wrote), else vLLM where its environment exists (`scripts/setup-env.sh --vllm`: the vLLM pipeline makes
-# about 3x the hf pipeline's reflections per minute here, benchmarks/RESULTS.md; greedy replies equal
+# about 5x the hf pipeline's reflections per minute here, benchmarks/RESULTS.md; greedy replies equal
 # transformers' in float32, tests/test_vllm.py), else hf. ENGINE=hf|vllm asks for one; a leaderboard
 # begun on the other is refused, not mixed.
 begun_engine() {
