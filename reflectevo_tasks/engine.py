@@ -288,7 +288,6 @@ class Engine:
         self.calls += 1
         return [float(r[0]) for r in res]
 
-
     def _refuse_lora_loglikelihood_on_cpu(self) -> None:
         lora_enabled = bool((getattr(self.lm, "model_args", None) or {}).get("enable_lora"))
         if self.cfg.engine == "vllm" and lora_enabled and vllm_env.runs_on_cpu():
