@@ -87,18 +87,6 @@ def _flag(value) -> bool:
     raise UserError(f"reflectevo: expected true or false, got {value!r}")
 
 
-def _number(name: str, value, kind=int, minimum=None):
-    if value is None or value == "":
-        return None
-    try:
-        out = kind(value)
-    except (TypeError, ValueError):
-        raise UserError(f"reflectevo: {name} must be a number, got {value!r}") from None
-    if minimum is not None and out < minimum:
-        raise UserError(f"reflectevo: {name} must be at least {minimum}, got {value!r}")
-    return out
-
-
 @dataclass
 class ModelArguments:
     """Our options in --model_args, typed by the parser every reflectevo command uses
@@ -128,7 +116,7 @@ class ModelArguments:
         self.mode = self.mode.strip().lower()
         self.retry_by = self.retry_by.strip().lower()
         for name, minimum in (("max_gen_toks", 1), ("reflection_max_gen_toks", 1), ("reflection_temperature", 0.0),
-                              ("reflection_top_p", 0.0)):
+                              ("reflection_top_p", 0.0), ("chunk_size", 1)):
             value = getattr(self, name)
             if value is not None and value < minimum:
                 raise UserError(f"reflectevo: {name} must be at least {minimum}, got {value!r}")
@@ -173,14 +161,6 @@ class Options:
     max_gen_toks: int | None
     reflection: Sampling
     seed: int | None
-
-    @classmethod
-    def parse(cls, has_reflector=False, **options) -> "Options":
-        """From option values as --model_args gives them (text) or as Python values."""
-        args, unknown = parse_model_args(options)
-        if unknown:
-            raise UserError(f"reflectevo: unknown option(s) {', '.join(sorted(unknown))}")
-        return cls.from_arguments(args, has_reflector)
 
     @classmethod
     def from_arguments(cls, args: ModelArguments, has_reflector: bool) -> "Options":
@@ -293,10 +273,15 @@ class ReflectEvoLM(LM):
         """Wrap already-built engines (the Python API, benchmarks and tests)."""
         self = cls.__new__(cls)
         LM.__init__(self)
-        has_reflector = reflector is not None
-        chunking = Chunking.parse(*(options.pop(k, None) for k in ("chunk_size", "resume", "trial1_from")))
-        show_progress = _flag(options.pop("progress", False))
-        self._setup(Options.parse(has_reflector=has_reflector, **options), base, reflector, chunking, show_progress)
+        # typed by the same parser as --model_args; the Python API has no progress bar unless asked
+        args, unknown = parse_model_args({"progress": False, **options})
+        engine_options = sorted(set(unknown) | {k for k in ("base", "reflector", "reflector_peft", "reflector_revision")
+                                                if k in options})
+        if engine_options:  # the engines are built already: these would be silently ignored
+            raise UserError(f"reflectevo: unknown option(s) {', '.join(engine_options)}")
+        chunking = Chunking.parse(args.chunk_size, args.resume, args.trial1_from)
+        self._setup(Options.from_arguments(args, has_reflector=reflector is not None), base, reflector, chunking,
+                    args.progress)
         return self
 
     # ---------------------------------------------------------------- construction helpers
@@ -732,7 +717,7 @@ class Chunking:
 
     @classmethod
     def parse(cls, chunk_size=None, resume=None, trial1_from=None) -> "Chunking":
-        size = _number("chunk_size", chunk_size, int, 1)
+        size = chunk_size or None  # typed and checked (at least 1) by parse_model_args
         resume = str(resume) if resume not in (None, "") else None
         trial1_from = str(trial1_from) if trial1_from not in (None, "") else None
         for name, folder in (("resume", resume), ("trial1_from", trial1_from)):

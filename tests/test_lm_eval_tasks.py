@@ -485,6 +485,29 @@ def test_bad_options_fail_before_any_model_loads(options, message, no_model_load
         ReflectEvoLM(**args)
 
 
+@pytest.mark.parametrize("options,message", [
+    ({"max_gen_toks": "many"}, "reflectevo: max_gen_toks: invalid int value: 'many'"),
+    ({"chunk_size": "0"}, "chunk_size must be at least 1"),
+    ({"progress": "maybe"}, "progress"),
+    ({"mdoe": "oracle"}, "unknown option\\(s\\) mdoe"),
+    ({"reflector_peft": "some/adapter"}, "unknown option\\(s\\) reflector_peft"),  # engines are built already
+])
+def test_python_api_types_options_as_model_args_do(options, message, fake_bbh):
+    with pytest.raises(UserError, match=message):
+        scripted_model(fake_bbh, **options)
+
+
+def test_python_api_reads_text_and_python_values_alike(fake_bbh):
+    as_text = scripted_model(fake_bbh, chunk_size="4", progress="false", max_gen_toks="64", one_stage="yes")
+    as_python = scripted_model(fake_bbh, chunk_size=4, progress=False, max_gen_toks=64, one_stage=True)
+    quiet = scripted_model(fake_bbh)
+    for model in (as_text, as_python):
+        assert model.chunking.size == 4 and model.options.max_gen_toks == 64 and model.options.one_stage
+        assert model.show_progress is False
+    assert quiet.show_progress is False and quiet.chunking.size is None  # the Python API is quiet by default
+    assert scripted_model(fake_bbh, progress=True).show_progress is True
+
+
 def test_adapter_folder_without_config_is_refused(tmp_path, no_model_loading, fake_bbh):
     (tmp_path / "adapter").mkdir()
     with pytest.raises(UserError, match="no adapter_config.json"):
