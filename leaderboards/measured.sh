@@ -3,6 +3,10 @@
 #
 #   REFLECTEVO_BBH_DIR=$PWD/../shared/data/bbh nohup setsid nice -n 19 leaderboards/measured.sh > runs/measured.log 2>&1 &
 #
+# To stop it, end its whole process group (`kill -- -PGID`, PGID from `ps -o pgid= -p PID`): vLLM's
+# engine processes outlive a killed lm_eval. Never edit this file while it runs: bash reads a script
+# as it goes.
+#
 # After each row, its results file is copied to leaderboards/measured/ (paths made relative) and
 # leaderboards/bbh.md is rebuilt from the rows finished so far, with the leaderboard's default
 # comparisons (below).
@@ -189,6 +193,14 @@ then
     rm -rf "$DATA.old" && mv "$DATA" "$DATA.old" && mv "$DATA.partial" "$DATA" && rm -rf "$DATA.old"
 fi
 
+# The committed sets are small (D+ 3 rows, D± 12 pairs, Dpref 1, sft_qa 19): with the recipes' 16
+# examples per optimizer step and 2 epochs each setting would take 1 or 2 steps, the first in warmup
+# at learning rate 0, and its adapter would be the base model (LoRA's B starts at zero). So every
+# setting takes 12 optimizer steps of one batch each (1 in warmup: `reflectevo train` asks for at least
+# 10 after warmup); the arguments are recorded in each adapter's provenance. TRAIN_ARGS= trains with the recipes as they are
+# (for sets large enough to give them their steps).
+TRAIN_ARGS=${TRAIN_ARGS---gradient_accumulation_steps 1 --max_steps 12}
+
 declare -A EVAL_ARGS=(
     [one_stage]="mode=oracle,$SHARED,reflector_peft=$OUT/train/one_stage,one_stage=true"
     [two_stage]="mode=oracle,$SHARED,reflector_peft=$OUT/train/two_stage"
@@ -204,7 +216,8 @@ for setting in one_stage two_stage dpo_pm dpo_pref sft_qa; do
     if [ ! -f "$OUT/train/$setting/provenance.json" ]; then
         rm -rf "$OUT/train/$setting"
         # a setting whose curated set is empty (e.g. no Dpref pairs) fails with one line; the others go on
-        "$PY/reflectevo" train "$setting" --dataset "$DATA" --output_dir "$OUT/train/$setting" \
+        # shellcheck disable=SC2086  # TRAIN_ARGS is a list of options
+        "$PY/reflectevo" train "$setting" --dataset "$DATA" --output_dir "$OUT/train/$setting" $TRAIN_ARGS \
             || { echo "[measured] $setting: not trained (see the error above)"; continue; }
     fi
     evaluate "$setting" "${EVAL_ARGS[$setting]}"
