@@ -197,8 +197,8 @@ fi
 # examples per optimizer step and 2 epochs each setting would take 1 or 2 steps, the first in warmup
 # at learning rate 0, and its adapter would be the base model (LoRA's B starts at zero). So every
 # setting takes 12 optimizer steps of one batch each (1 in warmup: `reflectevo train` asks for at least
-# 10 after warmup); the arguments are recorded in each adapter's provenance. TRAIN_ARGS= trains with the recipes as they are
-# (for sets large enough to give them their steps).
+# 10 after warmup); the arguments are recorded in each adapter's provenance. TRAIN_ARGS= trains with
+# the recipes as they are (for sets large enough to give them their steps).
 TRAIN_ARGS=${TRAIN_ARGS---gradient_accumulation_steps 1 --max_steps 12}
 
 declare -A EVAL_ARGS=(
