@@ -24,6 +24,9 @@ from the command line are forwarded to it):
   reflector_peft=ADAPTER     a LoRA adapter on the base (or on `reflector`) writes reflections
   reflector_revision=REV     revision of that adapter (or of `reflector` when no adapter)
   peft=ADAPTER, peft_revision=REV   a LoRA adapter on the base model itself (e.g. an sft_qa one)
+  merge_adapter=true         serve those adapters merged into the model's weights (made once, cached):
+                             a plain model for the engine, where its LoRA path is slow (vLLM's CPU
+                             build: about 4x); same function up to float rounding; recorded as such
   retry_by=base|reflector    who writes the retry (default base, the paper's Generator)
   max_gen_toks=N             trial 1 / retry token cap (default: the task's, 256)
   reflection_max_gen_toks=N  reflection token cap (default 512)
@@ -100,6 +103,7 @@ class ModelArguments:
     reflector: str | None = field(default=None, metadata={"help": "another model writes reflections"})
     reflector_peft: str | None = field(default=None, metadata={"help": "a LoRA adapter writes reflections"})
     reflector_revision: str | None = field(default=None, metadata={"help": "revision of that adapter (or reflector)"})
+    merge_adapter: bool = field(default=False, metadata={"help": "serve adapters merged into the model's weights"})
     retry_by: str = field(default="base", metadata={"help": "who writes the retry: base or reflector"})
     max_gen_toks: int | None = field(default=None, metadata={"help": "trial 1 / retry token cap (default: the task's)"})
     reflection_max_gen_toks: int = field(default=512, metadata={"help": "reflection token cap"})
@@ -122,6 +126,8 @@ class ModelArguments:
                 raise UserError(f"reflectevo: {name} must be at least {minimum}, got {value!r}")
 
 
+# the options that say which models to build: from_engines gets its models built
+ENGINE_OPTIONS = ("base", "reflector", "reflector_peft", "reflector_revision", "merge_adapter")
 # `config` names the YAML layer; it is ours too, so it never reaches the base model
 OUR_OPTIONS = tuple(f.name for f in fields(ModelArguments)) + ("config",)
 
@@ -196,6 +202,14 @@ class Options:
                 "seed": self.seed}
 
 
+def _identity(engine: Engine) -> dict:
+    """What a stored chunk's model was: a merged adapter is another set of weights than the same
+    adapter served by LoRA (float rounding), so their chunks are not mixed."""
+    record = engine.describe()
+    return {**{k: record[k] for k in ("model", "model_revision", "adapter", "adapter_revision")},
+            **({"adapter_merged": True} if record.get("adapter_merged") else {})}
+
+
 def _check_passthrough(base: str, model_args: dict) -> None:
     """Catch misspelt options of ours before they reach the base model as unknown kwargs."""
     for key in model_args:
@@ -244,6 +258,9 @@ class ReflectEvoLM(LM):
         _check_bbh_dir()
         chunking = Chunking.parse(args.chunk_size, args.resume, args.trial1_from)
         base_cfg = self._base_config(base, device, batch_size, max_batch_size, model_args)
+        if args.merge_adapter and not (base_cfg.peft or reflector_peft):
+            raise UserError("reflectevo: merge_adapter=true needs an adapter to merge (peft= or reflector_peft=)")
+        base_cfg = replace(base_cfg, merge_adapter=bool(args.merge_adapter and base_cfg.peft))
         reflector_cfg = None
         if reflector or reflector_peft:
             adapter, adapter_revision = None, None
@@ -255,6 +272,7 @@ class ReflectEvoLM(LM):
                 model, revision = base_cfg.model, base_cfg.revision
             reflector_cfg = EngineConfig(
                 model=model, engine=base, revision=revision, peft=adapter, peft_revision=adapter_revision,
+                merge_adapter=bool(args.merge_adapter and adapter),
                 dtype=base_cfg.dtype, batch_size=base_cfg.batch_size, device=base_cfg.device,
                 model_args=dict(base_cfg.model_args))
             if base in ENGINES:
@@ -275,8 +293,7 @@ class ReflectEvoLM(LM):
         LM.__init__(self)
         # typed by the same parser as --model_args; the Python API has no progress bar unless asked
         args, unknown = parse_model_args({"progress": False, **options})
-        engine_options = sorted(set(unknown) | {k for k in ("base", "reflector", "reflector_peft", "reflector_revision")
-                                                if k in options})
+        engine_options = sorted(set(unknown) | (set(ENGINE_OPTIONS) & set(options)))
         if engine_options:  # the engines are built already: these would be silently ignored
             raise UserError(f"reflectevo: unknown option(s) {', '.join(engine_options)}")
         chunking = Chunking.parse(args.chunk_size, args.resume, args.trial1_from)
@@ -336,9 +353,8 @@ class ReflectEvoLM(LM):
         self.run_summary = portable_paths({
             "mode": options.mode, "instruction": options.instruction.id, "one_stage": options.one_stage,
             "retry_by": options.retry_by,
-            "base": {k: base.describe()[k] for k in ("model", "model_revision", "adapter", "adapter_revision")},
-            "reflector": ({k: reflector.describe()[k] for k in ("model", "model_revision", "adapter", "adapter_revision")}
-                          if reflector is not None else "base"),
+            "base": _identity(base),
+            "reflector": _identity(reflector) if reflector is not None else "base",
         })
         self._next_chunk = 0
         self._reused = Counter()

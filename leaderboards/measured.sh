@@ -201,12 +201,17 @@ fi
 # the recipes as they are (for sets large enough to give them their steps).
 TRAIN_ARGS=${TRAIN_ARGS---gradient_accumulation_steps 1 --max_steps 12}
 
+# Adapters are served merged into the weights (merge_adapter=true, recorded in each row): vLLM's CPU
+# build runs LoRA about 4x slower per doc (benchmarks/RESULTS.md), the merged model is the same function
+# up to float rounding, and its replies were compared with the LoRA ones (README, "The measured
+# leaderboard").
+MERGED="merge_adapter=true"
 declare -A EVAL_ARGS=(
-    [one_stage]="mode=oracle,$SHARED,reflector_peft=$OUT/train/one_stage,one_stage=true"
-    [two_stage]="mode=oracle,$SHARED,reflector_peft=$OUT/train/two_stage"
-    [dpo_pm]="mode=oracle,$SHARED,reflector_peft=$OUT/train/dpo_pm"
-    [dpo_pref]="mode=oracle,$SHARED,reflector_peft=$OUT/train/dpo_pref"
-    [sft_qa]="mode=oracle,peft=$OUT/train/sft_qa"   # the answering model itself
+    [one_stage]="mode=oracle,$SHARED,reflector_peft=$OUT/train/one_stage,one_stage=true,$MERGED"
+    [two_stage]="mode=oracle,$SHARED,reflector_peft=$OUT/train/two_stage,$MERGED"
+    [dpo_pm]="mode=oracle,$SHARED,reflector_peft=$OUT/train/dpo_pm,$MERGED"
+    [dpo_pref]="mode=oracle,$SHARED,reflector_peft=$OUT/train/dpo_pref,$MERGED"
+    [sft_qa]="mode=oracle,peft=$OUT/train/sft_qa,$MERGED"   # the answering model itself
 )
 for setting in one_stage two_stage dpo_pm dpo_pref sft_qa; do
     if [ -f "$RESULTS/$setting.json" ]; then

@@ -24,6 +24,7 @@ class GenConfig:
     reflector_revision: str | None = field(default=None, metadata={"help": "reflector revision"})
     reflector_peft: str | None = field(default=None, metadata={"help": "LoRA adapter (folder or repo) on the reflector's base"})
     reflector_peft_revision: str | None = field(default=None, metadata={"help": "adapter revision, recorded in provenance"})
+    reflector_merge_adapter: bool = field(default=False, metadata={"help": "serve that adapter merged into the weights: a plain model for the engine, where its LoRA path is slow (vLLM's CPU build); recorded in provenance"})
     engine: str = field(default="hf", metadata={"help": "hf, vllm or local-chat-completions"})
     model_args: str = field(default="", metadata={"help": "extra lm-eval model_args for the engine, k=v,k=v"})
     dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16, … (default: the model's own)"})
@@ -66,8 +67,9 @@ class GenConfig:
         d = asdict(self)
         for volatile in ("output", "batch_size", "device"):
             d.pop(volatile)
-        for added_later in ("answer_kinds", "question_ids"):  # left out when unset, so earlier runs still resume
-            if d[added_later] is None:
+        # left out when unset, so earlier runs still resume
+        for added_later in ("answer_kinds", "question_ids", "reflector_merge_adapter"):
+            if d[added_later] in (None, False):
                 d.pop(added_later)
         if self.question_ids:  # the ids themselves, not the file that listed them
             from reflectevo_tasks.sources import parse_ids

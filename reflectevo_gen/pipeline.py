@@ -60,8 +60,11 @@ def engine_configs(cfg: GenConfig) -> tuple[EngineConfig, EngineConfig]:
                        batch_size=cfg.batch_size, device=cfg.device, model_args=extra)
     refl = EngineConfig(model=cfg.reflector or cfg.model, engine=cfg.engine,
                         revision=cfg.reflector_revision if cfg.reflector else cfg.model_revision,
-                        peft=cfg.reflector_peft, peft_revision=cfg.reflector_peft_revision, dtype=cfg.dtype,
+                        peft=cfg.reflector_peft, peft_revision=cfg.reflector_peft_revision,
+                        merge_adapter=cfg.reflector_merge_adapter, dtype=cfg.dtype,
                         batch_size=cfg.batch_size, device=cfg.device, model_args=extra)
+    if cfg.reflector_merge_adapter and not cfg.reflector_peft:
+        raise UserError("--reflector_merge_adapter needs an adapter to merge (--reflector_peft)")
     gen.check()
     refl.check()
     return gen, refl

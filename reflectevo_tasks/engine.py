@@ -53,6 +53,7 @@ class EngineConfig:
     revision: str | None = None
     peft: str | None = None  # LoRA adapter folder or Hub repo on top of `model`
     peft_revision: str | None = None
+    merge_adapter: bool = False  # serve `peft` merged into the weights (reflectevo_tasks.merged_adapter)
     dtype: str | None = None  # e.g. float32, bfloat16; None = the model's own
     batch_size: int = 16
     device: str | None = None
@@ -160,7 +161,15 @@ def build_lm(cfg: EngineConfig):
         args["revision"] = cfg.revision
     if cfg.dtype:
         args["dtype"] = cfg.dtype
-    adapter = resolve_adapter(cfg.peft, cfg.peft_revision).folder if cfg.peft else None
+    adapter = resolve_adapter(cfg.peft, cfg.peft_revision) if cfg.peft else None
+    if adapter and cfg.merge_adapter:  # a plain model holding the adapter: no LoRA path in the engine
+        from reflectevo_tasks.merged_adapter import merged_model_folder
+
+        args["pretrained"] = merged_model_folder(cfg.model, cfg.revision, adapter.name, adapter.folder,
+                                                 adapter.revision, cfg.dtype)
+        args.pop("revision", None)  # the merged folder is local; the record keeps the revisions
+        adapter = None
+    adapter = adapter.folder if adapter else None
     if cfg.engine == "hf":
         if adapter:
             args["peft"] = adapter
@@ -201,6 +210,7 @@ class Engine:
             "adapter": self.cfg.peft,
             "adapter_revision": self.cfg.peft_revision,
             "adapter_training": adapter_training(self.adapter_folder) if self.adapter_folder else None,
+            **({"adapter_merged": True} if self.adapter_folder and self.cfg.merge_adapter else {}),
             "engine": self.cfg.engine,
             "dtype": self.cfg.dtype,
             "batch_size": self.cfg.batch_size,
@@ -302,6 +312,7 @@ def shares_vllm_engine(generator: EngineConfig, reflector: EngineConfig) -> bool
     """Whether the reflector is the generator's own vLLM model plus a LoRA adapter: then one vLLM
     engine with LoRA enabled serves both, the reflector's requests carrying the adapter."""
     return (generator.engine == reflector.engine == "vllm" and not generator.peft and bool(reflector.peft)
+            and not reflector.merge_adapter
             and replace(reflector, peft=None, peft_revision=None) == generator)
 
 

