@@ -632,7 +632,9 @@ def test_hook_costs_nothing_until_lm_eval_is_imported():
 
 # ================================================================ reflector adapters and Hub data (wiring only)
 
-def test_reflector_adapter_is_loaded_on_the_base_with_its_own_revision(tmp_path, monkeypatch, fake_bbh):
+@pytest.fixture
+def adapter_and_builds(tmp_path, monkeypatch, fake_bbh) -> tuple[Path, list]:
+    """An adapter folder, and the engine configs the plugin builds (each model a ScriptedLM)."""
     import harness_plugins.reflect_model as rm
 
     adapter = tmp_path / "adapter"
@@ -641,6 +643,11 @@ def test_reflector_adapter_is_loaded_on_the_base_with_its_own_revision(tmp_path,
     (adapter / "adapter_model.safetensors").write_bytes(b"weights")
     built = []
     monkeypatch.setattr(rm, "_build", lambda cfg: built.append(cfg) or ScriptedLM({}))
+    return adapter, built
+
+
+def test_reflector_adapter_is_loaded_on_the_base_with_its_own_revision(adapter_and_builds):
+    adapter, built = adapter_and_builds
     model = ReflectEvoLM(base="hf", pretrained="smollm2-135m-instruct", revision="r1", reflector_peft=str(adapter),
                          device="cpu", batch_size="4")
     base_cfg, refl_cfg = built
@@ -671,15 +678,8 @@ def test_reflector_adapter_is_loaded_on_the_base_with_its_own_revision(tmp_path,
         assert base["adapter_training"]["dataset_revision"] == expected
 
 
-def test_merged_adapter_is_asked_for_and_recorded_as_merged(tmp_path, monkeypatch, fake_bbh):
-    import harness_plugins.reflect_model as rm
-
-    adapter = tmp_path / "adapter"
-    adapter.mkdir()
-    (adapter / "adapter_config.json").write_text("{}")
-    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
-    built = []
-    monkeypatch.setattr(rm, "_build", lambda cfg: built.append(cfg) or ScriptedLM({}))
+def test_merged_adapter_is_asked_for_and_recorded_as_merged(adapter_and_builds):
+    adapter, built = adapter_and_builds
     model = ReflectEvoLM(pretrained="smollm2-135m-instruct", reflector_peft=str(adapter), merge_adapter="true")
     base_cfg, refl_cfg = built
     assert refl_cfg.merge_adapter and not base_cfg.merge_adapter  # the base has no adapter to merge
