@@ -555,6 +555,8 @@ def trained_part(base: dict, reflector) -> dict:
         label = f"{who['adapter']}@{_short(who.get('adapter_revision'))}"
         if who is base:
             label += " (on the base)"
+        if who.get("adapter_merged"):  # served merged into the weights (merge_adapter=true)
+            label += " (merged)"
     else:
         label = f"{who.get('model')}@{_short(who.get('model_revision'))}"
     training = who.get("adapter_training") or {}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hub_fixtures import hub, hub_server  # noqa: F401
-from leaderboards.build import build, portable_path, row_from_results, subtask_deltas
+from leaderboards.build import build, portable_path, row_from_results, subtask_deltas, trained_part
 from reflectevo.errors import UserError
 from reflectevo_tasks.bbh import TWO_ANSWER_SUBTASKS
 from reflectevo_tasks.stats import items_needed
@@ -537,3 +537,12 @@ def test_bad_compare_spec_is_one_clear_error(tmp_path, spec, message):
     b = _one(tmp_path, "b", "date_understanding", ["00"] * 2)
     with pytest.raises(UserError, match=message):
         build([str(a), str(b)], str(tmp_path / "board"), compare=spec)
+
+
+def test_a_merged_adapter_is_labelled_as_merged():
+    lora = trained_part(BASE, _adapter("one_stage", where="runs/measured/train"))
+    merged = trained_part(BASE, {**_adapter("one_stage", where="runs/measured/train"), "adapter_merged": True})
+    assert "merged" not in lora["reflector_label"]
+    assert merged["reflector_label"] == lora["reflector_label"] + " (merged)"
+    on_base = trained_part({**_adapter("sft_qa", where="runs/measured/train"), "adapter_merged": True}, "base")
+    assert on_base["reflector_label"].endswith("(on the base) (merged)")
