@@ -10,9 +10,14 @@ are almost tied (README, "The measured leaderboard", says how often they did).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
+import sys
 from pathlib import Path
+from typing import Iterator
 
 from reflectevo.atomic_folder import replaced_on_success
 from reflectevo.embedded_model import cache_root, model_revision, resolve_model
@@ -39,21 +44,43 @@ def merged_model_folder(model: str, revision: str | None, adapter_name: str, ada
     target = cache_root() / "merged" / digest
     if (target / RECORD).is_file():
         return str(target)
+    # several processes of one launch (one per rank) may ask at once: one merges, the others wait for it
+    with _waiting_lock(target.parent / f"{digest}.lock"):
+        if not (target / RECORD).is_file():
+            print(f"reflectevo: merging adapter {adapter_name} into {model} (once; kept in {target})",
+                  file=sys.stderr, flush=True)
+            _merge(key, revision, adapter_folder, target)
+    return str(target)
+
+
+@contextlib.contextmanager
+def _waiting_lock(path: Path) -> Iterator[None]:
+    """An exclusive flock that waits for its holder (the OS drops it when a holder dies). The file
+    stays: unlinking it would let a waiter lock a file nobody else sees."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _merge(key: dict, revision: str | None, adapter_folder: str, target: Path) -> None:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = resolve_model(model)
-    torch_dtype = getattr(torch, dtype) if dtype and dtype != "auto" else "auto"
+    source = resolve_model(key["model"])
+    torch_dtype = "auto" if key["dtype"] == "auto" else getattr(torch, key["dtype"])
     try:
         base = AutoModelForCausalLM.from_pretrained(source, revision=revision, dtype=torch_dtype)
         merged = PeftModel.from_pretrained(base, adapter_folder).merge_and_unload()
     except Exception as exc:  # a wrong base, a damaged adapter: one line that names both
         first = str(exc).splitlines()[0] if str(exc) else ""
-        raise UserError(f"adapter {adapter_name}: cannot merge it into {model} "
+        raise UserError(f"adapter {key['adapter']}: cannot merge it into {key['model']} "
                         f"({type(exc).__name__}: {first})") from None
     with replaced_on_success(target) as work:
         merged.save_pretrained(work)
         AutoTokenizer.from_pretrained(source, revision=revision).save_pretrained(work)
         (Path(work) / RECORD).write_text(json.dumps({**key, "merged_by": "peft merge_and_unload"}, indent=1) + "\n")
-    return str(target)

@@ -75,7 +75,7 @@ def test_merge_is_made_once_and_a_retrained_adapter_gets_its_own(lora, merge_cac
                       lambda *a, **k: pytest.fail("merged again although the merge is cached"))
         assert _merge(lora) == first
     other = _random_lora(embedded_model_dir, tmp_path / "retrained", seed=1)
-    assert _merge(other) != first and len(list(merge_cache.iterdir())) == 2
+    assert _merge(other) != first and len([p for p in merge_cache.iterdir() if p.is_dir()]) == 2
     # a folder left by a killed merge (no record) is not taken for a finished one
     (Path(first) / merged_adapter.RECORD).unlink()
     assert _merge(lora) == first and (Path(first) / merged_adapter.RECORD).is_file()
@@ -89,7 +89,36 @@ def test_adapter_for_another_model_is_one_clear_error(merge_cache, tmp_path):
     (folder / "adapter_model.safetensors").write_bytes(b"")
     with pytest.raises(UserError, match=f"adapter {folder}: cannot merge it into smollm2-135m-instruct"):
         _merge(str(folder))
-    assert not merge_cache.exists() or not any(merge_cache.iterdir())  # nothing half-written
+    assert [p.suffix for p in merge_cache.iterdir()] == [".lock"]  # nothing half-written
+
+
+# two processes of one launch asking for the same merge at once
+MERGE_IN_A_PROCESS = """
+import sys
+from pathlib import Path
+from reflectevo_tasks import merged_adapter
+from reflectevo_tasks.engine import resolve_adapter
+merged_adapter.cache_root = lambda: Path(sys.argv[1])
+pinned = resolve_adapter(sys.argv[2], None)
+print(merged_adapter.merged_model_folder("smollm2-135m-instruct", None, pinned.name, pinned.folder, pinned.revision,
+                                         "float32"))
+"""
+
+
+@pytest.mark.slow
+def test_processes_asking_at_once_merge_once_and_share_it(lora, tmp_path):
+    import subprocess
+    import sys
+
+    cache = tmp_path / "shared-cache"
+    procs = [subprocess.Popen([sys.executable, "-c", MERGE_IN_A_PROCESS, str(cache), lora], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
+    (folder,) = {out.strip() for out, _ in outs}
+    assert sum("reflectevo: merging adapter" in err for _, err in outs) == 1  # the other waited and reused it
+    assert (Path(folder) / merged_adapter.RECORD).is_file()
+    assert sorted(p.name for p in (cache / "merged").iterdir() if not p.name.endswith(".lock")) == [Path(folder).name]
 
 
 def test_engine_serves_the_merged_adapter_with_the_same_greedy_replies(lora, merge_cache):
