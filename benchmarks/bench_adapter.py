@@ -4,7 +4,7 @@ The same BBH trial prompts (greedy) go through three engines built one after ano
 process: the plain model, the model with the adapter as LoRA, and the model with the adapter merged
 (reflectevo_tasks.merged_adapter, into a fresh cache folder so the merge itself is timed). Reported
 per engine: start seconds, generation wall seconds, generated tokens, tokens/s and seconds per
-prompt; for the merged engine the merge seconds too; and how many replies the merged engine shares
+prompt (the merged engine's start includes the merge); and how many replies the merged engine shares
 character for character with the LoRA one (float rounding may part them at near ties).
 
     REFLECTEVO_BBH_DIR=../shared/data/bbh .venv-vllm/bin/python benchmarks/bench_adapter.py \
