@@ -1,11 +1,12 @@
 """A LoRA adapter merged into its base model's weights, served as a plain model.
 
-Why: vLLM's CPU build runs a LoRA adapter about 4x slower per reply than the plain model (4.41x
-per prompt, benchmarks/bench_adapter.py in benchmarks/RESULTS.md, 2026-12-02), and an engine
-without LoRA kernels also scores prompts, which that build refuses with LoRA enabled. The merge is
-peft's own `merge_and_unload` (W + scale * B @ A), done once per (model, model revision, adapter revision, dtype) and kept in the cache; what comes out is the
-same function as base + adapter up to float rounding, so greedy replies can differ where two tokens
-are almost tied (README, "The measured leaderboard", says how often they did).
+Why: vLLM's CPU build runs a LoRA adapter about 4x slower per reply than the plain model (4.41x per
+prompt, benchmarks/bench_adapter.py in benchmarks/RESULTS.md, 2026-12-02), and an engine without
+LoRA kernels also scores prompts, which that build refuses with LoRA enabled. The merge is peft's
+own `merge_and_unload` (W + scale * B @ A), done once per (model, model revision, adapter revision,
+dtype) and kept in the cache; what comes out is the same function as base + adapter up to float
+rounding, so greedy replies can differ where two tokens are almost tied (README, "The measured
+leaderboard", says how often they did).
 """
 
 from __future__ import annotations
