@@ -4,7 +4,8 @@ pattern) and (b) plain batched generation of exactly the same prompts, on one en
     python benchmarks/bench_gen.py [--questions 32] [--dtype float32] [--batch-size 32] [--engine hf|vllm]
                                    [--parts pipeline,batched,single] [--profile] [--save F.json] [--against G.json]
 
-The pipeline runs on the first N questions of the BIG-bench pool. Its prompts (trial 1, reflection,
+The pipeline runs on the first N questions of BBH's generation pool (`bbh-pool`; runs saved before
+2026-12-06 used the BIG-bench pool and are not compared with these). Its prompts (trial 1, reflection,
 retry) are then replayed (b) as three plain batched engine calls and (a) one prompt per call on
 a sample of them; (a) is reported as tokens/s and extrapolated to the full workload. Greedy
 throughout (reflection temperature 0) so all three produce the same tokens. Peak RSS is read
@@ -40,7 +41,7 @@ from reflectevo_tasks.prompts import Prompt  # noqa: E402
 STAGES = ("trial", "reflection", "retry")
 PARTS = ("pipeline", "batched", "single")
 # what a saved run must share with another for their reflections/min to be compared
-SAME_WORKLOAD = ("questions", "max_new_tokens", "batch_size", "dtype", "reflections")
+SAME_WORKLOAD = ("source", "questions", "max_new_tokens", "batch_size", "dtype", "reflections")
 
 
 class TimedEngine:
@@ -239,8 +240,8 @@ def main() -> None:
     total_tokens = sum(s["generated_tokens"] for s in shapes.values())
     reflections = shapes["reflection"]["prompts"]
     result = {
-        "engine": args.engine, "questions": args.questions, "dtype": args.dtype, "batch_size": args.batch_size,
-        "max_new_tokens": cap, "machine": cpu_description(), "load_before": load_before,
+        "engine": args.engine, "source": GenConfig.source, "questions": args.questions, "dtype": args.dtype,
+        "batch_size": args.batch_size, "max_new_tokens": cap, "machine": cpu_description(), "load_before": load_before,
         "vllm_scheduler": vllm_scheduler(engine.lm) if args.engine == "vllm" else None,
         "engine_start_s": round(start.seconds, 1),
         "prompts": sum(s["prompts"] for s in shapes.values()), "reflections": reflections, "generated_tokens": total_tokens,

@@ -18,11 +18,17 @@ Results formats: scorer version 2 (`config.reflectevo.scoring`) records per atte
 wrong with a readable answer, "n" no answer, at the strict (headline) and the flexible level;
 version 1 (no "scoring") records "1"/"0" at the old scorer only, so its flexible level and its
 per-item no-answer split show "–". Rows of different scorer versions are never compared.
+
+A row that runs an adapter trained here is checked against what the adapter trained on (the
+`training_items` of its provenance, by question id and by normalised text): a row trained on some of
+its evaluation items is marked, and so is every comparison it is in; a row whose adapter did not
+record its training items says so.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import re
@@ -31,12 +37,16 @@ from dataclasses import dataclass, fields
 from pathlib import Path, PurePosixPath
 
 from reflectevo.errors import UserError
+from reflectevo_tasks import bbh_split
 from reflectevo_tasks.bbh import TWO_ANSWER_SUBTASKS
 # modes where only items wrong at trial 1 get a second attempt: nothing right can break, Δ >= 0
 from reflectevo_tasks.protocol import GATED
 from reflectevo_tasks.stats import items_needed, min_detectable_difference, paired_difference, wilson_interval
 
-PREFIXES = ("reflectevo_bbh_fewshot_", "reflectevo_bbh_")
+# task-name prefix -> the group that runs all 27 (longest prefix first: every name starts with the last)
+FAMILIES = {"reflectevo_bbh_fewshot_": "reflectevo_bbh_fewshot", "reflectevo_bbh_test_": "reflectevo_bbh_test",
+            "reflectevo_bbh_": "reflectevo_bbh"}
+PREFIXES = tuple(FAMILIES)
 MODES = ("single", "retry_only", "oracle", "intrinsic")
 REFLECTION_VS_RETRY = "reflection against retry-only"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -382,9 +392,12 @@ def row_from_results(path: str | Path, data: dict | None = None) -> dict:
         "base_model": base.get("model"), "base_revision": base.get("model_revision"),
         "base_adapter": base.get("adapter"), "base_adapter_revision": base.get("adapter_revision"),
         "reflector": prov.get("reflector"), **trained_part(base, prov.get("reflector")),
+        **train_eval_overlap(data["config"]["reflectevo"], where),
         "mode": mode, "one_stage": proto.get("one_stage"),
         "instruction": (proto.get("instruction") or {}).get("id"),
         "fewshot": any(_subtask(t)[1] for t in data.get("results", {}) if _subtask(t)),
+        # which BBH items: the test split (reflectevo_bbh_test) or all of BBH
+        "split": "test" if any(t.startswith("reflectevo_bbh_test_") for t in data.get("results", {})) else "all",
         "scorer_version": version,
         "headline_level": (prov.get("scoring") or {}).get("headline", "strict") if version >= 2 else "v1 scorer",
         "datasets": sorted({json.dumps({k: v for k, v in d.items() if k != "docs"}, sort_keys=True)
@@ -470,7 +483,7 @@ def comparison(rows: list[dict], outcomes: list[dict | None], b: int, a: int, wh
     if set(ob) != set(oa):
         raise UserError(f"{names} were not run on the same items (same tasks, dataset revisions and docs)")
     out = {"row": b + 1, "against": a + 1, "row_file": rows[b]["results_file"], "against_file": rows[a]["results_file"],
-           "why": why, **_paired_stats(ob, oa, list(oa)), "without_two_answer": None}
+           "why": why, **_paired_stats(ob, oa, list(oa)), "without_two_answer": None, **_comparison_overlap(rows, b, a)}
     kept = [k for k in oa if not _two_answer((_subtask(k[0]) or (k[0], False))[0])]
     if kept and len(kept) < len(oa):
         out["without_two_answer"] = _paired_stats(ob, oa, kept)
@@ -568,6 +581,123 @@ def trained_part(base: dict, reflector) -> dict:
             "train_command": training.get("command")}
 
 
+# ---------------------------------------------------------------- trained on what it is evaluated on
+
+def _trainings(prov: dict) -> list[dict]:
+    """The training record of every adapter trained here that the row runs: on the base, as reflector, or both."""
+    used = [prov.get("base"), prov.get("reflector")]
+    return [w["adapter_training"] for w in used
+            if isinstance(w, dict) and w.get("adapter") and isinstance(w.get("adapter_training"), dict)]
+
+
+def _items_of_local_data(training: dict) -> dict | None:
+    """training_items read from the training file itself, for an adapter trained before they were
+    recorded: only a file inside this checkout whose sha256 is the revision the adapter recorded."""
+    name, revision = training.get("dataset"), str(training.get("dataset_revision") or "")
+    if not isinstance(name, str) or Path(name).is_absolute() or not revision.startswith("sha256:"):
+        return None
+    path = REPO_ROOT / name
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if "sha256:" + hashlib.sha256(data).hexdigest() != revision:
+        return None
+    try:
+        rows = [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+    except ValueError:
+        return None
+    return bbh_split.training_items([r for r in rows if isinstance(r, dict)])
+
+
+# question-id prefix -> the question pool it comes from
+_POOLS = {"bbh": "BBH generation pool (bbh-pool)", "bigbench": "BIG-bench pool (bigbench==1.0.0, before the BBH split)"}
+
+
+def _pool_of(recorded: list[dict]) -> str:
+    """Which question pool a row's training data came from, by its question ids."""
+    prefixes = {i.split("/", 1)[0] for r in recorded for i in r.get("question_ids") or ()}
+    names = sorted(_POOLS.get(p, p) for p in prefixes)
+    return " + ".join(names) if names else "unknown"
+
+
+def evaluated_items(prov: dict, where: str) -> set[str] | None:
+    """The BBH ids (bbh/<subtask>/<index>) of the items a results file measured, from its per-item
+    outcomes; None for a file without them. The plugin keys the outcomes by question id; a bare doc
+    id is the item's index in its subtask, in every reflectevo_bbh task family."""
+    codes = _codes(prov, "outcomes", where)
+    if codes is None:
+        return None
+    items = set()
+    for task, docs in codes.items():
+        parsed = _subtask(task)
+        if parsed is not None:
+            items.update(d if str(d).startswith("bbh/") else f"bbh/{parsed[0]}/{d}" for d in docs)
+    return items
+
+
+def _overlap_count(evaluated: set[str], recorded: list[dict]) -> int:
+    """Evaluated items trained on by id, or by normalised text (BBH repeats some questions under other ids,
+    and a dataset may copy a question under its own id)."""
+    ids = {i for r in recorded for i in r.get("question_ids") or ()}
+    hashes = {h for r in recorded for h in r.get("text_sha256") or ()}
+    return sum(i in ids or bbh_split.item_text_hash(i) in hashes for i in evaluated)
+
+
+def train_eval_overlap(prov: dict, where: str) -> dict:
+    """For a row that runs an adapter trained here: how many of its evaluated items that adapter trained on,
+    and whether that could be checked in full (`train_eval_overlap_why` says why not). Nothing for a row
+    without such an adapter, whose record stays as it was."""
+    trainings = _trainings(prov)
+    if not trainings:
+        return {}
+    recorded = [t.get("training_items") or _items_of_local_data(t) for t in trainings]
+    evaluated = evaluated_items(prov, where)
+    why = ("training items not recorded" if not all(isinstance(r, dict) for r in recorded)
+           else "evaluated items not recorded (no per-item outcomes)" if evaluated is None else None)
+    if why:
+        return {"train_eval_overlap": None, "train_eval_overlap_checked": False, "train_eval_overlap_why": why}
+    out = {"train_eval_overlap": _overlap_count(evaluated, recorded), "train_eval_overlap_checked": True,
+           "train_pool": _pool_of(recorded)}
+    if not all(r.get("complete", True) for r in recorded):  # what is listed is a lower bound
+        out.update(train_eval_overlap_checked=False, train_eval_overlap_why="training items partly recorded")
+    return out
+
+
+def _overlapping(r: dict) -> bool:
+    return bool(r.get("train_eval_overlap"))
+
+
+def _overlap_warning(r: dict) -> str:
+    return f"⚠ trained on {r['train_eval_overlap']} of its {r['n']} evaluation items"
+
+
+def _overlap_notes(rows: list[dict]) -> list[str]:
+    """One line per row that runs an adapter trained here and either trained on its evaluation items or
+    could not be checked; nothing for the others."""
+    out = []
+    for i, r in enumerate(rows, 1):
+        if _overlapping(r):
+            out.append(f"- #{i} {_label(r)}: {_overlap_warning(r)} (the same id or the same normalised question "
+                       "text), so its scores are not measured on held-out items; every comparison with it is flagged.")
+        elif r.get("train_eval_overlap_why"):
+            what = r["train_eval_overlap_why"]
+            if r["train_eval_overlap"] is None:
+                out.append(f"- #{i} {_label(r)}: {what}, so whether its adapter was trained on its evaluation "
+                           "items is not checked.")
+            else:
+                out.append(f"- #{i} {_label(r)}: {what}; none of its evaluation items is among those recorded.")
+        elif r.get("train_eval_overlap_checked"):
+            out.append(f"- #{i} {_label(r)}: trained on the {r['train_pool']}; none of its {r['n']} evaluation items "
+                       "is among its training items (checked by id and by normalised question text).")
+    return out
+
+
+def _comparison_overlap(rows: list[dict], b: int, a: int) -> dict:
+    """Marks a comparison that involves a row trained on its evaluation items; nothing otherwise."""
+    return {"overlap": True} if _overlapping(rows[b]) or _overlapping(rows[a]) else {}
+
+
 def _command(cfg: dict, data: dict) -> str:
     args = cfg.get("model_args")
     if isinstance(args, str):
@@ -579,7 +709,7 @@ def _command(cfg: dict, data: dict) -> str:
     from reflectevo_tasks.bbh import SUBTASKS
 
     groups = []
-    for prefix, group in ((PREFIXES[0], "reflectevo_bbh_fewshot"), (PREFIXES[1], "reflectevo_bbh")):
+    for prefix, group in FAMILIES.items():
         mine = [t for t in tasks if t.startswith(prefix) and t not in groups]
         tasks = [t for t in tasks if t not in mine]
         if len(mine) == len(SUBTASKS):
@@ -667,6 +797,7 @@ def _notes(rows: list[dict]) -> list[str]:
         "- Detectable: the smallest difference the exact test finds 80% of the time at this N, given the observed "
         "number of items that differ (– when fewer than 6 differ: no split of so few reaches p < 0.05). A "
         "difference smaller than that is no evidence of no difference.",
+        *_overlap_notes(rows),
     ]
 
 
@@ -677,7 +808,8 @@ def markdown(rows: list[dict], compared: list[dict] = (), skipped: list[str] = (
     for i, r in enumerate(rows, 1):
         data = f"{r['train_data']}@{_short(r['train_data_revision'])}" if r["train_data"] else "–"
         scorer = f"v{r['scorer_version']}" + (f" ({r['headline_level']})" if r["scorer_version"] >= 2 else "")
-        out.append(f"| {i} | {r['base_model']} ({_short(r['base_revision'])}) | {r['reflector_label']} | {r['setting'] or '–'} | "
+        setting = (r["setting"] or "–") + (f" {_overlap_warning(r)}" if _overlapping(r) else "")
+        out.append(f"| {i} | {r['base_model']} ({_short(r['base_revision'])}) | {r['reflector_label']} | {setting} | "
                    f"{data} | {_mode(r)} | {r['instruction']} | {scorer} | {r['n']} | {_pct(r['acc_t1'], r['acc_t1_ci'])} | "
                    f"{_pct(r['acc_t2'], r['acc_t2_ci'])} |")
     out += ["", "## Accuracy", "",
@@ -752,8 +884,9 @@ def _comparison_lines(rows: list[dict], compared: list[dict], skipped: list[str]
     for c in compared:
         row, against = rows[c["row"] - 1], rows[c["against"] - 1]
         pools = [("all", c)] + ([("w/o two-answer", c["without_two_answer"])] if c.get("without_two_answer") else [])
+        why = c["why"] + (" ⚠ trained on evaluation items" if c.get("overlap") else "")
         for items, s in pools:
-            out.append(f"| #{c['row']} {_label(row)} | #{c['against']} {_label(against)} | {c['why']} | {items} | {s['n']} | "
+            out.append(f"| #{c['row']} {_label(row)} | #{c['against']} {_label(against)} | {why} | {items} | {s['n']} | "
                        f"{_pct(s['final'])} | {_pct(s['final_against'])} | {_pct(s['difference'], s['difference_ci'])} | "
                        f"{_p(s['p_value'])} | {s['only_row']} | {s['only_against']} | {_noise(s['within_noise'])} | "
                        f"{_pm(s['detectable'])} |")
@@ -763,6 +896,11 @@ def _comparison_lines(rows: list[dict], compared: list[dict], skipped: list[str]
         if c["why"] != REFLECTION_VS_RETRY and _mode(row) != _mode(against) and _model(row) != _model(against):
             out.append(f"- #{c['row']} against #{c['against']}: the rows differ in protocol ({_mode(row)} vs "
                        f"{_mode(against)}) as well as in model, so the difference is not the model's alone.")
+    for c in compared:
+        if c.get("overlap"):
+            which = [f"#{n}" for n in (c["row"], c["against"]) if _overlapping(rows[n - 1])]
+            out.append(f"- ⚠ #{c['row']} against #{c['against']}: {' and '.join(which)} trained on some of the items "
+                       "compared, so the difference is not measured on held-out items.")
     for c in compared:
         if c["within_noise"] and c["items_needed"]:
             out.append(f"- #{c['row']} against #{c['against']}: to see a difference of {100 * abs(c['difference']):.1f} "

@@ -19,6 +19,10 @@
 #        answer): the control for one_stage, which is evaluated that way;
 #   6-10 oracle mode after training on data generated from the BIG-bench pool (never BBH):
 #        one_stage, two_stage, dpo_pm, dpo_pref as the reflector, and sft_qa as the answering model.
+#        Their committed training data (leaderboards/measured/training-data) came from that pool, whose
+#        archive a fresh machine can no longer download; were it deleted, `gen run` below would draw from
+#        today's default, BBH's generation pool (bbh-pool), whose items are disjoint from the first
+#        $LIMIT items of each subtask evaluated here (they lie in BBH's test split).
 # Resumable across sessions: a row's output is its results file in leaderboards/measured; inside a
 # row the plugin keeps every finished chunk of $CHUNK docs in $RESUME/<row> (resume=), and those
 # chunks are committed too, so a killed row, or one cut off by the end of a session, resumes on a
@@ -153,8 +157,8 @@ done
 # sports_understanding from 5% to 60% that way): against this row, one_stage's Δ is the training's
 evaluate base-one_stage "mode=oracle,one_stage=true,$SHARED"
 
-# training data: BIG-bench pool (BBH items excluded by construction), the project's default settings
-# except:
+# training data: the committed rows' came from the BIG-bench pool (BBH items excluded by construction);
+# generated anew it comes from the default source, bbh-pool. The project's default settings except:
 # - the token caps, which match the evaluation's;
 # - 4 reflections per instruction (8 per failed question, not 4): D± and Dpref need fixing
 #   reflections on the same question, and this model fixes few of its failures on retry;

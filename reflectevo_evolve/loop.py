@@ -8,7 +8,8 @@ Round r reflects with round r-1's adapter (round 1 with the base model), curates
 D+ / D± / Dpref / sft_qa, publishes them as dataset `<namespace>/<name>-data` tag `round-r`, trains
 the configured setting on exactly that revision, publishes the adapter as
 `<namespace>/<name>-<setting>` tag `round-r`, and evaluates it with `lm_eval --model reflectevo
---tasks reflectevo_bbh`. Every results file becomes a leaderboard row (`<workdir>/leaderboard`).
+--tasks reflectevo_bbh_test` (BBH's test split, which generation never draws from). Every results
+file becomes a leaderboard row (`<workdir>/leaderboard`).
 
 Every step is resumable: a finished step leaves `<workdir>/round-r/<step>.json`; re-running the same
 command skips finished steps (generation also resumes inside a step, chunk by chunk).
@@ -50,7 +51,7 @@ LOOP_OWNED = {"gen": {"output", "reflector_peft", "reflector_peft_revision"},
               "train": {"dataset", "output_dir", "push_to_repo", "push_tag", "hub_endpoint", "init_adapter"}}
 # engine: the lm-eval model's `base` (hf, or vllm where the vLLM environment exists)
 EVAL_DEFAULTS = {"engine": "hf", "mode": "oracle", "limit": 1, "batch_size": 16, "device": "cpu", "dtype": "float32",
-                 "instruction": None, "tasks": "reflectevo_bbh", "model_args": "", "chunk_size": 64}
+                 "instruction": None, "tasks": "reflectevo_bbh_test", "model_args": "", "chunk_size": 64}
 
 
 @dataclass
@@ -339,7 +340,7 @@ def eval_model_args(cfg: LoopConfig, adapter: dict | None, folder: Path) -> str:
 
 
 def evaluate(cfg: LoopConfig, folder: Path, adapter: dict | None, endpoint: str) -> dict:
-    """`lm_eval --model reflectevo … --tasks reflectevo_bbh` in a subprocess, as a user would run it."""
+    """`lm_eval --model reflectevo … --tasks reflectevo_bbh_test` in a subprocess, as a user would run it."""
     ev = {**EVAL_DEFAULTS, **cfg.eval}
     out = folder / "eval"
     cmd = [str(Path(sys.executable).with_name("lm_eval")), "--model", "reflectevo",

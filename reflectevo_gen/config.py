@@ -13,7 +13,7 @@ from reflectevo.errors import UserError
 @dataclass
 class GenConfig:
     output: str = field(default="runs/gen", metadata={"help": "output folder (resumable)"})
-    source: str = field(default="bigbench", metadata={"help": "question source: bigbench[:task,…], bbh[:subtask,…] or a dataset spec .yaml"})
+    source: str = field(default="bbh-pool", metadata={"help": "question source: bbh-pool[:subtask,…] (BBH's generation pool, disjoint from its test split), bigbench[:task,…] (opt-in, needs the archive) or a dataset spec .yaml; items of BBH's test split are refused"})
     answer_kinds: str | None = field(default=None, metadata={"help": "keep only questions with these answer kinds, comma-separated (choice, yes_no, true_false, valid_invalid, integer, dyck, word_sort, free_text); --limit counts the kept ones"})
     question_ids: str | None = field(default=None, metadata={"help": "keep only these questions: ids comma-separated, or @file with one id per line (e.g. to regenerate a slice of an earlier run); --limit counts the kept ones"})
     limit: int | None = field(default=None, metadata={"help": "use the first N questions of the source"})
@@ -39,7 +39,7 @@ class GenConfig:
     trial_max_new_tokens: int = field(default=256, metadata={"help": "max new tokens of trial 1 and of the retry (greedy)"})
     seed: int = field(default=0, metadata={"help": "seed of reflection sampling (per chunk, so resumes repeat it)"})
     chunk_size: int = field(default=32, metadata={"help": "questions per atomically written chunk"})
-    bbh_dir: str | None = field(default=None, metadata={"help": "local BBH folder (for source bbh and for pool exclusion)"})
+    bbh_dir: str | None = field(default=None, metadata={"help": "local BBH folder (default: REFLECTEVO_BBH_DIR, else the Hub)"})
 
     def shard_parts(self) -> tuple[int, int]:
         try:

@@ -31,7 +31,7 @@ from pathlib import Path
 from reflectevo.errors import UserError
 from reflectevo.chunk_store import read_records, write_atomic
 from reflectevo_tasks import prompts
-from reflectevo_tasks import answers, leaks
+from reflectevo_tasks import answers, bbh_split, leaks
 from reflectevo_tasks.answers import CORRECT
 from reflectevo_tasks.questions import Question
 
@@ -169,6 +169,8 @@ def margin_noise(records: list[dict], engine, options: CurateOptions | None = No
     by_q: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         by_q[r["question_id"]].append(r)
+    # a run made before the split, or records put together by hand, must not turn test items into training data
+    bbh_split.refuse_test_items([_question(recs[0]) for recs in by_q.values()], "curation input")
     requests, owners = [], []
     for qid in sorted(by_q):
         q = _question(by_q[qid][0])
@@ -228,6 +230,8 @@ def curate(records: list[dict], options: CurateOptions | None = None, engine=Non
     by_q: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         by_q[r["question_id"]].append(r)
+    # a run made before the split, or records put together by hand, must not turn test items into training data
+    bbh_split.refuse_test_items([_question(recs[0]) for recs in by_q.values()], "curation input")
     out = {c: [] for c in CONFIGS}
     out["raw"] = [_flatten_raw(r) for r in records]
     counts = {"leaked_by_kind": defaultdict(int), "reflections_by_kind": defaultdict(int), "d_plus_duplicates": 0,
@@ -337,6 +341,8 @@ def statistics(records: list[dict], drops: dict, opts: CurateOptions) -> dict:
             "share_fixed": round(total_fixed / total_refl, 3) if total_refl else 0.0,
             "leaking_reflections_dropped": sum(drops["leaks_by_kind"].values()), **drops,
             "leak_filter": leak_filter_error(),
+            # curate() refused any record of BBH's test split, so no row here is an evaluation item
+            "bbh_split": bbh_split.describe(),
             # every fixed / not fixed verdict above is this scorer's (answers.score, the headline level)
             "scoring_version": answers.SCORING_VERSION, "scoring_level": answers.HEADLINE,
             "options": {"max_pairs": opts.max_pairs, "near_duplicate": opts.near_duplicate, "ranking": opts.ranking,

@@ -17,7 +17,7 @@ from pathlib import Path
 from reflectevo.errors import UserError
 from reflectevo_gen.config import GenConfig
 from reflectevo.chunk_store import FolderLock, RecordStore, claim_folder, write_atomic
-from reflectevo_tasks import protocol
+from reflectevo_tasks import bbh_split, protocol
 from reflectevo_tasks.answers import CORRECT, score
 from reflectevo_tasks.engine import Engine, EngineConfig, Sampling, engine_pair, parse_model_args
 from reflectevo_tasks.instructions import Instruction, load_pool
@@ -90,6 +90,7 @@ def samplings(cfg: GenConfig) -> dict[str, Sampling]:
 def plan_questions(cfg: GenConfig) -> tuple[list[Question], list[str]]:
     """The questions of this shard, in the source's order, and the rejected-row messages."""
     report = load_questions(cfg.source, cfg.limit, cfg.bbh_dir, kinds=cfg.answer_kinds, ids=cfg.question_ids)
+    bbh_split.refuse_test_items(report.questions, cfg.source)
     shard = cfg.shard_parts()
     return [q for q in report.questions if in_shard(q.id, shard)], report.rejected
 

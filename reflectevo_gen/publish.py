@@ -66,6 +66,10 @@ trial 1 and the reflection in context (greedy).
 
 {stats_markdown(stats, counts)}
 
+## Evaluation split
+
+{split_notes(stats)}
+
 ## What curation dropped
 
 {curation_notes(stats)}
@@ -78,6 +82,17 @@ trial 1 and the reflection in context (greedy).
 - exact command: `{command}`
 """
     return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n" + body
+
+
+def split_notes(stats: dict) -> str:
+    """Which BBH items evaluation keeps for itself: curation refused them, so the card can say so."""
+    split = stats.get("bbh_split")
+    if not split:
+        return "Not recorded (curated before the BBH split existed)."
+    return (f"No row is an item of BBH's test split `{split['split']}` version {split['version']} "
+            f"(rule sha256 `{split['rule_sha256'][:16]}…`; {split['test_items']} test items, {split['pool_items']} "
+            f"pool items): generation and curation refuse test items by id and by normalised text. "
+            f"Rule: {split['rule']}.")
 
 
 def curation_notes(stats: dict) -> str:

@@ -1,8 +1,14 @@
-"""The default question pool for generating training data: BIG-bench (Apache-2.0).
+"""An opt-in question pool from BIG-bench (Apache-2.0); the default pool is `bbh-pool`.
 
-BIG-bench ships its tasks as `task.json` files inside the PyPI sdist `bigbench==1.0.0`. We fetch
-that archive once (checking its sha256), extract only the `task.json` files into the cache, and
-build a pool file from them:
+BIG-bench ships its tasks as `task.json` files inside the sdist `bigbench-1.0.0.tar.gz`. Package
+indexes no longer serve that file (PyPI keeps only a stub `bigbench 0.0.1`), so this source works
+only where the archive can be had: set REFLECTEVO_BIGBENCH_SDIST to a local copy, or point
+PIP_INDEX_URL at an index that still lists it. Without either, use the default source `bbh-pool`
+(BBH's generation pool) or a column-mapped dataset spec `.yaml` (see `reflectevo_tasks.custom`).
+
+The archive's sha256 is checked, only its `task.json` files are extracted into the cache, and a
+pool file is built from them (`build_pool` also takes any folder of task.json files in the same
+layout, which is how the tests build a pool without the archive):
 
 - multiple-choice items are rendered in BBH's style (`Options:` then `(A) …`), options in a
   fixed pseudo-random order (many BIG-bench tasks list the right answer first); items whose
@@ -12,8 +18,9 @@ build a pool file from them:
   no training pool contains an evaluation item (word 8-gram overlap, see `BBHFilter`);
 - each item records its source task and its index in that task's `examples` list.
 
-Questions longer than `max_chars` (1,200 by default) are left out. The pool takes up to `per_task` items per task file, chosen by a stable hash, and interleaves
-tasks so that the first N items of the pool cover as many tasks as possible.
+Questions longer than `max_chars` (1,200 by default) are left out. The pool takes up to `per_task`
+items per task file, chosen by a stable hash, and interleaves tasks so that the first N items of the
+pool cover as many tasks as possible.
 """
 
 from __future__ import annotations
@@ -37,10 +44,12 @@ from reflectevo_tasks.questions import Question
 
 SDIST_NAME = "bigbench-1.0.0.tar.gz"
 SDIST_SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
-ENV_SDIST = "REFLECTEVO_BIGBENCH_SDIST"  # a local copy of the archive, for machines without PyPI
+ENV_SDIST = "REFLECTEVO_BIGBENCH_SDIST"  # a local copy of the archive, for machines without an index serving it
+SDIST_TASKS_PREFIX = "bigbench-1.0.0/bigbench/benchmark_tasks/"
 POOL_VERSION = "2"
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _GENERIC_INPUT_PREFIXES = {"", "q:", "question:", "input:", "q", "context:"}
+_COMPLETE = ".complete"
 
 
 def bigbench_dir() -> Path:
@@ -48,6 +57,16 @@ def bigbench_dir() -> Path:
 
 
 # ---------------------------------------------------------------- fetching the archive
+
+def _ways_out() -> str:
+    return (f"the BIG-bench pool is opt-in: set {ENV_SDIST} to a local copy of {SDIST_NAME} "
+            f"(sha256 {SDIST_SHA256}), or use the source `bbh-pool` (the default, BBH's generation pool) "
+            f"or a column-mapped dataset spec .yaml (see reflectevo_tasks/custom.py)")
+
+
+class _Unavailable(Exception):
+    """The index cannot give us the archive; fetch_sdist turns this into the one UserError."""
+
 
 def _index_url() -> str:
     return os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
@@ -61,57 +80,81 @@ def _sdist_url() -> str:
         with urllib.request.urlopen(req, timeout=60) as resp:
             data = json.loads(resp.read())
     except Exception as exc:
-        raise UserError(f"cannot reach the package index at {url} ({exc}); download {SDIST_NAME} "
-                        f"elsewhere and set {ENV_SDIST} to its path") from None
-    for f in data.get("files", []):
-        if f.get("filename") == SDIST_NAME:
+        raise _Unavailable(f"cannot read the package index at {url} ({type(exc).__name__}: {exc})") from None
+    files = data.get("files") if isinstance(data, dict) else None
+    for f in files if isinstance(files, list) else ():
+        if isinstance(f, dict) and f.get("filename") == SDIST_NAME and f.get("url"):
             return f["url"]
-    raise UserError(f"{url}: {SDIST_NAME} not listed by the package index")
+    raise _Unavailable(f"{url}: {SDIST_NAME} not listed by the package index")
+
+
+def _download(url: str, path: Path) -> None:
+    tmp = path.with_suffix(".part")
+    try:
+        with urllib.request.urlopen(url, timeout=600) as resp, open(tmp, "wb") as out:
+            shutil.copyfileobj(resp, out, 1 << 20)
+        os.replace(tmp, path)
+    except Exception as exc:  # URLError, HTTPError, a connection cut mid-body: all mean "not from here"
+        tmp.unlink(missing_ok=True)
+        raise _Unavailable(f"downloading {url} failed ({type(exc).__name__}: {exc})") from None
 
 
 def fetch_sdist(dest_dir: Path) -> Path:
-    """The verified archive: from $REFLECTEVO_BIGBENCH_SDIST, or downloaded from the index."""
+    """The verified archive: from $REFLECTEVO_BIGBENCH_SDIST, or downloaded from the index once."""
     local = os.environ.get(ENV_SDIST)
+    downloaded = False
     if local:
         path = Path(local).expanduser()
         if not path.is_file():
-            raise UserError(f"{path}: no such file (set by {ENV_SDIST})")
+            raise UserError(f"{path}: no such file (set by {ENV_SDIST}); {_ways_out()}")
     else:
         dest_dir.mkdir(parents=True, exist_ok=True)
         path = dest_dir / SDIST_NAME
         if not path.is_file():
-            tmp = path.with_suffix(".part")
-            with urllib.request.urlopen(_sdist_url(), timeout=600) as resp, open(tmp, "wb") as out:
-                shutil.copyfileobj(resp, out, 1 << 20)
-            os.replace(tmp, path)
+            try:
+                _download(_sdist_url(), path)
+            except _Unavailable as exc:
+                raise UserError(f"{SDIST_NAME} is not available: {exc}; {_ways_out()}") from None
+            downloaded = True
     digest = file_sha256(path)
     if digest != SDIST_SHA256:
+        if downloaded:
+            path.unlink()  # a bad download kept in the cache would fail every later run the same way
         raise UserError(f"{path}: sha256 {digest} does not match the published {SDIST_SHA256}")
     return path
 
 
+def extract_tasks(archive: Path, target: Path, prefix: str = SDIST_TASKS_PREFIX, verified_sha256: str = "") -> Path:
+    """Extract only the task.json files under `prefix` of a .tar.gz into `target`, laid out as
+    <task>[/<subtask>]/task.json, replacing `target` in one rename. The archive is not verified
+    here, so tests can extract an archive they wrote; fetch_sdist checks the real one."""
+    with replaced_on_success(Path(target), ".extract-") as work:
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                for member in tar:
+                    if not (member.isfile() and member.name.startswith(prefix) and member.name.endswith("/task.json")):
+                        continue
+                    rel = Path(member.name[len(prefix):])
+                    if ".." in rel.parts or rel.is_absolute():
+                        continue  # a crafted archive must not write outside the target
+                    out = work / rel
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    with tar.extractfile(member) as src, open(out, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise UserError(f"{archive}: cannot extract task.json files ({type(exc).__name__}: {exc})") from None
+        # tasks_dir reuses only a folder with this marker; it holds the archive's checked sha256, empty if unchecked
+        (work / _COMPLETE).write_text(verified_sha256)
+    return Path(target)
+
+
 def tasks_dir() -> Path:
-    """Folder of extracted task.json files (<task>[/<subtask>]/task.json), extracting on first use."""
+    """The cached folder of BIG-bench task.json files, fetched, verified and extracted on first use."""
     root = bigbench_dir()
     target = root / "tasks"
-    if (target / ".complete").is_file():
+    if (target / _COMPLETE).is_file():
         return target
-    archive = fetch_sdist(root)
-    with replaced_on_success(target, ".extract-") as work:
-        prefix = "bigbench-1.0.0/bigbench/benchmark_tasks/"
-        with tarfile.open(archive, "r:gz") as tar:
-            for member in tar:
-                if not (member.isfile() and member.name.startswith(prefix) and member.name.endswith("/task.json")):
-                    continue
-                rel = Path(member.name[len(prefix):])
-                if ".." in rel.parts:
-                    continue
-                out = work / rel
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with tar.extractfile(member) as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-        (work / ".complete").write_text(SDIST_SHA256)
-    return target
+    return extract_tasks(fetch_sdist(root), target, verified_sha256=SDIST_SHA256)
 
 
 # ---------------------------------------------------------------- rendering items
@@ -252,8 +295,8 @@ class PoolInfo:
     manifest: dict
 
 
-def pool_path(per_task: int) -> Path:
-    return bigbench_dir() / f"pool-v{POOL_VERSION}-per{per_task}.jsonl"
+def pool_path(per_task: int, pool_dir: str | os.PathLike | None = None) -> Path:
+    return Path(pool_dir if pool_dir is not None else bigbench_dir()) / f"pool-v{POOL_VERSION}-per{per_task}.jsonl"
 
 
 def _iter_task_files(root: Path):
@@ -261,14 +304,30 @@ def _iter_task_files(root: Path):
         yield "/".join(path.relative_to(root).parts[:-1]), path
 
 
-def build_pool(per_task: int = 50, bbh_folder=None, max_options: int = 10, max_chars: int = 1200) -> PoolInfo:
-    """Write the pool file (atomically) and its manifest; reuse them when already built."""
-    path = pool_path(per_task)
+def build_pool(per_task: int = 50, bbh_folder=None, max_options: int = 10, max_chars: int = 1200,
+               tasks_folder: str | os.PathLike | None = None,
+               pool_dir: str | os.PathLike | None = None) -> PoolInfo:
+    """Write the pool file (atomically) and its manifest; reuse them when already built.
+
+    `tasks_folder` is a folder of <task>[/<subtask>]/task.json files to build from (default: the
+    cached BIG-bench archive, fetched on first use). `pool_dir` is where the pool and its manifest
+    go: by default the cache for the archive, and `tasks_folder` itself for a folder given here, so
+    a pool built from other files never stands in for the real one.
+    """
+    from_archive = tasks_folder is None
+    if pool_dir is None and not from_archive:
+        pool_dir = tasks_folder
+    path = pool_path(per_task, pool_dir)
     manifest_path = path.with_suffix(".manifest.json")
     if path.is_file() and manifest_path.is_file():
         manifest = json.loads(manifest_path.read_text())
         return PoolInfo(path, manifest["items"], manifest["tasks"], manifest["excluded_bbh"], manifest)
-    root = tasks_dir()
+    if from_archive:
+        root = tasks_dir()
+    else:
+        root = Path(tasks_folder).expanduser()
+        if not root.is_dir():
+            raise UserError(f"{root}: no such folder of BIG-bench task.json files")
     flt = bbh_filter(bbh_folder)
     chosen: list[tuple[int, int, Question]] = []
     excluded = 0
@@ -297,6 +356,7 @@ def build_pool(per_task: int = 50, bbh_folder=None, max_options: int = 10, max_c
         if taken:
             per_task_counts[task] = taken
     chosen.sort(key=lambda x: (x[0], x[1]))  # round-robin across tasks
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for _, _, q in chosen:
@@ -305,18 +365,26 @@ def build_pool(per_task: int = 50, bbh_folder=None, max_options: int = 10, max_c
         os.fsync(f.fileno())
     os.replace(tmp, path)
     manifest = {
-        "pool_version": POOL_VERSION, "source": "bigbench==1.0.0", "sdist_sha256": SDIST_SHA256,
+        "pool_version": POOL_VERSION,
+        "source": "bigbench==1.0.0" if from_archive else f"task.json files in {root}",
+        "sdist_sha256": SDIST_SHA256 if from_archive else None,
         "license": "Apache-2.0", "per_task": per_task, "max_options": max_options, "max_chars": max_chars,
         "items": len(chosen), "tasks": len(per_task_counts), "excluded_bbh": excluded,
         "items_per_task": per_task_counts, "pool_sha256": file_sha256(path),
     }
-    manifest_path.write_text(json.dumps(manifest, indent=1))
+    # the manifest is what marks the pool as built: it too appears whole or not at all
+    tmp_manifest = manifest_path.with_suffix(".tmp")
+    tmp_manifest.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp_manifest, manifest_path)
     return PoolInfo(path, len(chosen), len(per_task_counts), excluded, manifest)
 
 
 def load_pool(limit: int | None = None, per_task: int = 50, tasks: list[str] | None = None,
-              keep: Callable[[Question], bool] | None = None) -> list[Question]:
-    info = build_pool(per_task)
+              keep: Callable[[Question], bool] | None = None, bbh_folder=None,
+              tasks_folder: str | os.PathLike | None = None,
+              pool_dir: str | os.PathLike | None = None) -> list[Question]:
+    """Pool items in pool order; `tasks` keeps those of some tasks (a task names its subtasks too)."""
+    info = build_pool(per_task, bbh_folder, tasks_folder=tasks_folder, pool_dir=pool_dir)
     out = []
     with open(info.path, encoding="utf-8") as f:
         for line in f:

@@ -47,7 +47,8 @@ def register(sub) -> None:
     ls = tsub.add_parser("list", help="list question sources and BBH subtasks")
     ls.set_defaults(func=_list)
 
-    pool = tsub.add_parser("pool", help="build the BIG-bench pool (downloads the bigbench sdist once)")
+    pool = tsub.add_parser("pool", help="build the opt-in BIG-bench pool (needs bigbench-1.0.0.tar.gz: "
+                                        "$REFLECTEVO_BIGBENCH_SDIST or an index serving it)")
     pool.add_argument("--per-task", type=int, default=50)
     pool.add_argument("--bbh-dir", default=None, help="local BBH folder used to exclude BBH items (default: $REFLECTEVO_BBH_DIR or the Hub)")
     pool.set_defaults(func=_pool)

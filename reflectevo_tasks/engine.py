@@ -142,7 +142,10 @@ def adapter_training(folder: str) -> dict | None:
     return {"setting": prov.get("setting"), "method": prov.get("method"),
             "dataset": data.get("repo_id") or data.get("path"), "dataset_config": data.get("config"),
             "dataset_revision": revision, "init_adapter": prov.get("init_adapter"),
-            "command": prov.get("command")}
+            "command": prov.get("command"),
+            # the questions it was trained on (ids and text hashes), so that a leaderboard can flag a row
+            # evaluated on them; None for an adapter trained before they were recorded
+            "training_items": prov.get("training_items")}
 
 
 def build_lm(cfg: EngineConfig):

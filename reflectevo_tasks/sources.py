@@ -2,7 +2,10 @@
 
     bbh                       all 27 BBH subtasks
     bbh:date_understanding    one or more subtasks, comma-separated
-    bigbench                  the BIG-bench pool (BBH items excluded)
+    bbh-pool                  BBH's generation pool (the default for generating data), see bbh_split
+    bbh-pool:navigate,snarks  the pool items of some subtasks
+    bbh-test[:subtask,…]      BBH's test split, the items evaluation measures on
+    bigbench                  the BIG-bench pool (BBH items excluded); opt-in, needs the archive
     bigbench:navigate         pool items of some BIG-bench tasks
     path/to/spec.yaml         any dataset through a column mapping (see reflectevo_tasks.custom)
 """
@@ -12,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reflectevo.errors import UserError
-from reflectevo_tasks import bbh, bigbench
+from reflectevo_tasks import bbh, bbh_split, bigbench
 from reflectevo_tasks.answers import KINDS
 from reflectevo_tasks.custom import DatasetSpec, LoadReport, load_custom
 
@@ -43,8 +46,13 @@ def _load(source: str, limit: int | None, bbh_dir: str | None, per_task: int, ke
         subtasks = [bbh.check_subtask(s) for s in parts] or list(bbh.SUBTASKS)
         qs = [q for s in subtasks for q in bbh.load_subtask(s, bbh_dir) if keep is None or keep(q)]
         return LoadReport(qs[:limit] if limit is not None else qs, [])
+    if name in ("bbh-pool", "bbh-test"):
+        side = bbh_split.pool_questions if name == "bbh-pool" else bbh_split.test_questions
+        qs = [q for q in side(bbh_dir, parts or None) if keep is None or keep(q)]
+        return LoadReport(qs[:limit] if limit is not None else qs, [])
     if name == "bigbench":
-        return LoadReport(bigbench.load_pool(limit, per_task=per_task, tasks=parts or None, keep=keep), [])
+        return LoadReport(bigbench.load_pool(limit, per_task=per_task, tasks=parts or None, keep=keep,
+                                             bbh_folder=bbh_dir), [])
     path = Path(source)
     if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
         # a dataset has one answer kind, so a kinds filter after the limit keeps all of it or none;
@@ -54,7 +62,8 @@ def _load(source: str, limit: int | None, bbh_dir: str | None, per_task: int, ke
             return report
         kept = [q for q in report.questions if keep(q)]
         return LoadReport(kept[:limit] if limit is not None else kept, report.rejected)
-    raise UserError(f"unknown question source {source!r}: use bbh[:subtask,…], bigbench[:task,…] or a dataset spec .yaml")
+    raise UserError(f"unknown question source {source!r}: use bbh-pool[:subtask,…], bbh-test[:subtask,…], "
+                    "bbh[:subtask,…], bigbench[:task,…] or a dataset spec .yaml")
 
 
 def parse_kinds(kinds: str | None) -> frozenset[str]:

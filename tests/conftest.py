@@ -1,7 +1,8 @@
 """Test settings that must hold before any Hugging Face library is imported.
 
 Nothing in the suite may reach beyond 127.0.0.1: the default Hub endpoint is a closed loopback
-port, and Hub tests start their own loopback server and point clients at it explicitly.
+port, Hub tests start their own loopback server and point clients at it explicitly, and
+network_guard makes any other connection fail at once with the test's name.
 """
 
 import os
@@ -21,6 +22,10 @@ elif os.environ.get("REFLECTEVO_BBH_DIR"):
     os.environ["REFLECTEVO_BBH_DIR"] = os.path.abspath(os.environ["REFLECTEVO_BBH_DIR"])
 
 import pytest  # noqa: E402
+
+from network_guard import install as _guard_network  # noqa: E402
+
+_guard_network()
 
 REPO = Path(__file__).resolve().parents[1]
 

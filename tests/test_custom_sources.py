@@ -59,10 +59,10 @@ def test_answer_kinds_filter_comes_before_the_limit(tmp_path, bbh_dir):
     kept = load_questions(str(spec), limit=2, kinds="integer,yes_no")
     assert [q.index for q in kept.questions] == [0, 2] and len(kept.rejected) == 1
     assert load_questions(str(spec), kinds="yes_no").questions == []
-    # the BIG-bench pool: --limit counts kept questions only, in the pool's order
-    pool = load_questions("bigbench", limit=40, bbh_dir=bbh_dir, kinds="choice,yes_no").questions
-    assert len(pool) == 40 and {q.kind for q in pool} <= {A.CHOICE, A.YES_NO}
-    everything = load_questions("bigbench", limit=400, bbh_dir=bbh_dir).questions
+    # BBH's generation pool: --limit counts kept questions only, in the pool's order
+    pool = load_questions("bbh-pool", limit=40, bbh_dir=bbh_dir, kinds="choice,yes_no").questions
+    assert len(pool) == 40 and {q.kind for q in pool} == {A.CHOICE, A.YES_NO}
+    everything = load_questions("bbh-pool", limit=400, bbh_dir=bbh_dir).questions
     assert [q.id for q in pool] == [q.id for q in everything if q.kind in (A.CHOICE, A.YES_NO)][:40]
     bbh_only = load_questions("bbh:navigate,date_understanding", bbh_dir=bbh_dir, kinds="yes_no").questions
     assert bbh_only and all(q.source == "bbh/navigate" for q in bbh_only)
@@ -72,7 +72,7 @@ def test_unknown_answer_kind_is_one_clear_error(tmp_path):
     from reflectevo_gen.config import GenConfig
 
     with pytest.raises(UserError, match="--answer_kinds: unknown kind\\(s\\) multiple_choice; expected some of choice"):
-        load_questions("bigbench", kinds="choice,multiple_choice")
+        load_questions("bbh-pool", kinds="choice,multiple_choice")
     with pytest.raises(UserError, match="--answer_kinds: unknown kind"):
         GenConfig(output=str(tmp_path), answer_kinds="mcq").check()
 
@@ -98,15 +98,15 @@ def test_question_ids_keep_those_questions_in_source_order(tmp_path, bbh_dir):
     got = load_questions(str(spec), ids="custom/mine/3,custom/mine/0")
     assert [q.index for q in got.questions] == [0, 3] and len(got.rejected) == 1
     assert [q.index for q in load_questions(str(spec), limit=1, ids="custom/mine/3,custom/mine/2").questions] == [2]
-    pool = load_questions("bigbench", limit=300, bbh_dir=bbh_dir).questions
+    pool = load_questions("bbh-pool", limit=300, bbh_dir=bbh_dir).questions
     listed = tmp_path / "ids.txt"
     listed.write_text(f"# a comment line\n{pool[250].id}\n\n{pool[7].id}\n")
-    assert [q.id for q in load_questions("bigbench", bbh_dir=bbh_dir, ids=f"@{listed}").questions] == [pool[7].id, pool[250].id]
+    assert [q.id for q in load_questions("bbh-pool", bbh_dir=bbh_dir, ids=f"@{listed}").questions] == [pool[7].id, pool[250].id]
     # with a kinds filter too, both must hold
     kind = pool[7].kind
     other = next(k for k in A.KINDS if k != kind)
-    with pytest.raises(UserError, match=f"--question_ids: 1 id\\(s\\) not in source 'bigbench' with answer kinds {other}: {pool[7].id}"):
-        load_questions("bigbench", bbh_dir=bbh_dir, ids=pool[7].id, kinds=other)
+    with pytest.raises(UserError, match=f"--question_ids: 1 id\\(s\\) not in source 'bbh-pool' with answer kinds {other}: {pool[7].id}"):
+        load_questions("bbh-pool", bbh_dir=bbh_dir, ids=pool[7].id, kinds=other)
 
 
 def test_unknown_question_ids_and_unreadable_lists_are_one_clear_error(tmp_path, bbh_dir):

@@ -71,7 +71,7 @@ def test_records_cover_every_question_with_provenance(gen_run):
     assert summary["questions"] == 30 and len({r["question_id"] for r in records}) == 30
     assert len({r["record_id"] for r in records}) == len(records)
     for r in records:
-        assert r["source"].startswith("bigbench/") and isinstance(r["index"], int)
+        assert r["source"].startswith("bbh/") and isinstance(r["index"], int)
         assert r["models"]["generator"]["model_revision"].startswith("sha256:")
         assert r["sampling"]["reflection"]["temperature"] == 0.8 and r["versions"]["lm_eval"]
         if r["reflection"] is None:
@@ -145,13 +145,13 @@ class ScriptedGenerator:
 
 @pytest.fixture(scope="module")
 def scripted_curated(engine, tmp_path_factory):
-    """30 BIG-bench questions through the real pipeline with the scripted generator; Dpref ranked
+    """30 yes/no questions of BBH's pool through the real pipeline with the scripted generator; Dpref ranked
     by the embedded model's log-likelihoods."""
     from reflectevo_gen.pipeline import Engines, plan_questions
     from reflectevo_tasks.engine import Engine, EngineConfig
 
     out = tmp_path_factory.mktemp("gen") / "scripted"
-    cfg = GenConfig(output=str(out), source="bigbench:anachronisms,strategyqa,entailed_polarity", limit=30, **SMALL)
+    cfg = GenConfig(output=str(out), source="bbh-pool:navigate,sports_understanding,causal_judgement", limit=30, **SMALL)
     lm = ScriptedGenerator(plan_questions(cfg)[0])
     scripted = Engine(EngineConfig(model="scripted"), lm=lm)
     run(cfg, engines=Engines(scripted, scripted), show_progress=False)
@@ -165,7 +165,7 @@ def test_progress_bar_says_which_pass_a_chunk_is_in(tmp_path, capsys):
     from reflectevo_gen.pipeline import Engines, plan_questions
     from reflectevo_tasks.engine import Engine, EngineConfig
 
-    cfg = GenConfig(output=str(tmp_path / "run"), source="bigbench:anachronisms,strategyqa", limit=6, **SMALL)
+    cfg = GenConfig(output=str(tmp_path / "run"), source="bbh-pool:navigate,sports_understanding", limit=6, **SMALL)
     scripted = Engine(EngineConfig(model="scripted"), lm=ScriptedGenerator(plan_questions(cfg)[0]))
     run(cfg, engines=Engines(scripted, scripted), show_progress=True)
     err = capsys.readouterr().err

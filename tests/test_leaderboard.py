@@ -1,6 +1,7 @@
 """The leaderboard rebuilt from recorded lm-eval results files agrees with those files, and its
 statistics are the ones the method asks for (exact paired tests, retry-only as the baseline)."""
 
+import hashlib
 import json
 import math
 import re
@@ -546,3 +547,115 @@ def test_a_merged_adapter_is_labelled_as_merged():
     assert merged["reflector_label"] == lora["reflector_label"] + " (merged)"
     on_base = trained_part({**_adapter("sft_qa", where="runs/measured/train"), "adapter_merged": True}, "base")
     assert on_base["reflector_label"].endswith("(on the base) (merged)")
+
+
+# ---------------------------------------------------------------- trained on the items it is evaluated on
+
+def _trained_on(items) -> dict:
+    """A two_stage reflector adapter whose provenance lists `items` as its training_items (None: an adapter
+    trained before they were recorded)."""
+    adapter = _adapter("two_stage")
+    adapter["adapter_training"]["training_items"] = items
+    return adapter
+
+
+def _items_block(ids, hashes) -> dict:
+    return {"count": len(ids), "question_ids": sorted(ids), "text_sha256": sorted(hashes), "complete": True}
+
+
+def _overlap_board(tmp_path, items) -> tuple[list[dict], dict, str]:
+    """Base retry-only and oracle rows and a trained oracle row, all on bbh/navigate/0-3, with the default
+    comparisons: (rows, bbh_comparisons.json, bbh.md)."""
+    sub = "navigate"
+    files = [_one(tmp_path, "retry", sub, ["1", "01", "00", "00"], mode="retry_only"),
+             _one(tmp_path, "oracle", sub, ["1", "01", "01", "00"]),
+             _one(tmp_path, "trained", sub, ["1", "01", "01", "01"], reflector=_trained_on(items))]
+    rows = build([str(f) for f in files], str(tmp_path / "b"))
+    return rows, _comparisons(tmp_path / "b"), (tmp_path / "b" / "bbh.md").read_text()
+
+
+def _involving(saved: dict, row: int) -> list[dict]:
+    return [c for c in saved["comparisons"] if row in (c["row"], c["against"])]
+
+
+@pytest.mark.parametrize("how", ["id", "text"])
+def test_a_row_trained_on_its_evaluation_items_is_flagged_everywhere(tmp_path, how):
+    from reflectevo_tasks.bbh_split import item_text_hash, text_hash
+
+    if how == "id":  # one evaluated id among the training ids
+        items = _items_block(["bbh/navigate/2", "bbh/navigate/150"], [text_hash("something else entirely")])
+    else:  # another id, but the normalised text of an evaluated item
+        items = _items_block(["my-data/q1"], [item_text_hash("bbh/navigate/0")])
+    rows, saved, md = _overlap_board(tmp_path, items)
+    assert rows[2]["train_eval_overlap"] == 1 and rows[2]["train_eval_overlap_checked"] is True
+    # rows without an adapter are recorded as before
+    assert not any(k.startswith("train_eval_overlap") for r in rows[:2] for k in r)
+    assert "| two_stage ⚠ trained on 1 of its 4 evaluation items |" in md
+    assert "- #3 two_stage, oracle: ⚠ trained on 1 of its 4 evaluation items" in md
+    flagged = _involving(saved, 3)
+    assert [(c["row"], c["against"]) for c in flagged] == [(3, 1), (3, 2)]
+    assert all(c["overlap"] is True for c in flagged)
+    assert [c for c in saved["comparisons"] if "overlap" in c] == flagged  # base rows against each other: not flagged
+    assert md.count("| trained against the base model, same protocol ⚠ trained on evaluation items |") == 1
+    assert md.count("| reflection against retry-only ⚠ trained on evaluation items |") == 1
+    assert "- ⚠ #3 against #2: #3 trained on some of the items compared" in md
+    assert "- ⚠ #3 against #1: #3 trained on some of the items compared" in md
+
+
+def test_a_row_trained_on_other_items_is_not_flagged(tmp_path):
+    from reflectevo_tasks.bbh_split import item_text_hash
+
+    # the same subtask, items outside those evaluated, by id and by text
+    items = _items_block(["bbh/navigate/4", "bbh/date_understanding/0"],
+                         [item_text_hash("bbh/navigate/4"), item_text_hash("bbh/date_understanding/0")])
+    rows, saved, md = _overlap_board(tmp_path, items)
+    assert rows[2]["train_eval_overlap"] == 0 and rows[2]["train_eval_overlap_checked"] is True
+    assert "train_eval_overlap_why" not in rows[2]
+    assert "⚠" not in md and "not recorded" not in md
+    assert _involving(saved, 3) and not any("overlap" in c for c in saved["comparisons"])
+
+
+def test_an_adapter_trained_before_training_items_were_recorded_is_not_checked(tmp_path):
+    rows, saved, md = _overlap_board(tmp_path, None)
+    r = rows[2]
+    assert r["train_eval_overlap"] is None and r["train_eval_overlap_checked"] is False
+    assert r["train_eval_overlap_why"] == "training items not recorded"
+    assert "- #3 two_stage, oracle: training items not recorded, so whether its adapter was trained on its " \
+           "evaluation items is not checked." in md
+    assert "⚠" not in md and not any("overlap" in c for c in saved["comparisons"])
+
+
+def test_overlap_needs_the_per_item_outcomes_and_counts_a_partial_record_as_a_lower_bound(tmp_path):
+    items = _items_block(["bbh/navigate/1"], [])
+    data = results_dict({"navigate": ["1", "01"]}, reflector=_trained_on(items))
+    del data["config"]["reflectevo"]["outcomes"]
+    path = tmp_path / "no-outcomes.json"
+    path.write_text(json.dumps(data))
+    r = row_from_results(path)
+    assert (r["train_eval_overlap"], r["train_eval_overlap_checked"]) == (None, False)
+    assert r["train_eval_overlap_why"] == "evaluated items not recorded (no per-item outcomes)"
+    # a dataset without question ids on every row: what is listed still counts, but it is not a full check
+    partial = {"question_ids": ["bbh/navigate/1"], "complete": False}
+    r = row_from_results(_one(tmp_path, "partial", "navigate", ["1", "01"], reflector=_trained_on(partial)))
+    assert (r["train_eval_overlap"], r["train_eval_overlap_checked"]) == (1, False)
+    r = row_from_results(_one(tmp_path, "partial0", "navigate", ["1", "01"],
+                              reflector=_trained_on({"question_ids": ["x/1"], "complete": False})))
+    assert (r["train_eval_overlap"], r["train_eval_overlap_why"]) == (0, "training items partly recorded")
+
+
+def test_training_items_of_an_older_adapter_come_from_its_committed_training_file(tmp_path):
+    """An adapter trained before training_items were recorded is checked against its training file, if that
+    file is in the checkout with the sha256 the adapter recorded; anything else stays unchecked."""
+    from leaderboards.build import _items_of_local_data, _pool_of
+
+    name = "leaderboards/measured/training-data/d_plus.jsonl"
+    data = (ROOT / name).read_bytes()
+    revision = "sha256:" + hashlib.sha256(data).hexdigest()
+    items = _items_of_local_data({"dataset": name, "dataset_revision": revision})
+    ids = {json.loads(line)["question_id"] for line in data.decode().splitlines() if line.strip()}
+    assert items["complete"] and set(items["question_ids"]) == ids and items["count"] == len(ids)
+    assert _pool_of([items]).startswith("BIG-bench pool")
+    assert _items_of_local_data({"dataset": name, "dataset_revision": "sha256:" + "0" * 64}) is None  # edited since
+    assert _items_of_local_data({"dataset": str(ROOT / name), "dataset_revision": revision}) is None  # not in the checkout
+    assert _items_of_local_data({"dataset": "nowhere/d_plus.jsonl", "dataset_revision": revision}) is None
+    assert _pool_of([{"question_ids": ["bbh/navigate/40"]}]) == "BBH generation pool (bbh-pool)"

@@ -273,3 +273,39 @@ def test_optimizer_steps_match_the_trainers_count(tmp_path, n, batch, accum, epo
     args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=batch, report_to=[],
                              gradient_accumulation_steps=accum, num_train_epochs=epochs, warmup_steps=warmup)
     assert optimizer_steps(n, args) == expected
+
+
+# ----------------------------------------------------------------------------- what provenance lists as trained on
+def test_training_items_list_every_trained_question_by_id_and_text(sample):
+    """provenance.json's training_items: the distinct questions of the rows some stage trained on, so that a
+    leaderboard can flag a row evaluated on them."""
+    from reflectevo_tasks.bbh_split import text_hash
+    from reflectevo_train.data import build_examples, load_rows
+    from reflectevo_tasks.bbh_split import training_items
+    from reflectevo_train.run import StageData, trained_rows
+
+    rows = load_rows(sample, "d_plus").rows
+    empty = {**rows[0], "reflection": ""}  # dropped by every stage: taught nothing
+    rows = [empty, *rows, dict(rows[1])]  # and a second row of one question
+    stages = [StageData(stage, build_examples(SETTINGS["two_stage"], stage, rows, "default")[0], None, {}, {})
+              for stage in SETTINGS["two_stage"].stages]
+    used = trained_rows(rows, stages)
+    assert used == rows[1:]
+    items = training_items(used)
+    trained = rows[1:-1]
+    assert items == {"count": len(trained), "question_ids": sorted(r["question_id"] for r in trained),
+                     "text_sha256": sorted(text_hash(r["question"]) for r in trained), "complete": True}
+    assert rows[0]["question_id"] in items["question_ids"]  # still there, through the row's other example
+
+
+def test_training_items_of_rows_without_question_fields_are_marked_incomplete():
+    from reflectevo_tasks.bbh_split import text_hash
+    from reflectevo_tasks.bbh_split import training_items
+
+    # the id and text come from question_json where the columns are missing
+    rows = [{"question_json": json.dumps({"id": "bbh/navigate/40", "question": "Take 3 steps."})},
+            {"question": "A question of my own?"}]
+    hashes = sorted([text_hash("Take 3 steps."), text_hash("a question of  MY own?")])  # normalised text
+    assert training_items(rows) == {"count": 2, "question_ids": ["bbh/navigate/40"], "text_sha256": hashes,
+                                    "complete": False}
+    assert training_items([{"prompt": "x"}]) == {"complete": False}

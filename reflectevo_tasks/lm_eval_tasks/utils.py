@@ -40,10 +40,11 @@ from pathlib import Path
 
 from reflectevo.errors import UserError
 from reflectevo_tasks import bbh
+from reflectevo_tasks import bbh_split as split_side
 from reflectevo_tasks.answers import FLEXIBLE, HEADLINE, NO_ANSWER, Verdict, score
 from reflectevo_tasks.questions import Question
 
-GROUPS = {False: "reflectevo_bbh", True: "reflectevo_bbh_fewshot"}
+GROUPS = {(False, "all"): "reflectevo_bbh", (True, "all"): "reflectevo_bbh_fewshot", (False, "test"): "reflectevo_bbh_test"}
 TRAJECTORY_SCHEMA = "reflectevo.trajectory/1"
 LOCAL_DATASET = "BBH release (local folder)"
 PLAIN_TRIAL_CUE = "Let's think step by step."
@@ -89,15 +90,18 @@ def _hub_questions(subtask: str, revision: str | None) -> tuple[list[Question], 
 
 
 def load_bbh(bbh_subtask: str, bbh_fewshot: bool = False, bbh_dir: str | None = None,
-             bbh_revision: str | None = None, **_metadata):
+             bbh_revision: str | None = None, bbh_split: str = "all", **_metadata):
     """`custom_dataset` of every reflectevo_bbh task: a DatasetDict with one `test` split.
 
-    lm-eval passes the task's dataset_kwargs (bbh_subtask, bbh_fewshot) together with its
-    metadata (the model_args and --metadata), hence `**_metadata`.
+    lm-eval passes the task's dataset_kwargs (bbh_subtask, bbh_fewshot, bbh_split) together with
+    its metadata (the model_args and --metadata), hence `**_metadata`. `bbh_split: test` keeps the
+    items of BBH's test split (reflectevo_tasks.bbh_split); their doc ids stay their BBH indices.
     """
     import datasets
 
     fewshot = str(bbh_fewshot).lower() in ("1", "true", "yes")
+    if (fewshot, bbh_split) not in GROUPS:
+        raise UserError(f"bbh_split: expected 'all' or 'test' (zero-shot), got {bbh_split!r}")
     folder = bbh.data_dir(bbh_dir)  # UserError for a folder that is not a BBH release
     if folder is not None:
         questions = bbh.load_subtask(bbh_subtask, folder)
@@ -108,10 +112,12 @@ def load_bbh(bbh_subtask: str, bbh_fewshot: bool = False, bbh_dir: str | None = 
     else:
         questions, revision = _hub_questions(bbh_subtask, bbh_revision)
         dataset, where = bbh.HUB_DATASET, f"hf://datasets/{bbh.HUB_DATASET}"
+    if bbh_split == "test":
+        questions = split_side.test_side(bbh_subtask, questions)
     shots = [list(pair) for pair in bbh.cot_exemplars(bbh_subtask, None if folder is None else str(folder))] if fewshot else []
     rows = [{
         "id": q.id, "subtask": bbh_subtask, "index": q.index, "input": q.question, "target": q.answer,
-        "fewshot": fewshot, "exemplars": shots, "group": GROUPS[fewshot],
+        "fewshot": fewshot, "exemplars": shots, "group": GROUPS[(fewshot, bbh_split)],
         "dataset": dataset, "dataset_revision": revision, "dataset_location": where,
     } for q in questions]
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
