@@ -75,41 +75,6 @@ class HubEnv:
         return env
 
 
-def guard_loopback(monkeypatch) -> None:
-    """Make any connection to an address other than loopback fail (undone with ``monkeypatch``)."""
-    import ipaddress
-    import socket
-
-    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
-
-    def check(sock, address):
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            host = address[0]
-            try:
-                ok = ipaddress.ip_address(host.split("%")[0]).is_loopback
-            except ValueError:
-                ok = host == "localhost"
-            if not ok:
-                raise OSError(f"test tried to reach {host}: only loopback is allowed")
-
-    def connect(sock, address):
-        check(sock, address)
-        return real_connect(sock, address)
-
-    def connect_ex(sock, address):
-        check(sock, address)
-        return real_connect_ex(sock, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
-
-
-@pytest.fixture
-def loopback_only(monkeypatch):
-    """Fail any connection the test makes to an address other than loopback."""
-    guard_loopback(monkeypatch)
-
-
 @pytest.fixture(scope="session")
 def hub_server(tmp_path_factory):
     """One server for the session (a background thread), accepting TOKEN and OTHER_TOKEN."""
@@ -120,12 +85,11 @@ def hub_server(tmp_path_factory):
 
 
 def isolate_hub_client(monkeypatch, tmp_path) -> None:
-    """For one test: only loopback connections, online, no token (tests set one explicitly),
-    and every Hub/datasets cache and credential file inside ``tmp_path``."""
+    """For one test: online, no token (tests set one explicitly), and every Hub/datasets cache and
+    credential file inside ``tmp_path`` (tests/network_guard.py keeps every test on loopback)."""
     import datasets.config as ds_config
     from huggingface_hub import constants
 
-    guard_loopback(monkeypatch)
     home = os.path.join(str(tmp_path), "hf-home")
     os.makedirs(home, exist_ok=True)
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN",

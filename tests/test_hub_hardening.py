@@ -25,11 +25,10 @@ from typing import Iterable, Iterator
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hub_fixtures import TOKEN, hub, hub_server, loopback_only  # noqa: E402,F401
+from hub_fixtures import TOKEN, hub, hub_server  # noqa: E402,F401
 
 from reflectevo.hub.server import serve_in_subprocess  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("loopback_only")
 
 MiB = 1024 * 1024
 RSS_BUDGET = 64 * MiB  # issue 20: an unauthenticated request may grow the server by at most this
