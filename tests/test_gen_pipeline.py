@@ -36,13 +36,14 @@ DEMO_LOOP = Path(__file__).resolve().parents[1] / "reflectevo_evolve" / "loops" 
 
 @pytest.fixture(scope="module")
 def gen_run(tmp_path_factory):
-    """30 BIG-bench pool questions on which the embedded model can fix some answers, at the
+    """30 questions of BBH's generation pool on which the embedded model can fix some answers, at the
     project's defaults (2 instructions x 2 reflections per wrong answer) with 128-token turns.
 
-    Over most of the pool this model fixes ~1-6% of its failures, so a test-sized run would leave
-    D+, D± and Dpref empty. The slice (the demo loop's gen.question_ids, reflectevo_evolve/loops/demo.yaml)
-    is 22 questions it answers right at trial 1 and 8 on which the measured leaderboard's generation
-    run saw reflections fix the answer; the fixes here are sampled afresh, so they can still fail to come."""
+    This model fixes a few percent of its failures, so a test-sized run taken blindly would leave
+    D+, D± and Dpref empty. The slice (the demo loop's gen.question_ids, reflectevo_evolve/loops/demo.yaml,
+    which says how it was picked) is 22 questions it answers right at trial 1 and 8 on which a real run
+    at these settings saw reflections fix the answer; the fixes here are sampled afresh, so they can
+    still fail to come."""
     import yaml
 
     from reflectevo_gen.pipeline import Engines
