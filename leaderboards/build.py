@@ -38,7 +38,7 @@ from pathlib import Path, PurePosixPath
 
 from reflectevo.errors import UserError
 from reflectevo_tasks import bbh_split
-from reflectevo_tasks.bbh import TWO_ANSWER_SUBTASKS
+from reflectevo_tasks.bbh import SUBTASKS, TWO_ANSWER_SUBTASKS
 # modes where only items wrong at trial 1 get a second attempt: nothing right can break, Δ >= 0
 from reflectevo_tasks.protocol import GATED
 from reflectevo_tasks.stats import items_needed, min_detectable_difference, paired_difference, wilson_interval
@@ -60,8 +60,10 @@ _ABS_PATH = re.compile(r"(?<![^\s=,'\"(\[])/[^\s,'\"()\[\]]+")
 
 
 def _subtask(task: str) -> tuple[str, bool] | None:
+    """(subtask, few-shot?) of one of our per-subtask task names; None for anything else, a group
+    included (`reflectevo_bbh_test` starts with the prefix `reflectevo_bbh_`)."""
     for p in PREFIXES:
-        if task.startswith(p):
+        if task.startswith(p) and task[len(p):] in SUBTASKS:
             return task[len(p):], p == PREFIXES[0]
     return None
 
@@ -705,8 +707,7 @@ def _command(cfg: dict, data: dict) -> str:
     # resume= and trial1_from= say where stored chunks were kept or taken from; the same run without
     # them generates the same replies
     args = ",".join(f"{k}={v}" for k, v in (args or {}).items() if k not in ("resume", "trial1_from"))
-    tasks = sorted(data.get("results", {}))
-    from reflectevo_tasks.bbh import SUBTASKS
+    tasks = sorted(t for t in data.get("results", {}) if _subtask(t))  # groups are rebuilt below
 
     groups = []
     for prefix, group in FAMILIES.items():

@@ -12,7 +12,7 @@ import pytest
 from hub_fixtures import hub, hub_server  # noqa: F401
 from leaderboards.build import build, portable_path, row_from_results, subtask_deltas, trained_part
 from reflectevo.errors import UserError
-from reflectevo_tasks.bbh import TWO_ANSWER_SUBTASKS
+from reflectevo_tasks.bbh import SUBTASKS, TWO_ANSWER_SUBTASKS
 from reflectevo_tasks.stats import items_needed
 
 DATA = Path(__file__).with_name("data") / "lm_eval_results"
@@ -155,6 +155,7 @@ def test_committed_measured_leaderboard_matches_its_results_files(tmp_path):
 
 REVISION = {s: "sha256:" + f"{i:02d}" * 32 for i, s in enumerate(["date_understanding", "navigate", "ruin_names",
                                                                   "sports_understanding"])}
+REVISION.update({s: "sha256:" + "ab" * 32 for s in SUBTASKS if s not in REVISION})
 BASE = {"model": "smollm2-135m-instruct", "model_revision": "sha256:b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", "adapter": None,
         "adapter_revision": None, "adapter_training": None, "engine": "hf", "dtype": "float32", "batch_size": "32"}
 
@@ -206,13 +207,14 @@ def _pooled(codes: dict[str, list[str]], mode: str) -> dict:
 
 
 def results_dict(codes: dict[str, list[str]], mode: str = "oracle", flexible: dict | None = None, version: int = 2,
-                 one_stage: bool = False, reflector="same as base", base: dict | None = None) -> dict:
+                 one_stage: bool = False, reflector="same as base", base: dict | None = None,
+                 family: str = "reflectevo_bbh") -> dict:
     """An lm-eval results file as the reflectevo model writes it. `codes`: subtask -> one outcome code per
     doc at the headline level. Version 2 (design-18): one character per attempt, '1' right, '0' wrong
     with a readable answer, 'n' no answer, a right trial 1 in oracle / retry_only mode never retried
     ('1'); `flexible` the same at the flexible level. Version 1 (no `scoring`): '1'/'0' only, at the old
     scorer, and a right trial 1 carried over as trial 2 ('11')."""
-    tasks = {s: f"reflectevo_bbh_{s}" for s in codes}
+    tasks = {s: f"{family}_{s}" for s in codes}
     results, n_samples, datasets, outcomes, flex_outcomes, second = {}, {}, {}, {}, {}, {}
     for s, cs in codes.items():
         t = tasks[s]
@@ -227,7 +229,8 @@ def results_dict(codes: dict[str, list[str]], mode: str = "oracle", flexible: di
         second[t] = sorted(f"bbh/{s}/{i}" for i, c in enumerate(cs) if len(c) == 2 and (mode == "intrinsic" or c[0] != "1"))
         if flexible:
             flex_outcomes[t] = {f"bbh/{s}/{i}": c for i, c in enumerate(flexible[s])}
-    results["reflectevo_bbh"] = {"name": "reflectevo_bbh", "alias": "reflectevo_bbh"}
+    # lm-eval reports the group beside its subtasks, with the same metric names
+    results[family] = {"name": family, "alias": family, "acc_t1,none": 0.0}
     adapter = base.get("adapter") if base else (reflector.get("adapter") if isinstance(reflector, dict) else None)
     model_args = {"base": "hf", "pretrained": "smollm2-135m-instruct", "dtype": "float32", "max_gen_toks": 128,
                   "chunk_size": 64, "resume": "/work/main/runs/measured/resume/x", "mode": mode,
@@ -246,12 +249,12 @@ def results_dict(codes: dict[str, list[str]], mode: str = "oracle", flexible: di
     if version >= 2:
         block["scoring"] = {"headline": "strict", "levels": ["strict", "flexible"], "version": version}
         block["second_attempt"] = second
-        block["pooled"] = {"reflectevo_bbh": {"strict": _pooled(codes, mode),
+        block["pooled"] = {family: {"strict": _pooled(codes, mode),
                                               **({"flexible": _pooled(flexible, mode)} if flexible else {})}}
         if flexible:
             block["outcomes_flexible"] = flex_outcomes
     else:
-        block["pooled"] = {"reflectevo_bbh": _pooled(codes, mode)}
+        block["pooled"] = {family: _pooled(codes, mode)}
     return {"results": results, "n-samples": n_samples,
             "config": {"model": "reflectevo", "model_args": model_args, "batch_size": "32", "device": "cpu",
                        "limit": 20.0, "reflectevo": block}}
@@ -659,3 +662,16 @@ def test_training_items_of_an_older_adapter_come_from_its_committed_training_fil
     assert _items_of_local_data({"dataset": str(ROOT / name), "dataset_revision": revision}) is None  # not in the checkout
     assert _items_of_local_data({"dataset": "nowhere/d_plus.jsonl", "dataset_revision": revision}) is None
     assert _pool_of([{"question_ids": ["bbh/navigate/40"]}]) == "BBH generation pool (bbh-pool)"
+
+
+def test_a_test_split_row_reads_its_subtasks_not_its_group(tmp_path):
+    """reflectevo_bbh_test's group name starts like a subtask task of reflectevo_bbh (`reflectevo_bbh_` +
+    `test`); the row must count the subtasks only, say it measured the test split, and give the group in
+    its command."""
+    codes = {"navigate": ["1", "00", "01", "n1"], "ruin_names": ["0n", "1"]}
+    row = row_from_results(write(tmp_path, "split", codes, family="reflectevo_bbh_test"))
+    assert row["split"] == "test" and sorted(row["subtasks"]) == ["navigate", "ruin_names"] and row["n"] == 6
+    assert "--tasks reflectevo_bbh_test_navigate,reflectevo_bbh_test_ruin_names --limit" in row["command"]
+    whole = row_from_results(write(tmp_path, "whole", {s: ["1"] for s in SUBTASKS}, family="reflectevo_bbh_test"))
+    assert "--tasks reflectevo_bbh_test --limit" in whole["command"]
+    assert row_from_results(write(tmp_path, "all", codes))["split"] == "all"
