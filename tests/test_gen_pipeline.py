@@ -36,8 +36,9 @@ DEMO_LOOP = Path(__file__).resolve().parents[1] / "reflectevo_evolve" / "loops" 
 
 @pytest.fixture(scope="module")
 def gen_run(tmp_path_factory):
-    """30 questions of BBH's generation pool on which the embedded model can fix some answers, at the
-    project's defaults (2 instructions x 2 reflections per wrong answer) with 128-token turns.
+    """30 questions of BBH's generation pool on which the embedded model can fix some answers, with the
+    demo loop's generation settings (its whole gen section: 2 instructions x 4 reflections per wrong
+    answer, 128-token turns, float32, seed 0), so that this run is the README demo's generation step.
 
     This model fixes a few percent of its failures, so a test-sized run taken blindly would leave
     D+, D± and Dpref empty. The slice (the demo loop's gen.question_ids, reflectevo_evolve/loops/demo.yaml,
@@ -50,10 +51,9 @@ def gen_run(tmp_path_factory):
     from reflectevo_tasks.engine import Engine, EngineConfig
 
     out = tmp_path_factory.mktemp("gen") / "run"
-    ids = yaml.safe_load(DEMO_LOOP.read_text(encoding="utf-8"))["gen"]["question_ids"]
-    cfg = GenConfig(output=str(out), question_ids=ids, dtype="float32", trial_max_new_tokens=128,
-                    reflection_max_new_tokens=128, chunk_size=32, batch_size=32)
-    lm = Engine(EngineConfig(dtype="float32", batch_size=32))  # the settings the slice was picked at
+    demo = yaml.safe_load(DEMO_LOOP.read_text(encoding="utf-8"))["gen"]
+    cfg = GenConfig(output=str(out), **demo)
+    lm = Engine(EngineConfig(dtype=cfg.dtype, batch_size=cfg.batch_size))  # what `gen run` builds from cfg
     summary = run(cfg, engines=Engines(lm, lm), show_progress=False)
     return cfg, summary, read_records(out)
 
@@ -90,7 +90,8 @@ def test_records_cover_every_question_with_provenance(gen_run):
             assert r["reflection"]["messages"] == again.as_list()
     wrong = {r["question_id"] for r in records if r["reflection"] is not None}
     per_q = [sum(r["question_id"] == q for r in records) for q in wrong]
-    assert per_q and all(n == 4 for n in per_q)  # sample:2 instructions x 2 reflections
+    assert cfg.instruction_ids == "sample:2"
+    assert per_q and all(n == 2 * cfg.reflections_per_instruction for n in per_q)  # instructions x reflections
 
 
 class ScriptedGenerator:
