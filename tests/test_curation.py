@@ -181,10 +181,18 @@ def test_dataset_card_states_the_filter_error_and_leaks_per_kind():
     assert f"{e['missed']} of {e['leaks']} labelled leaks missed" in card
     assert f"{e['false_drops']} of {e['keeps']} labelled non-leaks dropped" in card
     assert "per answer kind: choice: 1 of 2" in card
+    # the split that evaluation keeps for itself, with its rule's hash
+    from reflectevo_tasks import bbh_split
+
+    assert "## Evaluation split" in card and f"version {bbh_split.SPLIT_VERSION}" in card
+    assert bbh_split.rule_hash()[:16] in card and bbh_split.RULE in card
     # a folder curated before these counts existed still gets a card, saying what is unknown
     old = {k: v for k, v in curated["stats"].items() if k not in ("leak_filter", "leaks_by_kind", "reflections_by_kind",
                                                                    "d_plus_duplicates_dropped")}
     assert "error was not measured" in curation_notes(old) and "per answer kind not recorded" in curation_notes(old)
+    from reflectevo_gen.publish import split_notes
+
+    assert split_notes({k: v for k, v in curated["stats"].items() if k != "bbh_split"}).startswith("Not recorded")
 
 
 def test_curating_a_curated_folder_again_reads_its_raw_records_and_refuses_doubled_rows(tmp_path):
