@@ -465,7 +465,7 @@ def vllm_pair(needs_vllm, lora_adapter, tmp_path_factory, bbh_dir):
 
     cfg = GenConfig(engine="vllm", dtype="float32", batch_size=32, reflector_peft=lora_adapter,
                     model_args="enforce_eager=True,max_model_len=4096,max_lora_rank=8",
-                    output=str(tmp_path_factory.mktemp("gen") / "run"), source="bbh:boolean_expressions", limit=3,
+                    output=str(tmp_path_factory.mktemp("gen") / "run"), source="bbh-pool:boolean_expressions", limit=3,
                     bbh_dir=bbh_dir, instruction_ids="sample:1", reflections_per_instruction=1,
                     trial_max_new_tokens=48, reflection_max_new_tokens=32)
     starts = []
