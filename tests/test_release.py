@@ -307,7 +307,11 @@ def test_wheel_install_has_every_subcommand_task_and_leaderboard(installed_wheel
     assert not missing, f"subcommands missing from an installed wheel: {missing}\n{helptext}"
 
     tasks = _run_installed(venv, [py, "-m", "lm_eval", "ls", "tasks"], tmp_path)
-    assert "reflectevo_bbh " in tasks and "reflectevo_bbh_navigate" in tasks
+    assert "reflectevo_bbh " in tasks and "reflectevo_bbh_navigate" in tasks and "reflectevo_bbh_test " in tasks
+    # the BBH split's manifest ships inside the package: generation refuses test items wherever it is installed
+    split = _run_installed(venv, [py, "-c", "from reflectevo_tasks import bbh_split; print(bbh_split.describe()['test_items'])"],
+                           tmp_path)
+    assert split.strip() == "918"
 
     # the committed rows: the current scorer's, or (until those are measured) the superseded v1 set
     committed = REPO / "leaderboards" / "measured"
