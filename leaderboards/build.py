@@ -39,13 +39,13 @@ from pathlib import Path, PurePosixPath
 from reflectevo.errors import UserError
 from reflectevo_tasks import bbh_split
 from reflectevo_tasks.bbh import SUBTASKS, TWO_ANSWER_SUBTASKS
+from reflectevo_tasks.lm_eval_tasks.utils import GROUPS
 # modes where only items wrong at trial 1 get a second attempt: nothing right can break, Δ >= 0
 from reflectevo_tasks.protocol import GATED
 from reflectevo_tasks.stats import items_needed, min_detectable_difference, paired_difference, wilson_interval
 
 # task-name prefix -> the group that runs all 27 (longest prefix first: every name starts with the last)
-FAMILIES = {"reflectevo_bbh_fewshot_": "reflectevo_bbh_fewshot", "reflectevo_bbh_test_": "reflectevo_bbh_test",
-            "reflectevo_bbh_": "reflectevo_bbh"}
+FAMILIES = {f"{g}_": g for g in sorted(GROUPS.values(), key=len, reverse=True)}
 PREFIXES = tuple(FAMILIES)
 MODES = ("single", "retry_only", "oracle", "intrinsic")
 REFLECTION_VS_RETRY = "reflection against retry-only"

@@ -74,6 +74,17 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
     return folder.resolve()
 
 
+def sha256_manifest(folder: Path, files: list[Path]) -> str:
+    """sha256 of a `sha256sum`-style manifest (one "<hash>  <relative path>" line per file): the
+    revision of a local BBH release, or of the files of it that were used."""
+    import hashlib
+
+    from reflectevo.embedded_model import file_sha256
+
+    lines = "".join(f"{file_sha256(p)}  {p.relative_to(folder).as_posix()}\n" for p in sorted(files))
+    return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
+
+
 def make_question(subtask: str, index: int, text: str, target: str) -> Question:
     kind = ANSWER_KIND[subtask]
     return Question(

@@ -83,19 +83,13 @@ def build_manifest(folder: str | Path) -> dict:
     return {
         "split": "bbh-split", "version": SPLIT_VERSION, "rule": RULE, "rule_sha256": rule_hash(),
         "test_per_subtask": TEST_PER_SUBTASK, "text_hash": f"sha256 of normalise(question), first {TEXT_HASH_CHARS} hex",
-        "bbh_files_sha256": _files_digest(local),
+        "bbh_files_sha256": bbh.sha256_manifest(local, [local / "bbh" / f"{s}.json" for s in bbh.SUBTASKS]),
         "totals": {"items": sum(v["items"] for v in subtasks.values()),
                    "test": sum(v["test"] for v in subtasks.values()),
                    "pool": sum(v["pool"] for v in subtasks.values()),
                    "dropped_duplicates": sum(len(v["dropped_duplicates"]) for v in subtasks.values())},
         "subtasks": subtasks,
     }
-
-
-def _files_digest(folder: Path) -> str:
-    lines = "".join(f"{hashlib.sha256((folder / 'bbh' / f'{s}.json').read_bytes()).hexdigest()}  bbh/{s}.json\n"
-                    for s in bbh.SUBTASKS)
-    return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
 
 
 def write_manifest(manifest: dict, path: Path = MANIFEST_PATH) -> None:

@@ -58,16 +58,6 @@ ALL_METRICS = T1_METRICS + T2_METRICS + RATE_METRICS + FLEXIBLE_METRICS
 
 # ---------------------------------------------------------------- data
 
-def _sha256_manifest(folder: Path, files: list[Path]) -> str:
-    """sha256 of a `sha256sum`-style manifest (one "<hash>  <relative path>" line per file)."""
-    import hashlib
-
-    from reflectevo.embedded_model import file_sha256
-
-    lines = "".join(f"{file_sha256(p)}  {p.relative_to(folder).as_posix()}\n" for p in sorted(files))
-    return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
-
-
 def _hub_questions(subtask: str, revision: str | None) -> tuple[list[Question], str]:
     """Questions of one subtask from the Hub, and the commit `datasets` actually loaded."""
     import datasets
@@ -108,7 +98,7 @@ def load_bbh(bbh_subtask: str, bbh_fewshot: bool = False, bbh_dir: str | None = 
         used = [folder / "bbh" / f"{bbh_subtask}.json"]
         if fewshot:
             used.append(folder / "cot-prompts" / f"{bbh_subtask}.txt")
-        dataset, revision, where = LOCAL_DATASET, _sha256_manifest(folder, used), str(folder)
+        dataset, revision, where = LOCAL_DATASET, bbh.sha256_manifest(folder, used), str(folder)
     else:
         questions, revision = _hub_questions(bbh_subtask, bbh_revision)
         dataset, where = bbh.HUB_DATASET, f"hf://datasets/{bbh.HUB_DATASET}"
