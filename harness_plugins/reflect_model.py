@@ -77,6 +77,18 @@ from reflectevo_tasks.questions import Question
 DEFAULT_TRIAL_TOKENS = 256
 BASE_ADAPTER_OPTIONS = ("peft", "peft_revision")  # read into the base model's EngineConfig
 PROG = "lm_eval --model reflectevo"
+# A reply's generated tokens are counted by retokenising its decoded text, which can come back short of
+# what the model generated: after a reply prefix the engine replaces the whitespace the model opened with
+# by one space (two newline tokens then vanish into the next word), and tokens the model generated apart
+# can merge. On the committed rows, replies cut off at the cap retokenise to cap - 3 ... cap + 9 and
+# replies that stopped lie spread below (leaderboards/measured/cap_hits.json, near_cap), so the cap
+# counts as reached within CAP_SLACK tokens (a reply stopping that close to it is counted too).
+CAP_SLACK = 3
+
+
+def reaches_cap(tokens: int, cap: int) -> bool:
+    """Whether a reply of `tokens` retokenised tokens ran into its cap of `cap` new tokens."""
+    return tokens >= cap - CAP_SLACK
 
 
 def _flag(value) -> bool:
@@ -534,10 +546,13 @@ class ReflectEvoLM(LM):
             if bar is not None:
                 bar.close()
         seconds = time.perf_counter() - start
-        generated = prompt_tokens = 0
-        for p, out in zip(prompts, outs):
+        generated = prompt_tokens = cap_hits = 0
+        caps = [sampling] * len(prompts) if isinstance(sampling, Sampling) else list(sampling)
+        for p, out, s in zip(prompts, outs, caps):
             text = out[len(p.reply_prefix):] if p.reply_prefix and out.startswith(p.reply_prefix) else out
-            generated += engine.count_tokens(text) if text.strip() else 0
+            n = engine.count_tokens(text) if text.strip() else 0
+            generated += n
+            cap_hits += reaches_cap(n, s.max_new_tokens)  # within CAP_SLACK: count_tokens retokenises
             prompt_tokens += engine.count_tokens(engine.render(p))
         samplings = [sampling] if isinstance(sampling, Sampling) else list(dict.fromkeys(sampling))
         for s in samplings:
@@ -546,6 +561,7 @@ class ReflectEvoLM(LM):
         self.passes.append({"turn": turn, "model": "reflector" if engine is not self.base else "base",
                             "requests": len(prompts), "inner_calls": engine.calls - calls,
                             "prompt_tokens": prompt_tokens, "generated_tokens": generated,
+                            "cap_hits": cap_hits, "cap_slack": CAP_SLACK,
                             "seconds": round(seconds, 3)})
         return outs
 

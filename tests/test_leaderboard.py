@@ -675,3 +675,44 @@ def test_a_test_split_row_reads_its_subtasks_not_its_group(tmp_path):
     whole = row_from_results(write(tmp_path, "whole", {s: ["1"] for s in SUBTASKS}, family="reflectevo_bbh_test"))
     assert "--tasks reflectevo_bbh_test --limit" in whole["command"]
     assert row_from_results(write(tmp_path, "all", codes))["split"] == "all"
+
+
+# ---------------------------------------------------------------- budgets: caps, stops, cap hits
+
+def test_the_plugin_counts_replies_that_reach_their_cap_per_pass(tmp_path, monkeypatch):
+    """Every pass records how many of its replies reached their own cap (within CAP_SLACK: the count
+    retokenises). The scripted engine has no tokenizer, so it counts words; each item's reply is padded to
+    its cap minus an offset: #0 at the cap, #1 at the edge of the slack, #2 one word short of it. The two
+    subtasks ask for different caps, so one pass holds replies of two caps."""
+    from harness_plugins.reflect_model import CAP_SLACK, ReflectEvoLM, reaches_cap
+    from reflectevo_tasks import bbh
+    from reflectevo_tasks.engine import Engine, EngineConfig
+    from test_lm_eval_tasks import ScriptedLM, make_bbh_folder, requests_for
+
+    folder = make_bbh_folder(tmp_path / "bbh_release")
+    monkeypatch.setenv(bbh.ENV_DIR, str(folder))
+    bbh.cot_exemplars.cache_clear()
+    offset = {0: 0, 1: CAP_SLACK, 2: CAP_SLACK + 1}
+
+    class PaddedLM(ScriptedLM):
+        def generate_until(self, requests, disable_tqdm=False):
+            out = []
+            for r, reply in zip(requests, super().generate_until(requests)):
+                context, kw = r.args
+                index = int(self._question(context).split("#", 1)[1].split("]", 1)[0])
+                words = kw["max_gen_toks"] - offset[index]
+                out.append(" ".join(["x"] * (words - len(reply.split())) + [reply]))
+            return out
+
+    gold = {q.question: q.answer for s in ("boolean_expressions", "web_of_lies") for q in bbh.load_subtask(s, folder)}
+    reqs = requests_for("boolean_expressions") + requests_for("web_of_lies")
+    for r in reqs:
+        r.args[1]["max_gen_toks"] = 12 if "boolean" in r.task_name else 16
+    lm = ReflectEvoLM.from_engines(Engine(EngineConfig(model="padded"), lm=PaddedLM(gold)), reflection_max_gen_toks=20)
+    lm.generate_until(reqs)
+    bbh.cot_exemplars.cache_clear()
+    # trial 1: #0 and #1 of both subtasks; #0 is right and never retried, so reflection and retry: #1 of each
+    assert [(p["turn"], p["requests"], p["cap_hits"], p["cap_slack"]) for p in lm.passes] == \
+        [("trial1", 6, 4, CAP_SLACK), ("reflection", 4, 2, CAP_SLACK), ("retry", 4, 2, CAP_SLACK)]
+    assert reaches_cap(128 - CAP_SLACK, 128) and not reaches_cap(127 - CAP_SLACK, 128)
+    assert lm.get_model_info()["reflectevo"]["passes"][0]["cap_hits"] == 4
