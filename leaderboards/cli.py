@@ -6,14 +6,15 @@ def register(sub) -> None:
     lsub = p.add_subparsers(dest="leaderboard_command", metavar="ACTION")
     b = lsub.add_parser("build", help="read results files (or folders of them) and write bbh.md, bbh.json, PNGs")
     b.add_argument("results", nargs="+", help="results_*.json files or folders holding them")
-    b.add_argument("--output", default="leaderboards")
+    b.add_argument("--output", default="leaderboards", help="folder the tables and plots are written to")
     b.add_argument("--compare", default=None, metavar="ROW:AGAINST,…",
                    help="row-against-row comparisons on the same items, rows by number or results file name "
-                        "('' for none). Default: each reflective row (oracle, intrinsic) against the retry_only row "
+                        "('' for none) (default: each reflective row (oracle, intrinsic) against the retry_only row "
                         "of the same answering model, each trained row against the base model's row under the "
-                        "same protocol (mode and one-stage), intrinsic against single")
-    b.add_argument("--push_to_repo", default=None, help="also publish the folder as this Hub dataset repo (HF_TOKEN)")
-    b.add_argument("--push_tag", default=None, help="tag for that commit")
+                        "same protocol (mode and one-stage), intrinsic against single)")
+    b.add_argument("--push_to_repo", default=None,
+                   help="also publish the folder as this Hub dataset repo, token from HF_TOKEN (default: not published)")
+    b.add_argument("--push_tag", default=None, help="tag for that commit (default: no tag)")
     b.set_defaults(func=_build)
 
 

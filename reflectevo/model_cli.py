@@ -8,8 +8,9 @@ from reflectevo.embedded_model import EMBEDDED_SHORT_NAME, model_revision, resol
 def register(sub) -> None:
     p = sub.add_parser("model", help="locate models by short name", description=__doc__)
     msub = p.add_subparsers(dest="model_command", metavar="ACTION")
-    path = msub.add_parser("path", help="print the local folder of a model (converting the embedded one on first use)")
-    path.add_argument("name", nargs="?", default=EMBEDDED_SHORT_NAME, help=f"model short name (default {EMBEDDED_SHORT_NAME})")
+    path = msub.add_parser("path", help="print the local folder of a model (converting the embedded one on first use)",
+                           description="Print the local folder of a model, converting the embedded one on first use.")
+    path.add_argument("name", nargs="?", default=EMBEDDED_SHORT_NAME, help="model short name")
     path.add_argument("--revision", action="store_true", help="print the revision (GGUF sha256) on a second line")
     path.set_defaults(func=_path)
 

@@ -10,12 +10,19 @@ from YAML is typed and checked the same way as the same value given as a flag. A
 hold `env:`, a mapping of environment variables set once every layer has been read and checked.
 
 Mistakes are one UserError naming the file (or the command line) and the option.
+
+Every command also speaks one command-line style (`one_style`): options are spelt with underscores
+(`--batch_size`, as TRL's scripts and the dataclass fields), --help names each option's default,
+and an option's other spellings (the hyphenated one, or an older name) are still read for one
+release, each use printing one deprecation line that names the current spelling. The subcommands
+parsed by plain argparse get the same --config layers through `layer_defaults`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -27,7 +34,7 @@ from reflectevo.errors import UserError
 COMMAND_LINE = "command line"
 ENV_KEY = "env"
 CONFIG_HELP = ("YAML file of option: value (repeatable; later files override earlier ones, and options given "
-               "here override every file)")
+               "here override every file) (default: no file)")
 
 
 @dataclass
@@ -42,21 +49,84 @@ def flag_label(key: str) -> str:
     return f"--{key}"
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help names every option's default: "(default: X)" is added to its help text unless the text
+    names the default itself, in words, as "(default…" (None would tell the reader nothing)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.required or "(default" in text.lower():
+            return text
+        return super()._get_help_string(action)
+
+
+class RawHelpFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
+    """HelpFormatter for a command whose description is laid out by hand (a module docstring)."""
+
+
+class OldSpelling(argparse.Action):
+    """An option's old spelling, read for one release: each use prints one line on stderr that names
+    the current spelling, then does what the current spelling does. Hidden from --help."""
+
+    def __init__(self, option_strings, dest, current: argparse.Action, **_):
+        super().__init__(option_strings, current.dest, nargs=current.nargs, const=current.const,
+                         default=argparse.SUPPRESS, type=current.type, choices=current.choices,
+                         help=argparse.SUPPRESS, metavar=current.metavar)
+        self.current = current
+
+    @property
+    def new_spelling(self) -> str:
+        return self.current.option_strings[0]
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: {option_string} is deprecated and goes in the next release; use {self.new_spelling}",
+              file=sys.stderr)
+        # argparse counts an option as given only when its own action runs, so a required option
+        # given by its old spelling would otherwise be reported missing
+        self.current.required = False
+        self.current(parser, namespace, values, self.new_spelling)
+
+
+def one_style(parser: argparse.ArgumentParser, formatter=HelpFormatter) -> argparse.ArgumentParser:
+    """Give a command's parser the shared style: one spelling per option, its first long one (any
+    other long spelling becomes an OldSpelling, and so does the hyphenated twin of an underscore
+    option); --help naming defaults; a --config option (the layers themselves are read by `parse`
+    or `layer_defaults`, before the parser sees the arguments)."""
+    parser.formatter_class = formatter
+    if "--config" not in parser._option_string_actions:
+        parser.add_argument("--config", action="append", metavar="YAML", help=CONFIG_HELP)
+    for action in list(parser._actions):
+        if isinstance(action, OldSpelling):
+            continue
+        longs = [s for s in action.option_strings if s.startswith("--")]
+        if not longs:
+            continue
+        old = longs[1:]
+        hyphenated = "--" + longs[0][2:].replace("_", "-")
+        if hyphenated != longs[0] and hyphenated not in parser._option_string_actions:
+            old.append(hyphenated)
+        for spelling in old:
+            if spelling in action.option_strings:
+                action.option_strings.remove(spelling)
+                del parser._option_string_actions[spelling]
+        if old:
+            parser.add_argument(*old, action=OldSpelling, current=action)
+    return parser
+
+
 def make_parser(dataclass_types: Sequence[type], prog: str, description: str | None = None,
                 config_help: str = CONFIG_HELP):
     """TRL's parser over the dataclasses, raising UserError instead of printing usage and exiting."""
     from trl import TrlParser
 
-    class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-        pass
-
     parser = TrlParser(dataclass_types=list(dataclass_types), prog=prog, description=description,
-                       formatter_class=Formatter, exit_on_error=False)
+                       formatter_class=RawHelpFormatter, exit_on_error=False)
     for action in parser._actions:
         if action.type is dict:  # a mapping option takes a YAML mapping on the command line too
             action.type, action.metavar = _yaml_mapping, "'{OPTION: VALUE, ...}'"
     # listed for --help; `parse` takes the --config layers out before the parser sees the arguments
     parser.add_argument("--config", action="append", metavar="YAML", help=config_help)
+    one_style(parser, RawHelpFormatter)
 
     def error(message: str):
         raise UserError(f"{prog}: {message}")
@@ -113,6 +183,52 @@ def read_layer(path: Path) -> dict:
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a YAML mapping of option: value")
     return data
+
+
+def layer_defaults(parser: argparse.ArgumentParser, argv: Sequence[str], prog: str,
+                   find_config: Callable[[str], Path] = existing_file) -> tuple[list[str], dict[str, str]]:
+    """The --config layers of a command parsed by plain argparse (not a dataclass): each option a
+    layer sets becomes the parser's default, typed and checked as the same value given as a flag,
+    so that what the command line gives still overrides it; an option or positional a layer sets is
+    no longer required on the command line. Returns (argv less the --config layers, the layers'
+    `env:` mapping, to be set once the arguments have parsed)."""
+    configs, rest = split_configs(argv)
+    layers = [(str(f), read_layer(f)) for f in (find_config(c) for c in configs)]
+    merged, sources, env = _merge_layers(parser, layers, prog, set(), True)
+    for key, value in merged.items():
+        action = next(a for a in parser._actions if a.dest == key and not isinstance(a, OldSpelling))
+        action.default = _layer_value(parser, action, value, sources[key])
+        action.required = False
+        if not action.option_strings:
+            action.nargs = {None: "?", "+": "*"}.get(action.nargs, action.nargs)
+    return rest, env
+
+
+def _layer_value(parser: argparse.ArgumentParser, action: argparse.Action, value, source: str):
+    """A YAML value for an argparse option, converted and checked by the option's own type and choices."""
+    key = action.dest
+    if value is None:
+        return None
+    if action.nargs == 0:  # a flag: store_true and the like
+        if not isinstance(value, bool):
+            raise UserError(f"{source}: {key}: expected true or false, got {value!r}")
+        return value
+    many = isinstance(action, argparse._AppendAction) or action.nargs in ("+", "*") or isinstance(action.nargs, int)
+    if not many and isinstance(value, (list, dict)):
+        raise UserError(f"{source}: {key}: expected one value, got {value!r}")
+    items = value if isinstance(value, list) else [value]
+    typed = []
+    for item in items:
+        if isinstance(item, (list, dict)):
+            raise UserError(f"{source}: {key}: expected a list of values, got {value!r}")
+        text = ("true" if item else "false") if isinstance(item, bool) else str(item)
+        try:
+            converted = parser._get_value(action, text)
+            parser._check_value(action, converted)
+        except argparse.ArgumentError as exc:
+            raise UserError(f"{source}: {key}: {exc.message}") from None
+        typed.append(converted)
+    return typed if many else typed[0]
 
 
 def parse(dataclass_types: Sequence[type], argv: Sequence[str], prog: str, *,

@@ -153,7 +153,8 @@ def _set_dotted(data: dict, assignment: str) -> None:
 
 
 CONFIG_HELP = ("loop: a YAML file, or a built-in loop name (demo); repeatable, later files override earlier ones "
-               "(a section option by option); then --set section.option=value (repeatable), then the options here")
+               "(a section option by option); then --set section.option=value (repeatable), then the options here "
+               "(default: no file)")
 
 
 def _take_sets(argv: list[str]) -> tuple[dict, list[str]]:
@@ -264,7 +265,8 @@ def push_data(cfg: LoopConfig, r: int, folder: Path, endpoint: str) -> dict:
     from reflectevo_gen.publish import push
 
     tag = f"round-{r}"
-    command = f"reflectevo evolve (round {r}): reflectevo gen push --input {folder / 'curated'} --repo {cfg.data_repo} --tag {tag}"
+    command = (f"reflectevo evolve (round {r}): reflectevo gen push --input {folder / 'curated'} "
+               f"--push_to_repo {cfg.data_repo} --push_tag {tag}")
     sha = _publish_once(folder, "push_data", cfg.data_repo, "dataset", tag, endpoint,
                         lambda: push(str(folder / "curated"), cfg.data_repo, tag=tag, token=os.environ.get("HF_TOKEN"),
                                      endpoint=endpoint, command=command))

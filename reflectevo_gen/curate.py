@@ -46,7 +46,7 @@ RANKINGS = ("loglik", "judge")
 # spaces; one sentence per line), which changes no word. Over the 24 re-laid variants the score moved
 # by 0.007 to 0.56 (median 0.14); the 95th percentile (nearest rank) is 0.32. A pair whose margin is
 # smaller is ordered by layout as much as by content. 24 variants is a small sample: re-measure with
-# `margin_noise` on a larger run and pass --min-margin (or curate.min_margin in a loop file).
+# `margin_noise` on a larger run and pass --min_margin (or curate.min_margin in a loop file).
 MARGIN_NOISE = 0.32
 
 
@@ -226,7 +226,7 @@ def curate(records: list[dict], options: CurateOptions | None = None, engine=Non
     if opts.ranking not in RANKINGS:
         raise UserError(f"--ranking: expected one of {', '.join(RANKINGS)}, got {opts.ranking!r}")
     if not (isinstance(opts.min_margin, (int, float)) and opts.min_margin >= 0):
-        raise UserError(f"--min-margin: expected a number >= 0, got {opts.min_margin!r}")
+        raise UserError(f"--min_margin: expected a number >= 0, got {opts.min_margin!r}")
     by_q: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         by_q[r["question_id"]].append(r)

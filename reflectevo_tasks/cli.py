@@ -16,22 +16,24 @@ from reflectevo.errors import UserError
 
 
 def add_engine_args(p) -> None:
-    """Model/engine options shared by every command that runs a model."""
+    """Model/engine options shared by every command that runs a model (spelt as in `gen run`)."""
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="smollm2-135m-instruct", help="model id, local folder or short name (default: the embedded model)")
-    g.add_argument("--revision", default=None, help="model revision (branch, tag or commit)")
+    g.add_argument("--model", default="smollm2-135m-instruct", help="model id, local folder or short name")
+    # a second spelling is the old one, read for one release (reflectevo.settings.one_style)
+    g.add_argument("--model_revision", "--revision", default=None,
+                   help="model revision: branch, tag or commit (default: the model's main branch)")
     g.add_argument("--engine", default="hf", choices=["hf", "vllm", "local-chat-completions"], help="lm-eval model type used as the engine")
     g.add_argument("--dtype", default=None, help="float32, bfloat16, … (default: the model's own)")
-    g.add_argument("--batch-size", type=int, default=16)
-    g.add_argument("--device", default=None, help="e.g. cpu, cuda (hf engine)")
-    g.add_argument("--model-args", default="", help="extra lm-eval model_args, k=v,k=v")
+    g.add_argument("--batch_size", type=int, default=16, help="engine batch size")
+    g.add_argument("--device", default=None, help="e.g. cpu, cuda (default: cpu for the hf engine)")
+    g.add_argument("--model_args", default="", help="extra lm-eval model_args, k=v,k=v (default: none)")
 
 
 def engine_config_from_args(args, **overrides):
     from reflectevo_tasks.engine import EngineConfig, parse_model_args
 
-    extra = parse_model_args(args.model_args, "--model-args")
-    cfg = EngineConfig(model=args.model, engine=args.engine, revision=args.revision, dtype=args.dtype,
+    extra = parse_model_args(args.model_args, "--model_args")
+    cfg = EngineConfig(model=args.model, engine=args.engine, revision=args.model_revision, dtype=args.dtype,
                        batch_size=args.batch_size, device=args.device, model_args=extra)
     for k, v in overrides.items():
         setattr(cfg, k, v)
@@ -44,22 +46,26 @@ def register(sub) -> None:
                        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     tsub = p.add_subparsers(dest="tasks_command", metavar="ACTION")
 
-    ls = tsub.add_parser("list", help="list question sources and BBH subtasks")
+    ls = tsub.add_parser("list", help="list question sources and BBH subtasks",
+                         description="List the question sources and BBH's subtasks with their answer kinds.")
     ls.set_defaults(func=_list)
 
     pool = tsub.add_parser("pool", help="build the opt-in BIG-bench pool (needs bigbench-1.0.0.tar.gz: "
-                                        "$REFLECTEVO_BIGBENCH_SDIST or an index serving it)")
-    pool.add_argument("--per-task", type=int, default=50)
-    pool.add_argument("--bbh-dir", default=None, help="local BBH folder used to exclude BBH items (default: $REFLECTEVO_BBH_DIR or the Hub)")
+                                        "$REFLECTEVO_BIGBENCH_SDIST or an index serving it)",
+                           description="Build the opt-in BIG-bench pool and print its manifest.")
+    pool.add_argument("--per_task", type=int, default=50, help="questions drawn from each BIG-bench task")
+    pool.add_argument("--bbh_dir", default=None, help="local BBH folder used to exclude BBH items (default: $REFLECTEVO_BBH_DIR or the Hub)")
     pool.set_defaults(func=_pool)
 
-    ans = tsub.add_parser("answer", help="greedy-answer questions with chain of thought and score them")
-    ans.add_argument("--source", default="bbh", help="bbh[:subtask,…], bigbench[:task,…] or a dataset spec .yaml (default bbh)")
-    ans.add_argument("--limit", type=int, default=None, help="questions per BBH subtask (bbh) or in all (other sources)")
-    ans.add_argument("--bbh-dir", default=None, help="local BBH folder (default: $REFLECTEVO_BBH_DIR, else the Hub)")
+    ans = tsub.add_parser("answer", help="greedy-answer questions with chain of thought and score them",
+                          description="Greedy-answer questions with chain of thought (trial 1 only) and score them.")
+    ans.add_argument("--source", default="bbh", help="bbh[:subtask,…], bigbench[:task,…] or a dataset spec .yaml")
+    ans.add_argument("--limit", type=int, default=None,
+                     help="questions per BBH subtask (bbh) or in all (other sources) (default: every question)")
+    ans.add_argument("--bbh_dir", default=None, help="local BBH folder (default: $REFLECTEVO_BBH_DIR, else the Hub)")
     ans.add_argument("--fewshot", action="store_true", help="3-shot CoT from the BBH CoT prompts (bbh only)")
-    ans.add_argument("--max-new-tokens", type=int, default=256)
-    ans.add_argument("--output", default=None, help="write one JSON line per question here")
+    ans.add_argument("--max_new_tokens", type=int, default=256, help="max new tokens of an answer")
+    ans.add_argument("--output", default=None, help="write one JSON line per question here (default: print only)")
     add_engine_args(ans)
     ans.set_defaults(func=_answer)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from reflectevo.errors import UserError
 from reflectevo.named_files import file_or_builtin
-from reflectevo.settings import make_parser, parse
+from reflectevo.settings import make_parser, parse, read_layer
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 ACCELERATE_DIR = Path(__file__).resolve().parent / "accelerate"
@@ -72,26 +72,28 @@ class ScriptArguments:
 
     dataset: str | None = field(default=None, metadata={
         "help": "training data: a Hub dataset repo 'namespace/name@revision' (branch, tag or sha; "
-                "recorded as the resolved sha) or a local curated folder with <config>.jsonl files"})
+                "recorded as the resolved sha) or a local curated folder with <config>.jsonl files "
+                "(default: none; required)"})
     dataset_config: str | None = field(default=None, metadata={
-        "help": "config (curated set) to read; default per setting: one_stage/two_stage d_plus, "
-                "dpo_pm d_pm, dpo_pref d_pref, sft_qa sft_qa"})
+        "help": "config (curated set) to read (default per setting: one_stage/two_stage d_plus, "
+                "dpo_pm d_pm, dpo_pref d_pref, sft_qa sft_qa)"})
     dataset_split: str = field(default="train", metadata={"help": "split of the config"})
-    max_rows: int | None = field(default=None, metadata={"help": "use only the first N rows (smoke runs)"})
+    max_rows: int | None = field(default=None, metadata={"help": "use only the first N rows, for smoke runs (default: every row)"})
     instruction: str = field(default="default", metadata={
         "help": "reflection instruction written into training prompts; keep it equal to the evaluator's "
                 "`instruction=` option (default 'default') so training and evaluation prompts match"})
     init_adapter: str | None = field(default=None, metadata={
         "help": "start from this LoRA adapter (folder or 'namespace/name@revision'), e.g. an SFT adapter "
-                "before DPO; for DPO the model with this adapter is the reference"})
+                "before DPO; for DPO the model with this adapter is the reference (default: a fresh adapter)"})
     init_adapter_mode: str = field(default="continue", metadata={
         "help": "continue: keep training that adapter (DPO reference = a frozen copy of it; output is one "
                 "adapter on the base); merge: merge it into the base weights first and train a fresh "
                 "adapter on top (DPO reference = the merged model; output is the merged full model)",
         "choices": list(INIT_ADAPTER_MODES)})
     push_to_repo: str | None = field(default=None, metadata={
-        "help": "publish the result to this Hub model repo NAME/ID (token from --hub_token, else HF_TOKEN)"})
-    push_tag: str | None = field(default=None, metadata={"help": "tag for the published commit"})
+        "help": "publish the result to this Hub model repo NAME/ID, token from --hub_token, else HF_TOKEN "
+                "(default: not published)"})
+    push_tag: str | None = field(default=None, metadata={"help": "tag for the published commit (default: no tag)"})
     push_private: bool = field(default=False, metadata={"help": "create the repo as private"})
     hub_endpoint: str | None = field(default=None, metadata={
         "help": "Hub endpoint for data, adapters and publishing (default: $HF_ENDPOINT or huggingface.co)"})
@@ -160,11 +162,16 @@ def dataclass_types(setting: Setting) -> list[type]:
 
 
 CONFIG_HELP = ("recipe: a YAML file of option: value, or a built-in recipe name (demo, ...); repeatable, later "
-               "recipes override earlier ones and the setting's own, options given here override every recipe")
+               "recipes override earlier ones and the setting's own, options given here override every recipe "
+               "(default: the setting's own recipe only)")
 
 
 def build_parser(setting: Setting, prog: str = "reflectevo train"):
-    return make_parser(dataclass_types(setting), f"{prog} {setting.name}", config_help=CONFIG_HELP)
+    """The options of a setting, with its built-in recipe as their defaults, so that --help shows
+    the values a run starts from rather than TRL's."""
+    parser = make_parser(dataclass_types(setting), f"{prog} {setting.name}", config_help=CONFIG_HELP)
+    parser.set_defaults_with_config(**read_layer(RECIPES_DIR / f"{setting.name}.yaml"))
+    return parser
 
 
 def parse_run(setting_name: str, argv: list[str], prog: str = "reflectevo train") -> ParsedRun:

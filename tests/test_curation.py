@@ -131,7 +131,7 @@ def test_dpref_pairs_below_the_margin_are_dropped_and_counted():
     assert all(r["score_chosen"] - r["score_rejected"] >= 0.1 for r in result["d_pref"])
     assert _curate(_records(1, reflections), engine=engine, min_margin=0.0)["stats"]["dpref_low_margin_dropped"] == 0
     assert stats["options"]["min_margin"] == 0.1
-    with pytest.raises(UserError, match="min-margin"):
+    with pytest.raises(UserError, match="min_margin"):
         _curate(_records(1, reflections), engine=engine, min_margin=-1)
 
 

@@ -128,7 +128,7 @@ def test_cli_answers_and_scores_bbh_offline(bbh_dir, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "REFLECTEVO_BBH_DIR": bbh_dir}
     out = tmp_path / "answers.jsonl"
     res = subprocess.run([sys.executable, "-m", "reflectevo", "tasks", "answer", "--source", "bbh:boolean_expressions,navigate",
-                          "--limit", "2", "--max-new-tokens", "32", "--output", str(out)],
+                          "--limit", "2", "--max_new_tokens", "32", "--output", str(out)],
                          capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "accuracy" in res.stdout and "bbh/navigate/1" in res.stdout
@@ -139,7 +139,7 @@ def test_cli_answers_and_scores_bbh_offline(bbh_dir, tmp_path):
 
 def test_cli_user_errors_are_one_line(bbh_dir):
     for argv, needle in ((["tasks", "answer", "--source", "bbh:nope"], "unknown BBH subtask 'nope'"),
-                         (["tasks", "answer", "--bbh-dir", "/nonexistent"], "/nonexistent: not a BBH folder"),
+                         (["tasks", "answer", "--bbh_dir", "/nonexistent"], "/nonexistent: not a BBH folder"),
                          (["model", "path", "/no/such/model"], None)):
         res = subprocess.run([sys.executable, "-m", "reflectevo", *argv], capture_output=True, text=True)
         if needle is None:

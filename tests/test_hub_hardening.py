@@ -219,7 +219,7 @@ def test_loopback_hosts_are_allowed(host):
 def test_other_hosts_need_allow_remote(host):
     from reflectevo.hub.server import check_bind_host
 
-    with pytest.raises(ValueError, match="--allow-remote") as exc:
+    with pytest.raises(ValueError, match="--allow_remote") as exc:
         check_bind_host(host, allow_remote=False)
     assert "\n" not in str(exc.value) and "plain HTTP" in str(exc.value)
     check_bind_host(host, allow_remote=True)
@@ -228,7 +228,7 @@ def test_other_hosts_need_allow_remote(host):
 def test_make_server_refuses_all_interfaces(tmp_path):
     from reflectevo.hub.server import make_server
 
-    with pytest.raises(ValueError, match="--allow-remote"):
+    with pytest.raises(ValueError, match="--allow_remote"):
         make_server(str(tmp_path / "d"), ["tok"], host="0.0.0.0")
     # the data directory was not claimed by the refused server
     make_server(str(tmp_path / "d"), ["tok"])[1].release()
@@ -244,11 +244,11 @@ def test_cli_refuses_a_non_loopback_host_in_one_line(tmp_path):
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "192.0.2.1" in lines[0] and "--allow-remote" in lines[0]
+    assert len(lines) == 1 and "192.0.2.1" in lines[0] and "--allow_remote" in lines[0]
     assert "loopback" in lines[0] and "Traceback" not in r.stderr
     # with the flag the address check passes; binding then fails because the address is not ours
     # (or, where net.ipv4.ip_nonlocal_bind is on, succeeds on an address nothing routes to)
-    proc = subprocess.Popen(cmd + ["--allow-remote"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(cmd + ["--allow_remote"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
         out, err = proc.communicate(timeout=30)
@@ -257,7 +257,7 @@ def test_cli_refuses_a_non_loopback_host_in_one_line(tmp_path):
         out, err = proc.communicate(timeout=10)
         assert "serving" in out and "refusing" not in err
         return
-    assert proc.returncode == 2 and "refusing" not in err and "--allow-remote" not in err
+    assert proc.returncode == 2 and "refusing" not in err and "--allow_remote" not in err
     assert "assign" in err.lower() or "address" in err.lower()
 
 

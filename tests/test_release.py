@@ -144,7 +144,7 @@ def test_no_token_is_written_locally_or_to_the_hub(tmp_path, monkeypatch, capfd,
     try:
         with use_endpoint(server.url):
             monkeypatch.setenv("HF_TOKEN", tokens["gen push"])
-            assert main(["gen", "push", "--input", str(sample), "--repo", "tester/data", "--tag", "data-v1"]) == 0
+            assert main(["gen", "push", "--input", str(sample), "--push_to_repo", "tester/data", "--push_tag", "data-v1"]) == 0
             monkeypatch.delenv("HF_TOKEN")
             push(str(sample), "tester/data-2", tag="data-v1", token=tokens["push()"])
             exit_codes = {}

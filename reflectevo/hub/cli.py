@@ -26,11 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--data", required=True, help="data directory (created if missing)")
     serve.add_argument("--port", type=int, default=8765, help="TCP port (0: any free port)")
     serve.add_argument("--host", default="127.0.0.1",
-                       help="address to bind (default 127.0.0.1; anything but loopback needs --allow-remote)")
-    serve.add_argument("--allow-remote", action="store_true",
+                       help="address to bind (anything but loopback needs --allow_remote)")
+    serve.add_argument("--allow_remote", action="store_true",
                        help="allow a non-loopback --host; the server speaks plain HTTP, so tokens and "
                             "upload links cross the network unencrypted")
-    serve.add_argument("--token", action="append", default=[], help="accepted token (repeatable)")
+    serve.add_argument("--token", action="append", default=[],
+                       help="accepted token (repeatable) (default: those in $REFLECTEVO_HUB_TOKENS)")
     serve.add_argument("--user", default="local", help="user name reported by whoami")
     serve.add_argument("--quiet", action="store_true", help="do not log requests")
     serve.set_defaults(func=_serve)
@@ -38,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     resolve = sub.add_parser("resolve", help="print the 40-hex commit sha of REPO@REVISION",
                              description="Resolve a branch, tag or sha to the commit sha it points to.")
     resolve.add_argument("ref", help="namespace/name[@revision] (also datasets/namespace/name@rev)")
-    resolve.add_argument("--repo-type", choices=["model", "dataset", "space"], default=None)
+    resolve.add_argument("--repo_type", choices=["model", "dataset", "space"], default=None,
+                         help="kind of repo (default: the ref's datasets/ or spaces/ prefix, else model)")
     resolve.set_defaults(func=_resolve)
 
     hub.set_defaults(func=lambda args: (hub.print_help(), 2)[1])

@@ -20,7 +20,7 @@ Semantics that match the Hub:
 * with a valid token: unknown repo -> 404 ``X-Error-Code: RepoNotFound``; unknown revision -> 404
   ``RevisionNotFound``; missing file -> 404 ``EntryNotFound``; existing repo/branch/tag on create -> 409.
 
-Limits (issue 20): it listens on loopback only unless told otherwise (``--allow-remote``: it speaks
+Limits (issue 20): it listens on loopback only unless told otherwise (``--allow_remote``: it speaks
 plain HTTP); who is asking is decided from the headers before any body is read, and bodies are
 capped per request kind (1 MiB for any request without a valid token; see ``UNAUTH_BODY_MAX`` and
 the caps next to it); commit bodies are spooled to disk; an upload link takes exactly its signed
@@ -1112,7 +1112,7 @@ def check_bind_host(host: str, allow_remote: bool) -> None:
     why = "it does not resolve to a loopback address" if not addresses else "it is not a loopback address"
     raise ValueError(f"refusing to listen on {what}: {why}, and this server speaks plain HTTP, so tokens "
                      f"would cross the network unencrypted; use 127.0.0.1 (the default), or pass "
-                     f"--allow-remote to listen there anyway")
+                     f"--allow_remote to listen there anyway")
 
 
 def make_server(data_dir: str, tokens: Iterable[str], host: str = "127.0.0.1", port: int = 0,
@@ -1288,7 +1288,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ready-file")
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--throttle-bps", type=float, help="test hook: slow LFS uploads down to this rate")
-    p.add_argument("--allow-remote", action="store_true", help="allow a --host other than loopback")
+    p.add_argument("--allow_remote", "--allow-remote", action="store_true", help="allow a --host other than loopback")
     a = p.parse_args(argv)
     tokens = tokens_from(a.token)
     if not tokens:
