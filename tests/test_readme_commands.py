@@ -1,0 +1,518 @@
+"""The README is a contract with a new user (issue #30, item 2): it stays short, its links lead
+somewhere, and the commands it shows are the commands the toolkit has.
+
+Fast (no model is loaded):
+* README.md has at most 250 lines;
+* every relative link of README.md and docs/*.md reaches an existing file, and its #anchor a
+  heading of that file (GitHub's anchor rule);
+* every `reflectevo …` and `lm_eval …` command in a shell block of README.md (and of docs/*.md)
+  names a subcommand that exists and only options that its `--help` prints; the `reflectevo`
+  lm-eval model's `--model_args` keys are options of that model or of the base model, and every
+  `--tasks` name is a task or group this project ships;
+* the README's quick commands (a `--help`, a leaderboard rebuilt from committed results files)
+  run as written, in a folder of their own, and the rebuilt table is the committed one;
+* the results table of the README agrees with leaderboards/bbh.md.
+
+Slow: the README's three workflows run as written against the local Hub server, with options
+appended that shrink them to minutes (a slice of the demo's questions, 128-token turns, one item
+per BBH subtask).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+MAX_README_LINES = 250
+BIN = Path(sys.executable).parent  # the environment running the tests: reflectevo, lm_eval
+SHELL_LANGS = {"bash", "sh", "shell"}
+SEPARATORS = {"&&", "||", ";", "|", "&", "(", ")", ";;", "|&"}
+QUICK_SECONDS = 120
+
+
+# ------------------------------------------------------------------ reading markdown
+
+
+def fenced_blocks(text: str) -> list[tuple[str, str, int]]:
+    """(language, body, first line number) of every fenced code block."""
+    blocks, lines, i = [], text.splitlines(), 0
+    while i < len(lines):
+        m = re.match(r"^(\s*)(```+|~~~+)\s*([\w+-]*)", lines[i])
+        if not m:
+            i += 1
+            continue
+        fence, lang, start = m.group(2), m.group(3).lower(), i + 1
+        i += 1
+        body = []
+        while i < len(lines) and not lines[i].strip().startswith(fence):
+            body.append(lines[i])
+            i += 1
+        blocks.append((lang, "\n".join(body), start + 1))
+        i += 1
+    return blocks
+
+
+def without_code(text: str) -> str:
+    """The text with fenced blocks and inline code blanked (links inside code are not links)."""
+    out, fence = [], None
+    for line in text.splitlines():
+        m = re.match(r"^\s*(```+|~~~+)", line)
+        if fence is None and m:
+            fence = m.group(1)
+            out.append("")
+            continue
+        if fence is not None:
+            if line.strip().startswith(fence):
+                fence = None
+            out.append("")
+            continue
+        out.append(re.sub(r"`[^`]*`", "``", line))
+    return "\n".join(out)
+
+
+def logical_lines(body: str) -> list[str]:
+    """Shell lines with backslash continuations joined."""
+    lines, current = [], ""
+    for raw in body.splitlines():
+        if raw.rstrip().endswith("\\"):
+            current += raw.rstrip()[:-1] + " "
+            continue
+        current += raw
+        if current.strip():
+            lines.append(current.strip())
+        current = ""
+    if current.strip():
+        lines.append(current.strip())
+    return lines
+
+
+def simple_commands(line: str) -> list[list[str]]:
+    """The simple commands of one shell line, leading VAR=value assignments dropped."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|()")
+    lexer.whitespace_split = True
+    lexer.commenters = "#"
+    commands, current = [], []
+    for token in lexer:
+        if token in SEPARATORS:
+            commands.append(current)
+            current = []
+        else:
+            current.append(token)
+    commands.append(current)
+    out = []
+    for words in commands:
+        while words and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0]):
+            words = words[1:]
+        if words:
+            out.append(words)
+    return out
+
+
+def shell_commands(path: Path) -> list[tuple[int, str, list[str]]]:
+    """(line number, logical line, words) of every simple command in the file's shell blocks."""
+    found = []
+    for lang, body, start in fenced_blocks(path.read_text()):
+        if lang not in SHELL_LANGS:
+            continue
+        for line in logical_lines(body):
+            for words in simple_commands(line):
+                found.append((start, line, words))
+    return found
+
+
+def program(words: list[str]) -> str:
+    return os.path.basename(words[0])
+
+
+def options_of(words: list[str]) -> list[str]:
+    return [w.split("=", 1)[0] for w in words if w.startswith("--") and len(w) > 2]
+
+
+# ------------------------------------------------------------------ running commands
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
+
+
+@functools.lru_cache(maxsize=None)
+def help_text(argv: tuple[str, ...]) -> tuple[int, str]:
+    proc = subprocess.run([*argv, "--help"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=QUICK_SECONDS)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def reflectevo_help(words: list[str]) -> tuple[list[str], str]:
+    """The subcommand a `reflectevo …` command names (e.g. ["gen", "run"]) and its --help text."""
+    exe = str(BIN / "reflectevo")
+    leading = []
+    for w in words[1:]:
+        if w.startswith("-"):
+            break
+        leading.append(w)
+    if not leading:
+        rc, text = help_text((exe,))
+        assert rc == 0, text
+        return [], text
+    rc, text = help_text((exe, leading[0]))
+    assert rc == 0, f"`reflectevo {leading[0]}` is not a subcommand:\n{text}"
+    if "positional arguments" in text and len(leading) > 1:
+        rc, text = help_text((exe, leading[0], leading[1]))
+        assert rc == 0, f"`reflectevo {leading[0]} {leading[1]}` is not a subcommand:\n{text}"
+        return leading[:2], text
+    return leading[:1], text
+
+
+def lm_eval_help(words: list[str]) -> str:
+    sub = words[1] if len(words) > 1 and not words[1].startswith("-") else "run"
+    rc, text = help_text((str(BIN / "lm_eval"), sub))
+    assert rc == 0, text
+    return text
+
+
+def named_in(option: str, text: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text) is not None
+
+
+def option_value(words: list[str], option: str) -> str | None:
+    for i, w in enumerate(words):
+        if w == option and i + 1 < len(words):
+            return words[i + 1]
+        if w.startswith(option + "="):
+            return w.split("=", 1)[1]
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def reflectevo_model_options() -> frozenset:
+    """The `--model_args` keys the `reflectevo` lm-eval model reads itself, and `pretrained`, which
+    every lm-eval model takes."""
+    from harness_plugins import reflect_model
+
+    return frozenset({"pretrained", *reflect_model.OUR_OPTIONS, *reflect_model.ENGINE_OPTIONS,
+                      *reflect_model.BASE_ADAPTER_OPTIONS})
+
+
+@functools.lru_cache(maxsize=1)
+def hf_model_options() -> frozenset:
+    """Keyword arguments of lm-eval's `hf` model (imported only when a key needs it: seconds)."""
+    import inspect
+
+    from lm_eval.models.huggingface import HFLM
+
+    return frozenset(inspect.signature(HFLM.__init__).parameters) - {"self", "kwargs"}
+
+
+def prefetch_helps(commands: list[list[str]]) -> None:
+    """Run the --help of every subcommand the commands name, several at a time (`reflectevo train
+    <setting> --help` imports TRL: seconds each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    exe, wanted = str(BIN / "reflectevo"), set()
+    for words in commands:
+        if program(words) == "lm_eval":
+            sub = words[1] if len(words) > 1 and not words[1].startswith("-") else "run"
+            wanted.add((str(BIN / "lm_eval"), sub))
+            continue
+        leading = [w for w in words[1:3] if not w.startswith("-")]
+        if len(leading) == 2 and not words[2].startswith("-"):
+            rc, text = help_text((exe, leading[0]))
+            if rc == 0 and "positional arguments" in text:
+                wanted.add((exe, *leading))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(help_text, sorted(wanted)))
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_task_names() -> frozenset:
+    """Every `task:` and `group:` name of the project's lm-eval task YAMLs."""
+    import yaml
+
+    names = set()
+    for path in (ROOT / "reflectevo_tasks" / "lm_eval_tasks").rglob("*"):
+        if path.is_file() and (path.suffix == ".yaml" or path.name.startswith("_")) and path.suffix != ".py":
+            try:
+                data = yaml.safe_load(path.read_text())
+            except yaml.YAMLError:
+                continue
+            if isinstance(data, dict):
+                for key in ("task", "group"):
+                    value = data.get(key)
+                    names.update([value] if isinstance(value, str) else [v for v in value or () if isinstance(v, str)])
+    return frozenset(names)
+
+
+def check_command(words: list[str]) -> list[str]:
+    """What is wrong with one `reflectevo` / `lm_eval` command (empty: nothing)."""
+    problems = []
+    if program(words) == "reflectevo":
+        sub, text = reflectevo_help(words)
+        name = " ".join(["reflectevo", *sub])
+    else:
+        text, name = lm_eval_help(words), "lm_eval"
+    for option in options_of(words):
+        if option != "--help" and not named_in(option, text):
+            problems.append(f"`{name}` has no option {option} (its --help does not name it)")
+    if program(words) == "lm_eval":
+        tasks = option_value(words, "--tasks")
+        for task in (tasks or "").split(","):
+            if task and task.startswith("reflectevo") and task not in shipped_task_names():
+                problems.append(f"lm_eval --tasks {task}: no such task or group in reflectevo_tasks/lm_eval_tasks")
+        if option_value(words, "--model") == "reflectevo":
+            args = dict(kv.split("=", 1) for kv in (option_value(words, "--model_args") or "").split(",") if "=" in kv)
+            for key in args:
+                if key in reflectevo_model_options() or args.get("base", "hf") != "hf":
+                    continue  # another base model takes its own keys
+                if key not in hf_model_options():
+                    problems.append(f"lm_eval --model reflectevo: unknown model_args key {key}")
+    return problems
+
+
+# ------------------------------------------------------------------ anchors
+
+
+def github_anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: markup dropped, lower case, punctuation removed, spaces to hyphens."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link's text
+    text = text.replace("`", "").replace("*", "").strip().lower()
+    kept = "".join(c for c in text if c in " -_" or unicodedata.category(c)[0] in "LN")
+    return kept.replace(" ", "-")
+
+
+@functools.lru_cache(maxsize=None)
+def anchors(path: Path) -> frozenset:
+    seen: dict[str, int] = {}
+    out = set()
+    for line in without_code(path.read_text()).splitlines():
+        m = re.match(r"^(#{1,6})\s+(.*?)\s*#*\s*$", line)
+        if not m:
+            continue
+        slug = github_anchor(m.group(2))
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        out.add(slug if n == 0 else f"{slug}-{n}")
+    for m in re.finditer(r'<a\s+(?:name|id)="([^"]+)"', path.read_text()):
+        out.add(m.group(1))
+    return frozenset(out)
+
+
+def links(path: Path) -> list[str]:
+    text = without_code(path.read_text())
+    return re.findall(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)", text)
+
+
+# ================================================================== tests
+
+
+def test_readme_has_at_most_250_lines():
+    n = len(README.read_text().splitlines())
+    assert n <= MAX_README_LINES, f"README.md has {n} lines; move detail to docs/ (the limit is {MAX_README_LINES})"
+
+
+def test_the_quick_start_keeps_its_two_commands_first():
+    """Command (1) runs the main job offline, command (2) the tests: the first two shell blocks."""
+    shell = [body for lang, body, _ in fenced_blocks(README.read_text()) if lang in SHELL_LANGS]
+    assert shell[0].strip() == ("./scripts/setup-env.sh && REFLECTEVO_BBH_DIR=../shared/data/bbh "
+                                ".venv/bin/reflectevo evolve --config demo")
+    assert shell[1].strip() == "./scripts/setup-env.sh && REFLECTEVO_BBH_DIR=../shared/data/bbh .venv/bin/pytest"
+
+
+@pytest.mark.parametrize("page", [README, *DOCS], ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_reaches_a_file_and_heading(page):
+    broken = []
+    for target in links(page):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
+            continue
+        path_part, _, anchor = target.partition("#")
+        dest = (page.parent / path_part).resolve() if path_part else page
+        if not dest.exists():
+            broken.append(f"{target}: no file {dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest}")
+            continue
+        if anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+            broken.append(f"{target}: no heading #{anchor} in {dest.relative_to(ROOT)}")
+    assert not broken, f"{page.relative_to(ROOT)}:\n" + "\n".join(broken)
+
+
+def test_the_readme_links_every_docs_page():
+    linked = {(README.parent / t.partition("#")[0]).resolve() for t in links(README)}
+    assert DOCS, "docs/ has no pages"
+    missing = [str(p.relative_to(ROOT)) for p in DOCS if p.resolve() not in linked]
+    assert not missing, f"README.md does not link {missing}"
+
+
+def _project_commands(page: Path) -> list[tuple[int, str, list[str]]]:
+    return [c for c in shell_commands(page) if program(c[2]) in ("reflectevo", "lm_eval")]
+
+
+def test_the_readme_names_only_subcommands_and_options_that_exist():
+    commands = _project_commands(README)
+    prefetch_helps([w for _, _, w in commands])
+    assert any(program(w) == "lm_eval" for _, _, w in commands), "the README shows no lm_eval command"
+    problems = [f"README.md block at line {n}: {p}\n    {line}" for n, line, words in commands
+                for p in check_command(words)]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("page", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_docs_name_only_subcommands_and_options_that_exist(page):
+    prefetch_helps([w for _, _, w in _project_commands(page)])
+    problems = [f"{page.relative_to(ROOT)} block at line {n}: {p}\n    {line}" for n, line, words in
+                _project_commands(page) for p in check_command(words)]
+    assert not problems, "\n".join(problems)
+
+
+def _quick(words: list[str]) -> bool:
+    """A command that finishes in seconds: a --help, or a leaderboard built from committed files."""
+    if "--help" in words or "-h" in words:
+        return True
+    if program(words) == "reflectevo" and words[1:3] == ["leaderboard", "build"]:
+        inputs = [w for w in words[3:] if not w.startswith("-") and w != option_value(words, "--output")]
+        expanded = [p for w in inputs for p in _braces(w)]
+        return bool(expanded) and all((ROOT / p).is_file() for p in expanded)
+    return False
+
+
+def _braces(word: str) -> list[str]:
+    m = re.search(r"\{([^{}]*,[^{}]*)\}", word)
+    if not m:
+        return [word]
+    return [x for part in m.group(1).split(",") for x in _braces(word[:m.start()] + part + word[m.end():])]
+
+
+def _workspace(tmp_path: Path) -> Path:
+    """A folder that looks like the clone (its top-level entries linked) but writes runs/ and
+    results/ of its own."""
+    work = tmp_path / "clone"
+    work.mkdir()
+    for entry in ROOT.iterdir():
+        if entry.name not in ("runs", "results", ".git"):
+            (work / entry.name).symlink_to(entry)
+    return work
+
+
+def test_the_readme_quick_commands_run_as_written(tmp_path):
+    work = _workspace(tmp_path)
+    lines = [line for lang, body, _ in fenced_blocks(README.read_text()) if lang in SHELL_LANGS
+             for line in logical_lines(body)]
+    quick = []
+    for line in dict.fromkeys(lines):
+        parts = simple_commands(line)
+        if parts and all(program(w) in ("reflectevo", "lm_eval") and _quick(w) for w in parts):
+            quick.append(line)
+    assert any("--help" in q for q in quick), "the README shows no --help command"
+    rebuilds = [q for q in quick if "leaderboard build" in q]
+    assert rebuilds, "the README shows no leaderboard rebuilt from committed results files"
+    for line in quick:
+        proc = subprocess.run(["bash", "-c", line], cwd=work, env=_env(), capture_output=True, text=True,
+                              timeout=QUICK_SECONDS)
+        assert proc.returncode == 0, f"{line}\n{proc.stdout}\n{proc.stderr}"
+    for line in rebuilds:
+        out = work / option_value(simple_commands(line)[0], "--output")
+        assert out.resolve().is_relative_to(tmp_path.resolve()), f"{line} wrote outside its folder"
+        files = {p.name for p in out.iterdir()}
+        assert {"bbh.md", "bbh.json", "bbh_comparisons.json", "bbh_t1_t2.png", "bbh_subtask_delta.png"} <= files
+        if "leaderboards/measured/" in line:  # the committed table again (columns added since aside)
+            built = _table(_section(out / "bbh.md", "Rows"))
+            committed = _table(_section(ROOT / "leaderboards" / "bbh.md", "Rows"))
+            common = [c for c in committed[0] if c in built[0]]
+            assert len(common) >= 8 and len(built) == len(committed), (built[0], committed[0])
+            for new, old in zip(built[1:], committed[1:]):
+                for c in common:
+                    assert new[built[0].index(c)] == old[committed[0].index(c)], (
+                        f"row #{old[0]} {c}: rebuilt {new[built[0].index(c)]!r}, leaderboards/bbh.md "
+                        f"{old[committed[0].index(c)]!r}")
+
+
+def _section(path: Path, heading: str) -> str:
+    text = path.read_text()
+    m = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, flags=re.S | re.M)
+    assert m, f"{path}: no section {heading}"
+    return m.group(1).strip()
+
+
+def _table(text: str) -> list[list[str]]:
+    rows = []
+    for line in text.splitlines():
+        if line.startswith("|") and not re.match(r"^\|[-| ]+\|$", line):
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows
+
+
+def test_the_readme_results_agree_with_the_leaderboard():
+    board = _table(_section(ROOT / "leaderboards" / "bbh.md", "Rows"))
+    head, body = board[0], {r[0]: r for r in board[1:]}
+    readme = _table(_section(README, "Results at a glance"))
+    rhead, rows = readme[0], readme[1:]
+    assert rows, "the README has no results table"
+    for row in rows:
+        assert row[0] in body, f"README results row #{row[0]} is not in leaderboards/bbh.md"
+        for column in ("Acc@t1", "Acc@t2"):
+            ours = row[rhead.index(column)]
+            theirs = body[row[0]][head.index(column)].split(" [")[0]
+            assert ours == theirs, f"row #{row[0]} {column}: README {ours}, leaderboards/bbh.md {theirs}"
+
+
+# ------------------------------------------------------------------ slow: the workflows, end to end
+
+DEMO_FIXABLE = 6  # the demo slice ends with the questions on which reflection fixed answers
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _shrink(line: str, question_ids: str, port: int) -> str:
+    """The README's line with options appended that make it take minutes on a CPU."""
+    line = line.replace("8765", str(port))
+    if line.startswith("reflectevo gen run"):
+        line += (f" --question_ids {question_ids} --trial_max_new_tokens 128 --reflection_max_new_tokens 128"
+                 " --dtype float32 --reflections_per_instruction 4 --seed 0")
+    elif line.startswith("reflectevo train"):
+        line += " --config demo --max_length 768"
+    elif line.startswith("lm_eval"):
+        line = re.sub(r"(--model_args )(\S+)", r"\1\2,dtype=float32,max_gen_toks=128,reflection_max_gen_toks=128",
+                      line) + " --limit 1 --device cpu"
+    return line
+
+
+@pytest.mark.slow
+def test_the_readme_workflows_run_as_written(tmp_path, embedded_model_dir):
+    import yaml
+
+    text = README.read_text()
+    workflows = _section(README, "Workflows")
+    lines = [line for lang, body, _ in fenced_blocks(workflows) if lang in SHELL_LANGS for line in logical_lines(body)
+             if "--help" not in line]
+    assert any(line.startswith("reflectevo hub serve") for line in lines), text
+    demo = yaml.safe_load((ROOT / "reflectevo_evolve" / "loops" / "demo.yaml").read_text())
+    ids = ",".join([q.strip() for q in demo["gen"]["question_ids"].split(",") if q.strip()][-DEMO_FIXABLE:])
+    port = _free_port()
+    script = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"
+    for line in lines:
+        script += _shrink(line, ids, port) + "\n"
+        if line.startswith("reflectevo hub serve"):  # wait until it answers
+            script += (f"for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; "
+                       "sleep 0.2; done\n")
+    work = _workspace(tmp_path)
+    proc = subprocess.run(["bash", "-c", script], cwd=work, env=_env(), capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, f"{script}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-6000:]}"
+    board = (work / "runs" / "leaderboard" / "bbh.md").read_text()
+    rows = _table(_section(work / "runs" / "leaderboard" / "bbh.md", "Rows"))
+    assert len(rows) == 3, board  # header, the trained reflector, the retry_only baseline
+    assert "me/reflector" in board and "retry_only" in board
