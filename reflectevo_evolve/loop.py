@@ -14,7 +14,7 @@ file becomes a leaderboard row (`<workdir>/leaderboard`).
 Every step is resumable: a finished step leaves `<workdir>/round-r/<step>.json`; re-running the same
 command skips finished steps (generation also resumes inside a step, chunk by chunk).
 
-Settings are layered as for every reflectevo command (README, "Configuration"): the defaults, each
+Settings are layered as for every reflectevo command (docs/configuration.md): the defaults, each
 `--config` loop file in order (a later file's section options merge into an earlier file's), the
 `--set` assignments, then flags such as `--rounds 2` (`reflectevo evolve --help` lists them).
 

@@ -5,8 +5,8 @@ prompt, benchmarks/bench_adapter.py in benchmarks/RESULTS.md, 2026-12-02), and a
 LoRA kernels also scores prompts, which that build refuses with LoRA enabled. The merge is peft's
 own `merge_and_unload` (W + scale * B @ A), done once per (model, model revision, adapter revision,
 dtype) and kept in the cache; what comes out is the same function as base + adapter up to float
-rounding, so greedy replies can differ where two tokens are almost tied (README, "The measured
-leaderboard", says how often they did).
+rounding, so greedy replies can differ where two tokens are almost tied (docs/results.md, "The
+measured leaderboard", says how often they did).
 """
 
 from __future__ import annotations
