@@ -156,9 +156,10 @@ def _codes(prov: dict, key: str, where: str) -> dict | None:
     return codes
 
 
-def item_outcomes(data: dict) -> dict | None:
-    """{(task, dataset revision, doc id): right at the run's last attempt, at the headline level} from a
-    results file's per-item outcomes, or None for a file written before the plugin recorded them."""
+def item_outcomes(data: dict, trial1: bool = False) -> dict | None:
+    """{(task, dataset revision, doc id): right at the run's last attempt (at trial 1 with `trial1`), at the
+    headline level} from a results file's per-item outcomes, or None for a file written before the plugin
+    recorded them."""
     prov = data["config"]["reflectevo"]
     codes = _codes(prov, "outcomes", "results file")
     if codes is None:
@@ -169,7 +170,7 @@ def item_outcomes(data: dict) -> dict | None:
     for task, docs in codes.items():
         for doc, code in docs.items():
             t1, t2 = _attempts(code, mode, f"outcome of {task} {doc}")
-            out[(task, revision.get(task), doc)] = (t1 if t2 is None else t2) == "1"
+            out[(task, revision.get(task), doc)] = (t1 if t2 is None or trial1 else t2) == "1"
     return out
 
 
@@ -302,6 +303,142 @@ def _check_agree(path: Path, task: str, items: Counts, metrics: Counts) -> None:
                             "(the file was edited or merged from two runs)")
 
 
+# ---------------------------------------------------------------- stored trajectories (resume folders)
+
+def resume_folder(path: str | None) -> Path | None:
+    """A results file's resume folder (chunking.resume: relative to the repository, or an absolute path of
+    the machine that ran it) where this checkout holds its stored chunks; None otherwise."""
+    if not isinstance(path, str) or not path:
+        return None
+    for folder in ([Path(path)] if Path(path).is_absolute() else []) + [REPO_ROOT / portable_path(path)]:
+        if (folder / "parts").is_dir():
+            return folder
+    return None
+
+
+def stored_trajectories(folder: Path) -> dict[tuple[str, str], dict]:
+    """{(task, question id): trajectory} of every stored chunk of a resume folder (checksums and
+    manifests verified by the chunk store)."""
+    from reflectevo.chunk_store import read_records
+
+    out = {}
+    for record in read_records(folder):
+        t = json.loads(record["trajectory"])
+        out[(t["task"], t["id"])] = t
+    return out
+
+
+def generated_text(turn: dict) -> str:
+    """What the model generated in one stored turn: its output after the reply prefix the engine put
+    in front of it (as the plugin counts generated tokens)."""
+    out, prefix = turn.get("output") or "", turn.get("reply_prefix") or ""
+    return out[len(prefix):] if prefix and out.startswith(prefix) else out
+
+
+# ---------------------------------------------------------------- budgets: caps, stop sequences, cap hits
+
+# per results file name: cap hits counted from the committed resume trajectories (scripts/cap_hits.py),
+# for files written before the plugin counted them
+CAP_HITS_FILE = REPO_ROOT / "leaderboards" / "measured" / "cap_hits.json"
+# the turns whose tokens a row may spend after trial 1 before its final answer, and what to call their sum
+_SECOND_ATTEMPT = {"single": ((), "no second attempt"), "retry_only": (("retry",), "retry cap"),
+                   "one_stage": (("one_stage",), "its one reply's cap")}
+_TWO_STAGE = (("reflection", "retry"), "reflection cap + retry cap")
+
+
+def read_cap_hits(path: str | Path | None) -> dict:
+    """{"file": where it is, "entries": {results file name: entry}} of a cap-hits file (none: no entries)."""
+    if path is None or not Path(path).is_file():
+        return {"file": None, "entries": {}}
+    try:
+        saved = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a readable cap-hits file ({exc})") from None
+    return {"file": portable_path(str(Path(path).resolve())), "entries": saved if isinstance(saved, dict) else {}}
+
+
+def _recorded_cap_hits(path: Path, prov: dict, cap_hits: dict) -> dict | None:
+    """The cap-hits file's entry for this very results file (same sha256), counted with the tokenizer of
+    the row's model revision; None otherwise."""
+    entry = cap_hits["entries"].get(path.name)
+    if not isinstance(entry, dict) or not isinstance(entry.get("turns"), dict):
+        return None
+    if entry.get("sha256") != "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest():
+        return None
+    if (entry.get("tokenizer") or {}).get("model_revision") != (prov.get("base") or {}).get("model_revision"):
+        return None
+    return entry
+
+
+def turn_budgets(path: Path, prov: dict, cap_hits: dict) -> list[dict]:
+    """Per turn the run generated (its `generation` block): caps, stop sequences, replies, and the replies
+    that reached their cap, from the plugin's pass records where every pass of the turn has them, else
+    from the cap-hits file, else None."""
+    passes = [p for p in prov.get("passes") or () if isinstance(p, dict)]
+    entry = _recorded_cap_hits(path, prov, cap_hits)
+    out = []
+    for turn, samplings in (prov.get("generation") or {}).items():
+        samplings = [x for x in samplings or () if isinstance(x, dict)]
+        mine = [p for p in passes if p.get("turn") == turn]
+        replies = sum(int(p.get("requests") or 0) for p in mine) if mine else None
+        hits = slack = source = None
+        if mine and all(isinstance(p.get("cap_hits"), int) for p in mine):
+            hits, source = sum(p["cap_hits"] for p in mine), "the plugin's pass records"
+            slacks = {p.get("cap_slack") for p in mine}
+            slack = slacks.pop() if len(slacks) == 1 else None
+        elif entry and (entry["turns"].get(turn) or {}).get("replies") == replies and replies is not None:
+            hits, slack = entry["turns"][turn]["cap_hits"], entry.get("cap_slack")
+            source = f"{cap_hits['file']} (retokenised from {entry.get('resume')})"
+        rate, ci = _rate(hits, replies)
+        out.append({"turn": turn, "max_new_tokens": sorted({int(x["max_new_tokens"]) for x in samplings}),
+                    "stop": [list(x.get("stop") or ()) for x in samplings], "replies": replies, "cap_hits": hits,
+                    "cap_hit_rate": rate, "cap_hit_ci": ci, "cap_slack": slack, "source": source})
+    return out
+
+
+def _turn_cap(turns: list[dict], name: str) -> int | None:
+    caps = [c for t in turns if t["turn"] == name for c in t["max_new_tokens"]]
+    return max(caps) if caps else None
+
+
+def second_attempt_budget(mode: str, one_stage: bool, turns: list[dict]) -> tuple[int | None, str]:
+    """(tokens the row may spend after trial 1 before its final answer, what they are); None when a turn
+    it needs has no recorded cap (a row whose chunks were all reused records no generation)."""
+    names, what = _SECOND_ATTEMPT.get("one_stage" if one_stage else mode, _TWO_STAGE)
+    caps = [_turn_cap(turns, n) for n in names]
+    return (None if None in caps else sum(caps)), what
+
+
+def one_stage_replies(prov: dict, where: str) -> dict | None:
+    """For a one-stage row: its one-stage replies, those without the corrected-solution heading (scored
+    whole, reflection included: prompts.split_one_stage) and the answers credited at trial 2 from them,
+    read from the row's resume trajectories when the checkout holds exactly this file's items."""
+    from reflectevo_tasks.prompts import CORRECTED_HEADING
+
+    if not (prov.get("protocol") or {}).get("one_stage"):
+        return None
+    resume = (prov.get("chunking") or {}).get("resume")
+    out = {"source": None, "why": None, "replies": None, "without_heading": None, "credited": None,
+           "credited_without_heading": None}
+    codes = {(task, doc): code for task, docs in (_codes(prov, "outcomes", where) or {}).items()
+             for doc, code in docs.items()}
+    folder = resume_folder(resume)
+    if folder is None or not codes:
+        return {**out, "why": "its resume trajectories are not in this checkout" if codes else "no per-item outcomes"}
+    trajectories = stored_trajectories(folder)
+    replies = {k: turn.get("output") or "" for k, t in trajectories.items() for turn in t.get("turns") or ()
+               if turn.get("turn") == "one_stage"}
+    second = prov.get("second_attempt")
+    retried = None if second is None else {(task, d) for task, docs in second.items() for d in docs}
+    if set(trajectories) != set(codes) or (retried is not None and set(replies) != retried):
+        return {**out, "why": f"{portable_path(str(folder))} holds other items than the results file"}
+    without = {k for k, text in replies.items() if CORRECTED_HEADING not in text}
+    credited = {k for k in replies if codes[k][-1] == "1"}
+    return {**out, "source": f"resume trajectories ({portable_path(str(folder))})", "replies": len(replies),
+            "without_heading": len(without), "credited": len(credited),
+            "credited_without_heading": len(credited & without)}
+
+
 # ---------------------------------------------------------------- statistics of a pool
 
 def _rate(k: int | None, n: int | None) -> tuple[float | None, tuple[float, float] | None]:
@@ -375,10 +512,12 @@ def _two_answer(name: str) -> bool:
     return name in TWO_ANSWER_SUBTASKS
 
 
-def row_from_results(path: str | Path, data: dict | None = None) -> dict:
-    """One leaderboard row; `data`: the file's contents when the caller has read it already."""
+def row_from_results(path: str | Path, data: dict | None = None, cap_hits: dict | None = None) -> dict:
+    """One leaderboard row; `data`: the file's contents when the caller has read it already; `cap_hits`:
+    the cap-hits file's entries (default: those of CAP_HITS_FILE)."""
     path = Path(path)
     data = read_results(path) if data is None else data
+    cap_hits = read_cap_hits(CAP_HITS_FILE) if cap_hits is None else cap_hits
     cfg = portable(data["config"])
     prov = cfg["reflectevo"]
     proto, base = prov.get("protocol", {}), prov.get("base", {})
@@ -389,6 +528,9 @@ def row_from_results(path: str | Path, data: dict | None = None) -> dict:
     version = scorer_version(prov, str(path))
     where = str(path)
     without = [s for s in headline if not _two_answer(s)]
+    turns = turn_budgets(path, data["config"]["reflectevo"], cap_hits)
+    budget, budget_is = second_attempt_budget(mode, bool(proto.get("one_stage")), turns)
+    chunking = prov.get("chunking") or {}
     row = {
         "results_file": path.name,
         "base_model": base.get("model"), "base_revision": base.get("model_revision"),
@@ -414,6 +556,11 @@ def row_from_results(path: str | Path, data: dict | None = None) -> dict:
                             **_flexible_accuracies(flexible, name, mode)}
                      for name, c in sorted(headline.items())},
         "command": _command(cfg, data),
+        # trial1_cap_from: the row whose replies a trial 1 taken by trial1_from are (set by `link_trial1`)
+        "budgets": {"turns": turns, "trial1_cap": _turn_cap(turns, "trial1"), "trial1_cap_from": None,
+                    "second_attempt": budget, "second_attempt_is": budget_is},
+        "resume": chunking.get("resume"), "trial1_from": chunking.get("trial1_from"), "trial1_shared": None,
+        "one_stage_replies": one_stage_replies(data["config"]["reflectevo"], where),
     }
     if without and len(without) < len(headline):
         row["without_two_answer"] = {
@@ -469,10 +616,11 @@ def _paired_stats(ob: dict, oa: dict, keys) -> dict:
             "items_needed": items_needed(d.difference, (only_b + only_a) / n) if only_b != only_a else None}
 
 
-def comparison(rows: list[dict], outcomes: list[dict | None], b: int, a: int, why: str = "asked") -> dict:
+def comparison(rows: list[dict], outcomes: list[dict | None], b: int, a: int, why: str = "asked",
+               measure: str = "final") -> dict:
     """Row b against row a, item by item: the difference of their final accuracies (Acc@t2, or Acc@t1
-    for a row without a second attempt) with its exact McNemar p-value and 95% interval, on all items
-    and without the two-answer subtasks."""
+    for a row without a second attempt; with measure 'trial 1' and trial-1 outcomes, of their Acc@t1) with
+    its exact McNemar p-value and 95% interval, on all items and without the two-answer subtasks."""
     names = f"rows #{b + 1} ({rows[b]['results_file']}) and #{a + 1} ({rows[a]['results_file']})"
     if rows[a]["scorer_version"] != rows[b]["scorer_version"]:
         raise UserError(f"{names} were scored with different scorer versions "
@@ -485,7 +633,8 @@ def comparison(rows: list[dict], outcomes: list[dict | None], b: int, a: int, wh
     if set(ob) != set(oa):
         raise UserError(f"{names} were not run on the same items (same tasks, dataset revisions and docs)")
     out = {"row": b + 1, "against": a + 1, "row_file": rows[b]["results_file"], "against_file": rows[a]["results_file"],
-           "why": why, **_paired_stats(ob, oa, list(oa)), "without_two_answer": None, **_comparison_overlap(rows, b, a)}
+           "why": why, "measure": measure, **_paired_stats(ob, oa, list(oa)), "without_two_answer": None,
+           **_comparison_overlap(rows, b, a), **_comparison_marks(rows, b, a, measure)}
     kept = [k for k in oa if not _two_answer((_subtask(k[0]) or (k[0], False))[0])]
     if kept and len(kept) < len(oa):
         out["without_two_answer"] = _paired_stats(ob, oa, kept)
@@ -528,12 +677,19 @@ def default_pairs(rows: list[dict]) -> list[tuple[int, list[int], str, str]]:
     return pairs
 
 
-def comparisons(rows: list[dict], outcomes: list[dict | None], spec: str | None) -> tuple[list[dict], list[str]]:
+def comparisons(rows: list[dict], outcomes: list[dict | None], spec: str | None,
+                trial1_outcomes: list[dict | None] | None = None) -> tuple[list[dict], list[str]]:
     """The comparisons asked for ('' for none), or the default ones (`default_pairs`), each against the
     first candidate row that holds the same items scored by the same scorer version; (comparisons,
-    why each default pair was left out)."""
+    why each default pair was left out). Two rows of different answering models differ at trial 1
+    already: with `trial1_outcomes`, such a comparison is followed by the same one on trial 1."""
+    def with_trial1(c: dict) -> list[dict]:
+        if not c["answering_models_differ"] or trial1_outcomes is None:
+            return [c]
+        return [c, comparison(rows, trial1_outcomes, c["row"] - 1, c["against"] - 1, c["why"], "trial 1")]
+
     if spec is not None:  # '' asks for none
-        return [comparison(rows, outcomes, b, a) for b, a in parse_comparisons(spec, rows)], []
+        return [x for b, a in parse_comparisons(spec, rows) for x in with_trial1(comparison(rows, outcomes, b, a))], []
     made, skipped = [], []
     for b, candidates, why, what in default_pairs(rows):
         head = f"#{b + 1} {_label(rows[b])} ({why})"
@@ -543,13 +699,77 @@ def comparisons(rows: list[dict], outcomes: list[dict | None], spec: str | None)
         errors = []
         for a in candidates:
             try:
-                made.append(comparison(rows, outcomes, b, a, why))
+                made += with_trial1(comparison(rows, outcomes, b, a, why))
                 break
             except UserError as exc:
                 errors.append(str(exc))
         else:
             skipped.append(f"{head}: " + "; ".join(errors))
     return made, skipped
+
+
+def _budget_of(r: dict) -> dict:
+    b = r.get("budgets") or {}
+    return {"trial1_cap": b.get("trial1_cap"), "second_attempt": b.get("second_attempt")}
+
+
+def _comparison_marks(rows: list[dict], b: int, a: int, measure: str) -> dict:
+    """What else differs between the two rows: their token budgets (the second attempt's, for a comparison
+    of final answers, and trial 1's cap), and their answering models."""
+    mine, theirs = _budget_of(rows[b]), _budget_of(rows[a])
+    marks = []
+    if measure == "final" and None not in (mine["second_attempt"], theirs["second_attempt"]) \
+            and mine["second_attempt"] != theirs["second_attempt"]:
+        marks.append(f"budgets differ: {mine['second_attempt']} vs {theirs['second_attempt']}")
+    if None not in (mine["trial1_cap"], theirs["trial1_cap"]) and mine["trial1_cap"] != theirs["trial1_cap"]:
+        marks.append(f"trial-1 caps differ: {mine['trial1_cap']} vs {theirs['trial1_cap']}")
+    return {"budget_row": mine, "budget_against": theirs, "budgets_differ": "; ".join(marks) or None,
+            "answering_models_differ": _answering_model(rows[b]) != _answering_model(rows[a])}
+
+
+def trial1_codes(data: dict) -> dict | None:
+    """{(task, dataset revision, doc id): trial-1 outcome code} of a results file, None without outcomes."""
+    prov = data["config"]["reflectevo"]
+    codes = _codes(prov, "outcomes", "results file")
+    if codes is None:
+        return None
+    revision = {task: d.get("dataset_revision") for task, d in (prov.get("datasets") or {}).items()}
+    return {(task, revision.get(task), doc): str(code)[:1] for task, docs in codes.items() for doc, code in docs.items()}
+
+
+def link_trial1(rows: list[dict], codes: list[dict | None]) -> None:
+    """Marks the rows that share one trial 1: recorded (the same trial1_from folder, or one row's
+    trial1_from the other's resume folder), or else the same trial-1 outcome code on every item. A row
+    that took its trial 1 from another row on the board gets that row's trial-1 cap."""
+    def linked(r: dict, x: dict) -> bool:  # every ordered pair is asked, so one direction is enough
+        f = r.get("trial1_from")
+        return bool(f) and f in (x.get("trial1_from"), x.get("resume"))
+
+    group = list(range(len(rows)))  # union-find over recorded links
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    for i, r in enumerate(rows):
+        for j, x in enumerate(rows):
+            if i != j and linked(r, x):
+                group[root(i)] = root(j)
+    for i, r in enumerate(rows):
+        recorded = [j for j in range(len(rows)) if root(j) == root(i)]
+        same = [j for j, c in enumerate(codes) if codes[i] is not None and c == codes[i]]
+        if len(recorded) > 1:
+            sources = sorted({x for j in recorded for x in [rows[j].get("trial1_from")] if x})
+            r["trial1_shared"] = {"rows": [j + 1 for j in recorded], "how": "trial1_from", "source": ", ".join(sources)}
+        elif len(same) > 1:
+            r["trial1_shared"] = {"rows": [j + 1 for j in same], "how": "identical trial-1 outcome codes",
+                                  "source": None}
+        budgets = r.get("budgets")
+        if budgets and budgets["trial1_cap"] is None and r.get("trial1_from"):
+            given = [j for j, x in enumerate(rows) if x.get("resume") == r["trial1_from"] and x["budgets"]["trial1_cap"]]
+            if given:
+                budgets["trial1_cap"], budgets["trial1_cap_from"] = rows[given[0]]["budgets"]["trial1_cap"], given[0] + 1
 
 
 def _short(rev: str | None) -> str:
@@ -798,21 +1018,76 @@ def _notes(rows: list[dict]) -> list[str]:
         "- Detectable: the smallest difference the exact test finds 80% of the time at this N, given the observed "
         "number of items that differ (– when fewer than 6 differ: no split of so few reaches p < 0.05). A "
         "difference smaller than that is no evidence of no difference.",
+        *_budget_notes(rows),
+        *_trial1_notes(rows),
         *_overlap_notes(rows),
     ]
+
+
+def _numbers(ns: list[int]) -> str:
+    """#1–#9 for a run of row numbers, else #1, #3, ..."""
+    if len(ns) > 2 and ns == list(range(ns[0], ns[-1] + 1)):
+        return f"#{ns[0]}–#{ns[-1]}"
+    return ", ".join(f"#{n}" for n in ns)
+
+
+def _slacks(rows: list[dict]) -> set:
+    return {t["cap_slack"] for r in rows for t in (r.get("budgets") or {}).get("turns") or ()
+            if t.get("cap_hits") is not None}
+
+
+def _budget_notes(rows: list[dict]) -> list[str]:
+    slacks = _slacks(rows)
+    rule = (f"at least cap − {next(iter(slacks))} tokens" if len(slacks) == 1 and None not in slacks
+            else "within the slack its count records (cap_slack in bbh.json)" if slacks
+            else "close to its cap (no row here has its cap hits counted)")
+    out = ["- Budgets (section Budgets): each turn's token cap (max_new_tokens) and stop sequences, and the replies "
+           f"that ran into the cap: a reply whose text after the reply prefix, retokenised with the model's tokenizer, "
+           f"is {rule}. Retokenising comes back short of what the model generated (after a reply prefix the engine "
+           "replaces the whitespace the model opened with by one space, and tokens generated apart can merge), so the "
+           "count takes that slack, and a reply that stopped on its own that close to its cap is counted too; the "
+           "spread of counts around the cap is in leaderboards/measured/cap_hits.json (near_cap). Second-attempt "
+           "budget: the tokens a row may spend after trial 1 before its final answer (retry_only: the retry cap; "
+           "two-stage reflection: reflection cap + retry cap; one-stage: its one reply's cap). A comparison whose rows "
+           "differ in it, or in the trial-1 cap, is marked in Row against row."]
+    if any(r.get("one_stage_replies") for r in rows):
+        out.append("- One-stage rows: the reply should hold the reflection, the heading \"Corrected solution:\" and the "
+                   "corrected solution, and only what follows the heading is scored; a reply without the heading is "
+                   "scored whole, reflection included (reflectevo_tasks.prompts.split_one_stage). How many replies lack "
+                   "it, and how many of the answers credited at trial 2 come from such replies, is in Budgets.")
+    return out
+
+
+def _trial1_notes(rows: list[dict]) -> list[str]:
+    out, seen = [], set()
+    for r in rows:
+        shared = r.get("trial1_shared")
+        if not shared or tuple(shared["rows"]) in seen:
+            continue
+        seen.add(tuple(shared["rows"]))
+        which = _numbers(shared["rows"])
+        if shared["how"] == "trial1_from":
+            out.append(f"- {which} share one trial 1 (taken by trial1_from from {shared['source']}): the same replies, "
+                       "so their Acc@t1 is one measurement, not several, and between them only the second attempt "
+                       "differs.")
+        else:
+            out.append(f"- {which} have the same trial-1 outcome on every item (no shared trial 1 recorded): their "
+                       "Acc@t1 are not independent measurements.")
+    return out
 
 
 def markdown(rows: list[dict], compared: list[dict] = (), skipped: list[str] = ()) -> str:
     out = ["# BIG-Bench Hard: reflect-then-retry", "", *_notes(rows), "", "## Rows", "",
            "| # | base (revision) | reflector / adapter (revision) | setting | trained on (revision) | mode | instruction "
-           "| scorer | N | Acc@t1 | Acc@t2 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| scorer | N | Acc@t1 | Acc@t2 | trial 1 |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rows, 1):
         data = f"{r['train_data']}@{_short(r['train_data_revision'])}" if r["train_data"] else "–"
         scorer = f"v{r['scorer_version']}" + (f" ({r['headline_level']})" if r["scorer_version"] >= 2 else "")
         setting = (r["setting"] or "–") + (f" {_overlap_warning(r)}" if _overlapping(r) else "")
         out.append(f"| {i} | {r['base_model']} ({_short(r['base_revision'])}) | {r['reflector_label']} | {setting} | "
                    f"{data} | {_mode(r)} | {r['instruction']} | {scorer} | {r['n']} | {_pct(r['acc_t1'], r['acc_t1_ci'])} | "
-                   f"{_pct(r['acc_t2'], r['acc_t2_ci'])} |")
+                   f"{_pct(r['acc_t2'], r['acc_t2_ci'])} | {_trial1_cell(r)} |")
+    out += _budget_lines(rows)
     out += ["", "## Accuracy", "",
             "In % with 95% intervals; Acc and no-answer rates at the headline level unless marked flexible.", "",
             "| # | row | items | N | Acc@t1 | Acc@t2 | Acc@t1 flexible | Acc@t2 flexible | no answer t1 | no answer t2 "
@@ -843,6 +1118,78 @@ def markdown(rows: list[dict], compared: list[dict] = (), skipped: list[str] = (
             extra = f"; adapter trained with `{r['train_command']}`"
         out.append(f"{i}. `{r['command']}` (results file `{r['results_file']}`, N per subtask {r['n_per_subtask']}{extra})")
     return "\n".join(out) + "\n"
+
+
+def _trial1_cell(r: dict) -> str:
+    shared = r.get("trial1_shared")
+    if not shared:
+        return "own"
+    return ("shared: " if shared["how"] == "trial1_from" else "same outcomes: ") + _numbers(shared["rows"])
+
+
+_TURN_NAMES = {"trial1": "trial 1", "one_stage": "one-stage reply"}
+
+
+def _stops(stops: list[list[str]]) -> str:
+    """Stop sequences as code, | escaped for the table; one group per sampling of the turn."""
+    groups = [", ".join("`" + x.replace("|", "\\|") + "`" for x in group) or "none" for group in stops]
+    return " / ".join(groups) or "–"
+
+
+def _caps(caps: list[int]) -> str:
+    return " / ".join(str(c) for c in caps) or "–"
+
+
+def _hits(t: dict) -> str:
+    if t.get("cap_hits") is None:
+        return "not recorded"
+    return f"{_pct(t['cap_hit_rate'], t['cap_hit_ci'])} ({t['cap_hits']}/{t['replies']})"
+
+
+def _budget_lines(rows: list[dict]) -> list[str]:
+    out = ["", "## Budgets", "",
+           "Token caps and stop sequences per turn, and the replies that reached the cap in % with 95% Wilson "
+           "intervals (replies / of replies; see the notes for how reaching is counted). A trial 1 taken from another "
+           "row (trial1_from) is that row's replies.", "",
+           "| # | row | turn | cap (new tokens) | stop sequences | replies reaching the cap | counted from |",
+           "|---|---|---|---|---|---|---|"]
+    for i, r in enumerate(rows, 1):
+        b = r.get("budgets") or {}
+        turns = b.get("turns") or []
+        if b.get("trial1_cap_from"):
+            k = b["trial1_cap_from"]
+            given = next(t for t in rows[k - 1]["budgets"]["turns"] if t["turn"] == "trial1")
+            out.append(f"| {i} | {_label(r)} | trial 1 | {_caps(given['max_new_tokens'])} | {_stops(given['stop'])} | "
+                       f"#{k}'s replies | – |")
+        if not turns:
+            out.append(f"| {i} | {_label(r)} | – | not recorded | not recorded | not recorded | – |")
+        for t in turns:
+            out.append(f"| {i} | {_label(r)} | {_TURN_NAMES.get(t['turn'], t['turn'])} | {_caps(t['max_new_tokens'])} | "
+                       f"{_stops(t['stop'])} | {_hits(t)} | {t['source'] or '–'} |")
+    out += ["", "Second-attempt budget: the tokens a row may spend after trial 1 before its final answer.", "",
+            "| # | row | trial-1 cap | second-attempt budget | made of |", "|---|---|---|---|---|"]
+    for i, r in enumerate(rows, 1):
+        b = r.get("budgets") or {}
+        t1 = "not recorded" if b.get("trial1_cap") is None else str(b["trial1_cap"]) + (
+            f" (#{b['trial1_cap_from']}'s)" if b.get("trial1_cap_from") else "")
+        second = "not recorded" if b.get("second_attempt") is None else str(b["second_attempt"])
+        out.append(f"| {i} | {_label(r)} | {t1} | {second} | {b.get('second_attempt_is') or '–'} |")
+    one_stage = [(i, r) for i, r in enumerate(rows, 1) if r.get("one_stage_replies")]
+    if one_stage:
+        out += ["", "One-stage replies without the heading \"Corrected solution:\" (scored whole, reflection included), "
+                "and the answers credited at trial 2 (right at the headline level) that come from them.", "",
+                "| # | row | one-stage replies | without the heading | credited at trial 2 | credited from replies "
+                "without the heading | counted from |", "|---|---|---|---|---|---|---|"]
+        for i, r in one_stage:
+            s = r["one_stage_replies"]
+            if s["source"] is None:
+                out.append(f"| {i} | {_label(r)} | not recorded | not recorded | not recorded | not recorded | "
+                           f"– ({s['why']}) |")
+                continue
+            rate, ci = _rate(s["without_heading"], s["replies"])
+            out.append(f"| {i} | {_label(r)} | {s['replies']} | {s['without_heading']} ({_pct(rate, ci)}) | "
+                       f"{s['credited']} | {s['credited_without_heading']} of {s['credited']} | {s['source']} |")
+    return out
 
 
 def _subtask_lines(rows: list[dict]) -> list[str]:
@@ -879,9 +1226,14 @@ def _comparison_lines(rows: list[dict], compared: list[dict], skipped: list[str]
            "Final accuracy (Acc@t2, or Acc@t1 for a row without a second attempt) of two rows on the same items, at "
            "the headline level, item by item: the difference in points with its 95% interval and exact McNemar "
            "p-value; 'only row' / 'only against' count the items one of the two gets right and the other does not. "
-           "Within noise: p ≥ 0.05. Each comparison is repeated without the two-answer subtasks.", "",
+           "Within noise: p ≥ 0.05. Each comparison is repeated without the two-answer subtasks. Measure: 'final' "
+           "compares final accuracies; two rows with different answering models differ from trial 1 on, so their "
+           "comparison is followed by one on trial 1 ('trial 1': Acc@t1 against Acc@t1, in the final columns). "
+           "Marked: what else differs between the two rows, their token budgets ('budgets differ: row vs against', "
+           "the second-attempt budgets, see Budgets; 'trial-1 caps differ') and their answering models.", "",
            "| row | against | why | items | N | final (row) | final (against) | difference | p | only row "
-           "| only against | within noise? | detectable |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| only against | within noise? | detectable | measure | marked |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in compared:
         row, against = rows[c["row"] - 1], rows[c["against"] - 1]
         pools = [("all", c)] + ([("w/o two-answer", c["without_two_answer"])] if c.get("without_two_answer") else [])
@@ -890,25 +1242,47 @@ def _comparison_lines(rows: list[dict], compared: list[dict], skipped: list[str]
             out.append(f"| #{c['row']} {_label(row)} | #{c['against']} {_label(against)} | {why} | {items} | {s['n']} | "
                        f"{_pct(s['final'])} | {_pct(s['final_against'])} | {_pct(s['difference'], s['difference_ci'])} | "
                        f"{_p(s['p_value'])} | {s['only_row']} | {s['only_against']} | {_noise(s['within_noise'])} | "
-                       f"{_pm(s['detectable'])} |")
-    for c in compared:
+                       f"{_pm(s['detectable'])} | {c.get('measure', 'final')} | {_marked(c)} |")
+    finals = [c for c in compared if c.get("measure", "final") == "final"]
+    for c in finals:
         row, against = rows[c["row"] - 1], rows[c["against"] - 1]
         # against retry-only, the protocol difference (a reflection or not) is what is measured
         if c["why"] != REFLECTION_VS_RETRY and _mode(row) != _mode(against) and _model(row) != _model(against):
             out.append(f"- #{c['row']} against #{c['against']}: the rows differ in protocol ({_mode(row)} vs "
                        f"{_mode(against)}) as well as in model, so the difference is not the model's alone.")
-    for c in compared:
+    for c in finals:
+        if c.get("answering_models_differ"):
+            row, against = (_answering_label(rows[c[k] - 1]) for k in ("row", "against"))
+            out.append(f"- #{c['row']} against #{c['against']}: the answering models differ ({row} vs {against}), "
+                       "so the rows differ from trial 1 on and the "
+                       "difference of their final accuracies is not the second attempt's alone; the comparison on trial 1 "
+                       "follows it in the table.")
+    for c in finals:
         if c.get("overlap"):
             which = [f"#{n}" for n in (c["row"], c["against"]) if _overlapping(rows[n - 1])]
             out.append(f"- ⚠ #{c['row']} against #{c['against']}: {' and '.join(which)} trained on some of the items "
                        "compared, so the difference is not measured on held-out items.")
     for c in compared:
         if c["within_noise"] and c["items_needed"]:
-            out.append(f"- #{c['row']} against #{c['against']}: to see a difference of {100 * abs(c['difference']):.1f} "
+            on = " on trial 1" if c.get("measure") == "trial 1" else ""
+            out.append(f"- #{c['row']} against #{c['against']}{on}: to see a difference of {100 * abs(c['difference']):.1f} "
                        f"points 80% of the time when {c['only_row'] + c['only_against']} of {c['n']} items differ, "
                        f"the test needs about {c['items_needed']:,} items.")
     out += [f"- not compared: {line}" for line in skipped]
     return out
+
+
+def _marked(c: dict) -> str:
+    marks = [c["budgets_differ"]] if c.get("budgets_differ") else []
+    if c.get("answering_models_differ"):
+        marks.append("answering models differ")
+    return "; ".join(marks) or "–"
+
+
+def _answering_label(r: dict) -> str:
+    if r["base_adapter"]:
+        return f"{r['base_model']} with {r['base_adapter']}@{_short(r['base_adapter_revision'])}"
+    return f"{r['base_model']} alone"
 
 
 def _model(r: dict) -> tuple:
@@ -996,14 +1370,19 @@ def _find_files(results: list[str]) -> list[str]:
     return files
 
 
-def build(results: list[str], output_dir: str = "leaderboards", compare: str | None = None) -> list[dict]:
+def build(results: list[str], output_dir: str = "leaderboards", compare: str | None = None,
+          cap_hits_file: str | Path | None = None) -> list[dict]:
     """Rows from results files (in the order given), the comparisons between rows (`compare`: 'B:A,…'
     with row numbers or results file names; by default those of `default_pairs`), written as
-    bbh.md, bbh.json (rows), bbh_comparisons.json and PNG plots."""
+    bbh.md, bbh.json (rows), bbh_comparisons.json and PNG plots. `cap_hits_file`: cap hits counted
+    after the fact (default CAP_HITS_FILE), for files whose passes did not count them."""
     files = _find_files(results)
     loaded = [read_results(f) for f in files]
-    rows = [row_from_results(f, data) for f, data in zip(files, loaded)]
-    compared, skipped = comparisons(rows, [item_outcomes(data) for data in loaded], compare)
+    cap_hits = read_cap_hits(CAP_HITS_FILE if cap_hits_file is None else cap_hits_file)
+    rows = [row_from_results(f, data, cap_hits) for f, data in zip(files, loaded)]
+    link_trial1(rows, [trial1_codes(data) for data in loaded])
+    compared, skipped = comparisons(rows, [item_outcomes(data) for data in loaded], compare,
+                                    [item_outcomes(data, trial1=True) for data in loaded])
     compared, skipped = portable(compared), portable(skipped)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -84,6 +84,11 @@ def _measured_files() -> list[str]:
     return []
 
 
+def _results_files(folder: Path) -> list[Path]:
+    """The lm-eval results files of a folder: every JSON file but the cap hits counted beside them."""
+    return sorted(p for p in folder.glob("*.json") if p.name != "cap_hits.json")
+
+
 def test_subtask_delta_plot_leaves_out_rows_without_a_second_attempt(tmp_path):
     """The measured rows: mode single has no Δ (it used to be drawn as -Acc@t1); each bar has its interval."""
     files = _measured_files()
@@ -140,7 +145,7 @@ def test_committed_measured_leaderboard_matches_its_results_files(tmp_path):
     """leaderboards/bbh.md, bbh.json and bbh_comparisons.json are exactly a rebuild from
     leaderboards/measured/*.json, in the committed row order with the committed comparisons."""
     root = ROOT / "leaderboards"
-    files = sorted((root / "measured").glob("*.json"))
+    files = _results_files(root / "measured")
     if not files:
         pytest.skip("no measured rows committed yet")
     committed = json.loads((root / "bbh.json").read_text())
@@ -457,13 +462,15 @@ def test_default_comparisons_answer_against_retry_only_and_the_base_model_under_
     ]
     build([str(f) for f in files], str(tmp_path / "b"))
     saved = _comparisons(tmp_path / "b")
-    made = [(c["row"], c["against"], c["why"]) for c in saved["comparisons"]]
-    assert made == [(3, 2, "reflection against retry-only"),
-                    (4, 2, "reflection against retry-only"), (4, 1, "intrinsic against single"),
-                    (5, 2, "reflection against retry-only"),
-                    (6, 2, "reflection against retry-only"), (6, 5, "trained against the base model, same protocol"),
-                    (7, 2, "reflection against retry-only"), (7, 3, "trained against the base model, same protocol"),
-                    (8, 3, "trained against the base model, same protocol")]
+    made = [(c["row"], c["against"], c["why"], c["measure"]) for c in saved["comparisons"]]
+    retry, trained = "reflection against retry-only", "trained against the base model, same protocol"
+    assert made == [(3, 2, retry, "final"),
+                    (4, 2, retry, "final"), (4, 1, "intrinsic against single", "final"),
+                    (5, 2, retry, "final"),
+                    (6, 2, retry, "final"), (6, 5, trained, "final"),
+                    (7, 2, retry, "final"), (7, 3, trained, "final"),
+                    # sft_qa answers with its own adapter: its trial 1 is compared too
+                    (8, 3, trained, "final"), (8, 3, trained, "trial 1")]
     # sft_qa answers with its own adapter: the base model's retry-only row is another answering model
     assert saved["not_compared"] == ["#8 sft_qa, oracle (reflection against retry-only): "
                                      "no retry_only row of the same answering model"]
@@ -614,7 +621,8 @@ def test_a_row_trained_on_other_items_is_not_flagged(tmp_path):
     rows, saved, md = _overlap_board(tmp_path, items)
     assert rows[2]["train_eval_overlap"] == 0 and rows[2]["train_eval_overlap_checked"] is True
     assert "train_eval_overlap_why" not in rows[2]
-    assert "⚠" not in md and "not recorded" not in md
+    # (budgets these synthetic files never recorded say "not recorded" too: the overlap's wording is checked)
+    assert "⚠" not in md and "items not recorded" not in md and "partly recorded" not in md
     assert _involving(saved, 3) and not any("overlap" in c for c in saved["comparisons"])
 
 
@@ -716,3 +724,271 @@ def test_the_plugin_counts_replies_that_reach_their_cap_per_pass(tmp_path, monke
         [("trial1", 6, 4, CAP_SLACK), ("reflection", 4, 2, CAP_SLACK), ("retry", 4, 2, CAP_SLACK)]
     assert reaches_cap(128 - CAP_SLACK, 128) and not reaches_cap(127 - CAP_SLACK, 128)
     assert lm.get_model_info()["reflectevo"]["passes"][0]["cap_hits"] == 4
+
+
+STOPS = ["</s>", "Q:", "<|im_end|>"]
+
+
+def _sampling(cap: int, stop=()) -> dict:
+    return {"max_new_tokens": cap, "temperature": 0.0, "top_p": 1.0, "stop": list(stop)}
+
+
+def _budgeted(tmp_path, name: str, codes, generation: dict, passes: list[tuple], chunking: dict | None = None,
+              **kw) -> Path:
+    """A results file with the plugin's generation block and pass records: `passes` (turn, requests,
+    cap_hits or None for a pass recorded before cap hits were counted)."""
+    data = results_dict(codes, **kw)
+    block = data["config"]["reflectevo"]
+    block["generation"] = generation
+    block["passes"] = [{"turn": t, "model": "base", "requests": n, "inner_calls": 1, "prompt_tokens": 10 * n,
+                        "generated_tokens": 5 * n, **({} if hits is None else {"cap_hits": hits, "cap_slack": 3}),
+                        "seconds": 1.0} for t, n, hits in passes]
+    block["chunking"].update(chunking or {})
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _cap_hits_file(tmp_path, entries: dict[Path, dict], revision: str = BASE["model_revision"]) -> Path:
+    """A cap-hits file as scripts/cap_hits.py writes it: per results file its sha256 and per-turn counts."""
+    out = {p.name: {"sha256": "sha256:" + hashlib.sha256(p.read_bytes()).hexdigest(), "cap_slack": 3,
+                    "resume": "leaderboards/measured/resume/x", "turns": turns,
+                    "tokenizer": {"model": "smollm2-135m-instruct", "model_revision": revision}}
+           for p, turns in entries.items()}
+    path = tmp_path / "cap_hits.json"
+    path.write_text(json.dumps(out))
+    return path
+
+
+def test_budgets_give_caps_stops_and_cap_hits_from_the_passes_else_from_the_cap_hits_file(tmp_path):
+    from reflectevo_tasks.stats import wilson_interval
+
+    sub = "date_understanding"
+    retry = _budgeted(tmp_path, "retry", {sub: ["1", "01", "00", "00"]}, mode="retry_only",
+                      generation={"trial1": [_sampling(128, STOPS)], "retry": [_sampling(128, STOPS)]},
+                      passes=[("trial1", 3, 2), ("trial1", 1, 1), ("retry", 3, 1)])
+    one = _budgeted(tmp_path, "one", {sub: ["1", "01", "01", "00"]}, one_stage=True,
+                    generation={"trial1": [_sampling(128, STOPS)], "one_stage": [_sampling(256)]},
+                    passes=[("trial1", 4, 1), ("one_stage", 3, None)])
+    # its trial-1 passes: one counted by the plugin, one reused from a chunk stored before it counted
+    partial = _budgeted(tmp_path, "partial", {sub: ["1", "01", "01", "00"]},
+                        generation={"trial1": [_sampling(64, STOPS)], "reflection": [_sampling(128)],
+                                    "retry": [_sampling(64, STOPS)]},
+                        passes=[("trial1", 2, 1), ("trial1", 2, None), ("reflection", 3, None), ("retry", 3, None)])
+    counted = _cap_hits_file(tmp_path, {one: {"one_stage": {"replies": 3, "cap_hits": 2}},
+                                        partial: {"trial1": {"replies": 4, "cap_hits": 2},
+                                                  "reflection": {"replies": 3, "cap_hits": 3},
+                                                  "retry": {"replies": 2, "cap_hits": 0}}})
+    partial.write_text(partial.read_text() + "\n")  # the file changed after it was counted: its entry is stale
+    rows = build([str(retry), str(one), str(partial)], str(tmp_path / "b"), compare="2:1,3:2",
+                 cap_hits_file=counted)
+    trial1, retried = rows[0]["budgets"]["turns"]
+    assert (trial1["turn"], trial1["max_new_tokens"], trial1["stop"], trial1["replies"], trial1["cap_hits"]) == \
+        ("trial1", [128], [STOPS], 4, 3)
+    assert trial1["cap_hit_rate"] == 0.75 and list(trial1["cap_hit_ci"]) == list(wilson_interval(3, 4))
+    assert trial1["source"] == "the plugin's pass records" and trial1["cap_slack"] == 3
+    assert (retried["replies"], retried["cap_hits"]) == (3, 1)
+    one_stage = rows[1]["budgets"]["turns"][1]
+    assert (one_stage["turn"], one_stage["max_new_tokens"], one_stage["stop"], one_stage["cap_hits"]) == \
+        ("one_stage", [256], [[]], 2)
+    assert one_stage["source"].startswith("cap_hits.json (retokenised from ") and rows[1]["budgets"]["turns"][0]["cap_hits"] == 1
+    assert [t["cap_hits"] for t in rows[2]["budgets"]["turns"]] == [None, None, None]
+    assert [(r["budgets"]["trial1_cap"], r["budgets"]["second_attempt"]) for r in rows] == [(128, 128), (128, 256),
+                                                                                            (64, 192)]
+    md = (tmp_path / "b" / "bbh.md").read_text()
+    assert "| 1 | base, retry_only | trial 1 | 128 | `</s>`, `Q:`, `<\\|im_end\\|>` | 75.0 [" in md
+    assert "(3/4) | the plugin's pass records |" in md
+    assert "| 2 | base, oracle one-stage | one-stage reply | 256 | none | 66.7 [" in md
+    assert "| 3 | base, oracle | reflection | 128 | none | not recorded | – |" in md
+    assert "| 2 | base, oracle one-stage | 128 | 256 | its one reply's cap |" in md
+    assert "| 3 | base, oracle | 64 | 192 | reflection cap + retry cap |" in md
+    assert "at least cap − 3 tokens" in md
+    # the budgets differ in both comparisons; the second also in its trial-1 cap
+    first, second = _comparisons(tmp_path / "b")["comparisons"]
+    assert first["budgets_differ"] == "budgets differ: 256 vs 128" and first["answering_models_differ"] is False
+    assert first["budget_row"] == {"trial1_cap": 128, "second_attempt": 256}
+    assert second["budgets_differ"] == "budgets differ: 192 vs 256; trial-1 caps differ: 64 vs 128"
+    assert "| final | budgets differ: 256 vs 128 |" in md
+    # the same budgets: nothing marked
+    build([str(retry), str(retry)], str(tmp_path / "c"), compare="2:1", cap_hits_file=counted)
+    (same,) = _comparisons(tmp_path / "c")["comparisons"]
+    assert same["budgets_differ"] is None and "| final | – |" in (tmp_path / "c" / "bbh.md").read_text()
+
+
+def test_a_cap_hits_entry_counted_with_another_models_tokenizer_is_not_used(tmp_path):
+    path = _budgeted(tmp_path, "one", {"navigate": ["1", "01"]}, one_stage=True,
+                     generation={"one_stage": [_sampling(256)]}, passes=[("one_stage", 1, None)])
+    other = _cap_hits_file(tmp_path, {path: {"one_stage": {"replies": 1, "cap_hits": 1}}}, revision="sha256:" + "0" * 64)
+    (row,) = build([str(path)], str(tmp_path / "b"), cap_hits_file=other)
+    assert row["budgets"]["turns"][0]["cap_hits"] is None
+    same = _cap_hits_file(tmp_path, {path: {"one_stage": {"replies": 1, "cap_hits": 1}}})
+    (row,) = build([str(path)], str(tmp_path / "b"), cap_hits_file=same)
+    assert row["budgets"]["turns"][0]["cap_hits"] == 1
+
+
+def _stored(folder: Path, replies: dict[str, str | None], task="reflectevo_bbh_navigate") -> Path:
+    """A resume folder holding one trajectory per doc id: its one-stage reply (None: no second attempt)."""
+    from reflectevo.chunk_store import RecordStore
+
+    records = []
+    for doc, reply in replies.items():
+        turns = [{"turn": "trial1", "reply_prefix": "Let's think step by step.", "sampling": _sampling(128, STOPS),
+                  "output": "Let's think step by step. So the answer is Yes."}]
+        if reply is not None:
+            turns.append({"turn": "one_stage", "reply_prefix": "", "sampling": _sampling(256), "output": reply})
+        records.append({"key": json.dumps([task, doc]),
+                        "trajectory": json.dumps({"task": task, "id": doc, "turns": turns})})
+    RecordStore(folder).write_chunk(0, records)
+    return folder
+
+
+def test_one_stage_rows_count_replies_without_the_heading_and_the_answers_credited_from_them(tmp_path):
+    codes = {"navigate": ["1", "01", "01", "00", "0n"]}
+    heading = "I misread it.\n\nCorrected solution:\nSo the answer is Yes."
+    bare = "I misread it. So the answer is Yes."
+    folder = _stored(tmp_path / "resume" / "one", {"bbh/navigate/0": None, "bbh/navigate/1": bare,
+                                                   "bbh/navigate/2": heading, "bbh/navigate/3": bare,
+                                                   "bbh/navigate/4": "Corrected solution"})
+    path = _budgeted(tmp_path, "one", codes, one_stage=True, generation={"one_stage": [_sampling(256)]},
+                     passes=[("one_stage", 4, 1)], chunking={"resume": str(folder)})
+    rows = build([str(path)], str(tmp_path / "b"))
+    s = rows[0]["one_stage_replies"]
+    assert (s["replies"], s["without_heading"], s["credited"], s["credited_without_heading"]) == (4, 3, 2, 1)
+    assert s["source"].startswith("resume trajectories (")
+    md = (tmp_path / "b" / "bbh.md").read_text()
+    assert "| 1 | base, oracle one-stage | 4 | 3 (75.0 [" in md and "| 2 | 1 of 2 | resume trajectories (" in md
+    assert "a reply without the heading is scored whole" in md
+    # a folder holding other items than the results file is not read as its replies
+    _stored(tmp_path / "resume" / "fewer", {"bbh/navigate/1": bare})
+    path = _budgeted(tmp_path, "fewer", codes, one_stage=True, generation={"one_stage": [_sampling(256)]},
+                     passes=[("one_stage", 4, 1)], chunking={"resume": str(tmp_path / "resume" / "fewer")})
+    gone = _budgeted(tmp_path, "gone", codes, one_stage=True, generation={"one_stage": [_sampling(256)]},
+                     passes=[("one_stage", 4, 1)], chunking={"resume": str(tmp_path / "resume" / "nowhere")})
+    two_stage = _one(tmp_path, "two", "navigate", ["1", "01", "01", "00", "0n"])
+    rows = build([str(path), str(gone), str(two_stage)], str(tmp_path / "c"))
+    assert rows[0]["one_stage_replies"]["without_heading"] is None
+    assert "holds other items than the results file" in rows[0]["one_stage_replies"]["why"]
+    assert rows[1]["one_stage_replies"]["why"] == "its resume trajectories are not in this checkout"
+    assert rows[2]["one_stage_replies"] is None
+    assert "| 2 | base, oracle one-stage | not recorded | not recorded | not recorded | not recorded | – (its resume " \
+           "trajectories are not in this checkout) |" in (tmp_path / "c" / "bbh.md").read_text()
+
+
+def test_rows_of_different_answering_models_are_also_compared_on_trial_one(tmp_path):
+    sub = "date_understanding"
+    # base: right at trial 1 on 0-19, fixed on 20-29; sft_qa: right at trial 1 on 0-9 and 40-44, fixed on 45-49
+    base = _one(tmp_path, "base", sub, ["1"] * 20 + ["01"] * 10 + ["00"] * 70)
+    sft = _one(tmp_path, "sft_qa", sub, ["1"] * 10 + ["00"] * 30 + ["1"] * 5 + ["01"] * 5 + ["00"] * 50,
+               base=_adapter("sft_qa"))
+    twin = _one(tmp_path, "twin", sub, ["1"] * 20 + ["01"] * 10 + ["00"] * 70, reflector=_adapter("two_stage"))
+    build([str(base), str(sft), str(twin)], str(tmp_path / "b"), compare="2:1,3:1")
+    final, trial1, same = _comparisons(tmp_path / "b")["comparisons"]
+    assert (final["measure"], final["answering_models_differ"], final["only_row"], final["only_against"]) == \
+        ("final", True, 10, 20)
+    assert (trial1["row"], trial1["against"], trial1["measure"], trial1["answering_models_differ"]) == (2, 1, "trial 1", True)
+    assert (trial1["final"], trial1["final_against"], trial1["only_row"], trial1["only_against"]) == (0.15, 0.2, 5, 10)
+    assert trial1["p_value"] == pytest.approx(_exact_p(5, 10), rel=1e-12)
+    # a trained reflector answers with the base model: no trial-1 comparison
+    assert (same["row"], same["measure"], same["answering_models_differ"]) == (3, "final", False)
+    md = (tmp_path / "b" / "bbh.md").read_text()
+    assert "| 15.0 | 20.0 | -5.0 [" in md and "| trial 1 | answering models differ |" in md
+    assert "- #2 against #1: the answering models differ (smollm2-135m-instruct with " in md
+
+
+def test_rows_that_share_one_trial_one_say_so(tmp_path):
+    sub = "navigate"
+    single = "leaderboards/measured/resume/base-single"
+    files = [_budgeted(tmp_path, "single", {sub: ["1", "0", "0"]}, mode="single",
+                       generation={"trial1": [_sampling(128, STOPS)]}, passes=[("trial1", 3, 1)],
+                       chunking={"resume": single, "trial1_from": None}),
+             _budgeted(tmp_path, "retry", {sub: ["1", "01", "00"]}, mode="retry_only",
+                       generation={"retry": [_sampling(128, STOPS)]}, passes=[("retry", 2, 0)],
+                       chunking={"resume": "leaderboards/measured/resume/r", "trial1_from": single}),
+             _budgeted(tmp_path, "oracle", {sub: ["1", "00", "01"]}, generation={}, passes=[],
+                       chunking={"resume": "leaderboards/measured/resume/o", "trial1_from": single}),
+             # its own trial 1, which happens to score as the others' on every item
+             _one(tmp_path, "alone", sub, ["1", "00", "00"]),
+             _one(tmp_path, "other", sub, ["0", "00", "01"])]
+    rows = build([str(f) for f in files], str(tmp_path / "b"))
+    assert [r["trial1_shared"]["rows"] if r["trial1_shared"] else None for r in rows] == \
+        [[1, 2, 3], [1, 2, 3], [1, 2, 3], [1, 2, 3, 4], None]
+    assert rows[0]["trial1_shared"]["how"] == "trial1_from" and rows[0]["trial1_shared"]["source"] == single
+    assert rows[3]["trial1_shared"]["how"] == "identical trial-1 outcome codes"
+    # a trial 1 taken from another row has that row's cap
+    assert (rows[1]["budgets"]["trial1_cap"], rows[1]["budgets"]["trial1_cap_from"]) == (128, 1)
+    md = (tmp_path / "b" / "bbh.md").read_text()
+    assert "| shared: #1–#3 |" in md and "| same outcomes: #1–#4 |" in md and md.count("| own |") == 1
+    assert f"- #1–#3 share one trial 1 (taken by trial1_from from {single})" in md
+    assert "- #1–#4 have the same trial-1 outcome on every item (no shared trial 1 recorded)" in md
+    assert "| 2 | base, retry_only | trial 1 | 128 | `</s>`, `Q:`, `<\\|im_end\\|>` | #1's replies | – |" in md
+    assert "| 3 | base, oracle | – | not recorded | not recorded | not recorded | – |" in md
+
+
+def _cap_hits_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cap_hits_script", ROOT / "scripts" / "cap_hits.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cap_hits_script_counts_the_turns_a_run_generated_from_its_stored_trajectories(tmp_path):
+    """scripts/cap_hits.py on a retry-only row that took its trial 1 from another run: only its retries are
+    its own. A word-counting tokenizer stands in for the model's; the replies hold the cap, the cap minus the
+    slack and one word less."""
+    from harness_plugins.reflect_model import CAP_SLACK
+    from reflectevo.chunk_store import RecordStore
+
+    script, cap, prefix = _cap_hits_script(), 10, "Let's think step by step."
+    lengths = {"bbh/navigate/0": None, "bbh/navigate/1": cap, "bbh/navigate/2": cap - CAP_SLACK,
+               "bbh/navigate/3": cap - CAP_SLACK - 1}
+    records = []
+    for doc, words in lengths.items():
+        turns = [{"turn": "trial1", "reply_prefix": prefix, "sampling": _sampling(cap, STOPS),
+                  "output": prefix + " x" * cap}]  # at its cap, but another run's
+        if words is not None:
+            turns.append({"turn": "retry", "reply_prefix": prefix, "sampling": _sampling(cap, STOPS),
+                          "output": prefix + " x" * words})
+        records.append({"key": json.dumps(["reflectevo_bbh_navigate", doc]),
+                        "trajectory": json.dumps({"task": "reflectevo_bbh_navigate", "id": doc, "turns": turns})})
+    folder = tmp_path / "resume" / "retry"
+    RecordStore(folder).write_chunk(0, records)
+
+    def results(name, requests=3, sampling=_sampling(cap, STOPS)):
+        return _budgeted(tmp_path, name, {"navigate": ["1", "01", "00", "00"]}, mode="retry_only",
+                         generation={"retry": [sampling]}, passes=[("retry", requests, None)],
+                         chunking={"resume": str(folder), "trial1_from": "leaderboards/measured/resume/base-single"})
+
+    words = {json.dumps(BASE, sort_keys=True): (lambda text: len(text.split()),
+                                                {"model": BASE["model"], "model_revision": BASE["model_revision"]})}
+    path = results("retry")
+    entry = script.entry_for(path, words)
+    assert entry["turns"] == {"retry": {"max_new_tokens": [cap], "stop": [STOPS], "replies": 3, "cap_hits": 2,
+                                        "near_cap": {str(-CAP_SLACK - 1): 1, str(-CAP_SLACK): 1, "0": 1}}}
+    assert entry["sha256"] == "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest() and entry["cap_slack"] == CAP_SLACK
+    # what it writes is what the leaderboard reads for that file
+    counted = tmp_path / "cap_hits.json"
+    counted.write_text(json.dumps({path.name: entry}))
+    (row,) = build([str(path)], str(tmp_path / "b"), cap_hits_file=counted)
+    assert row["budgets"]["turns"][0]["cap_hits"] == 2
+    # the folder must hold as many replies as the passes made, in the sampling the file records
+    with pytest.raises(UserError, match="holds 3 retry replies, its passes made 4"):
+        script.entry_for(results("more", requests=4), words)
+    with pytest.raises(UserError, match="not a sampling of the file's generation block"):
+        script.entry_for(results("other", sampling=_sampling(cap + 1, STOPS)), words)
+
+
+def test_committed_rows_have_every_turn_counted_for_cap_hits():
+    """Every turn of every committed row has its cap hits: from its passes, or from cap_hits.json for that
+    very file (its sha256), so bbh.md shows no 'not recorded' budget."""
+    files = _results_files(MEASURED)
+    if not files:
+        pytest.skip("no measured rows committed")
+    for f in files:
+        row = row_from_results(f)
+        assert row["budgets"]["turns"], f.name
+        for t in row["budgets"]["turns"]:
+            assert t["cap_hits"] is not None and 0 <= t["cap_hits"] <= t["replies"], (f.name, t)
+        if row["one_stage"]:
+            assert row["one_stage_replies"]["without_heading"] is not None, f.name
