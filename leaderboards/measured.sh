@@ -12,8 +12,13 @@
 # comparisons (below).
 #
 # Every row is evaluated on the same items: the first $LIMIT items of each of the 27 BBH subtasks
-# (lm-eval's --limit takes the first N docs), greedy, float32, the same token caps (128 for trial 1,
-# the reflection and the retry: at 256 the script would need about twice as long). Rows:
+# (lm-eval's --limit takes the first N docs), greedy, float32, with the token caps of CAPS below: 128 new
+# tokens for trial 1, the reflection and the retry (at 256 the script would need about twice as long).
+# Trial 1 and the retry stop at the task's stop sequences (</s>, Q:, <|im_end|>); the reflection has none.
+# A one-stage reply (rows 5 and 6) holds reflection and corrected solution in one turn, capped at the two
+# caps added (256) and with no stop sequences: after trial 1 it has 256 tokens, as reflection + retry do,
+# where retry_only has 128. leaderboards/bbh.md (Budgets) gives every row's caps, stop sequences and the
+# share of replies that ran into the cap: more than half in every turn of every row (cap_hits.json). Rows:
 #   1-4  the base model in modes single, retry_only, oracle (prompt-based reflection) and intrinsic;
 #   5    the base model asked the one_stage way (oracle, one reply holding reflection and corrected
 #        answer): the control for one_stage, which is evaluated that way;
@@ -90,7 +95,9 @@ ORDER=(base-single base-retry_only base-oracle base-intrinsic base-one_stage one
 # verdict and no reflection) on the same items, never its delta against 0 (oracle and retry_only cannot
 # break a right answer, so their delta is >= 0 by construction); did training help? each trained row
 # against the base model under the same protocol (one_stage against the base model asked the one-stage
-# way, the others against the base model's oracle row); intrinsic (no verdict) against single.
+# way, the others against the base model's oracle row); intrinsic (no verdict) against single. sft_qa
+# answers with its own adapter, so it differs from the base model at trial 1 already: that pair is compared
+# on trial 1 as well. A pair whose token budgets differ is marked so (see Budgets in bbh.md).
 
 publish_rows() {  # leaderboards/bbh.md from every row finished so far, in a fixed order
     local files=() n
