@@ -38,7 +38,8 @@ INTEGER = "integer"
 DYCK = "dyck"
 WORD_SORT = "word_sort"
 FREE_TEXT = "free_text"
-KINDS = (CHOICE, TRUE_FALSE, YES_NO, VALID_INVALID, INTEGER, DYCK, WORD_SORT, FREE_TEXT)
+MATH = "math"  # competition-maths answers compared by value: reflectevo_tasks.math_answers
+KINDS = (CHOICE, TRUE_FALSE, YES_NO, VALID_INVALID, INTEGER, DYCK, WORD_SORT, FREE_TEXT, MATH)
 
 CORRECT, WRONG, NO_ANSWER = "correct", "wrong", "no_answer"
 
@@ -108,6 +109,7 @@ class Verdict:
     f1: float = field(default=0.0)
     level: str = STRICT
     refusal: str | None = None
+    note: str | None = None  # why a comparison was undecided (math: the equivalence check timed out)
 
     @property
     def correct(self) -> bool:
@@ -798,6 +800,10 @@ def _unit_at(spans: list[tuple[int, int]], pos: int) -> int | None:
 
 def _extract(reply: str, spec: AnswerSpec, gold_is_text: bool = False, level: str = None) -> Extraction:
     level = HEADLINE if level is None else level
+    if spec.kind == MATH:
+        from reflectevo_tasks import math_answers
+
+        return math_answers.extract(reply, level)
     text = reply if isinstance(reply, str) else str(reply or "")
     text = clean(text[-_MAX_SCAN:], boxed_as_marker=True)
     # the last marker whose statement names a candidate: a reply that ends with an empty "Answer:"
@@ -845,6 +851,10 @@ def _check_level(level: str | None) -> str:
 
 def canonical_gold(gold: str, spec: AnswerSpec) -> str:
     """The gold answer in the same canonical form extraction produces."""
+    if spec.kind == MATH:
+        from reflectevo_tasks import math_answers
+
+        return math_answers.canonical_gold(gold)
     g = clean(str(gold)).strip()
     if spec.kind == CHOICE:
         m = re.fullmatch(r"\(?([A-Za-z])\)?", g)
@@ -878,6 +888,10 @@ def score(reply: str, gold: str, spec: AnswerSpec, level: str | None = None) -> 
     with it ("Monsters, Inc. It is..."); a letter is correct only if its option's text is the gold.
     """
     level = _check_level(level)
+    if spec.kind == MATH:  # compared by value, not by canonical text
+        from reflectevo_tasks import math_answers
+
+        return math_answers.score(reply, gold, level)
     canon = canonical_gold(gold, spec)
     text_gold = gold_is_text(gold, spec)
     ex = extract(reply, spec, gold_is_text=text_gold, level=level)

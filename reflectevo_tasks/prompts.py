@@ -29,6 +29,7 @@ _FORMAT_HINT = {
     A.DYCK: "the closing brackets only, separated by spaces",
     A.WORD_SORT: "the words in sorted order, separated by spaces",
     A.FREE_TEXT: "a short answer",
+    A.MATH: "the final answer alone inside \\boxed{}",
 }
 
 

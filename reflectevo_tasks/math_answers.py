@@ -1,0 +1,439 @@
+"""The `math` answer kind: the final answer of a worked solution, compared with the gold by value.
+
+Reading (tests/data/math_corpus/README.md has the rules in checkable form):
+
+- STRICT reads only answers the reply marks as final. Boxed answers (`\\boxed{...}`, `\\fbox{...}`,
+  nested braces allowed) come first: every box states the final answer, so all of them must agree
+  in value, otherwise the reply is no answer (BOXES_DIFFER). A reply without a box is read at its
+  answer statements, after the markers `reflectevo_tasks.answers` uses ("the answer is",
+  "answer:", "final answer ="): the last statement that names an expression decides.
+- FLEXIBLE returns strict's reading whenever there is one (a refusal included); otherwise it
+  reads the last committed expression of the reply: the last expression of its last sentence
+  (or line) that holds one.
+
+Either way the answer must be exactly one: two values joined by "or" (HEDGE), an expression cut
+off by the end of the reply or left unfinished (CUT_OFF: unbalanced brackets, a trailing
+operator, an open `$` or box), and a value only ruled out ("not 5", NEGATED) are no answer.
+
+The answer text is then read as a structured value (`reflectevo_tasks.math_latex`: units, `\\$`,
+degrees, percent signs, "x =" prefixes and layout dropped; lists, tuples, intervals, sets,
+equations kept apart) and compared with the gold by `reflectevo_tasks.math_equivalence` (sympy,
+in a worker process under a time limit; an overrun is "not equal", with the reason in
+`Verdict.note`).
+
+Never raises on any reply, and runs in time linear in the reply's length (replies are read from
+their last `answers._MAX_SCAN` characters).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from reflectevo_tasks import answers as A
+from reflectevo_tasks.math_equivalence import same_answer
+from reflectevo_tasks.math_latex import CUT_OFF, HEDGE, Form, NotOneAnswer, fold, parse_answer
+
+BOXES_DIFFER = "boxes_differ"  # two boxed answers of different value: the reply named two
+NEGATED = A.NEGATED
+
+_MAX_BOX = 2_000  # a box's content is at most this long (a longer one is read as cut off)
+_MAX_UNIT = 2_000  # a statement or sentence is read up to this many characters
+_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+_BOLD = re.compile(r"(?<![\w)])\*\*|\*\*(?![\w(])|`|__")
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """What one statement commits to: an answer (its form), a refusal, or nothing at all."""
+
+    form: Form | None = None
+    refusal: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.form is None and self.refusal is None
+
+
+_NOTHING = _Reading()
+
+
+# ---------------------------------------------------------------- boxes
+
+@dataclass(frozen=True)
+class _Box:
+    content: str
+    closed: bool
+
+
+def _boxes(text: str) -> list[_Box]:
+    """The boxed answers in reading order. An unclosed box runs to the end of the text, so it is
+    the last one."""
+    found, pos = [], 0
+    while True:
+        m = _BOX.search(text, pos)
+        if not m:
+            return found
+        i = m.end()
+        while i < len(text) and text[i] in " \t":
+            i += 1
+        if i < len(text) and text[i] == "{":
+            end = _matching_brace(text, i)
+            if end is None:
+                found.append(_Box(text[i + 1:i + 1 + _MAX_BOX], closed=False))
+                return found
+            found.append(_Box(text[i + 1:end], closed=True))
+            pos = end + 1
+        else:  # "\boxed 5": the next token
+            token = re.match(r"[^\s$]*", text[i:i + 200]).group(0)
+            found.append(_Box(token, closed=True))
+            pos = i + len(token)
+
+
+def _matching_brace(text: str, start: int) -> int | None:
+    depth = 0
+    for i in range(start, min(len(text), start + _MAX_BOX + 2)):
+        c = text[i]
+        if c == "\\":
+            continue
+        if c == "{" and text[i - 1] != "\\":
+            depth += 1
+        elif c == "}" and text[i - 1] != "\\":
+            depth -= 1
+            if depth == 0:
+                return i
+    return None
+
+
+def _read_boxes(boxes: list[_Box]) -> _Reading:
+    stated = [b for b in boxes if b.content.strip() or not b.closed]
+    if not stated:
+        return _NOTHING
+    if not stated[-1].closed:
+        return _Reading(refusal=CUT_OFF)
+    forms = []
+    for box in stated:
+        try:
+            form = parse_answer(box.content)
+        except NotOneAnswer as refusal:
+            return _Reading(refusal=refusal.reason)
+        if form.key:
+            forms.append(form)
+    if not forms:
+        return _NOTHING
+    last = forms[-1]
+    if any(not same_answer(f, last).equal for f in forms[:-1]):
+        return _Reading(refusal=BOXES_DIFFER)
+    return _Reading(last)
+
+
+# ---------------------------------------------------------------- statements and sentences
+
+_MATH_OPEN = re.compile(r"\$\$|\$|\\\(|\\\[")
+_MATH_CLOSE = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]"}
+
+
+def _math_spans(text: str) -> list[tuple[int, int, int, int, bool]]:
+    """(start, end, content start, content end, closed) of each `$..$`, `$$..$$`, `\\(..\\)` and
+    `\\[..\\]` span, in order. An unclosed span runs to the end."""
+    spans, pos = [], 0
+    while True:
+        m = _MATH_OPEN.search(text, pos)
+        if not m:
+            return spans
+        if m.start() and text[m.start() - 1] == "\\":  # "\$" is a dollar sign
+            pos = m.end()
+            continue
+        closing = _MATH_CLOSE[m.group(0)]
+        end = text.find(closing, m.end())
+        while end > 0 and closing == "$" and text[end - 1] == "\\":
+            end = text.find(closing, end + 1)
+        if end < 0:
+            spans.append((m.start(), len(text), m.end(), len(text), False))
+            return spans
+        spans.append((m.start(), end + len(closing), m.end(), end, True))
+        pos = end + len(closing)
+
+
+def _inside(spans, i: int) -> bool:
+    return any(a <= i < b for a, b, *_ in spans)
+
+
+_STOP = re.compile(r"[.!?](?=\s|$)")
+
+
+_ITEM_NUMBER = re.compile(r"\s*[-*#>]*\s*(?:step\s*)?\d{1,3}", re.IGNORECASE)
+
+
+def _sentence_ends(text: str, spans) -> list[int]:
+    """Where the sentences of `text` end: at `.`, `!`, `?` before white space or the end, and at
+    a line break, outside maths and braces. The full stop of an abbreviation ("e.g.") or of a
+    list item's number ("3. ...") ends nothing."""
+    ends, start = [], 0
+    for m in re.finditer(r"[.!?](?=\s|$)|\n", text):
+        if _inside(spans, m.start()) or _brace_depth(text, m.start()) > 0:
+            continue
+        if m.group(0) == "." and (_ITEM_NUMBER.fullmatch(text, start, m.start())
+                                  or A._ABBREVIATION.search(text, max(start, m.start() - 8), m.start() + 1)):
+            continue
+        ends.append(m.end())
+        start = m.end()
+    return ends
+
+
+def _brace_depth(text: str, i: int) -> int:
+    segment = text[max(0, i - _MAX_UNIT):i]
+    return max(0, segment.count("{") - segment.count("}"))
+
+
+def _statement(text: str, pos: int) -> str:
+    """The answer statement after a marker ending at `pos`: the rest of its sentence, or the
+    next non-empty line when the marker ends its line; a display that opens there runs to its
+    end."""
+    m = re.compile(r"\S").search(text, pos)
+    if not m:
+        return ""
+    chunk = text[m.start():m.start() + _MAX_UNIT]
+    spans = _math_spans(chunk)
+    for end in _sentence_ends(chunk, spans):
+        if chunk[:end].strip():
+            return chunk[:end]
+    return chunk
+
+
+def _units(text: str) -> list[tuple[str, bool]]:
+    """The sentences of the reply (lines, and sentences within them) in reading order, each with
+    whether it opens a line."""
+    spans = _math_spans(text)
+    units, start = [], 0
+    for end in _sentence_ends(text, spans) + [len(text)]:
+        if text[start:end].strip():
+            units.append((text[start:end], start == 0 or text[start - 1] == "\n"))
+        start = end
+    return units
+
+
+# ---------------------------------------------------------------- expressions inside a unit
+
+_PLAIN_TOKEN = re.compile(
+    r"(?P<space>\s+)"
+    r"|(?P<text>\\(?:text|textbf|mbox|mathrm)\s*\{[^{}]*\})"
+    r"|(?P<cmd>\\[A-Za-z]+|\\[{}])"
+    r"|(?P<num>\d+(?:[.,]\d+)*)"
+    r"|(?P<word>[A-Za-z]{2,}(?:'[a-z]+)?)"
+    r"|(?P<letter>[A-Za-z])"
+    r"|(?P<op>[-+*/^_=<>|!]|[()\[\]{}])"
+    r"|(?P<punct>[,;:.?'\"])"
+    r"|(?P<other>.)", re.DOTALL)
+_MATH_WORDS = frozenset("sqrt pi infty sin cos tan log ln exp".split())
+_NEGATIONS = frozenset("not isn't isnt never cannot can't".split())
+_NUMBERING = frozenset(("step", "case", "part", "line", "problem", "question", "example", "equation"))
+
+
+@dataclass
+class _Run:
+    """A stretch of maths in a unit: a `$..$` span, or plain tokens between prose words."""
+
+    text: str
+    closed: bool = True  # False: a `$..$` span the unit ends inside
+    before: str = ""  # the prose word just before it
+    joined_by: str = ""  # "and", "or" or "," to the run before it; "" when prose stands between
+
+
+class _RunScanner:
+    """Cuts a unit into runs of maths, keeping what joins each run to the one before it.
+
+    Prose words end a run; "and", "or" and commas join runs into one answer ("1, 2 and 3");
+    "Step 3" and a "3." opening a line are numbering, not maths. A plain run counts only if it
+    holds a number, a LaTeX command or a maths word ("sqrt", "pi")."""
+
+    def __init__(self, line_start: bool):
+        self.runs: list[_Run] = []
+        self.join = ""  # what stands since the last run: "", ",", "and", "or"
+        self.last_word = ""
+        self.current: list[str] = []
+        self.candidate = False
+        self.line_start = line_start
+
+    def span(self, content: str, closed: bool) -> None:
+        self.flush()
+        if content.strip():
+            self.add(_Run(content, closed))
+
+    def add(self, run: _Run) -> None:
+        run.before = self.last_word
+        run.joined_by = self.join if self.runs else ""
+        self.runs.append(run)
+        self.join, self.line_start = ",", False
+
+    def flush(self) -> None:
+        body = "".join(self.current).strip().rstrip(".,;:!?").strip()
+        if body and self.candidate:
+            self.add(_Run(body))
+        self.current, self.candidate = [], False
+
+    def prose(self, word: str) -> None:
+        self.flush()
+        if word in ("and", "or"):
+            if self.join:
+                self.join = "or" if "or" in (word, self.join) else "and"
+        else:
+            self.join, self.last_word = "", word
+        self.line_start = False
+
+    def plain(self, text: str) -> None:
+        tokens = [(m.lastgroup, m.group(0)) for m in _PLAIN_TOKEN.finditer(text)]
+        for i, (kind, value) in enumerate(tokens):
+            if kind == "word" and value.lower() not in _MATH_WORDS:
+                self.prose(value.lower())
+            elif kind == "letter" and not _letter_is_maths(tokens, i):
+                self.prose(value.lower())
+            elif kind == "num" and self.numbering(tokens, i):
+                self.flush()
+                self.join = ""
+            elif kind == "punct" and value != ",":
+                self.flush()
+                self.join = ""
+            else:
+                self.current.append(value)
+                if kind in ("num", "cmd") or kind == "word":
+                    self.candidate = self.candidate or value not in ("\\{", "\\}")
+            if kind != "space" and value not in ("*", "#", "-", ">"):  # markdown may open a line
+                self.line_start = False
+
+    def numbering(self, tokens, i: int) -> bool:
+        """"Step 3", and a "3." or "3)" opening a line."""
+        empty = not "".join(self.current).strip()
+        if self.last_word in _NUMBERING and empty:
+            return True
+        if self.line_start and empty and not self.runs:
+            after = tokens[i + 1:i + 3]
+            return bool(after) and after[0][1] in (".", ")", ":") and (len(after) < 2 or after[1][0] == "space")
+        return False
+
+
+def _runs(unit: str, line_start: bool) -> list[_Run]:
+    scanner = _RunScanner(line_start)
+    pos = 0
+    for start, end, inner_start, inner_end, closed in _math_spans(unit):
+        scanner.plain(unit[pos:start])
+        scanner.span(unit[inner_start:inner_end], closed)
+        pos = end
+    scanner.plain(unit[pos:])
+    scanner.flush()
+    return scanner.runs
+
+
+def _letter_is_maths(tokens, i: int) -> bool:
+    """A single letter outside `$..$` is a variable when it touches maths: a digit, operator or
+    command right beside it ("2x", "x^2") or an operator beyond a space ("x = 5")."""
+    for step in (-1, 1):
+        j = i + step
+        if not 0 <= j < len(tokens):
+            continue
+        kind, value = tokens[j]
+        if kind in ("num", "op", "cmd"):
+            return True
+        k = j + step
+        if kind == "space" and 0 <= k < len(tokens) and tokens[k][0] == "op" and tokens[k][1] in "=+-*/^<>":
+            return True
+    return False
+
+
+def _group(runs: list[_Run], last: bool) -> list[_Run]:
+    """The runs that form one answer: joined by "and", "or" or commas. At a marker statement the
+    first such group, in the fallback the last one."""
+    if not runs:
+        return []
+    groups: list[list[_Run]] = []
+    for run in runs:
+        if groups and run.joined_by:
+            groups[-1].append(run)
+        else:
+            groups.append([run])
+    return groups[-1] if last else groups[0]
+
+
+def _read_unit(unit: str, last: bool, line_start: bool = True) -> _Reading:
+    runs = _runs(unit, line_start)
+    group = _group(runs, last)
+    if not group:
+        return _NOTHING
+    if group[0].before in _NEGATIONS:
+        return _Reading(refusal=NEGATED)
+    if any(r.joined_by == "or" for r in group[1:]):
+        return _Reading(refusal=HEDGE)
+    if not group[-1].closed:
+        return _Reading(refusal=CUT_OFF)
+    text = ", ".join(r.text for r in group)
+    try:
+        form = parse_answer(text)
+    except NotOneAnswer as refusal:
+        return _Reading(refusal=refusal.reason)
+    return _Reading(form) if form.key else _NOTHING
+
+
+# ---------------------------------------------------------------- the reply
+
+def _prepare(reply) -> str:
+    text = reply if isinstance(reply, str) else str(reply or "")
+    text = fold(text[-A._MAX_SCAN:])
+    return _BOLD.sub("", text)
+
+
+def _read(reply, level: str) -> tuple[A.Extraction, Form | None]:
+    text = _prepare(reply)
+    reading = _read_boxes(_boxes(text))
+    if not reading.empty:
+        return _extraction(reading, "marker")
+    markers = list(A._MARKER.finditer(text))
+    for marker in reversed(markers[-A._MAX_MARKERS:]):
+        statement = _statement(text, marker.end())
+        reading = _read_unit(statement, last=False, line_start=False) if statement else _NOTHING
+        if not reading.empty:
+            return _extraction(reading, "marker")
+    if level == A.STRICT:
+        return A.Extraction(None, "none"), None
+    for unit, line_start in reversed(_units(text)):
+        reading = _read_unit(unit, last=True, line_start=line_start)
+        if not reading.empty:
+            return _extraction(reading, "fallback")
+    return A.Extraction(None, "none"), None
+
+
+def _extraction(reading: _Reading, method: str) -> tuple[A.Extraction, Form | None]:
+    if reading.form is None:
+        return A.Extraction(None, method, reading.refusal), None
+    return A.Extraction(reading.form.key, method), reading.form
+
+
+def extract(reply, level: str) -> A.Extraction:
+    """The final answer of a reply at `level`, as `reflectevo_tasks.answers.extract` returns it."""
+    return _read(reply, level)[0]
+
+
+def gold_form(gold: str) -> Form:
+    """The gold answer's structured value; a gold that does not parse is compared as text."""
+    text = str(gold)
+    try:
+        return parse_answer(text)
+    except NotOneAnswer:
+        return Form("expr", re.sub(r"\s+", "", text))
+
+
+def canonical_gold(gold: str) -> str:
+    return gold_form(gold).key
+
+
+def score(reply, gold: str, level: str) -> A.Verdict:
+    """Read the final answer at `level` and compare it with `gold` by value."""
+    try:
+        ex, form = _read(reply, level)
+    except Exception:  # pragma: no cover - a scorer must not take a whole run down
+        ex, form = A.Extraction(None, "none"), None
+    gold_f = gold_form(gold)
+    if form is None:
+        return A.Verdict(A.NO_ANSWER, None, gold_f.key, ex.method, 0.0, level, ex.refusal)
+    comparison = same_answer(form, gold_f)
+    outcome = A.CORRECT if comparison.equal else A.WRONG
+    return A.Verdict(outcome, ex.answer, gold_f.key, ex.method, 0.0, level, note=comparison.reason)
