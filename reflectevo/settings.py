@@ -190,7 +190,8 @@ def layer_defaults(parser: argparse.ArgumentParser, argv: Sequence[str], prog: s
     """The --config layers of a command parsed by plain argparse (not a dataclass): each option a
     layer sets becomes the parser's default, typed and checked as the same value given as a flag,
     so that what the command line gives still overrides it; an option or positional a layer sets is
-    no longer required on the command line. Returns (argv less the --config layers, the layers'
+    no longer required on the command line. A repeatable option (`hub serve --token`) given on the
+    command line adds to the layers' values. Returns (argv less the --config layers, the layers'
     `env:` mapping, to be set once the arguments have parsed)."""
     configs, rest = split_configs(argv)
     layers = [(str(f), read_layer(f)) for f in (find_config(c) for c in configs)]
@@ -207,7 +208,9 @@ def layer_defaults(parser: argparse.ArgumentParser, argv: Sequence[str], prog: s
 def _layer_value(parser: argparse.ArgumentParser, action: argparse.Action, value, source: str):
     """A YAML value for an argparse option, converted and checked by the option's own type and choices."""
     key = action.dest
-    if value is None:
+    if value is None:  # null: "not set", which only an option that is unset by default can be
+        if action.default is not None:
+            raise UserError(f"{source}: {key}: expected a value, got null")
         return None
     if action.nargs == 0:  # a flag: store_true and the like
         if not isinstance(value, bool):

@@ -279,6 +279,8 @@ def test_config_layers_for_an_argparse_command(tmp_path, monkeypatch):
     ({"max_pairs": "lots"}, r": max_pairs: invalid int value: 'lots'"),
     ({"ranking": "vibes"}, r": ranking: invalid choice: 'vibes'"),
     ({"max_pairs": [1, 2]}, r": max_pairs: expected one value, got \[1, 2\]"),
+    ({"max_pairs": None}, r": max_pairs: expected a value, got null"),
+    ({"push_private": "yes"}, r": unknown option\(s\) push_private"),
 ])
 def test_a_bad_layer_is_one_line_naming_the_file_and_the_option(layer, message, tmp_path, monkeypatch, capsys):
     path = _yaml(tmp_path / "bad.yaml", layer)
