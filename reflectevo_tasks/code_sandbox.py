@@ -257,7 +257,9 @@ def isolation_status() -> Isolation:
         return Isolation(UNISOLATED, str(exc))
     if not result.passed:
         error = result.failure.error if result.failure else "no verdict"
-        return Isolation(UNISOLATED, f"a trivial test failed in the sandbox: {error}")
+        said = result.output.strip().splitlines()
+        return Isolation(UNISOLATED, f"a trivial test failed in the sandbox: {error}"
+                                     + (f" ({said[-1][:200]})" if said else ""))
     return Isolation(ISOLATED, "")
 
 

@@ -140,11 +140,15 @@ def _describe(exc, source):
     return _short(f"{type(exc).__name__}{': ' + message if message else ''}{_where(exc, source)}")
 
 
-def _run_test(test, namespace):
-    """Run one test as the parent prepared it: `source` keeps the compared values in `scope`."""
+def _run_test(test, namespace, run, build):
+    """Run one test as the parent prepared it: `source` keeps the compared values in `scope`.
+
+    `run` and `build` are the real exec and compile, taken before the model's code could rebind
+    the builtins (a test run by a do-nothing exec would otherwise pass).
+    """
     scope = {}
     try:
-        exec(compile(test["source"], "<test>", "exec"), namespace, scope)
+        run(build(test["source"], "<test>", "exec"), namespace, scope)
     except AssertionError as exc:
         if test["left"] is None or "_reflectevo_right" not in scope:
             raise
@@ -173,19 +177,21 @@ def _classify(exc):
 
 def _program(job, report):
     """Load the code and setup, then run the tests in order until the first failure."""
+    # locals, so that the model's code cannot swap them by rebinding builtins or this module's names
+    run, build, run_test, tests = exec, compile, _run_test, list(enumerate(job["tests"]))
     namespace = {"__name__": "__solution__", "__builtins__": __builtins__}
     report("start", -1)
     try:
-        exec(compile(job["code"], "<solution>", "exec"), namespace)
+        run(build(job["code"], "<solution>", "exec"), namespace)
         if job["setup"]:
-            exec(compile(job["setup"], "<setup>", "exec"), namespace)
+            run(build(job["setup"], "<setup>", "exec"), namespace)
     except BaseException as exc:  # SystemExit and the rest are the model's errors too
         report("fail", -1, _classify(exc), _describe(exc, job["code"]))
         return
-    for index, test in enumerate(job["tests"]):
+    for index, test in tests:
         report("start", index)
         try:
-            _run_test(test, namespace)
+            run_test(test, namespace, run, build)
         except BaseException as exc:
             report("fail", index, _classify(exc), _describe(exc, job["code"]))
             return

@@ -154,6 +154,7 @@ def test_fork_bomb_is_capped_and_leaves_no_process():
         stop.set()
         sampler.join()
     _figure("fork bomb (errors swallowed)", result)
+    print(f"FIGURE fork bomb peak: {peak[0]} processes of the sandbox uid seen at once (limit {limits.processes})")
     assert (result.passed, result.limit, result.killed) == (False, "wall", True)
     assert 1 < peak[0] <= limits.processes, peak[0]  # the sampler did see the bomb, capped
     assert _sandbox_processes() == []
@@ -186,6 +187,7 @@ def test_memory_bomb_gets_memory_error_below_the_limit():
     assert (result.passed, result.limit) == (False, "memory")
     assert result.failure.error.startswith("MemoryError")
     allocated = int(re.search(r"allocated_mib (\d+)", result.output).group(1))
+    print(f"FIGURE memory bomb: {allocated} MiB allocated before MemoryError (limit 128 MiB of address space)")
     assert 32 < allocated < 128
     one_go = run_tests("block = bytearray(64 << 30)\n", ONE_TEST, limits=Limits(memory_mib=128))
     assert (one_go.limit, one_go.failure.error.split(" ")[0]) == ("memory", "MemoryError")
@@ -215,7 +217,9 @@ def test_writes_outside_the_working_directory_change_nothing(tmp_path):
                        lambda: os.rename({str(canary)!r}, "/work/stolen"),
                        lambda: os.symlink({str(canary / "keep.txt")!r}, "link") or open("link", "w").write("x"),
                        lambda: os.chmod("/usr/bin", 0o777),
-                       lambda: os.mkdir("/escape-{token}")):
+                       lambda: os.mkdir("/escape-{token}"),
+                       lambda: os.chroot("/work"),  # root could leave a chroot with a second one
+                       lambda: os.setuid(0)):
             try:
                 action()
                 print("DID")
@@ -229,7 +233,7 @@ def test_writes_outside_the_working_directory_change_nothing(tmp_path):
     _figure("write outside the working directory", result)
     assert result.passed, result.failure
     assert "WROTE" not in result.output and "DID" not in result.output
-    assert result.output.count("REFUSED") == len(targets) + 2 + 5
+    assert result.output.count("REFUSED") == len(targets) + 2 + 7
     assert "INSIDE fine" in result.output
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in canary.iterdir()} == before
     for target in targets[2:]:
@@ -401,6 +405,12 @@ def test_printing_or_writing_a_pass_marker_forges_nothing():
     _figure("forged pass marker", result)
     assert (result.passed, result.tests_passed) == (False, 0)
     assert "exited with status 0 before the tests ran" in result.failure.error
+    # rebinding what the harness runs tests with: exec, or the harness's own test runner
+    for tamper in ("import builtins\nbuiltins.exec = lambda *args, **kwargs: None\n",
+                   "import __main__\n__main__._run_test = lambda *args: None\n"):
+        result = run_tests(tamper, tests, limits=QUICK)
+        assert (result.passed, result.tests_passed, result.failure.index) == (False, 0, 0), tamper
+        assert "NameError: name 'f' is not defined" in result.failure.error
     # leaving in the middle of a test is that test's failure, not a pass
     quitter = "import os\ndef f(x):\n    if x == 2:\n        os._exit(0)\n    return x\n"
     result = run_tests(quitter, tests, limits=QUICK)
