@@ -15,7 +15,7 @@ setup code, in one namespace; the run stops at the first failing test. The resul
 passed, which one failed first and with what error (`AssertionError: f(3) gave 7, expected 6`, or the
 exception with the line of the model's code it came from), how long the run took, whether it was
 killed and which limit stopped it: "wall", "cpu", "memory", "processes", "open_files", "file_size"
-or "output".
+or "output". Besides `Limits`, every run gets 64 open files and no core dumps.
 
 ISOLATED (Linux, root, util-linux `unshare`): the child is the first process of new network, pid,
 mount, IPC and UTS namespaces. Its network namespace has only a loopback device that is down, so
@@ -29,24 +29,28 @@ and no_new_privs set, so it cannot regain root through setuid programs, cannot s
 outside its run, and RLIMIT_NPROC caps how many processes it has. The environment holds only PATH,
 HOME=/work, TMPDIR=/work and LANG. When the run ends the sandbox's first process kills every other
 process in the pid namespace; if that process itself outlives the wall-clock limit plus a grace,
-this module kills `unshare`, whose `--kill-child` takes the whole namespace with it.
+this module kills it, which makes the kernel kill the rest, and waits for `unshare` (started with
+`--kill-child`), which exits only after that.
 
 Not contained: CPU and memory are per process, so a fork bomb can use `processes` x `memory_mib`
 of memory and that many cores until the wall-clock limit; readable system folders (/usr, /etc's
-loader cache, the Python installation) are visible; the kernel is shared (no seccomp filter). A
-test's verdict comes from a report line carrying a random per-run nonce on a pipe only the worker
-holds, from the worker's own pid, so printing "all passed", or writing to other descriptors, or a
-forked child reporting, changes nothing; code that deliberately searches the interpreter's memory
-for the nonce, or returns objects whose `__eq__` always says True, can still pass tests it should
-not. These are sandboxes against accidents and careless code of a small model, not against a
+loader cache, the Python installation, even where it lives in a home folder as pyenv's does) are
+visible; the kernel is shared (no seccomp filter). A test's verdict comes from a report line
+carrying a random per-run nonce on a pipe only the worker holds, from the worker's own pid, and the
+harness keeps exec, compile and its test runner where the model's code cannot rebind them; so
+printing "all passed", writing to other descriptors, a forked child reporting, or replacing
+`builtins.exec` changes nothing. Code that deliberately searches the interpreter's memory for the
+nonce, or returns objects whose `__eq__` always says True, can still pass tests it should not. These are sandboxes against accidents and careless code of a small model, not against a
 determined attacker.
 
 UNISOLATED: where isolation is not available every run raises UserError, unless the caller passes
 `allow_unisolated=True`; then the code runs as the calling user with the same resource limits (bar
-the process count, which RLIMIT_NPROC cannot bound for a shared uid), a cleared environment and an
-empty temporary working directory, but with the network, the user's files and the user's processes
-within reach. Its descendants are killed when the run ends, except those that escape the
-subreaper by double-forking into another session before it ends and outlive it.
+the process count, which RLIMIT_NPROC cannot bound for a shared uid; and a caller running as root
+leaves the code free to raise its own limits), a cleared environment and an empty temporary
+working directory, but with the network, the user's files and the user's processes within reach.
+The supervisor is a child subreaper, so descendants that leave their session are still its to
+kill when the run ends (it kills until none is left). If the supervisor itself hangs, this module
+stops each process of the tree before listing its children, so none forks away, then kills them all.
 """
 
 from __future__ import annotations

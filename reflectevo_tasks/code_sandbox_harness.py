@@ -13,11 +13,11 @@ Two processes live inside a sandbox:
 * the WORKER: drops to an unprivileged uid with resource limits, runs the model's code, the setup
   code and then each test in order, and reports each step on a private pipe.
 
-A worker's report line is `<nonce> <pid> <event> <index> <limit> <error as hex>`. The nonce is random per run
-and never printed, and the supervisor only believes lines from the worker's own pid, so text printed
-by the model's code, or written by a process it forked, cannot fake a passed test. Code that goes
-looking for the nonce in the worker's memory could still forge one; see `code_sandbox` for the
-threat model.
+A worker's report line is `<nonce> <pid> <event> <index> <limit> <error as hex>`. The nonce is
+random per run and never printed, and the supervisor only believes lines from the worker's own pid,
+so text printed by the model's code, or written by a process it forked, cannot fake a passed test.
+Code that goes looking for the nonce in the worker's memory could still forge one; see
+`code_sandbox` for the threat model.
 """
 
 import ctypes
@@ -52,9 +52,12 @@ class SetupError(Exception):
 
 # ------------------------------------------------------------------ filesystem view (isolated mode)
 
+def _c_string(text):
+    return None if text is None else text.encode()
+
+
 def _mount(source, target, fstype, flags, data=None):
-    enc = lambda s: None if s is None else s.encode()  # noqa: E731
-    if _LIBC.mount(enc(source), enc(target), enc(fstype), flags, enc(data)) != 0:
+    if _LIBC.mount(_c_string(source), _c_string(target), _c_string(fstype), flags, _c_string(data)) != 0:
         err = ctypes.get_errno()
         raise SetupError(f"mount {source or fstype} on {target}: {os.strerror(err)}")
 
@@ -467,6 +470,9 @@ def _verdict(job, events, status, usage, limit, out):
 def main():
     job = marshal.loads(sys.stdin.buffer.read())
     isolated = job["mode"] == "isolated"
+    # the folders made for the new root must be traversable by the worker's uid whatever the
+    # caller's umask was
+    os.umask(0o022)
     try:
         if isolated:
             if os.getpid() != 1:
