@@ -27,6 +27,7 @@ their last `answers._MAX_SCAN` characters).
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ NEGATED = A.NEGATED
 _MAX_BOX = 2_000  # a box's content is at most this long (a longer one is read as cut off)
 _MAX_UNIT = 2_000  # a statement or sentence is read up to this many characters
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+_BOX_TOKEN = re.compile(r"-?\d+(?:\.\d+)?|\\[A-Za-z]+|[^\s$]?")  # "\boxed 5": a number, a command or a character
 _BOLD = re.compile(r"(?<![\w)])\*\*|\*\*(?![\w(])|`|__")
 
 
@@ -77,7 +79,10 @@ def _boxes(text: str) -> list[_Box]:
         i = m.end()
         while i < len(text) and text[i] in " \t":
             i += 1
-        if i < len(text) and text[i] == "{":
+        if i >= len(text):  # the reply stops right after "\boxed"
+            found.append(_Box("", closed=False))
+            return found
+        if text[i] == "{":
             end = _matching_brace(text, i)
             if end is None:
                 found.append(_Box(text[i + 1:i + 1 + _MAX_BOX], closed=False))
@@ -85,7 +90,7 @@ def _boxes(text: str) -> list[_Box]:
             found.append(_Box(text[i + 1:end], closed=True))
             pos = end + 1
         else:  # "\boxed 5": the next token
-            token = re.match(r"[^\s$]*", text[i:i + 200]).group(0)
+            token = _BOX_TOKEN.match(text, i).group(0)
             found.append(_Box(token, closed=True))
             pos = i + len(token)
 
@@ -112,9 +117,9 @@ def _read_boxes(boxes: list[_Box]) -> _Reading:
     if not stated[-1].closed:
         return _Reading(refusal=CUT_OFF)
     forms = []
-    for box in stated:
+    for content in list(dict.fromkeys(b.content for b in reversed(stated)))[::-1]:  # a repeated box is read once
         try:
-            form = parse_answer(box.content)
+            form = parse_answer(content)
         except NotOneAnswer as refusal:
             return _Reading(refusal=refusal.reason)
         if form.key:
@@ -129,13 +134,16 @@ def _read_boxes(boxes: list[_Box]) -> _Reading:
 
 # ---------------------------------------------------------------- statements and sentences
 
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _MATH_OPEN = re.compile(r"\$\$|\$|\\\(|\\\[")
 _MATH_CLOSE = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]"}
 
 
 def _math_spans(text: str) -> list[tuple[int, int, int, int, bool]]:
     """(start, end, content start, content end, closed) of each `$..$`, `$$..$$`, `\\(..\\)` and
-    `\\[..\\]` span, in order. An unclosed span runs to the end."""
+    `\\[..\\]` span, in order. An unclosed span runs to the end; an inline `$..$` never runs past
+    a blank line (Markdown ends it there), so one stray `$` does not swallow the reply."""
+    blanks = [m.start() for m in _BLANK_LINE.finditer(text)]
     spans, pos = [], 0
     while True:
         m = _MATH_OPEN.search(text, pos)
@@ -148,49 +156,54 @@ def _math_spans(text: str) -> list[tuple[int, int, int, int, bool]]:
         end = text.find(closing, m.end())
         while end > 0 and closing == "$" and text[end - 1] == "\\":
             end = text.find(closing, end + 1)
-        if end < 0:
-            spans.append((m.start(), len(text), m.end(), len(text), False))
-            return spans
+        limit = len(text)
+        if closing == "$":
+            k = bisect.bisect_left(blanks, m.end())
+            limit = blanks[k] if k < len(blanks) else len(text)
+        if end < 0 or end > limit:
+            spans.append((m.start(), limit, m.end(), limit, False))
+            if limit == len(text):
+                return spans
+            pos = limit
+            continue
         spans.append((m.start(), end + len(closing), m.end(), end, True))
         pos = end + len(closing)
 
 
-def _inside(spans, i: int) -> bool:
-    return any(a <= i < b for a, b, *_ in spans)
-
-
-_STOP = re.compile(r"[.!?](?=\s|$)")
-
-
+_NON_SPACE = re.compile(r"\S")
 _ITEM_NUMBER = re.compile(r"\s*[-*#>]*\s*(?:step\s*)?\d{1,3}", re.IGNORECASE)
+_ENDING = re.compile(r"[.!?](?=\s|$)|\n")
 
 
 def _sentence_ends(text: str, spans) -> list[int]:
     """Where the sentences of `text` end: at `.`, `!`, `?` before white space or the end, and at
     a line break, outside maths and braces. The full stop of an abbreviation ("e.g.") or of a
-    list item's number ("3. ...") ends nothing."""
+    list item's number ("3. ...") ends nothing. One pass over the text."""
     ends, start = [], 0
-    for m in re.finditer(r"[.!?](?=\s|$)|\n", text):
-        if _inside(spans, m.start()) or _brace_depth(text, m.start()) > 0:
+    span_index, depth, counted = 0, 0, 0
+    for m in _ENDING.finditer(text):
+        i = m.start()
+        while span_index < len(spans) and spans[span_index][1] <= i:
+            span_index += 1
+        if span_index < len(spans) and spans[span_index][0] <= i:
+            continue  # inside maths
+        depth = max(0, depth + text.count("{", counted, i) - text.count("}", counted, i))
+        counted = i
+        if depth:
             continue
-        if m.group(0) == "." and (_ITEM_NUMBER.fullmatch(text, start, m.start())
-                                  or A._ABBREVIATION.search(text, max(start, m.start() - 8), m.start() + 1)):
+        if m.group(0) == "." and (_ITEM_NUMBER.fullmatch(text, start, i)
+                                  or A._ABBREVIATION.search(text, max(start, i - 8), i + 1)):
             continue
         ends.append(m.end())
         start = m.end()
     return ends
 
 
-def _brace_depth(text: str, i: int) -> int:
-    segment = text[max(0, i - _MAX_UNIT):i]
-    return max(0, segment.count("{") - segment.count("}"))
-
-
 def _statement(text: str, pos: int) -> str:
     """The answer statement after a marker ending at `pos`: the rest of its sentence, or the
     next non-empty line when the marker ends its line; a display that opens there runs to its
     end."""
-    m = re.compile(r"\S").search(text, pos)
+    m = _NON_SPACE.search(text, pos)
     if not m:
         return ""
     chunk = text[m.start():m.start() + _MAX_UNIT]
@@ -225,6 +238,8 @@ _PLAIN_TOKEN = re.compile(
     r"|(?P<op>[-+*/^_=<>|!]|[()\[\]{}])"
     r"|(?P<punct>[,;:.?'\"])"
     r"|(?P<other>.)", re.DOTALL)
+_NAMES_VALUE = re.compile(r"[0-9\\+\-*/^=<>!|]")  # a digit, a command or an operator
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s*$")
 _MATH_WORDS = frozenset("sqrt pi infty sin cos tan log ln exp".split())
 _NEGATIONS = frozenset("not isn't isnt never cannot can't".split())
 _NUMBERING = frozenset(("step", "case", "part", "line", "problem", "question", "example", "equation"))
@@ -247,30 +262,35 @@ class _RunScanner:
     "Step 3" and a "3." opening a line are numbering, not maths. A plain run counts only if it
     holds a number, a LaTeX command or a maths word ("sqrt", "pi")."""
 
-    def __init__(self, line_start: bool):
+    def __init__(self, line_start: bool, fallback: bool):
+        self.fallback = fallback
+        self.prose_after = False  # a prose word follows the last run
         self.runs: list[_Run] = []
         self.join = ""  # what stands since the last run: "", ",", "and", "or"
         self.last_word = ""
         self.current: list[str] = []
+        self.written = False  # the current run holds more than spaces
         self.candidate = False
         self.line_start = line_start
 
     def span(self, content: str, closed: bool) -> None:
         self.flush()
-        if content.strip():
+        if self.fallback and closed and not _NAMES_VALUE.search(content):
+            self.prose("")  # "$ABCD$", "$h$": in running text a name, not a value
+        elif content.strip():
             self.add(_Run(content, closed))
 
     def add(self, run: _Run) -> None:
         run.before = self.last_word
         run.joined_by = self.join if self.runs else ""
         self.runs.append(run)
-        self.join, self.line_start = ",", False
+        self.join, self.line_start, self.prose_after = ",", False, False
 
     def flush(self) -> None:
         body = "".join(self.current).strip().rstrip(".,;:!?").strip()
         if body and self.candidate:
             self.add(_Run(body))
-        self.current, self.candidate = [], False
+        self.current, self.written, self.candidate = [], False, False
 
     def prose(self, word: str) -> None:
         self.flush()
@@ -278,8 +298,8 @@ class _RunScanner:
             if self.join:
                 self.join = "or" if "or" in (word, self.join) else "and"
         else:
-            self.join, self.last_word = "", word
-        self.line_start = False
+            self.join, self.last_word = "", word or self.last_word
+        self.line_start, self.prose_after = False, True
 
     def plain(self, text: str) -> None:
         tokens = [(m.lastgroup, m.group(0)) for m in _PLAIN_TOKEN.finditer(text)]
@@ -296,6 +316,7 @@ class _RunScanner:
                 self.join = ""
             else:
                 self.current.append(value)
+                self.written = self.written or kind != "space"
                 if kind in ("num", "cmd") or kind == "word":
                     self.candidate = self.candidate or value not in ("\\{", "\\}")
             if kind != "space" and value not in ("*", "#", "-", ">"):  # markdown may open a line
@@ -303,17 +324,16 @@ class _RunScanner:
 
     def numbering(self, tokens, i: int) -> bool:
         """"Step 3", and a "3." or "3)" opening a line."""
-        empty = not "".join(self.current).strip()
-        if self.last_word in _NUMBERING and empty:
+        if self.last_word in _NUMBERING and not self.written:
             return True
-        if self.line_start and empty and not self.runs:
+        if self.line_start and not self.written and not self.runs:
             after = tokens[i + 1:i + 3]
             return bool(after) and after[0][1] in (".", ")", ":") and (len(after) < 2 or after[1][0] == "space")
         return False
 
 
-def _runs(unit: str, line_start: bool) -> list[_Run]:
-    scanner = _RunScanner(line_start)
+def _scan(unit: str, line_start: bool, fallback: bool) -> _RunScanner:
+    scanner = _RunScanner(line_start, fallback)
     pos = 0
     for start, end, inner_start, inner_end, closed in _math_spans(unit):
         scanner.plain(unit[pos:start])
@@ -321,7 +341,7 @@ def _runs(unit: str, line_start: bool) -> list[_Run]:
         pos = end
     scanner.plain(unit[pos:])
     scanner.flush()
-    return scanner.runs
+    return scanner
 
 
 def _letter_is_maths(tokens, i: int) -> bool:
@@ -354,11 +374,16 @@ def _group(runs: list[_Run], last: bool) -> list[_Run]:
     return groups[-1] if last else groups[0]
 
 
-def _read_unit(unit: str, last: bool, line_start: bool = True) -> _Reading:
-    runs = _runs(unit, line_start)
-    group = _group(runs, last)
+def _read_unit(unit: str, last: bool, line_start: bool = True, ends_reply: bool = False) -> _Reading:
+    """What a unit commits to: at a marker (last=False) its first answer, in the fallback
+    (last=True) its last one. The fallback does not credit the reply's last sentence when the reply
+    stops in its prose, after its last answer: the sentence never ended ("... is given by the")."""
+    scanner = _scan(unit, line_start, fallback=last)
+    group = _group(scanner.runs, last)
     if not group:
         return _NOTHING
+    if ends_reply and scanner.prose_after and not _SENTENCE_END.search(unit):
+        return _Reading(refusal=CUT_OFF)
     if group[0].before in _NEGATIONS:
         return _Reading(refusal=NEGATED)
     if any(r.joined_by == "or" for r in group[1:]):
@@ -394,8 +419,10 @@ def _read(reply, level: str) -> tuple[A.Extraction, Form | None]:
             return _extraction(reading, "marker")
     if level == A.STRICT:
         return A.Extraction(None, "none"), None
-    for unit, line_start in reversed(_units(text)):
-        reading = _read_unit(unit, last=True, line_start=line_start)
+    units = _units(text)
+    for i in range(len(units) - 1, -1, -1):
+        unit, line_start = units[i]
+        reading = _read_unit(unit, last=True, line_start=line_start, ends_reply=i == len(units) - 1)
         if not reading.empty:
             return _extraction(reading, "fallback")
     return A.Extraction(None, "none"), None

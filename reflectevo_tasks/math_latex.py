@@ -13,7 +13,8 @@
 - ``text``: a word answer ("\\text{Dana}", "(E)"), compared as lower-case letters and digits.
 
 A text that does not hold exactly one answer raises `NotOneAnswer` with the reason: a hedge (a
-top-level "or") or an unfinished expression (unbalanced brackets, a trailing operator).
+top-level "or"), an unfinished expression (unbalanced brackets, a trailing operator), or an
+expression too long to be one answer (a model caught in a loop of "+1+1+1...").
 
 Nothing here evaluates anything: the sympy strings are parsed and compared by
 `reflectevo_tasks.math_equivalence`, in a worker process under a time limit. The strings hold
@@ -28,12 +29,13 @@ import unicodedata
 from dataclasses import dataclass
 
 HEDGE, CUT_OFF = "hedge", "cut_off"  # the reasons shared with reflectevo_tasks.answers
-MAX_ANSWER_CHARS = 600  # a longer "answer" is compared by its text only
+OVERLONG = "overlong"  # an expression too long to be one final answer: a model repeating itself
+MAX_ANSWER_CHARS = 600  # the longest MATH gold has 60 characters
 _MAX_DEPTH = 60  # nesting deeper than this is not translated (and cannot exhaust the stack)
 
 
 class NotOneAnswer(Exception):
-    """The text does not commit to exactly one answer; `reason` is HEDGE or CUT_OFF."""
+    """The text does not commit to exactly one answer; `reason` is HEDGE, CUT_OFF or OVERLONG."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -101,7 +103,7 @@ def fold(text: str) -> str:
 
 def _layout_free(text: str) -> str:
     """Delimiters, sizing and spacing commands, `\\dfrac`, degrees, percent and dollar signs
-    removed: none of them changes the value of an answer (RULES: units and signs)."""
+    removed: none of them changes the value of an answer (corpus README, E2 and E3)."""
     text = _DELIMITERS.sub(" ", text)
     text = _BOX.sub(r"\1", text)
     text = _MATRIX.sub(_matrix_as_tuple, text)
@@ -126,10 +128,6 @@ def _sizer_bracket(bracket: str | None) -> str:
     return {"\\langle": "(", "\\rangle": ")"}.get(bracket, bracket.lstrip("\\"))
 
 
-def _is_math_word(word: str) -> bool:
-    return word.lower() in MATH_WORDS
-
-
 def strip_words(text: str) -> tuple[str, str]:
     """(text with its prose words and units removed, the words removed). `\\text{...}` groups are
     read as words; "and"/"or" stay as connectors; a unit's power ("cm^2") goes with it.
@@ -138,23 +136,19 @@ def strip_words(text: str) -> tuple[str, str]:
     letters glued to a number or a bracket ("2xy", "f(x)") are variables."""
     removed: list[str] = []
 
-    def text_group(m: re.Match) -> str:
-        return f" {m.group(1)} "
-
     for _ in range(3):  # nested text groups
-        new = _TEXT_GROUP.sub(text_group, text)
+        new = _TEXT_GROUP.sub(r" \1 ", text)
         if new == text:
             break
         text = new
 
     def word(m: re.Match) -> str:
         w = m.group(1)
-        start = m.start(1)
-        before = text[start - 1] if start else " "
-        if _is_math_word(w) or w.lower() in CONNECTORS:
-            return m.group(0) if not w.lower() in CONNECTORS else f" {w.lower()} "
-        if before.isdigit() or before in ")]}^_|":
-            return m.group(0)  # glued to maths: variables
+        before = text[m.start(1) - 1] if m.start(1) else " "
+        if w.lower() in CONNECTORS:
+            return f" {w.lower()} "
+        if w.lower() in MATH_WORDS or before.isdigit() or before in ")]}^_|":
+            return m.group(0)  # a function name, or letters glued to maths: variables
         removed.append(w)
         return " "
 
@@ -167,19 +161,20 @@ def strip_words(text: str) -> tuple[str, str]:
 _OPEN, _CLOSE = "([{", ")]}"
 
 
-def _depths(text: str):
-    """(index, character, depth before the character) for every character."""
-    depth = 0
-    for i, c in enumerate(text):
+def _depths(text: str) -> list[int]:
+    """How many brackets are open at each character (any shapes pair: intervals mix them)."""
+    out, depth = [], 0
+    for c in text:
         if c in _CLOSE:
             depth -= 1
-        yield i, c, depth
+        out.append(depth)
         if c in _OPEN:
             depth += 1
+    return out
 
 
-def balance(text: str) -> int:
-    """Opening minus closing brackets; negative as soon as a closing one comes first."""
+def _balanced(text: str) -> bool:
+    """Every bracket closed, and none closed before it was opened."""
     depth = 0
     for c in text:
         if c in _OPEN:
@@ -187,15 +182,13 @@ def balance(text: str) -> int:
         elif c in _CLOSE:
             depth -= 1
             if depth < 0:
-                return depth
-    return depth
+                return False
+    return depth == 0
 
 
 def _split_top(text: str, pattern: re.Pattern) -> list[str]:
     """Split at the matches of `pattern` that sit outside every bracket."""
-    depth_at = [0] * (len(text) + 1)
-    for i, _, d in _depths(text):
-        depth_at[i] = d
+    depth_at = _depths(text)
     parts, last = [], 0
     for m in pattern.finditer(text):
         if depth_at[m.start()] == 0:
@@ -209,26 +202,13 @@ def _outer_pair(text: str) -> tuple[str, str, str] | None:
     """(opening, inside, closing) when one bracket pair encloses the whole text ("(1,2)",
     "[3, 4)", "\\{1, 2\\}"); brackets of different shapes may pair, as intervals do."""
     t = text.strip()
-    set_braces = t.startswith("\\{") and t.endswith("\\}")
-    if set_braces:
+    if t.startswith("\\{") and t.endswith("\\}"):
         inner = t[2:-2]
-        return ("{", inner, "}") if balance(inner) == 0 and _never_below(inner) else None
+        return ("{", inner, "}") if _balanced(inner) else None
     if len(t) < 2 or t[0] not in "([" or t[-1] not in ")]":
         return None
     inner = t[1:-1]
-    return (t[0], inner, t[-1]) if balance(inner) == 0 and _never_below(inner) else None
-
-
-def _never_below(text: str) -> bool:
-    depth = 0
-    for c in text:
-        if c in _OPEN:
-            depth += 1
-        elif c in _CLOSE:
-            depth -= 1
-            if depth < 0:
-                return False
-    return True
+    return (t[0], inner, t[-1]) if _balanced(inner) else None
 
 
 _COMMA = re.compile(r",|;|\band\b|\\\\")
@@ -244,8 +224,9 @@ _TRAILING_OPERATOR = re.compile(r"(?:[-+*/^=_]|\\(?:frac|sqrt|cdot|times|div|pm)
 
 
 def _key(text: str) -> str:
-    """The normalised text of an answer: its characters less white space."""
-    return re.sub(r"\s+", "", text)
+    """The normalised text of an answer: white space only where it parts two letters or digits
+    ("1 7" is not "17")."""
+    return re.sub(r"(?<=\W) | (?=\W)", "", re.sub(r"\s+", " ", text).strip())
 
 
 def text_key(text: str) -> str:
@@ -257,7 +238,7 @@ def parse_answer(text: str) -> Form:
     """The structured value of one final answer's text. Raises NotOneAnswer."""
     text = fold(text)
     if len(text) > MAX_ANSWER_CHARS:
-        return Form("expr", _key(text))
+        raise NotOneAnswer(OVERLONG)
     text = _layout_free(text)
     cleaned, words = strip_words(text)
     if not _has_maths(cleaned):
@@ -284,7 +265,7 @@ def _has_maths(text: str) -> bool:
 
 
 def _check_finished(text: str) -> None:
-    if balance(text) != 0 or not _never_below(text) or _TRAILING_OPERATOR.search(text):
+    if not _balanced(text) or _TRAILING_OPERATOR.search(text):
         raise NotOneAnswer(CUT_OFF)
 
 
