@@ -375,7 +375,7 @@ class ReflectEvoLM(LM):
             if options.mode != "single":
                 # the trial-1 verdict decides which docs get a second attempt: chunks gated by another
                 # scorer must not be reused (single has no gate; its stored replies are re-scored)
-                settings["scoring_version"] = A.SCORING_VERSION
+                settings["scoring_version"] = A.GATE_VERSION  # only a change of strict verdicts refuses it
             chunking.claim(settings)
         if chunking.trial1_from:
             chunking.check_trial1_source(self.run_summary["base"])

@@ -109,15 +109,17 @@ publish_rows() {  # leaderboards/bbh.md from every row finished so far, in a fix
 # (none yet is not an error: under pipefail, a failing ls would end the script here)
 latest_results() { ls "$OUT/eval/$1"/*/results_*.json 2> /dev/null | tail -n 1 || true; }
 
-retire_stale_resume() {  # a resume folder whose docs were gated by another scorer is set aside, not reused
+retire_stale_resume() {  # a resume folder whose docs were gated by another strict scorer is set aside, not reused
     local folder=$1
     [ -f "$folder/settings.json" ] || return 0
+    # the gate is the strict trial-1 verdict: its version (GATE_VERSION) is what the folder records
+    # under "scoring_version"; reused replies are scored again by the current scorer at both levels
     "$PY/python" - "$folder/settings.json" <<'PY' && return 0
 import json, sys
-from reflectevo_tasks.answers import SCORING_VERSION
+from reflectevo_tasks.answers import GATE_VERSION
 settings = json.load(open(sys.argv[1]))
 single = settings.get("protocol", {}).get("mode") == "single"
-sys.exit(0 if single or settings.get("scoring_version") == SCORING_VERSION else 1)
+sys.exit(0 if single or settings.get("scoring_version") == GATE_VERSION else 1)
 PY
     echo "[measured] $folder: gated by another scorer version; moved to $folder.old-scorer"
     rm -rf "$folder.old-scorer" && mv "$folder" "$folder.old-scorer"

@@ -75,11 +75,13 @@ class GenConfig:
             from reflectevo_tasks.sources import parse_ids
 
             d["question_ids"] = sorted(parse_ids(self.question_ids))
-        from reflectevo_tasks.answers import SCORING_VERSION
+        from reflectevo_tasks.answers import GATE_VERSION
 
-        # the trial-1 verdict decides which questions are reflected on: records gated by another
-        # scorer must not be mixed with these
-        d["scoring_version"] = SCORING_VERSION
+        # the trial-1 verdict (strict) decides which questions are reflected on: records gated by
+        # another strict scorer must not be mixed with these. The key keeps its old name and value
+        # (GATE_VERSION continues SCORING_VERSION 2) so that runs begun before the two were told
+        # apart still resume; a flexible-only scorer change leaves it alone
+        d["scoring_version"] = GATE_VERSION
         return d
 
     def identity_hash(self) -> str:

@@ -50,10 +50,15 @@ CORRECT, WRONG, NO_ANSWER = "correct", "wrong", "no_answer"
 STRICT, FLEXIBLE = "strict", "flexible"
 LEVELS = (STRICT, FLEXIBLE)
 HEADLINE = STRICT
-# Bumped whenever a change can alter a verdict: results record it, and rows scored by different
-# versions are never compared; resume folders whose docs were gated by another version are refused.
+# Bumped whenever a change can alter a verdict, at either level: results record it, and rows scored
+# by different versions are never compared.
 # 1: up to 2026-12-01 (the last candidate anywhere counted); 2: answers must commit, two levels.
 SCORING_VERSION = 2
+# Bumped only when a STRICT verdict can change. Stored work is gated by the strict verdict alone
+# (which trial-1 answers a generation run reflects on, which docs an evaluation resume folder
+# retries), so a folder written under the same GATE_VERSION resumes: a flexible-only change must not
+# strand a running generation. 2: since SCORING_VERSION 2.
+GATE_VERSION = 2
 
 # Replies are read from a bounded tail (answers live at the end); all patterns below are linear.
 _MAX_SCAN = 250_000

@@ -749,11 +749,14 @@ def test_outcomes_at_both_levels_and_who_got_a_second_attempt(fake_bbh):
 
 
 def test_a_gated_resume_folder_is_tied_to_the_scorer_version(fake_bbh, tmp_path, monkeypatch):
-    """oracle's chunks were gated by the trial-1 verdict: a folder from another scorer is refused."""
+    """oracle's chunks were gated by the trial-1 (strict) verdict: a folder from another strict
+    scorer is refused; a scorer that changed only flexible verdicts reuses it."""
     folder = tmp_path / "resume"
     _run(scripted_model(fake_bbh, chunk_size=2, resume=folder, mode="oracle"), requests_for("navigate"))
     settings = json.loads((folder / "settings.json").read_text())
-    assert settings["scoring_version"] == A.SCORING_VERSION
+    assert settings["scoring_version"] == A.GATE_VERSION
     monkeypatch.setattr(A, "SCORING_VERSION", A.SCORING_VERSION + 1)
+    scripted_model(fake_bbh, chunk_size=2, resume=folder, mode="oracle")
+    monkeypatch.setattr(A, "GATE_VERSION", A.GATE_VERSION + 1)
     with pytest.raises(UserError, match="scoring_version"):
         scripted_model(fake_bbh, chunk_size=2, resume=folder, mode="oracle")
