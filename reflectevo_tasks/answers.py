@@ -9,7 +9,9 @@ decision) reads only the final answer statement after the LAST answer marker ("t
 "answer:", "final answer =", or a LaTeX `\\boxed{...}`): the rest of its sentence, or the next
 non-empty line when the marker ends its line. A statement with no candidate at all (a reply that
 trails off into "Answer:") passes the turn to the marker before it. FLEXIBLE also reads a reply
-without any usable marker: its last sentence that names a candidate.
+without any usable marker: its last sentence that names a candidate in words of its own (text read
+back from the question or from our prompts names none), unless that sentence ends the reply
+cut off past its candidate, or is an item of a lettered list run past the options.
 
 Either way the statement must COMMIT to exactly one answer. A hedge ("(B) or (C)", "True or
 False"), a candidate that is only ruled out ("not (C)", "we can rule out (D)"), an item of a list of
@@ -23,6 +25,7 @@ Replies longer than `_MAX_SCAN` characters are read from their tail.
 
 from __future__ import annotations
 
+import bisect
 import re
 import string
 import unicodedata
@@ -52,12 +55,14 @@ LEVELS = (STRICT, FLEXIBLE)
 HEADLINE = STRICT
 # Bumped whenever a change can alter a verdict, at either level: results record it, and rows scored
 # by different versions are never compared.
-# 1: up to 2026-12-01 (the last candidate anywhere counted); 2: answers must commit, two levels.
-SCORING_VERSION = 2
+# 1: up to 2026-12-01 (the last candidate anywhere counted); 2: answers must commit, two levels;
+# 3: the flexible fallback credits no echo of the question or of our prompts, no sentence cut off
+#    at the reply's end, no lettered list that runs past the options (strict unchanged).
+SCORING_VERSION = 3
 # Bumped only when a STRICT verdict can change. Stored work is gated by the strict verdict alone
 # (which trial-1 answers a generation run reflects on, which docs an evaluation resume folder
 # retries), so a folder written under the same GATE_VERSION resumes: a flexible-only change must not
-# strand a running generation. 2: since SCORING_VERSION 2.
+# strand a running generation. 2: since SCORING_VERSION 2 (strict unchanged by version 3).
 GATE_VERSION = 2
 
 # Replies are read from a bounded tail (answers live at the end); all patterns below are linear.
@@ -92,6 +97,9 @@ class AnswerSpec:
     kind: str
     options: tuple[tuple[str, str], ...] = ()  # (letter, text) for multiple choice
     vocabulary: tuple[str, ...] = ()  # the words to sort, for word sorting
+    # the question as shown to the model: the flexible fallback does not credit text copied from it
+    # (empty: nothing is known to be copied)
+    question: str = field(default="", repr=False)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -749,22 +757,292 @@ def _is_list_item(text: str, spans: list[tuple[int, int]], i: int, answer: str, 
     return False
 
 
+# ---------------------------------------------------------------- text the fallback does not credit
+# Three kinds of text name a candidate without being the model's answer (RULES.md, section 2). Only
+# the flexible fallback looks for them, so no strict verdict depends on them.
+#
+# ECHO: the candidate sits in text copied from the question or from our own prompt wording (an
+# option line or the input read back, "where X is ... like (B)." repeated). A copy is a run of at
+# least _ECHO_MIN tokens found in that order in one of those texts; it makes an echo when it is the
+# whole unit (list numbering aside), or holds more than the candidate written as an answer (a label
+# and that option's own text: "... is (B) bion iver." is an answer). An option's own line or text
+# as the whole unit is an echo only when the reply goes on after it (at the end it concludes). A
+# shorter run proves nothing: "(B) 12/25/1937" or "Yes" is what an answer looks like. The forms we
+# ask for are never echoes of the question: dyck closing brackets, word-sort words in sorted order.
+# CUT OFF: the reply's last unit names the candidate in a sentence that goes on past it and stops
+# ("So, we add 24 to", "The argument is invalid because it does not follow a logical"): the token
+# cap cut a statement whose end is unknown. One that stops at its candidate ("... is (B)") has said it.
+# LIST RUNS ON: a lettered list ("(X) (A)\n(Y)", "Option (L)" after "Option (L) triangle is a
+# polygon." with options A-K) that names a letter past the options, or stops inside an item's label
+# ("Option (G) ellipse ...\n\nOption (H").
+
+# Our prompts' own wording, piece by piece between the parts that vary (question, attempt,
+# reflection, reflection instruction). prompts.py imports this module, so the wording is restated
+# here; tests/test_answers.py builds every prompt with prompts.py's builders and fails when one of
+# its sentences is not found in these pieces.
+_PROMPT_HINTS = (
+    "the letter of one option in parentheses, like (B)", "True or False", "Yes or No", "valid or invalid",
+    "a single integer", "the closing brackets only, separated by spaces",
+    "the words in sorted order, separated by spaces", "a short answer", "the final answer alone inside \\boxed{}",
+)
+_PROMPT_PIECES = tuple(
+    f'{lead}Reason step by step, then end with one line of the form "So the answer is X." where X is {hint}.'
+    for hint in _PROMPT_HINTS
+    for lead in ("", "Your final answer is incorrect. Solve the question again. ",
+                 "Review your answer. Solve the question again. ", "Use the reflection and solve the question again. ",
+                 'Then solve the question again under the heading "Corrected solution:". ')
+) + (
+    "Let's think step by step.",
+    "Your final answer is incorrect. Here is a reflection on your attempt:",
+    "Review your answer. Here is a reflection on your attempt:",
+    "Below is a question and an attempt to answer it. Question:",
+    "Attempt:",
+    "Feedback: the attempt's final answer is correct. Write a reflection on the attempt.",
+    "Feedback: the attempt's final answer is incorrect. Write a reflection on the attempt.",
+    "Feedback: none; the attempt may or may not be correct. Write a reflection on the attempt.",
+    "Feedback: the attempt's final answer is correct. First write a reflection on the attempt.",
+    "Feedback: the attempt's final answer is incorrect. First write a reflection on the attempt.",
+    "Feedback: none; the attempt may or may not be correct. First write a reflection on the attempt.",
+    "Structure it as a check (does each step, and the final answer, hold up? where not, and why?) followed by a "
+    "plan (keep the answer if the check confirms it, otherwise what to do differently). Do not state a final answer.",
+    "Structure it as a diagnosis (where and why the attempt went wrong) followed by a plan (what to do differently). "
+    "Do not state a final answer.",
+    "Structure it as a check (does each step, and the final answer, hold up? where not, and why?) followed by a "
+    "plan (keep the answer if the check confirms it, otherwise what to do differently).",
+)
+
+_ECHO_MIN = 3  # tokens in a row: fewer is what an answer looks like anyway
+_GRAM_MAX = 6  # runs of up to this many tokens are looked up in a set; longer ones in the joined text
+# a token: an option label "(B)", one bracket, or a word (punctuation at its edges set aside)
+_TOKEN = re.compile(r"\(\s*[A-Za-z]\s*\)|[()\[\]{}<>]|[^\s()\[\]{}<>]+")
+_TOKEN_EDGE = "\"'.,;:!?*`_"
+_NUMBERING_LEAD = re.compile(r"^[\s\-*+\u2022\u00b7>#]*(?:step\s*\d+\s*[:.)]?\s*|\d{1,3}[.)]\s+)?", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s*$")
+_GOES_ON = re.compile(r"[^\s\"')\]}>]")  # after a candidate: anything but closing quotes and brackets
+_CLOSERS = set(")]}>")
+
+
+@dataclass(frozen=True)
+class _Token:
+    word: str
+    start: int
+    end: int
+
+
+def _tokens(text: str) -> list[_Token]:
+    out = []
+    for m in _TOKEN.finditer(text):
+        s, e = m.start(), m.end()
+        if text[s] == "(" and e - s > 1:  # an option label
+            out.append(_Token(f"({text[s + 1:e - 1].strip().casefold()})", s, e))
+            continue
+        while s < e and text[s] in _TOKEN_EDGE:
+            s += 1
+        while e > s and text[e - 1] in _TOKEN_EDGE:
+            e -= 1
+        word = text[s:e].casefold()
+        if word in _BRACKETS or any(c.isalnum() for c in word):  # dashes, bullets and operators are layout
+            out.append(_Token(word, s, e))
+    return out
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Texts a reply may copy: their runs of up to _GRAM_MAX tokens, and the tokens themselves
+    joined by NUL (each text between NULs) to confirm a longer run."""
+
+    grams: frozenset
+    joined: str
+
+
+def _source(texts) -> _Source:
+    grams, joined = set(), []
+    for text in texts:
+        words = [t.word for t in _tokens(clean(text))]
+        for n in range(_ECHO_MIN, _GRAM_MAX + 1):
+            grams.update(tuple(words[k:k + n]) for k in range(len(words) - n + 1))
+        joined.append("\0".join(words))
+    return _Source(frozenset(grams), "\0" + "\0\0".join(joined) + "\0")
+
+
+_NO_SOURCE = _Source(frozenset(), "")
+
+
+@lru_cache(maxsize=1024)
+def _question_grams(question: str, without: str | None = None) -> _Source:
+    """The runs of the question's text; `without` a letter: with that option's own line left out."""
+    if without is not None:
+        question = "\n".join(line for line in question.split("\n")
+                             if not re.match(rf"\s*\(\s*{re.escape(without)}\s*\)", line, re.IGNORECASE))
+    return _source((question,))
+
+
+@lru_cache(maxsize=1)
+def _prompt_grams() -> _Source:
+    return _source(_PROMPT_PIECES)
+
+
+def _copied(words: list[str], source: _Source) -> bool:
+    """Are these words (at least _ECHO_MIN) a run of the source's text, in that order?"""
+    n = len(words)
+    if n < _ECHO_MIN:
+        return False
+    if n <= _GRAM_MAX:
+        return tuple(words) in source.grams
+    # a missing window settles most longer runs at once; the rest are confirmed as one run
+    if not all(tuple(words[k:k + _GRAM_MAX]) in source.grams for k in range(0, n - _GRAM_MAX + 1, _GRAM_MAX)):
+        return False
+    return "\0" + "\0".join(words) + "\0" in source.joined
+
+
+@lru_cache(maxsize=4096)
+def _option_words(options: tuple[tuple[str, str], ...]) -> dict[str, tuple[str, ...]]:
+    return {f"({letter})": tuple(t.word for t in _tokens(clean(text))) for letter, text in options}
+
+
+def _answer_form(toks: list[_Token], i: int, j: int, mention: _Mention, spec: AnswerSpec) -> tuple[int, int] | None:
+    """The tokens [i, j) of a mention widened to the candidate as an answer is written: a label
+    with (the start of) its own option text after it. None: a dyck run of closing brackets, never
+    an echo."""
+    if spec.kind == DYCK:
+        return None if set(mention.answer.replace(" ", "")) <= _CLOSERS else (i, i)
+    own = _option_words(spec.options).get(mention.answer, ()) if spec.kind == CHOICE else ()
+    k = 0
+    while k < len(own) and j + k < len(toks) and toks[j + k].word == own[k]:
+        k += 1
+    return i, j + k
+
+
+def _mention_spans(toks: list[_Token], mentions: list[_Mention]) -> list[tuple[int, int] | None]:
+    """For each mention the tokens [i, j) that overlap it (tokens are in order and do not overlap);
+    None for a mention that holds no token."""
+    ends, starts = [t.end for t in toks], [t.start for t in toks]
+    spans = ((bisect.bisect_right(ends, m.start), bisect.bisect_left(starts, m.end)) for m in mentions)
+    return [(i, j) if i < j else None for i, j in spans]
+
+
+def _echo(unit: str, mentions: list[_Mention], spec: AnswerSpec, last: bool) -> bool:
+    """Does every candidate the unit names sit in words copied from the question or our prompts?
+    `last`: the unit ends the reply (an option restated at the very end is read as a conclusion)."""
+    toks = _tokens(unit)
+    spans = _mention_spans(toks, mentions)
+    if not mentions or None in spans:
+        return False
+    forms = [_answer_form(toks, i, j, m, spec) for (i, j), m in zip(spans, mentions)]
+    # dyck closing brackets: the question's input may hold the very answer, so only our prompts'
+    # wording (which holds brackets too) can make them an echo
+    answer_shaped = None in forms
+    forms = [span if form is None else form for form, span in zip(forms, spans)]
+    prompt = _prompt_grams()
+    question = _question_grams(spec.question) if spec.question and not answer_shaped else _NO_SOURCE
+    # the whole unit copied: from the question's text beyond the candidate's own option line, or
+    # from our prompts; the option's own line (or text) alone only when the reply goes on after it
+    lead = _NUMBERING_LEAD.match(unit).end()
+    whole = [t.word for t in toks if t.start >= lead]
+    answers = {m.answer for m in mentions}
+    own = next(iter(answers)).strip("()") if spec.kind == CHOICE and len(answers) == 1 else None
+    beyond_own = _question_grams(spec.question, own) if own and question is not _NO_SOURCE else question
+    if _copied(whole, prompt) or _copied(whole, beyond_own) or (not last and _copied(whole, question)):
+        return True
+    # or each candidate inside a copied run that reaches past the candidate as an answer is written;
+    # the shortest such runs start at most two tokens before it and end at most two after it or
+    # after its answer form
+    for (i, j), (fi, fj) in zip(spans, forms):
+        found = False
+        for a in range(max(0, i - 2), i + 1):
+            for b in sorted({j, j + 1, j + 2, fj + 1, fj + 2}):
+                if b < j or b > len(toks) or b - a < _ECHO_MIN or (fi <= a and b <= fj):
+                    continue
+                words = [t.word for t in toks[a:b]]
+                if _copied(words, question) or _copied(words, prompt):
+                    found = True
+                    break
+            if found:
+                break
+        if not found:
+            return False
+    return True
+
+
+def _echoed_block(answer: str, spec: AnswerSpec) -> bool:
+    """A word-sort block that is the question's list read back (not in sorted order)."""
+    words = answer.split()
+    if len(words) < _ECHO_MIN or words == sorted(words):
+        return False
+    return _copied(words, _prompt_grams()) or bool(spec.question) and _copied(words, _question_grams(spec.question))
+
+
+def _cut_off_sentence(unit: str, mentions: list[_Mention], spec: AnswerSpec) -> bool:
+    """Is the unit (the reply's last) a sentence that goes on past its candidate and stops before
+    its end ("So, we add 24 to", "... is (B) because it")? One that stops right at its candidate,
+    as written for an answer ("(B)", "(B) 12/25/1937", "the sentence is plausible"), has said what
+    it names: a reply may end without a full stop."""
+    if not mentions or _SENTENCE_END.search(unit):
+        return False
+    last = max(mentions, key=lambda m: m.end)
+    end = last.end
+    toks = _tokens(unit)
+    (span,) = _mention_spans(toks, [last])
+    if span is not None:
+        form = _answer_form(toks, *span, last, spec)
+        if form is not None and form[1] > span[1]:
+            end = max(end, toks[form[1] - 1].end)
+    return bool(_GOES_ON.search(unit, end))
+
+
+def _list_runs_on(text: str, spans: list[tuple[int, int]], i: int, answer: str | None, spec: AnswerSpec) -> str | None:
+    """ENUMERATION when unit i is an item of a lettered list that names a letter past the options,
+    CUT_OFF when it stops inside its label ("Option (H"); None otherwise. A list: unit i and the
+    candidate-naming unit before it both start with a label."""
+    if spec.kind != CHOICE or not spec.options:
+        return None
+    unit = text[spans[i][0]:spans[i][1]]
+    cut = bool(_CUT_OFF_LETTER.search(unit))
+    past = (answer is not None and answer.strip("()") not in {letter for letter, _ in spec.options}
+            and _label(unit) is not None)
+    if not (cut or past):
+        return None
+    for j in range(i - 1, max(-1, i - 1 - _MAX_LIST_LOOKBACK), -1):
+        prev = text[spans[j][0]:spans[j][1]]
+        if _mentions(prev, spec, at_marker=False):
+            return (CUT_OFF if cut else ENUMERATION) if _label(prev) else None
+    return None
+
+
 def _fallback(text: str, spec: AnswerSpec, gold_is_text: bool) -> _Reading:
-    """The flexible level without a marker: the last unit that names a candidate must commit to
-    exactly one, and must not be an item of a list (nor may the reply stop inside a list)."""
+    """The flexible level without a marker: the last unit that names a candidate in words of its
+    own (not an echo) must commit to exactly one, must not be an item of a list (nor may the reply
+    stop inside a list, or run its list past the options), and, as the reply's last unit, must not
+    be a sentence cut off before its end."""
     kind = spec.kind
-    if kind in (WORD_SORT, FREE_TEXT) or (kind == CHOICE and gold_is_text):
+    if kind == WORD_SORT:
+        cands = [c for c in _word_sort_candidates(text, spec, whole_reply=True) if not _echoed_block(c, spec)]
+        return _Reading(answer=cands[-1]) if cands else _NOTHING
+    if kind == FREE_TEXT or (kind == CHOICE and gold_is_text):
         return _read_unit(text, spec, gold_is_text, at_marker=False)
     spans = _unit_spans(text, spec)
+    echoed = set()  # a reply that loops repeats its units: each is judged once
     for i in range(len(spans) - 1, -1, -1):
         unit = text[spans[i][0]:spans[i][1]]
+        if unit in echoed:
+            continue
         reading = _read_unit(unit, spec, gold_is_text, at_marker=False)
         if reading.empty:
             continue
+        mentions = _mentions(unit, spec, at_marker=False)
+        if _echo(unit, mentions, spec, last=i == len(spans) - 1):
+            # an echo at the reply's end (judged most leniently) is an echo anywhere before it
+            echoed.add(unit)
+            continue  # copied words name no candidate of the model's own
         if kind == CHOICE and _label(unit) and _CUT_OFF_TAIL.search(text[-200:]):
             return _Reading(refusal=CUT_OFF)
+        runs_on = _list_runs_on(text, spans, i, reading.answer, spec)
+        if runs_on:
+            return _Reading(refusal=runs_on)
         if reading.answer is not None and _is_list_item(text, spans, i, reading.answer, spec):
             return _Reading(refusal=ENUMERATION)
+        if i == len(spans) - 1 and _cut_off_sentence(unit, mentions, spec):
+            return _Reading(refusal=CUT_OFF)
         return reading
     return _NOTHING
 

@@ -20,7 +20,7 @@ class Question:
 
     @property
     def spec(self) -> AnswerSpec:
-        return AnswerSpec(self.kind, self.options, self.vocabulary)
+        return AnswerSpec(self.kind, self.options, self.vocabulary, question=self.question)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import time
 from pathlib import Path
 
@@ -89,6 +90,11 @@ DYCK_2, DYCK_3 = ("dyck_languages", 0), ("dyck_languages", 1)
 SORT_2, SORT_5, SORT_20 = ("word_sorting", 0), ("word_sorting", 3), ("word_sorting", 1)
 SORT_20_GOLD = ("barn damp delmarva dot drumhead embezzle entirety greene guru it&t malton obstetric onus "
                 "panicking prod same scorch splutter subsist thrill")
+SNARK_A, TEMPORAL_B, MEL_A = ("snarks", 19), ("temporal_sequences", 2), ("logical_deduction_three_objects", 19)
+SPORT_16, COUNT_11, COUNT_9 = ("sports_understanding", 16), ("object_counting", 16), ("object_counting", 17)
+DYCK_8, DYCK_167 = ("dyck_languages", 8), ("dyck_languages", 167)
+SORT_10, GEO_K = ("word_sorting", 2), ("geometric_shapes", 4)
+SORT_10_GOLD = "artillery bainite doris fda harm incongruous monkey prosody vegetate vivian"
 
 
 CASES = [
@@ -502,9 +508,9 @@ CASES = [
     case(*DATE, "It is definitely not (C).", NONE, None, FALL, id="commit-negated"),
     case(*DATE, "We can rule out (D).", NONE, None, FALL, id="commit-ruled-out"),
     case(*DATE, "(C) is wrong, so (B).", OK, "(B)", FALL, id="commit-ruled-out-then-one"),
-    case(*BOOL_F, "True or False", NONE, None, FALL, id="commit-tf-hedge"),
+    case(*BOOL_F, "False or True", NONE, None, FALL, id="commit-tf-hedge"),
     case(*BOOL_F, "not True", NONE, None, FALL, id="commit-tf-negated"),
-    case(*CAUSAL_NO, "yes or no", NONE, None, FALL, id="commit-yn-hedge"),
+    case(*CAUSAL_NO, "no or yes", NONE, None, FALL, id="commit-yn-hedge"),
     case(*ARITH_24, "So the answer is 24 or 25.", NONE, None, MARK, id="commit-int-hedge"),
     case(*ARITH_24, "So the answer is between 20 and 30.", NONE, None, MARK, id="commit-int-range"),
     case(*ARITH_24, "So the answer is 46 - 22 = 24.", NONE, None, MARK, id="commit-int-equation"),
@@ -512,6 +518,53 @@ CASES = [
     case(*COUNT_8, "1. flute\n2. piano\n3. trombone", NONE, None, "none", id="commit-int-list-numbers"),
     case(*CAUSAL_NO, "There is no reason to doubt it.", NONE, None, "none", id="commit-yn-determiner"),
     case(*CAUSAL_NO, "Options:\n- Yes\n- No", NONE, None, FALL, id="commit-yn-restated-options"),
+
+    # ============================================================ flexible: text that is not an answer (issue 32)
+    # an echo names no candidate: the question's option line or input read back, our own wording
+    case(*SNARK_A, "Let's think step by step. (A) Violence is a perfect way to unleash your frustrations\n\n"
+         "Step 1: Identify the subject of the sentence.\nViolence is a perfect way to unleash your frustrations.\n\n"
+         "Step 2: Identify the verb of the sentence.", NONE, None, "none", id="echo-option-line-then-steps"),
+    case(*SNARK_A, "Violence is a perfect way to unleash your frustrations", OK, "(A)", FALL,
+         id="echo-not-option-text-as-conclusion"),
+    case(*SNARK_A, "The sarcastic one is (A) Violence is a perfect way to unleash your frustrations.", OK, "(A)", FALL,
+         id="echo-not-label-with-own-text"),
+    case(*TEMPORAL_B, "Let's think step by step. (A) 6pm to 7pm\n\nFirst, we need to find when Susan woke up.",
+         NONE, None, "none", id="echo-first-option-restated"),
+    case(*TEMPORAL_B, "(A) 6pm to 7pm", BAD, "(A)", FALL, id="echo-not-option-line-at-the-end"),
+    case(*MEL_A, "Mel finished last", NONE, None, "none", id="echo-premise-equal-to-option"),
+    case(*MEL_A, "(A) Mel finished last", OK, "(A)", FALL, id="echo-not-labelled-option-at-the-end"),
+    case(*SPORT_16, 'The sentence "Is the following sentence plausible?"', NONE, None, "none",
+         id="echo-question-quoted"),
+    case(*SPORT_16, "The sentence is plausible.", OK, "Yes", FALL, id="echo-not-own-words"),
+    case(*COUNT_11, "- The microwave is a table, a fridge, a stove, a oven, a toaster, a couch, and four cars.",
+         NONE, None, "none", id="echo-input-list-in-a-sentence"),
+    case(*DYCK_8, "The sequence is: [ < > ] [ [ < > ]", NONE, None, "none", id="echo-dyck-input"),
+    case(*DYCK_167, "We close it with ] } }", OK, "] } }", FALL, id="echo-not-closing-brackets-found-in-input"),
+    case(*SORT_10, "List: vegetate artillery harm fda doris prosody bainite incongruous monkey vivian", NONE, None,
+         "none", id="echo-word-list-read-back"),
+    case(*SORT_10, SORT_10_GOLD, OK, SORT_10_GOLD, FALL, id="echo-not-sorted-list"),
+    case(*DATE, "I pick (C).\nUse the reflection and solve the question again. Reason step by step, then end with one "
+         'line of the form "So the answer is X." where X is the letter of one option in parentheses, like (B).',
+         BAD, "(C)", FALL, id="echo-format-hint-skipped"),
+    case(*COUNT_8, 'Reason step by step, then end with one line of the form "So the answer is X." where X is a single '
+         "integer.", NONE, None, "none", id="echo-one-line-is-ours"),
+    case(*BOOL_F, "True or False", NONE, None, "none", id="echo-tf-format-hint"),
+    case(*CAUSAL_NO, "yes or no", NONE, None, "none", id="echo-yn-format-hint"),
+    # the reply's last unit names its candidate in a sentence that goes on and stops
+    case(*COUNT_9, "Each kind of object counts once. So, we add 24 to", NONE, None, FALL, id="cut-off-add-to"),
+    case(*FALLACY_INV, "The argument is invalid because it does not follow a logical", NONE, None, FALL,
+         id="cut-off-because"),
+    case(*ARITH_24, "Step 4: 7 * 3 = 21\n\nStep 5: 24 + ", NONE, None, FALL, id="cut-off-operator"),
+    case(*FALLACY_INV, "Now the conclusion.\nThe argument is invalid", OK, "invalid", FALL,
+         id="cut-off-not-at-candidate"),
+    case(*FALLACY_INV, "The argument is invalid because it does not follow.\nTherefore the", OK, "invalid", FALL,
+         id="cut-off-not-a-later-unit-naming-nothing"),
+    # a lettered list that runs past the options, or stops inside an item's label
+    case(*GEO_K, "Option (K) trapezoid is a polygon.\n\nOption (L) triangle is a polygon.\n\nOption (L)", NONE, None,
+         FALL, id="list-past-the-options"),
+    case(*GEO_K, "Option (F) octagon is a polygon.\n\nOption (G) pentagon is a polygon.\n\nOption (H", NONE, None, FALL,
+         id="list-cut-inside-a-label"),
+    case(*GEO_K, "None of the shapes fit, so I pick:\n(L)", BAD, "(L)", FALL, id="list-not-a-lone-non-option"),
 
     # ============================================================ markers, generally
     case(*DATE, "My final answer: (B)", OK, "(B)", MARK, id="marker-my-final-answer"),
@@ -698,11 +751,21 @@ def test_every_wrong_letter_is_wrong():
     assert not failures, failures[:5]
 
 
+def _stated_outside_its_option(q, text: str) -> bool:
+    """Does the question say this option's text (three words or more) outside the option's own
+    line, as a premise or inside another option? A reply of only that text is then an echo."""
+    own = re.compile(rf"\s*\(\s*{re.escape(next(l for l, t in q.options if t == text))}\s*\)")
+    rest = "\n".join(line for line in q.question.split("\n") if not own.match(line))
+    return len(text.split()) >= 3 and f" {A.normalize_text(text)} " in f" {A.normalize_text(rest)} "
+
+
 @needs_bbh
 def test_every_option_text_names_its_letter():
     """The option text alone, or after a marker, reads as that option's letter, except where two
-    options share a text (several BBH items repeat an option)."""
-    failures = []
+    options share a text (several BBH items repeat an option). Where the question itself states
+    the text outside the option (a premise "Mel finished last." with option (A) "Mel finished
+    last"), the text alone is the question read back: no answer at the flexible level."""
+    failures, echoes = [], 0
     for q in all_items():
         if q.kind != A.CHOICE or A.gold_is_text(q.answer, q.spec):
             continue
@@ -711,11 +774,78 @@ def test_every_option_text_names_its_letter():
             norm = A.normalize_text(text)
             if not norm or texts.count(norm) > 1 or any(o != norm and o.startswith(norm + " ") for o in texts):
                 continue
+            echo = _stated_outside_its_option(q, text)
+            echoes += echo
             for reply, level in ((text, A.FLEXIBLE), (f"So the answer is {text}.", A.STRICT)):
                 ex = A.extract(reply, q.spec, level=level)
-                if ex.answer != f"({letter})":
-                    failures.append((q.id, reply, ex))
+                if ex.answer != (None if echo and level == A.FLEXIBLE else f"({letter})"):
+                    failures.append((q.id, reply, level, ex))
     assert not failures, failures[:5]
+    assert echoes > 100  # the logical-deduction premises: the exception is exercised
+
+
+def _built_prompts(kind: str):
+    """Every prompt our builders make for a question of `kind`, with stand-ins for the parts that
+    vary (question, attempt, reflection, the reflection instruction of a pool)."""
+    from reflectevo_tasks import prompts as P
+    from reflectevo_tasks.instructions import Instruction
+    from reflectevo_tasks.questions import Question
+
+    q = Question("t/0", "t", 0, "QUESTIONTEXT", "x", kind)
+    ins = Instruction("i", "INSTRUCTIONTEXT", "pool", "1")
+    built = [P.trial_prompt(q), P.trial_prompt(q, (("QUESTIONTEXT", "ATTEMPTTEXT"),))]
+    for verdict in (A.CORRECT, A.WRONG, A.NO_ANSWER, None):
+        built += [P.reflection_prompt(q, "ATTEMPTTEXT", ins, verdict),
+                  P.one_stage_prompt(q, "ATTEMPTTEXT", ins, verdict),
+                  P.retry_prompt(q, "ATTEMPTTEXT", "REFLECTIONTEXT", verdict),
+                  P.retry_prompt(q, "ATTEMPTTEXT", None, verdict)]
+    return built
+
+
+def _prompt_sentences(kind: str) -> set[str]:
+    """The sentences of our own wording in those prompts (the judge prompt is left out: its reply
+    is never scored)."""
+    out = set()
+    for p in _built_prompts(kind):
+        for text in [m["content"] for m in p.messages] + [p.reply_prefix]:
+            for chunk in re.split(r"QUESTIONTEXT|ATTEMPTTEXT|REFLECTIONTEXT|INSTRUCTIONTEXT", text):
+                out.update(s.strip() for s in re.split(r"(?<=[.!?])[\"')]*\s+|\n+", chunk) if s.strip())
+    return out
+
+
+@pytest.mark.parametrize("kind", A.KINDS)
+def test_every_sentence_of_our_prompts_is_known_as_ours(kind):
+    """prompts.py words our prompts, answers.py recognises them (prompts imports answers, so the
+    wording is restated there): every sentence the builders write, read back in a reply, is our
+    own text. Rewording a prompt without answers._PROMPT_PIECES fails here."""
+    sentences = _prompt_sentences(kind)
+    assert len(sentences) >= 15 and any("where X is" in s for s in sentences), sentences
+    ours = A._prompt_grams()
+    words = {s: [t.word for t in A._tokens(A.clean(s))] for s in sentences}
+    unknown = [s for s, w in words.items() if len(w) >= A._ECHO_MIN and not A._copied(w, ours)]
+    assert not unknown, unknown
+    assert not A._copied("the answer is plainly (b)".split(), ours)  # our wording, not any words
+
+
+ECHO_SPECS = {
+    A.CHOICE: (A.AnswerSpec(A.CHOICE, (("A", "red"), ("B", "blue"), ("C", "green"))), "(C)"),
+    A.TRUE_FALSE: (A.AnswerSpec(A.TRUE_FALSE), "False"), A.YES_NO: (A.AnswerSpec(A.YES_NO), "No"),
+    A.VALID_INVALID: (A.AnswerSpec(A.VALID_INVALID), "invalid"), A.INTEGER: (A.AnswerSpec(A.INTEGER), "7"),
+    A.DYCK: (A.AnswerSpec(A.DYCK), ") ]"),
+    A.WORD_SORT: (A.AnswerSpec(A.WORD_SORT, vocabulary=("kiwi", "apple", "mango")), "apple kiwi mango"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ECHO_SPECS))
+def test_our_prompts_read_back_are_no_answer(kind):
+    """A reply that reads our instructions back names no answer at the flexible level ("one line"
+    is no integer, "like (B)" no letter), and a committed answer before them still counts."""
+    spec, own = ECHO_SPECS[kind]
+    for p in _built_prompts(kind):
+        wording = re.sub(r"QUESTIONTEXT|ATTEMPTTEXT|REFLECTIONTEXT|INSTRUCTIONTEXT", "\n", p.messages[-1]["content"])
+        assert A.extract(wording, spec, level=A.FLEXIBLE).answer is None, wording
+        reply = f"It is {own}.\n{wording}" if kind != A.WORD_SORT else f"{own}\n{wording}"
+        assert A.extract(reply, spec, level=A.FLEXIBLE).answer == own, reply
 
 
 # ---------------------------------------------------------------- properties (hypothesis)
@@ -866,3 +996,24 @@ def test_100kB_reply_is_fast(unit):
         A.score(reply + " x", q.answer, q.spec)
         elapsed = time.perf_counter() - start
         assert elapsed < 10.0, (q.id, repr(unit), elapsed)
+
+
+@needs_bbh
+@pytest.mark.parametrize("sub,index,unit,outcome", [
+    ("logical_deduction_three_objects", 19, "Mel finished last\n", NONE),
+    ("date_understanding", 0, "where X is the letter of one option in parentheses, like (B).\n", NONE),
+    ("object_counting", 16, "a couch, and four cars, ", NONE),
+    ("word_sorting", 2, "List: vegetate artillery harm fda doris prosody bainite incongruous monkey vivian\n", NONE),
+    # one endless bracket run: as a whole it is no copy of the input
+    ("dyck_languages", 8, "[ < > ] [ [ < > ] ", BAD),
+])
+def test_echo_loop_is_fast(sub, index, unit, outcome):
+    """A reply that reads the question or our prompt back until the scan bound (one unit repeated,
+    or one endless line) is scored at the flexible level within the same 10 s bound."""
+    q = item(sub, index)
+    reply = (unit * (A._MAX_SCAN // len(unit) + 1))[:A._MAX_SCAN]
+    start = time.perf_counter()
+    v = A.score(reply, q.answer, q.spec, level=A.FLEXIBLE)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 10.0, (q.id, repr(unit), elapsed)
+    assert v.outcome == outcome, v

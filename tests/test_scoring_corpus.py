@@ -32,6 +32,7 @@ RULE_SHAPE = {
     "M6": (True, True, True), "M7": (True, True, True),
     "M3": (False, False, True), "M4": (False, False, True), "M8": (False, False, True), "F2": (False, False, True),
     "F3": (False, False, True), "F4": (False, False, True), "N1": (False, False, True),
+    "F6": (False, False, True), "F7": (False, False, True), "F8": (False, False, True),
     "F1": (False, True, False), "F5": (False, True, False),
 }
 
@@ -60,6 +61,8 @@ def test_corpus_size_and_coverage():
     assert {r["turn"] for r in pool} == {"trial1", "retry"}
     assert {r["kind"] for r in WRITTEN} == set(A.KINDS) - {A.MATH}  # math has its own corpus, tests/data/math_corpus
     assert set(corpus_rows.RULE_IDS) <= {r["rule"] for r in ROWS}
+    # the flexible level's non-answers (issue 32) are pinned by real replies, not only written ones
+    assert {"F6", "F7", "F8"} <= {r["rule"] for r in REAL if r["id"].startswith("real/resume:")}
     for r in REAL:  # where each real reply came from
         assert r["source"] and "turn=" in r["source"], r["id"]
 

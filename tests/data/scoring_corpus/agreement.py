@@ -6,7 +6,7 @@ lm_eval/tasks/bbh/cot_zeroshot, loaded with lm-eval's YAML loader (so `!function
 resolve), its "strict-match" and "flexible-extract" filter chains, and its `exact_match` metric
 with the YAML's ignore_case and regexes_to_ignore. lm-eval only says right or not right, so a
 label agrees with it when (label verdict == correct) equals lm-eval's exact match. Only BBH rows
-(trial 1 and one-stage) are compared with lm-eval; pool rows are not BBH.
+(trial 1, retries and one-stage replies) are compared with lm-eval; pool rows are not BBH.
 
 Run from the repository root (tests/test_scoring_corpus.py checks the committed file is current):
     REFLECTEVO_BBH_DIR=../shared/data/bbh python tests/data/scoring_corpus/agreement.py
@@ -43,8 +43,8 @@ LM_EVAL_CLASSES = {
                                    "\"Ye\" when the reply ends without a period) with the target; the label reads "
                                    "the candidate in it",
     "lm-eval-credits-a-refusal": "the label is no answer by a refusal rule (hedge, ruled out, enumeration, list cut "
-                                 "off, several numbers) but lm-eval's filter picks one candidate out of it and it "
-                                 "happens to be the target",
+                                 "off or run past the options, several numbers, a last sentence cut off) but "
+                                 "lm-eval's filter picks one candidate out of it and it happens to be the target",
     "lm-eval-last-candidate-anywhere": "lm-eval's flexible-extract takes the last candidate anywhere in the reply "
                                        "(an echoed input, a later option, any digit run); the label reads the "
                                        "final answer statement or the last unit that names one",
@@ -111,7 +111,7 @@ def lm_eval_judge(subtask: str, filter_name: str):
 
 _LM_STRICT = re.compile(r"(?<=The answer is )(.*)(?=.)|(?<=the answer is )(.*)(?=.)|(?<=The answer: )(.*)(?=.)"
                         r"|(?<=The final answer: )(.*)(?=.)")
-REFUSAL_RULES = {"M3", "M4", "M8", "F2", "F3", "F4"}
+REFUSAL_RULES = {"M3", "M4", "M8", "F2", "F3", "F4", "F7", "F8"}
 
 
 def classify_lm_eval(row: dict, level: str, pred: str, lm_right: bool) -> str:
@@ -245,7 +245,7 @@ def render(res: dict, corpus: list[dict]) -> str:
     else:
         lines.append("none.")
     lines += ["", "## lm-eval `bbh_cot_zeroshot` against the labels", "",
-              "BBH real replies only (trial 1 and one-stage). strict-match is compared with the strict label, "
+              "BBH real replies only (trial 1, retries and one-stage). strict-match is compared with the strict label, "
               "flexible-extract with the flexible label.", "",
               "| level | lm-eval filter | agrees with the labels | agrees with the scorer |", "|---|---|---|---|"]
     for level, filt in LM_EVAL_FILTERS.items():

@@ -8,7 +8,10 @@ Sources (the `source` field of each row names file and record):
 - one-stage replies (key onestage:<subtask>/<index>): not stored in the repository, so they come
   from an lm-eval run's --log_samples folder given with --onestage DIR (reflectevo model,
   one_stage=true, mode=intrinsic; the reply is the trajectory's trial2 reply). Without --onestage
-  the one-stage rows already in real.jsonl are kept as they are.
+  the one-stage rows already in real.jsonl are kept as they are;
+- the measured leaderboard's resume folders, leaderboards/measured/resume/<row>/parts/*.jsonl: BBH
+  trajectories of every protocol (key resume:<row>:<subtask>/<index>:<trial1|trial2>; a trial2 is a
+  retry or a one-stage reply, as its "from" says).
 
 Run from the repository root:
     REFLECTEVO_BBH_DIR=../shared/data/bbh python tests/data/scoring_corpus/build_real.py [--onestage DIR]
@@ -31,6 +34,7 @@ LABELS = HERE / "labels_real.txt"
 OUT = HERE / "real.jsonl"
 BBH_FILE = "tests/data/bbh_outputs.jsonl"
 POOL_FILE = "leaderboards/measured/training-data/raw.jsonl"
+RESUME_DIR = "leaderboards/measured/resume"
 
 
 def read_labels() -> list[tuple[str, str, str | None, str | None, str]]:
@@ -63,6 +67,26 @@ def pool_replies() -> dict[str, tuple[dict, str, str]]:
     return out
 
 
+def resume_replies() -> dict[str, tuple[str, str, str]]:
+    """key -> (chunk file, turn, reply) for every BBH trajectory of the resume folders."""
+    out = {}
+    for path in sorted((ROOT / RESUME_DIR).glob("*/parts/*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            if "trajectory" not in rec:  # the chunk's manifest line
+                continue
+            traj = json.loads(rec["trajectory"])
+            _, subtask, index = traj["id"].split("/")
+            for trial in ("trial1", "trial2"):
+                t = traj.get(trial)
+                if not t or t.get("reply") is None or t.get("from") == "trial1":  # no second attempt
+                    continue
+                turn = "trial1" if trial == "trial1" else t["from"]
+                out[f"resume:{path.parts[-3]}:{subtask}/{index}:{trial}"] = (path.relative_to(ROOT).as_posix(), turn,
+                                                                            t["reply"])
+    return out
+
+
 def onestage_replies(folder: Path) -> dict[str, tuple[str, str]]:
     """key -> (samples file name, reply) from an lm-eval --log_samples folder."""
     out = {}
@@ -81,7 +105,7 @@ def onestage_replies(folder: Path) -> dict[str, tuple[str, str]]:
     return out
 
 
-def make_row(key, rule, strict, flexible, note, bbh, pool, onestage, kept) -> dict:
+def make_row(key, rule, strict, flexible, note, bbh, pool, onestage, kept, resume) -> dict:
     if key.startswith("bbh:"):
         src = bbh[key]
         q = question_fields(key)
@@ -95,6 +119,11 @@ def make_row(key, rule, strict, flexible, note, bbh, pool, onestage, kept) -> di
                "turn": turn, "spec_from": "record", "subtask": rec["source"].split("/", 1)[1], "record": rid,
                "kind": q["kind"], "question": q["question"], "options": q["options"],
                "vocabulary": q["vocabulary"], "gold": rec["gold"], "reply": reply}
+    elif key.startswith("resume:"):
+        chunk, turn, reply = resume[key]
+        q = question_fields("bbh:" + key.split(":")[2])
+        row = {"id": f"real/{key}", "origin": "real", "source": f"{chunk} doc=bbh/{q['subtask']}/{q['index']} "
+               f"{key.rsplit(':', 1)[1]} turn={turn}", "turn": turn, **q, "reply": reply}
     elif key.startswith("onestage:"):
         if onestage is None:
             if key not in kept:
@@ -130,8 +159,8 @@ def main() -> None:
             row = json.loads(line)
             kept[row["id"].split("/", 1)[1]] = row
     onestage = onestage_replies(args.onestage) if args.onestage else None
-    bbh, pool = bbh_replies(), pool_replies()
-    rows = [make_row(*lab, bbh, pool, onestage, kept) for lab in read_labels()]
+    bbh, pool, resume = bbh_replies(), pool_replies(), resume_replies()
+    rows = [make_row(*lab, bbh, pool, onestage, kept, resume) for lab in read_labels()]
     ids = [r["id"] for r in rows]
     if len(ids) != len(set(ids)):
         raise SystemExit(f"{LABELS}: a key is labelled twice")

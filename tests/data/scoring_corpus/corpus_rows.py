@@ -14,7 +14,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 FILES = ("real.jsonl", "written.jsonl")
 VERDICTS = ("correct", "wrong", "no_answer")
-RULE_IDS = ("M1", "M2", "M3", "M4", "M5", "M6", "M7", "M8", "F1", "F2", "F3", "F4", "F5", "N1", "L1")
+RULE_IDS = ("M1", "M2", "M3", "M4", "M5", "M6", "M7", "M8", "F1", "F2", "F3", "F4", "F5", "F6", "F7", "F8", "N1", "L1")
 KINDS = ("choice", "true_false", "yes_no", "valid_invalid", "integer", "dyck", "word_sort", "free_text")
 REQUIRED = ("id", "origin", "source", "kind", "question", "gold", "reply", "expected_strict",
             "expected_flexible", "rule")
@@ -66,14 +66,15 @@ def question_fields(key: str) -> dict:
 
 
 def spec_of(row: dict):
-    """The answer spec of a row, rebuilt with the project's own code."""
+    """The answer spec of a row, rebuilt with the project's own code; like every question's spec it
+    carries the question's text (the flexible level does not credit what the reply copies from it)."""
     from reflectevo_tasks import bbh
     from reflectevo_tasks.answers import AnswerSpec
 
     if row.get("spec_from") == "bbh":
         return bbh.make_question(row["subtask"], row["index"], row["question"], row["gold"]).spec
     return AnswerSpec(row["kind"], tuple(tuple(o) for o in row.get("options") or ()),
-                      tuple(row.get("vocabulary") or ()))
+                      tuple(row.get("vocabulary") or ()), question=row["question"])
 
 
 def check_row(row: dict, where: str) -> None:

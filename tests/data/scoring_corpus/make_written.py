@@ -36,6 +36,14 @@ ARITH = "bbh:multistep_arithmetic_two/2"  # gold -50
 DYCK = "bbh:dyck_languages/1"  # input "< [ [", gold "] ] >"
 SORT = "bbh:word_sorting/3"  # sioux fortescue purloin percept helmsman
 FREE = "free:capital"
+# issue 32: questions whose own words a reply may read back
+SNARK = "bbh:snarks/19"  # (A) Violence is a perfect way to unleash your frustrations; gold (A)
+MEL = "bbh:logical_deduction_three_objects/19"  # premise "Mel finished last." = option (A)'s text; gold (A)
+COUNT_CARS = "bbh:object_counting/16"  # "I have a microwave, ..., a couch, and four cars."; gold 11
+DYCK_CLOSERS = "bbh:dyck_languages/167"  # gold "] } }", a run its input also holds
+GEO = "bbh:geometric_shapes/4"  # options (A)..(K); gold (K)
+HINT_CHOICE = ('Reason step by step, then end with one line of the form "So the answer is X." where X is the '
+               'letter of one option in parentheses, like (B).')
 
 FREE_QUESTIONS = {FREE: {"spec_from": "record", "subtask": "written/capital", "kind": "free_text",
                          "question": "What is the capital of France?", "gold": "Paris", "options": [], "vocabulary": []}}
@@ -134,7 +142,7 @@ CASES = [
     ("choice-f1-last-sentence", DATE, "F1", "(A) looked plausible at first. Then I saw the year. So (B) it is.", N, "(B)",
      "the last unit decides"),
     ("choice-f1-marker-empty", DATE, "F1", "I pick (B).\nAnswer:", N, "(B)", "the only marker names nothing"),
-    ("choice-f1-bullet-single", DATE, "F1", "Checking the calendar:\n- (B) is Christmas Day", N, "(B)",
+    ("choice-f1-bullet-single", DATE, "F1", "Checking the calendar:\n- (B) is Christmas Day.", N, "(B)",
      "one labelled line after prose is no list"),
     ("choice-f2-or", DATE, "F2", "It is (B) or (C).", N, N, ""),
     ("choice-f2-both", DATE, "F2", "Both (B) and (E) fall on the 25th.", N, N, ""),
@@ -327,6 +335,53 @@ CASES = [
     ("free-m1-longer", FREE, "M1", "The answer is the city of Paris.", "city of paris", "city of paris", ""),
     ("free-f1-bare", FREE, "F1", "Paris", N, "paris", ""),
     ("free-n1-empty", FREE, "N1", "", N, N, ""),
+    # ---- issue 32: text that is not an answer (flexible fallback only)
+    # F6: every candidate sits in words read back from the question or from our prompts
+    ("choice-f6-option-line-then-steps", SNARK, "F6", COT + "(A) Violence is a perfect way to unleash your "
+     "frustrations\n\nStep 1: Identify the subject.\nThe subject is violence.", N, N,
+     "option (A)'s line restated, and the reply goes on"),
+    ("choice-f6-premise", MEL, "F6", "Mel finished last", N, N, "the question's own premise (option (A)'s text too)"),
+    ("choice-f6-format-hint", DATE, "F6", HINT_CHOICE, N, N,
+     "our instruction read back: 'X.\"' is no segment with a candidate, 'like (B)' is ours"),
+    ("int-f6-one-line", COUNT, "F6",
+     'I ended with one line of the form "So the answer is X." where X is a single integer.', N, N, "'one line' is our instruction's"),
+    ("yn-f6-question-quoted", SPORTS, "F6", 'I read "Is the following sentence plausible?" twice.', N, N,
+     "plausible only inside the question's words"),
+    ("int-f6-input-list", COUNT_CARS, "F6", "Then a couch, and four cars.", N, N, "four only in the question's list"),
+    ("dyck-f6-input", DYCK, "F6", "The input is < [ [ and nothing more.", N, N,
+     "the input read back (opening brackets)"),
+    ("sort-f6-list-read-back", SORT, "F6", "The words are: sioux fortescue purloin percept helmsman", N, N,
+     "the question's list in its own order"),
+    ("tf-f6-format-hint", BOOL, "F6", "Then X is True or False.", N, N, "our format hint"),
+    ("vi-f6-format-hint", FALLACY, "F6", "where X is valid or invalid.", N, N, "our format hint"),
+    # F1: an echo names nothing, so the model's own words before it decide; answers as written are no echo
+    ("choice-f1-before-echoed-hint", DATE, "F1", "So (C) it is.\nUse the reflection and solve the question again. "
+     + HINT_CHOICE, N, "(C)", "the echoed instruction after it is skipped"),
+    ("choice-f1-label-own-text", SNARK, "F1", 'The reply to "Which statement is sarcastic?" is (A) Violence is a '
+     "perfect way to unleash your frustrations.", N, "(A)", "the label with its own option text, in the model's words"),
+    ("choice-f1-option-text-ends-reply", SNARK, "F1", "Violence is a perfect way to unleash your frustrations",
+     N, "(A)", "an option's text that ends the reply is a conclusion"),
+    ("dyck-f1-closers-in-input", DYCK_CLOSERS, "F1", "We close it with ] } }", N, "] } }",
+     "closing brackets are what we ask for, even where the input holds the same run"),
+    ("choice-f1-stops-at-candidate", DATE, "F1", "Tomorrow's date is (B)", N, "(B)",
+     "no full stop, but nothing after the candidate"),
+    ("choice-f1-label-text-no-stop", DATE, "F1", "After checking: (B) 12/25/1937", N, "(B)",
+     "the option's own text after its label is the answer as written"),
+    ("choice-f1-lone-non-option", GEO, "F1", "None of the shapes fit, so I pick:\n(L)", N, "(L)",
+     "a letter past the options, not in a list: a wrong answer"),
+    # F7: the reply's last unit names its candidate in a sentence that goes on and stops
+    ("int-f7-add-to", COUNT, "F7", "So, we add 8 to", N, N, ""),
+    ("vi-f7-because", FALLACY, "F7", "The argument is invalid because it does not follow a logical", N, N, ""),
+    ("int-f7-operator", ARITH, "F7", "Step 4: -25 * 2 = -50\n\nStep 5: -50 + ", N, N, "an operator goes on"),
+    ("choice-f7-bullet-no-stop", DATE, "F7", "Checking the calendar:\n- (B) is Christmas Day", N, N,
+     "a sentence past its candidate with no end"),
+    ("tf-f7-is", BOOL, "F7", "not True is False. So the whole expression is False and", N, N, ""),
+    # F8: a lettered list that runs past the options or stops inside an item's label
+    ("choice-f8-past-options", DATE, "F8", "(E) 12/25/2006\n(F) 07/25/1937\n(G)", N, N, "options end at (F)"),
+    ("choice-f8-cut-label", DATE, "F8", "Option (A) is in December.\nOption (B) is in December.\nOption (C", N, N,
+     "stops inside the label"),
+    ("choice-f8-past-same-letter", GEO, "F8", "Option (L) triangle is a polygon.\n\nOption (L)", N, N,
+     "options end at (K)"),
 ]
 
 
