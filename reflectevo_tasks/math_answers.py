@@ -172,7 +172,9 @@ def _math_spans(text: str) -> list[tuple[int, int, int, int, bool]]:
 
 _NON_SPACE = re.compile(r"\S")
 _ITEM_NUMBER = re.compile(r"\s*[-*#>]*\s*(?:step\s*)?\d{1,3}", re.IGNORECASE)
-_ENDING = re.compile(r"[.!?](?=\s|$)|\n")
+_ELLIPSIS_GOES_ON = re.compile(r"\.\.\.[ \t]*[-+*/=,\\0-9]")  # "1 + 2 + ... + 10": the expression goes on
+# a "!" right after a digit or a bracket is a factorial ("7! + 8!"), not the end of a sentence
+_ENDING = re.compile(r"\.(?=\s|$)|(?<![0-9)}\]])!(?=\s|$)|\?(?=\s|$)|\n")
 
 
 def _sentence_ends(text: str, spans) -> list[int]:
@@ -192,7 +194,8 @@ def _sentence_ends(text: str, spans) -> list[int]:
         if depth:
             continue
         if m.group(0) == "." and (_ITEM_NUMBER.fullmatch(text, start, i)
-                                  or A._ABBREVIATION.search(text, max(start, i - 8), i + 1)):
+                                  or A._ABBREVIATION.search(text, max(start, i - 8), i + 1)
+                                  or _ELLIPSIS_GOES_ON.match(text, i - 2)):
             continue
         ends.append(m.end())
         start = m.end()
@@ -235,10 +238,14 @@ _PLAIN_TOKEN = re.compile(
     r"|(?P<num>\d+(?:[.,]\d+)*)"
     r"|(?P<word>[A-Za-z]{2,}(?:'[a-z]+)?)"
     r"|(?P<letter>[A-Za-z])"
+    r"|(?P<dots>\.\.\.)"  # an ellipsis inside an expression: "1 + 2 + ... + 10"
     r"|(?P<op>[-+*/^_=<>|!]|[()\[\]{}])"
     r"|(?P<punct>[,;:.?'\"])"
     r"|(?P<other>.)", re.DOTALL)
 _NAMES_VALUE = re.compile(r"[0-9\\+\-*/^=<>!|]")  # a digit, a command or an operator
+# letter styles, accents and figure signs: `$\mathbf{a}$`, `$\overline{AB}$`, `$\triangle ACD$` are names
+_DECORATION = re.compile(r"\\(?:mathbf|mathrm|mathit|mathcal|mathbb|boldsymbol|vec|overline|overrightarrow|hat|bar"
+                         r"|tilde|text|textbf|operatorname|triangle|angle|measuredangle)(?![A-Za-z])|[{}\s]")
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s*$")
 _MATH_WORDS = frozenset("sqrt pi infty sin cos tan log ln exp".split())
 _NEGATIONS = frozenset("not isn't isnt never cannot can't".split())
@@ -258,15 +265,16 @@ class _Run:
 class _RunScanner:
     """Cuts a unit into runs of maths, keeping what joins each run to the one before it.
 
-    Prose words end a run; "and", "or" and commas join runs into one answer ("1, 2 and 3");
-    "Step 3" and a "3." opening a line are numbering, not maths. A plain run counts only if it
-    holds a number, a LaTeX command or a maths word ("sqrt", "pi")."""
+    Prose words end a run; "and", "or" and commas join runs into one answer ("1, 2 and 3"); runs
+    with nothing but space between them are one expression ("$\\frac{7}{2}$ = 3.5"). "Step 3" and
+    a "3." opening a line are numbering, not maths. A plain run counts only if it holds a number,
+    a LaTeX command or a maths word ("sqrt", "pi")."""
 
     def __init__(self, line_start: bool, fallback: bool):
         self.fallback = fallback
         self.prose_after = False  # a prose word follows the last run
         self.runs: list[_Run] = []
-        self.join = ""  # what stands since the last run: "", ",", "and", "or"
+        self.join = ""  # what stands since the last run: "" (prose), "next" (space), ",", "and", "or"
         self.last_word = ""
         self.current: list[str] = []
         self.written = False  # the current run holds more than spaces
@@ -275,19 +283,25 @@ class _RunScanner:
 
     def span(self, content: str, closed: bool) -> None:
         self.flush()
-        if self.fallback and closed and not _NAMES_VALUE.search(content):
+        if self.fallback and closed and not _NAMES_VALUE.search(_DECORATION.sub("", content)):
             self.prose("")  # "$ABCD$", "$h$": in running text a name, not a value
         elif content.strip():
             self.add(_Run(content, closed))
 
     def add(self, run: _Run) -> None:
-        run.before = self.last_word
-        run.joined_by = self.join if self.runs else ""
-        self.runs.append(run)
-        self.join, self.line_start, self.prose_after = ",", False, False
+        if self.runs and self.join == "next":  # one expression, written partly inside `$..$`
+            last = self.runs[-1]
+            last.text, last.closed = f"{last.text} {run.text}", run.closed
+        else:
+            run.before = self.last_word
+            run.joined_by = self.join if self.runs else ""
+            self.runs.append(run)
+        self.join, self.line_start, self.prose_after = "next", False, False
 
     def flush(self) -> None:
-        body = "".join(self.current).strip().rstrip(".,;:!?").strip()
+        body = "".join(self.current).strip().lstrip(",;").rstrip(".,;:?").strip()
+        if body.endswith("!") and not re.search(r"[0-9)}\]]!$", body):
+            body = body[:-1].strip()  # an exclamation mark; after a number it is a factorial
         if body and self.candidate:
             self.add(_Run(body))
         self.current, self.written, self.candidate = [], False, False
@@ -304,7 +318,7 @@ class _RunScanner:
     def plain(self, text: str) -> None:
         tokens = [(m.lastgroup, m.group(0)) for m in _PLAIN_TOKEN.finditer(text)]
         for i, (kind, value) in enumerate(tokens):
-            if kind == "word" and value.lower() not in _MATH_WORDS:
+            if kind == "word" and value.lower() not in _MATH_WORDS and not _letters_are_maths(tokens, i):
                 self.prose(value.lower())
             elif kind == "letter" and not _letter_is_maths(tokens, i):
                 self.prose(value.lower())
@@ -315,6 +329,8 @@ class _RunScanner:
                 self.flush()
                 self.join = ""
             else:
+                if value == "," and self.join == "next" and not self.candidate:
+                    self.join = ","
                 self.current.append(value)
                 self.written = self.written or kind != "space"
                 if kind in ("num", "cmd") or kind == "word":
@@ -342,6 +358,29 @@ def _scan(unit: str, line_start: bool, fallback: bool) -> _RunScanner:
     scanner.plain(unit[pos:])
     scanner.flush()
     return scanner
+
+
+def _letters_are_maths(tokens, i: int) -> bool:
+    """Letters written together outside `$..$` ("ax^2 + bx + c", "2xy") are variables when they
+    touch maths: glued to a digit, `^`, `_` or a bracket, or standing between two arithmetic
+    operators. Otherwise they are a word ("is -5", "equals = 5")."""
+    before = tokens[i - 1] if i else None
+    after = tokens[i + 1] if i + 1 < len(tokens) else None
+    if (before and (before[0] == "num" or before[1] in ")]}^_")) or (after and after[1] in ("^", "_")):
+        return True
+    left, right = _neighbour(tokens, i, -1), _neighbour(tokens, i, 1)
+    return left in _ARITHMETIC and right in _ARITHMETIC and (left, right) != ("=", "=")
+
+
+def _neighbour(tokens, i: int, step: int) -> str:
+    """The nearest token beyond spaces, as text ("" at the ends)."""
+    j = i + step
+    while 0 <= j < len(tokens) and tokens[j][0] == "space":
+        j += step
+    return tokens[j][1] if 0 <= j < len(tokens) else ""
+
+
+_ARITHMETIC = ("+", "-", "*", "/", "=")
 
 
 def _letter_is_maths(tokens, i: int) -> bool:

@@ -330,13 +330,24 @@ def _equation_or_scalar(text: str) -> Form:
     if any(not s for s in sides):
         raise NotOneAnswer(CUT_OFF)
     translated = [_try_sympy(s) for s in sides]
-    if all(t is not None and "v_" not in t for t in translated):
+    if all(_free_of_variables(s, t) for s, t in zip(sides, translated)):
         return _scalar(sides[-1])
     lhs, rhs = translated[0], translated[-1]
     key = _key(f"{sides[0]}={sides[-1]}")
     if lhs is None or rhs is None:
         return Form("eq", key)
     return Form("eq", key, lhs, rhs)
+
+
+def _free_of_variables(side: str, translated: str | None) -> bool:
+    """Does a side of an equation hold no variable? Read from its translation, else from its
+    letters outside commands (e and i are constants)."""
+    if translated is not None:
+        return "v_" not in translated
+    letters = re.sub(r"\\[A-Za-z]+", " ", side)
+    letters = re.sub(r"(?<![A-Za-z])(?:" + "|".join(sorted(MATH_WORDS, key=len, reverse=True)) + r")(?![A-Za-z])",
+                     " ", letters)
+    return not re.search(r"[A-Za-df-hj-z]", letters)
 
 
 def _scalar(text: str) -> Form:

@@ -27,6 +27,28 @@ LEVELS = ("strict", "flexible")
 CLASSES: dict[tuple[str, str], str] = {}
 CLASS_TEXT = {}
 
+# The first comparison of the scorer with the real labels (all labels were written, by reading the
+# replies, before the scorer was run on them), and what became of each difference.
+FIRST_COMPARISON = """\
+## First comparison, and what was changed
+
+The labels of the 84 real replies were written by reading the replies under the rules before the
+scorer was run on them. That first comparison agreed at strict 84/84 (100.0%) and flexible 81/84
+(96.4%). The three differences, by class:
+
+- **scorer-defect** `real/math/204` (flexible): the scorer ended a sentence at each `!` of
+  `7! + 8! + ...` and read `+6`. Fixed: a `!` right after a digit or a bracket is a factorial
+  (README, section 0).
+- **scorer-defect** `real/math/366` (flexible): the scorer read `ax` and `bx` of `ax^2 + bx + c` as
+  words, so the reply seemed to stop in prose (cut off). Fixed: letters glued to maths or standing
+  between operators are variables (README, section 0).
+- **label-error** `real/math/402` (flexible): the label was written from a print of the reply cut at
+  1,200 characters, which seemed to stop inside `$n-1`; the reply goes on and ends in words. Read in
+  full under the same rules it is F1, wrong, `n-1`, which is what the scorer read.
+
+The figures above are those of the scorer and labels as they now stand.
+"""
+
 
 def scorer_label(row: dict, level: str):
     """(the scorer's verdict, whether it agrees with the label)."""
@@ -46,6 +68,13 @@ def agrees(verdict, label: dict) -> bool:
         return label["answer"] is None and verdict.extracted is None
     read, labelled = math_answers.gold_form(verdict.extracted), math_answers.gold_form(label["answer"])
     return same_answer(read, labelled).equal
+
+
+def lm_eval_credits(row: dict) -> bool:
+    """lm-eval's hendrycks_math verdict on a reply, with the row's gold as the solution's box."""
+    from lm_eval.tasks.hendrycks_math.utils import process_results
+
+    return process_results({"solution": f"\\boxed{{{row['gold']}}}"}, [row["reply"]])["exact_match"] == 1
 
 
 def _pct(n: int, d: int) -> str:
@@ -90,7 +119,21 @@ def generate() -> str:
                     disagreements.append((r, level, verdict))
             counts[name] = _pct(ok, len(part))
         out.append(f"| {level} | {counts['real']} | {counts['written']} |")
-    out += ["", "## Disagreements", ""]
+    out += ["", "## lm-eval `hendrycks_math` against the labels", "",
+            "For comparison only: lm-eval's own MATH scoring (`exact_match` of `tasks/hendrycks_math/utils.py`: "
+            "the text between the reply's first and last `$`, string-normalised, equal to the gold's) credits a reply "
+            "or not; it has no \"no answer\". Compared here with whether the flexible label is `correct`.", "",
+            "| rows | lm-eval agrees with the label's credit | lm-eval credits, label does not | label credits, lm-eval does not |",
+            "|---|---|---|---|"]
+    for name, part in (("real", real), ("written", written)):
+        agree = over = under = 0
+        for r in part:
+            credited, labelled = lm_eval_credits(r), r["expected_flexible"]["verdict"] == "correct"
+            agree += credited == labelled
+            over += credited and not labelled
+            under += labelled and not credited
+        out.append(f"| {name} | {_pct(agree, len(part))} | {over} | {under} |")
+    out += ["", FIRST_COMPARISON.rstrip("\n"), "", "## Disagreements", ""]
     if not disagreements:
         out.append("none.")
     else:

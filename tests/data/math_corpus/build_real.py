@@ -31,7 +31,7 @@ def read_labels() -> dict[int, dict]:
     for n, line in enumerate(LABELS.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
-        parts = line.split("|")
+        parts = line.split("|", 6)  # the note, last, may hold "|" itself
         if len(parts) != 7:
             raise SystemExit(f"{LABELS}:{n}: expected 7 fields "
                              f"(index|rule|strict verdict|strict answer|flexible verdict|flexible answer|note), got {len(parts)}")
