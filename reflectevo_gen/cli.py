@@ -44,6 +44,9 @@ def register(sub) -> None:
                      help="Dpref ranking: judge-free log-likelihood of the gold answer, or a pairwise judge model")
     cur.add_argument("--judge_model", default=None, help="model that ranks Dpref pairs (default: the run's generator)")
     cur.add_argument("--batch_size", type=int, default=16, help="batch size of the ranking model")
+    cur.add_argument("--allow_unisolated_code", action="store_true",
+                     help="code items (mbpp) are scored by running their programs again: where no isolated sandbox "
+                          "can be built, run them unisolated, as this user (default: refuse)")
     cur.set_defaults(func=_curate)
 
     push = gsub.add_parser("push", help="publish a curated folder to a Hub dataset repo (token from HF_TOKEN)",
@@ -80,7 +83,8 @@ def _curate(args) -> int:
     from reflectevo_gen.curate import CONFIGS, CurateOptions, curate_run, run_judge, stats_markdown
 
     extra = {} if args.min_margin is None else {"min_margin": args.min_margin}
-    opts = CurateOptions(max_pairs=args.max_pairs, near_duplicate=args.near_duplicate, ranking=args.ranking, **extra)
+    opts = CurateOptions(max_pairs=args.max_pairs, near_duplicate=args.near_duplicate, ranking=args.ranking,
+                         allow_unisolated_code=args.allow_unisolated_code, **extra)
     result = curate_run(args.input, args.output, opts, run_judge(args.input, args.judge_model, args.batch_size))
     counts = {c: len(result[c]) for c in CONFIGS}
     print(stats_markdown(result["stats"], counts))

@@ -13,8 +13,8 @@ from reflectevo.errors import UserError
 @dataclass
 class GenConfig:
     output: str = field(default="runs/gen", metadata={"help": "output folder (resumable)"})
-    source: str = field(default="bbh-pool", metadata={"help": "question source: bbh-pool[:subtask,…] (BBH's generation pool, disjoint from its test split), bigbench[:task,…] (opt-in, needs the archive) or a dataset spec .yaml; items of BBH's test split are refused"})
-    answer_kinds: str | None = field(default=None, metadata={"help": "keep only questions with these answer kinds, comma-separated (choice, yes_no, true_false, valid_invalid, integer, dyck, word_sort, free_text); --limit counts the kept ones (default: every kind)"})
+    source: str = field(default="bbh-pool", metadata={"help": "question source: bbh-pool[:subtask,…] (BBH's generation pool, disjoint from its test split), bigbench[:task,…] (opt-in, needs the archive), math[:PATH|:ORG/NAME], mbpp[:PATH|:ORG/NAME] (docs/math-and-code.md) or a dataset spec .yaml; items of BBH's test split are refused"})
+    answer_kinds: str | None = field(default=None, metadata={"help": "keep only questions with these answer kinds, comma-separated (choice, yes_no, true_false, valid_invalid, integer, dyck, word_sort, free_text, math, code); --limit counts the kept ones (default: every kind)"})
     question_ids: str | None = field(default=None, metadata={"help": "keep only these questions: ids comma-separated, or @file with one id per line (e.g. to regenerate a slice of an earlier run); --limit counts the kept ones (default: every question)"})
     limit: int | None = field(default=None, metadata={"help": "use the first N questions of the source (default: all of them)"})
     shard: str = field(default="0/1", metadata={"help": "i/N: process the i-th of N stable-hash shards of the questions"})
@@ -40,6 +40,7 @@ class GenConfig:
     seed: int = field(default=0, metadata={"help": "seed of reflection sampling (per chunk, so resumes repeat it)"})
     chunk_size: int = field(default=32, metadata={"help": "questions per atomically written chunk"})
     bbh_dir: str | None = field(default=None, metadata={"help": "local BBH folder (default: REFLECTEVO_BBH_DIR, else the Hub)"})
+    allow_unisolated_code: bool = field(default=False, metadata={"help": "where no isolated sandbox can be built, run code answers (mbpp) unisolated, as this user with the network and this user's files in reach; recorded in every record's provenance (default: refuse)"})
 
     def shard_parts(self) -> tuple[int, int]:
         try:
@@ -65,7 +66,8 @@ class GenConfig:
     def identity(self) -> dict:
         """The settings that determine the records; a resumed run must match them."""
         d = asdict(self)
-        for volatile in ("output", "batch_size", "device"):
+        # allow_unisolated_code changes where code runs, not its verdicts: each record says how it ran
+        for volatile in ("output", "batch_size", "device", "allow_unisolated_code"):
             d.pop(volatile)
         # left out when unset, so earlier runs still resume
         for added_later in ("answer_kinds", "question_ids", "reflector_merge_adapter"):

@@ -16,6 +16,12 @@ so a curated set always follows the current scorer. Reflections that assert the 
 (`reflectevo_tasks.leaks.asserts_gold`, with its measured error) are dropped everywhere and
 counted per answer kind.
 
+Code items are scored by running their programs again in the sandbox (all of a run's at once, in
+parallel; --allow_unisolated_code as for gen run where no isolated sandbox can be built). Their
+reflection and retry prompts showed the first failing test of trial 1, so every row of a set that
+holds code items carries it as `trial1_feedback` (None for other items), and training rebuilds the
+prompts with it.
+
 Near-duplicate texts: equal after normalisation (lower case, punctuation and runs of white space
 removed), or word-trigram Jaccard similarity at or above `near_duplicate` (0.8 by default).
 """
@@ -31,8 +37,8 @@ from pathlib import Path
 from reflectevo.errors import UserError
 from reflectevo.chunk_store import read_records, write_atomic
 from reflectevo_tasks import prompts
-from reflectevo_tasks import answers, bbh_split, leaks
-from reflectevo_tasks.answers import CORRECT
+from reflectevo_tasks import answers, bbh_split, code_scoring, leaks
+from reflectevo_tasks.answers import CODE, CORRECT
 from reflectevo_tasks.questions import Question
 
 CONFIGS = ("raw", "d_plus", "d_pm", "d_pref", "sft_qa")
@@ -56,6 +62,7 @@ class CurateOptions:
     near_duplicate: float = 0.8  # word-trigram Jaccard at or above which two texts are one
     ranking: str = "loglik"
     min_margin: float = MARGIN_NOISE  # Dpref (loglik) pairs with a smaller score margin are dropped
+    allow_unisolated_code: bool = False  # code items: run their programs unisolated where no sandbox can be built
 
 
 def _normalised(text: str) -> str:
@@ -142,8 +149,9 @@ def _flatten_raw(rec: dict) -> dict:
 
 def _loglik_request(rec: dict, reflection: str):
     q = _question(rec)
-    p = prompts.retry_prompt(q, rec["trial1"]["output"], reflection, rec["trial1"]["outcome"])
-    return p, f" {prompts.ANSWER_LINE} {q.answer}."
+    p = prompts.retry_prompt(q, rec["trial1"]["output"], reflection, rec["trial1"]["outcome"],
+                             feedback_text=_trial1_feedback(rec, q))
+    return p, prompts.gold_reply(q)
 
 
 def rank_pairs_loglik(pairs: list[tuple[dict, dict]], engine) -> list[tuple[float, float]]:
@@ -220,9 +228,38 @@ def _outcome(output: str, q: Question) -> str:
     return answers.score(output, q.answer, q.spec).outcome
 
 
+def _trial1_feedback(rec: dict, q: Question) -> str | None:
+    """What the reflection and retry prompts of a record showed beyond the verdict (code: the first
+    failing test of trial 1), as the current scorer gives it."""
+    return answers.score(rec["trial1"]["output"], q.answer, q.spec).feedback if q.kind == CODE else None
+
+
+def _prepare_code(records: list[dict]) -> bool:
+    """Run every program of the records' code items (trial 1, retries, and the reflections the leak
+    filter reads) in the sandbox at once, in parallel; False when there are none."""
+    pairs = []
+    for r in records:
+        q = _question(r)
+        if q.kind != CODE:
+            continue
+        spec = q.spec
+        pairs.append((r["trial1"]["output"], spec))
+        if r.get("reflection") is not None:
+            pairs += [(r["reflection"]["output"], spec), (r["retry"]["output"], spec)]
+    if pairs:
+        code_scoring.check_sandbox("gen curate")
+        code_scoring.prepare(pairs)
+    return bool(pairs)
+
+
 def curate(records: list[dict], options: CurateOptions | None = None, engine=None) -> dict:
     """Build all configs from records. Needs an engine only for Dpref ranking."""
     opts = options or CurateOptions()
+    with code_scoring.allowing_unisolated(opts.allow_unisolated_code):
+        return _curate(records, opts, engine)
+
+
+def _curate(records: list[dict], opts: CurateOptions, engine) -> dict:
     if opts.ranking not in RANKINGS:
         raise UserError(f"--ranking: expected one of {', '.join(RANKINGS)}, got {opts.ranking!r}")
     if not (isinstance(opts.min_margin, (int, float)) and opts.min_margin >= 0):
@@ -232,6 +269,7 @@ def curate(records: list[dict], options: CurateOptions | None = None, engine=Non
         by_q[r["question_id"]].append(r)
     # a run made before the split, or records put together by hand, must not turn test items into training data
     bbh_split.refuse_test_items([_question(recs[0]) for recs in by_q.values()], "curation input")
+    has_code = _prepare_code(records)
     out = {c: [] for c in CONFIGS}
     out["raw"] = [_flatten_raw(r) for r in records]
     counts = {"leaked_by_kind": defaultdict(int), "reflections_by_kind": defaultdict(int), "d_plus_duplicates": 0,
@@ -286,12 +324,19 @@ def curate(records: list[dict], options: CurateOptions | None = None, engine=Non
             out["d_pref"].append({**_common(chosen), "chosen": _reflection_text(chosen), "rejected": _reflection_text(rejected),
                                   "ranking": opts.ranking, "score_chosen": sc, "score_rejected": sr,
                                   "chosen_record_id": chosen["record_id"], "rejected_record_id": rejected["record_id"]})
+    if has_code:  # one schema for every row of a set: the column is there, empty for other items
+        feedback = {qid: _trial1_feedback(recs[0], _question(recs[0])) for qid, recs in by_q.items()}
+        for config in ("d_plus", "d_pm", "d_pref", "sft_qa"):
+            for row in out[config]:
+                row["trial1_feedback"] = feedback[row["question_id"]]
     drops = {"leaks_by_kind": dict(sorted(counts["leaked_by_kind"].items())),
              "reflections_by_kind": dict(sorted(counts["reflections_by_kind"].items())),
              "d_plus_duplicates_dropped": counts["d_plus_duplicates"],
              "d_pm_distinct_chosen": len(counts["chosen"]), "d_pm_distinct_rejected": len(counts["rejected"]),
              "dpref_candidates": len(pref_candidates), "dpref_ties_dropped": ties, "dpref_low_margin_dropped": low_margin}
     out["stats"] = statistics(records, drops, opts)
+    if has_code:
+        out["stats"]["code_sandbox"] = code_scoring.describe()
     return out
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from reflectevo.errors import UserError
 from reflectevo_gen.config import GenConfig
 from reflectevo.chunk_store import FolderLock, RecordStore, claim_folder, write_atomic
-from reflectevo_tasks import bbh_split, protocol
-from reflectevo_tasks.answers import CORRECT, score
+from reflectevo_tasks import bbh_split, code_scoring, protocol
+from reflectevo_tasks.answers import CODE, CORRECT, score_many
 from reflectevo_tasks.engine import Engine, EngineConfig, Sampling, engine_pair, parse_model_args
 from reflectevo_tasks.instructions import Instruction, load_pool
 from reflectevo_tasks.provenance import package_versions, utc_now
@@ -89,10 +89,16 @@ def samplings(cfg: GenConfig) -> dict[str, Sampling]:
 
 def plan_questions(cfg: GenConfig) -> tuple[list[Question], list[str]]:
     """The questions of this shard, in the source's order, and the rejected-row messages."""
+    questions, rejected, _ = _plan(cfg)
+    return questions, rejected
+
+
+def _plan(cfg: GenConfig) -> tuple[list[Question], list[str], dict]:
+    """plan_questions, and where the source's data came from (empty where the source does not say)."""
     report = load_questions(cfg.source, cfg.limit, cfg.bbh_dir, kinds=cfg.answer_kinds, ids=cfg.question_ids)
     bbh_split.refuse_test_items(report.questions, cfg.source)
     shard = cfg.shard_parts()
-    return [q for q in report.questions if in_shard(q.id, shard)], report.rejected
+    return [q for q in report.questions if in_shard(q.id, shard)], report.rejected, report.origin
 
 
 def chunks(questions: list[Question], size: int) -> list[list[Question]]:
@@ -128,8 +134,12 @@ def process_chunk(chunk_id: int, questions: list[Question], engines: Engines, cf
     def base(r: protocol.Trajectory) -> dict:
         q, v = r.item.question, r.verdict
         return {"question_id": q.id, "source": q.source, "index": q.index, "question": q.to_dict(), "gold": q.answer,
-                "trial1": {**_turn(r.trial1), "extracted": v.extracted, "outcome": v.outcome}}
+                "trial1": {**_turn(r.trial1), "extracted": v.extracted, "outcome": v.outcome, **_feedback(v)}}
 
+    # every retry of the chunk scored at once: code items' programs run in parallel
+    retries = [(r, att) for r in runs for att in r.attempts]
+    retry_verdicts = dict(zip((id(att) for _, att in retries),
+                              score_many((att.retry, r.item.question.answer, r.item.question.spec) for r, att in retries)))
     records = []
     for r in runs:
         if r.verdict.outcome == CORRECT:
@@ -138,13 +148,13 @@ def process_chunk(chunk_id: int, questions: list[Question], engines: Engines, cf
         for att in r.attempts:
             q = r.item.question
             reflection_turn, retry_turn = att.turns
-            v2 = score(att.retry, q.answer, q.spec)
+            v2 = retry_verdicts[id(att)]
             ins = att.instruction
             records.append({
                 "record_id": f"{q.id}#{ins.id}#{att.sample}", **base(r),
                 "reflection": {**_turn(reflection_turn), "instruction_id": ins.id, "pool": ins.pool,
                                "pool_version": ins.pool_version, "sample": att.sample},
-                "retry": {**_turn(retry_turn), "extracted": v2.extracted, "outcome": v2.outcome},
+                "retry": {**_turn(retry_turn), "extracted": v2.extracted, "outcome": v2.outcome, **_feedback(v2)},
                 **common, "created_at": now,
             })
     records.sort(key=lambda rec: rec["record_id"])
@@ -153,6 +163,12 @@ def process_chunk(chunk_id: int, questions: list[Question], engines: Engines, cf
                                reflections=sum(len(r.attempts) for r in runs),
                                fixed=sum(rec["retry"] is not None and rec["retry"]["outcome"] == CORRECT for rec in records))
     return records
+
+
+def _feedback(verdict) -> dict:
+    """What the environment said of an attempt beyond its verdict (code: the first failing test), for
+    the records of items that have it; other records keep the fields they always had."""
+    return {} if verdict.feedback is None else {"feedback": verdict.feedback}
 
 
 class Progress:
@@ -184,20 +200,26 @@ def run(cfg: GenConfig, engines: Engines | None = None, show_progress: bool = Tr
     cfg.check()
     select_instructions(cfg, "check")  # unknown pool or ids fail before any model is loaded
     # the source is read (and its spec checked) before anything is written to the output folder
-    questions, rejected = plan_questions(cfg)
+    questions, rejected, origin = _plan(cfg)
     if not questions:
         raise UserError(f"{cfg.source}: no questions for shard {cfg.shard}")
-    folder = Path(cfg.output)
-    with FolderLock(folder, "wait for that run to finish or use another --output"):
-        claim_folder(folder / "run_config.json", {"identity": cfg.identity(), "config_hash": cfg.identity_hash()},
-                     "a run", "use another --output")
-        for msg in rejected:
-            print(f"rejected: {msg}", file=sys.stderr)
-        return _generate(cfg, folder, questions, rejected, engines, show_progress)
+    # how the source's data and (for code) the sandbox are recorded in every record; BBH records
+    # keep the fields they always had
+    extra = {"data": origin} if origin else {}
+    with code_scoring.allowing_unisolated(cfg.allow_unisolated_code):
+        if any(q.kind == CODE for q in questions):  # refused here, before any model loads, if code cannot run
+            extra["code_sandbox"] = code_scoring.check_sandbox(f"gen run --source {cfg.source}")
+        folder = Path(cfg.output)
+        with FolderLock(folder, "wait for that run to finish or use another --output"):
+            claim_folder(folder / "run_config.json", {"identity": cfg.identity(), "config_hash": cfg.identity_hash()},
+                         "a run", "use another --output")
+            for msg in rejected:
+                print(f"rejected: {msg}", file=sys.stderr)
+            return _generate(cfg, folder, questions, rejected, engines, show_progress, extra)
 
 
 def _generate(cfg: GenConfig, folder: Path, questions: list[Question], rejected: list[str], engines: Engines | None,
-              show_progress: bool) -> dict:
+              show_progress: bool, extra_provenance: dict | None = None) -> dict:
     store = RecordStore(folder)
     store.clean_temporaries()  # ours from a killed run: the lock keeps any other writer out
     all_chunks = chunks(questions, cfg.chunk_size)
@@ -211,7 +233,7 @@ def _generate(cfg: GenConfig, folder: Path, questions: list[Question], rejected:
     if engines is not None:
         provenance = {"models": {"generator": engines.generator.describe(), "reflector": engines.reflector.describe()},
                       "sampling": {k: v.to_dict() for k, v in samplings(cfg).items()},
-                      "versions": package_versions()}
+                      "versions": package_versions(), **(extra_provenance or {})}
     progress = Progress(len(questions), sum(len(all_chunks[c]) for c in done), disable=not show_progress)
     try:
         for c in todo:

@@ -42,7 +42,8 @@ DYCK = "dyck"
 WORD_SORT = "word_sort"
 FREE_TEXT = "free_text"
 MATH = "math"  # competition-maths answers compared by value: reflectevo_tasks.math_answers
-KINDS = (CHOICE, TRUE_FALSE, YES_NO, VALID_INVALID, INTEGER, DYCK, WORD_SORT, FREE_TEXT, MATH)
+CODE = "code"  # a program run against the item's tests in the sandbox: reflectevo_tasks.code_scoring
+KINDS = (CHOICE, TRUE_FALSE, YES_NO, VALID_INVALID, INTEGER, DYCK, WORD_SORT, FREE_TEXT, MATH, CODE)
 
 CORRECT, WRONG, NO_ANSWER = "correct", "wrong", "no_answer"
 
@@ -100,6 +101,9 @@ class AnswerSpec:
     # the question as shown to the model: the flexible fallback does not credit text copied from it
     # (empty: nothing is known to be copied)
     question: str = field(default="", repr=False)
+    # code: the assert statements a program must pass, and the code run before them
+    tests: tuple[str, ...] = ()
+    setup: str = ""
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -123,6 +127,9 @@ class Verdict:
     level: str = STRICT
     refusal: str | None = None
     note: str | None = None  # why a comparison was undecided (math: the equivalence check timed out)
+    # what the environment tells a second attempt beyond the verdict (code: the first failing test
+    # and its error); None: the verdict alone
+    feedback: str | None = None
 
     @property
     def correct(self) -> bool:
@@ -1087,6 +1094,10 @@ def _extract(reply: str, spec: AnswerSpec, gold_is_text: bool = False, level: st
         from reflectevo_tasks import math_answers
 
         return math_answers.extract(reply, level)
+    if spec.kind == CODE:
+        from reflectevo_tasks import code_scoring
+
+        return code_scoring.extract(reply)
     text = reply if isinstance(reply, str) else str(reply or "")
     text = clean(text[-_MAX_SCAN:], boxed_as_marker=True)
     # the last marker whose statement names a candidate: a reply that ends with an empty "Answer:"
@@ -1138,6 +1149,8 @@ def canonical_gold(gold: str, spec: AnswerSpec) -> str:
         from reflectevo_tasks import math_answers
 
         return math_answers.canonical_gold(gold)
+    if spec.kind == CODE:  # a reference program: never compared, only recorded
+        return str(gold)
     g = clean(str(gold)).strip()
     if spec.kind == CHOICE:
         m = re.fullmatch(r"\(?([A-Za-z])\)?", g)
@@ -1160,7 +1173,8 @@ def gold_is_text(gold: str, spec: AnswerSpec) -> bool:
 
 
 def score(reply: str, gold: str, spec: AnswerSpec, level: str | None = None) -> Verdict:
-    """Extract at `level` and compare. Never raises (an unknown level is a ValueError).
+    """Extract at `level` and compare. Never raises (an unknown level is a ValueError), bar one case:
+    a code item whose program cannot be run where no isolated sandbox is allowed (UserError).
 
     The default level is HEADLINE (STRICT): every headline number and every curation decision
     uses the verdict this returns with no level given. A reply that names candidates without
@@ -1175,6 +1189,10 @@ def score(reply: str, gold: str, spec: AnswerSpec, level: str | None = None) -> 
         from reflectevo_tasks import math_answers
 
         return math_answers.score(reply, gold, level)
+    if spec.kind == CODE:  # the program is run against the item's tests; may raise UserError (code_scoring)
+        from reflectevo_tasks import code_scoring
+
+        return code_scoring.score(reply, canonical_gold(gold, spec), spec, level)
     canon = canonical_gold(gold, spec)
     text_gold = gold_is_text(gold, spec)
     ex = extract(reply, spec, gold_is_text=text_gold, level=level)
@@ -1196,3 +1214,16 @@ def score(reply: str, gold: str, spec: AnswerSpec, level: str | None = None) -> 
 def score_levels(reply: str, gold: str, spec: AnswerSpec) -> dict[str, Verdict]:
     """The verdict at every level, keyed by level name."""
     return {level: score(reply, gold, spec, level) for level in LEVELS}
+
+
+def score_many(items, level: str | None = None) -> list[Verdict]:
+    """`score` over (reply, gold, spec) triples, in order. The programs of code items are first run in
+    the sandbox all together, in parallel (reflectevo_tasks.code_scoring.prepare): a pass of replies
+    costs the time of the slowest few runs, not of all of them in a row."""
+    items = list(items)
+    code = [(reply, spec) for reply, _, spec in items if spec.kind == CODE]
+    if code:
+        from reflectevo_tasks import code_scoring
+
+        code_scoring.prepare(code)
+    return [score(reply, gold, spec, level) for reply, gold, spec in items]

@@ -87,6 +87,7 @@ def _answer_pattern(regex, where: str) -> re.Pattern | None:
 class LoadReport:
     questions: list[Question]
     rejected: list[str]  # one message per rejected row, naming file and row
+    origin: dict = field(default_factory=dict)  # the data's dataset, revision and location, where known
 
 
 def _rows(spec: DatasetSpec):

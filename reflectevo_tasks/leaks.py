@@ -20,7 +20,20 @@ nothing away). Assertions come in three strengths, and only the strongest presen
    for options that are names or phrases, the only option the reflection names at all.
 
 The reflection asserts the gold when the strongest level present holds the gold and nothing else.
-The labelled set in tests/data/leak_labels/ (rules in RULES.md) measures the error.
+The labelled set in tests/data/leak_labels/ (rules in RULES.md) measures the error; it holds BBH
+reflections only, so the two kinds below have no measured error.
+
+Two kinds are read their own way, with the scorer of their answers:
+
+- math: the candidates are expressions compared with the gold by value (reflectevo_tasks.math_answers).
+  Emphatic assertions are what follows an emphatic cue ("the correct answer is", "it should be"),
+  read as an answer statement; plain ones are the reflection's own final answer at the strict level
+  (a box, "the answer is ..."). The strongest level present decides, as above: every emphatic
+  assertion must equal the gold; else the plain one must.
+- code: a reflection gives the answer away when it holds a program (its last fenced block, as an
+  answer is read) that passes the item's tests: the retry could copy it, and a reflector trained on
+  it would learn to write solutions instead of reflections. Such a program is run in the code
+  sandbox like any answer (reflectevo_tasks.code_scoring), so judging code can raise its UserError.
 
 Every pattern runs in linear time (bounded windows, possessive digit runs), and `asserts_gold`
 never raises: on any internal error it keeps the reflection and says so through `LeakVerdict`.
@@ -72,7 +85,11 @@ def asserts_gold(reflection: str, gold: str, spec: answers.AnswerSpec, question:
 
 def judge(reflection: str, gold: str, spec: answers.AnswerSpec, question: str = "") -> LeakVerdict:
     """The decision with its reasons: which assertions were read, at which strength."""
+    if spec.kind == answers.CODE:  # outside the net below: a sandbox refusal must not read as "no leak"
+        return _code_judge(reflection, gold, spec)
     try:
+        if spec.kind == answers.MATH:
+            return _math_judge(reflection if isinstance(reflection, str) else str(reflection or ""), gold)
         text = reflection if isinstance(reflection, str) else str(reflection or "")
         reader = _Reader(spec, gold, question if isinstance(question, str) else "")
         found = reader.assertions(_prepare(text[:_MAX_SCAN]))
@@ -84,6 +101,39 @@ def judge(reflection: str, gold: str, spec: answers.AnswerSpec, question: str = 
         return LeakVerdict(False, reader.gold, None, (), tuple(found))
     except Exception as err:  # pragma: no cover - a curation run must not stop on one odd text
         return LeakVerdict(False, str(gold), None, error=f"{type(err).__name__}: {err}")
+
+
+def _code_judge(reflection, gold: str, spec: answers.AnswerSpec) -> LeakVerdict:
+    verdict = answers.score(reflection if isinstance(reflection, str) else "", gold, spec)
+    if verdict.extracted is None:
+        return LeakVerdict(False, gold, None)
+    found = (Assertion("a program", PLAIN, "a program in the reflection, run against the tests", 0),)
+    return LeakVerdict(verdict.correct, gold, PLAIN, ("a program that passes the tests" if verdict.correct
+                                                       else "a program that fails the tests",), found)
+
+
+def _math_judge(text: str, gold: str) -> LeakVerdict:
+    from reflectevo_tasks import math_answers
+
+    text = text[:_MAX_SCAN]
+    canon = math_answers.canonical_gold(gold)
+    emphatic = []
+    for m in [*_ANSWER_CUE.finditer(text), *_NOUN_CUE.finditer(text), *_SHOULD_CUE.finditer(text)]:
+        if m.re is _ANSWER_CUE and (m.group("report") or not (m.group("adj") or m.group("strong"))):
+            continue
+        statement = text[m.end():m.end() + _WINDOW].split("\n\n", 1)[0]
+        verdict = math_answers.score(f"The answer is {statement}", gold, answers.STRICT)
+        if verdict.extracted is not None:
+            emphatic.append(Assertion(canon if verdict.correct else verdict.extracted, EMPHATIC, "emphatic cue",
+                                      m.start()))
+    if emphatic:
+        distinct = tuple(dict.fromkeys(a.candidate for a in emphatic))
+        return LeakVerdict(distinct == (canon,), canon, EMPHATIC, distinct, tuple(emphatic))
+    verdict = math_answers.score(text, gold, answers.STRICT)
+    if verdict.extracted is None:
+        return LeakVerdict(False, canon, None)
+    plain = Assertion(canon if verdict.correct else verdict.extracted, PLAIN, "final answer", 0)
+    return LeakVerdict(verdict.correct, canon, PLAIN, (plain.candidate,), (plain,))
 
 
 def _prepare(text: str) -> str:

@@ -51,9 +51,22 @@ def _assistant(text: str) -> dict:
     return {"role": "assistant", "content": text}
 
 
+# A program is its own answer: code items ask for one fenced block instead of an answer line (the
+# block is what code_answers.extract_code reads, and only at the start of a line).
+CODE_REQUEST = "Reply with the complete solution as one Python code block (```python ... ```)."
+
+
 def answer_request(kind: str) -> str:
+    if kind == A.CODE:
+        return CODE_REQUEST
     return (f"Reason step by step, then end with one line of the form "
             f'"{ANSWER_LINE} X." where X is {_FORMAT_HINT.get(kind, _FORMAT_HINT[A.FREE_TEXT])}.')
+
+
+def reply_prefix(kind: str) -> str:
+    """How we open the model's answer. Code gets no cue: after "Let's think step by step." the
+    embedded model opens its fence on the same line, where no fenced block can start."""
+    return "" if kind == A.CODE else REASONING_CUE
 
 
 def question_turn(q: Question) -> str:
@@ -67,14 +80,17 @@ def trial_prompt(q: Question, exemplars: tuple[tuple[str, str], ...] = ()) -> Pr
         messages.append(_user(f"{ex_q.strip()}\n\n{answer_request(q.kind)}"))
         messages.append(_assistant(f"{REASONING_CUE}\n{ex_a.strip()}"))
     messages.append(_user(question_turn(q)))
-    return Prompt(tuple(messages), REASONING_CUE, {"turn": "trial", "shots": len(exemplars)})
+    return Prompt(tuple(messages), reply_prefix(q.kind), {"turn": "trial", "shots": len(exemplars)})
 
 
 def _attempt_block(q: Question, attempt: str) -> str:
     return f"Question:\n{q.question.strip()}\n\nAttempt:\n{attempt.strip()}"
 
 
-def _verdict_line(verdict: str | None) -> str:
+def _verdict_line(verdict: str | None, feedback_text: str | None = None) -> str:
+    if feedback_text is not None:  # the tests' own report (code items)
+        passed = verdict == A.CORRECT
+        return f"Feedback: the attempt's code {'passes' if passed else 'does not pass'} the tests.\n{feedback_text.strip()}"
     if verdict == A.CORRECT:
         return "Feedback: the attempt's final answer is correct."
     if verdict in (A.WRONG, A.NO_ANSWER):
@@ -92,16 +108,18 @@ def _structure(verdict: str | None) -> str:
             "(what to do differently).")
 
 
-def reflection_prompt(q: Question, attempt: str, instruction: Instruction, verdict: str | None = A.WRONG) -> Prompt:
+def reflection_prompt(q: Question, attempt: str, instruction: Instruction, verdict: str | None = A.WRONG,
+                      feedback_text: str | None = None) -> Prompt:
     """Ask for a self-reflection on an attempt: diagnosis (or, with no verdict, a check), then
     plan; never the answer.
 
-    `verdict` is the only feedback shown (None in intrinsic mode, where nothing is known and the
-    attempt is not presumed wrong). The gold answer never enters this prompt.
+    `verdict` is the feedback shown (None in intrinsic mode, where nothing is known and the
+    attempt is not presumed wrong), with `feedback_text` where the environment says more (code: the
+    first failing test and its error). The gold answer never enters this prompt.
     """
     text = (
         "Below is a question and an attempt to answer it.\n\n"
-        f"{_attempt_block(q, attempt)}\n\n{_verdict_line(verdict)}\n\n"
+        f"{_attempt_block(q, attempt)}\n\n{_verdict_line(verdict, feedback_text)}\n\n"
         f"Write a reflection on the attempt. {instruction.text}\n"
         f"{_structure(verdict)} Do not state a final answer."
     )
@@ -109,11 +127,12 @@ def reflection_prompt(q: Question, attempt: str, instruction: Instruction, verdi
 
 
 def retry_prompt(q: Question, attempt: str, reflection: str | None, verdict: str | None = A.WRONG,
-                 exemplars: tuple[tuple[str, str], ...] = ()) -> Prompt:
+                 exemplars: tuple[tuple[str, str], ...] = (), feedback_text: str | None = None) -> Prompt:
     """Trial 2: the trial-1 conversation continued with feedback and (optionally) the reflection.
 
     Always built on trial 1, never on an earlier retry. With `reflection=None` this is the
-    paper's retry-without-reflection baseline: verdict only.
+    paper's retry-without-reflection baseline: verdict only (with `feedback_text`, code items'
+    first failing test, where the environment gives one).
     """
     first = trial_prompt(q, exemplars)
     messages = list(first.messages) + [_assistant(attempt.strip())]
@@ -122,21 +141,27 @@ def retry_prompt(q: Question, attempt: str, reflection: str | None, verdict: str
         A.NO_ANSWER: "Your final answer is incorrect.",
         None: "Review your answer.",
     }.get(verdict, "Review your answer.")
+    gap = " "
+    if feedback_text is not None:
+        lead = (f"Your code {'passes' if verdict == A.CORRECT else 'does not pass'} the tests.\n"
+                f"{feedback_text.strip()}")
+        gap = "\n\n"
     if reflection is None:
-        follow = f"{lead} Solve the question again. {answer_request(q.kind)}"
+        follow = f"{lead}{gap}Solve the question again. {answer_request(q.kind)}"
     else:
-        follow = (f"{lead} Here is a reflection on your attempt:\n\n{reflection.strip()}\n\n"
+        follow = (f"{lead}{gap}Here is a reflection on your attempt:\n\n{reflection.strip()}\n\n"
                   f"Use the reflection and solve the question again. {answer_request(q.kind)}")
     messages.append(_user(follow))
-    return Prompt(tuple(messages), REASONING_CUE, {"turn": "retry", "with_reflection": reflection is not None})
+    return Prompt(tuple(messages), first.reply_prefix, {"turn": "retry", "with_reflection": reflection is not None})
 
 
-def one_stage_prompt(q: Question, attempt: str, instruction: Instruction, verdict: str | None = A.WRONG) -> Prompt:
+def one_stage_prompt(q: Question, attempt: str, instruction: Instruction, verdict: str | None = A.WRONG,
+                     feedback_text: str | None = None) -> Prompt:
     """Setting I: reflect, then give a corrected solution, in one reply (with no verdict: a checked
     solution, which may keep the answer)."""
     text = (
         "Below is a question and an attempt to answer it.\n\n"
-        f"{_attempt_block(q, attempt)}\n\n{_verdict_line(verdict)}\n\n"
+        f"{_attempt_block(q, attempt)}\n\n{_verdict_line(verdict, feedback_text)}\n\n"
         f"First write a reflection on the attempt. {instruction.text}\n"
         + ("" if verdict is not None else f"{_structure(verdict)}\n") +
         "Then solve the question again under the heading \"Corrected solution:\". "
@@ -151,6 +176,14 @@ CORRECTED_HEADING = "Corrected solution:"
 def one_stage_target(reflection: str, corrected: str) -> str:
     """The reply a one-stage model is trained to write: reflection, then the corrected solution."""
     return f"{reflection.strip()}\n\n{CORRECTED_HEADING}\n{corrected.strip()}"
+
+
+def gold_reply(q: Question) -> str:
+    """The gold answer as a reply's end would state it: what curation's judge-free ranking scores the
+    likelihood of after each reflection's retry prompt (and its reply prefix)."""
+    if q.kind == A.CODE:
+        return f"```python\n{q.answer.strip()}\n```"
+    return f" {ANSWER_LINE} {q.answer}."
 
 
 def split_one_stage(reply: str) -> tuple[str, str]:

@@ -93,6 +93,9 @@ class Trajectory:
     selected: bool  # whether the mode gave this item a second attempt
     feedback: str | None  # the verdict shown to the second attempt (None: no verdict shown)
     attempts: list[Attempt] = field(default_factory=list)
+    # what the second attempt is told beyond the verdict (code: the first failing test and its error);
+    # None: the verdict alone
+    feedback_text: str | None = None
 
 
 # (turn name, engine, prompts, sampling per prompt) -> one reply per prompt. Callers wrap
@@ -128,19 +131,23 @@ def run(items: Sequence[Item], base: Engine, reflector: Engine | None, settings:
     turns = [Turn("trial1", "base", p, it.sampling, out) for it, p, out in zip(items, first_prompts, trial1)]
     # gold is read before generation ends only where it gates the second attempt
     gated = settings.mode in GATED
-    verdicts = [_verdict(t.output, it) for it, t in zip(items, turns)] if gated else None
+    verdicts = verdicts_of([t.output for t in turns], items) if gated else None
     shown = select(settings.mode, verdicts, len(items))
-    trajectories = [Trajectory(item=it, trial1=t, verdict=None, selected=i in shown, feedback=shown.get(i))
+    trajectories = [Trajectory(item=it, trial1=t, verdict=None, selected=i in shown, feedback=shown.get(i),
+                               feedback_text=verdicts[i].feedback if i in shown and gated else None)
                     for i, (it, t) in enumerate(zip(items, turns))]
     if shown:
         _second_attempts([trajectories[i] for i in shown], base, reflector, settings, run_pass)
-    for i, t in enumerate(trajectories):
-        t.verdict = verdicts[i] if gated else _verdict(t.trial1.output, t.item)
+    if not gated:
+        verdicts = verdicts_of([t.output for t in turns], items)
+    for t, v in zip(trajectories, verdicts):
+        t.verdict = v
     return trajectories
 
 
-def _verdict(reply: str, item: Item) -> A.Verdict:
-    return A.score(reply, item.question.answer, item.question.spec)
+def verdicts_of(replies: Sequence[str], items: Sequence[Item]) -> list[A.Verdict]:
+    """The headline verdicts of one reply per item, a whole pass at once (code runs in parallel)."""
+    return A.score_many((reply, it.question.answer, it.question.spec) for reply, it in zip(replies, items))
 
 
 def _second_attempts(todo: list[Trajectory], base: Engine, reflector: Engine | None, settings: Settings,
@@ -159,12 +166,13 @@ def _second_attempts(todo: list[Trajectory], base: Engine, reflector: Engine | N
     reflections: list[str | None] = [None] * len(jobs)
     reflection_turns: list[Turn | None] = [None] * len(jobs)
     if settings.mode != "retry_only":
-        ps = [P.reflection_prompt(t.item.question, t.trial1.output, ins, t.feedback) for t, ins, _ in jobs]
+        ps = [P.reflection_prompt(t.item.question, t.trial1.output, ins, t.feedback, t.feedback_text)
+              for t, ins, _ in jobs]
         outs = run_pass("reflection", writer, ps, [settings.reflection] * len(ps))
         reflections = list(outs)
         reflection_turns = [Turn("reflection", who, p, settings.reflection, out) for p, out in zip(ps, outs)]
     retry_engine, retry_who = (writer, who) if settings.retry_by == "reflector" else (base, "base")
-    ps = [P.retry_prompt(t.item.question, t.trial1.output, r, t.feedback, t.item.shots)
+    ps = [P.retry_prompt(t.item.question, t.trial1.output, r, t.feedback, t.item.shots, t.feedback_text)
           for (t, _, _), r in zip(jobs, reflections)]
     outs = run_pass("retry", retry_engine, ps, [t.item.sampling for t, _, _ in jobs])
     for (t, ins, k), r, rt, p, out in zip(jobs, reflections, reflection_turns, ps, outs):
@@ -177,7 +185,8 @@ def _one_stage(jobs, writer: Engine, who: str, settings: Settings, run_pass: Pas
     refl = settings.reflection
     s = Sampling(max_new_tokens=refl.max_new_tokens + max(t.item.sampling.max_new_tokens for t, _, _ in jobs),
                  temperature=refl.temperature, top_p=refl.top_p, stop=())
-    ps = [P.one_stage_prompt(t.item.question, t.trial1.output, ins, t.feedback) for t, ins, _ in jobs]
+    ps = [P.one_stage_prompt(t.item.question, t.trial1.output, ins, t.feedback, t.feedback_text)
+          for t, ins, _ in jobs]
     outs = run_pass("one_stage", writer, ps, [s] * len(ps))
     for (t, ins, k), p, out in zip(jobs, ps, outs):
         reflection, corrected = P.split_one_stage(out)

@@ -7,6 +7,8 @@
     bbh-test[:subtask,…]      BBH's test split, the items evaluation measures on
     bigbench                  the BIG-bench pool (BBH items excluded); opt-in, needs the archive
     bigbench:navigate         pool items of some BIG-bench tasks
+    math[:PATH|:ORG/NAME]     MATH problems (local copy, or a Hub dataset of its layout), see math_mbpp
+    mbpp[:PATH|:ORG/NAME]     MBPP programming tasks, scored by running the code in the sandbox
     path/to/spec.yaml         any dataset through a column mapping (see reflectevo_tasks.custom)
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reflectevo.errors import UserError
-from reflectevo_tasks import bbh, bbh_split, bigbench
+from reflectevo_tasks import bbh, bbh_split, bigbench, math_mbpp
 from reflectevo_tasks.answers import KINDS
 from reflectevo_tasks.custom import DatasetSpec, LoadReport, load_custom
 
@@ -53,6 +55,11 @@ def _load(source: str, limit: int | None, bbh_dir: str | None, per_task: int, ke
     if name == "bigbench":
         return LoadReport(bigbench.load_pool(limit, per_task=per_task, tasks=parts or None, keep=keep,
                                              bbh_folder=bbh_dir), [])
+    if name in math_mbpp.BENCHMARKS:
+        # the argument is one path or Hub name, which may hold a colon of its own (ORG/NAME:CONFIG)
+        qs, origin = math_mbpp.load(name, source.partition(":")[2].strip() or None)
+        qs = [q for q in qs if keep is None or keep(q)]
+        return LoadReport(qs[:limit] if limit is not None else qs, [], origin.as_dict())
     path = Path(source)
     if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
         # a dataset has one answer kind, so a kinds filter after the limit keeps all of it or none;
@@ -63,7 +70,8 @@ def _load(source: str, limit: int | None, bbh_dir: str | None, per_task: int, ke
         kept = [q for q in report.questions if keep(q)]
         return LoadReport(kept[:limit] if limit is not None else kept, report.rejected)
     raise UserError(f"unknown question source {source!r}: use bbh-pool[:subtask,…], bbh-test[:subtask,…], "
-                    "bbh[:subtask,…], bigbench[:task,…] or a dataset spec .yaml")
+                    "bbh[:subtask,…], bigbench[:task,…], math[:PATH|:ORG/NAME], mbpp[:PATH|:ORG/NAME] or a "
+                    "dataset spec .yaml")
 
 
 def parse_kinds(kinds: str | None) -> frozenset[str]:

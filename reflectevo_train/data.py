@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 from reflectevo.errors import UserError
 from reflectevo_tasks import prompts as P
-from reflectevo_tasks.answers import WRONG
+from reflectevo_tasks.answers import CODE, WRONG
 from reflectevo_tasks.instructions import Instruction, find_instruction
 from reflectevo_tasks.questions import Question
 from reflectevo_train.config import Setting
@@ -192,6 +192,18 @@ def _text(row: dict, key: str) -> str:
     return v if isinstance(v, str) else ""
 
 
+def _feedback(row: dict, q: Question, i: int, where: str) -> str | None:
+    """The trial-1 feedback the row's reflection and retry prompts showed beyond the verdict (code
+    items: the first failing test); None for other items, whose prompts show the verdict alone."""
+    if q.kind != CODE:
+        return None
+    text = row.get("trial1_feedback")
+    if not isinstance(text, str) or not text.strip():
+        raise UserError(f"{where}: row {i}: a code item without trial1_feedback (the first failing test its "
+                        "prompts showed); curate the run again with this version")
+    return text
+
+
 def build_examples(setting: Setting, stage: str, rows: Iterable[dict], instruction: str | Instruction,
                    where: str = "dataset") -> tuple[list, BuildStats]:
     """Examples of one stage of a setting, from curated rows.
@@ -206,6 +218,7 @@ def build_examples(setting: Setting, stage: str, rows: Iterable[dict], instructi
         stats.rows += 1
         q = _question(row, i, where)
         trial1 = _text(row, "trial1")
+        feedback = _feedback(row, q, i, where)
         if setting.is_dpo:
             chosen, rejected = _text(row, "chosen").strip(), _text(row, "rejected").strip()
             if not trial1.strip() or not chosen or not rejected:
@@ -214,9 +227,9 @@ def build_examples(setting: Setting, stage: str, rows: Iterable[dict], instructi
             if chosen == rejected:
                 stats.drop("chosen_equals_rejected")
                 continue
-            ex = PreferenceExample(P.reflection_prompt(q, trial1, ins, WRONG), chosen, rejected, i)
+            ex = PreferenceExample(P.reflection_prompt(q, trial1, ins, WRONG, feedback), chosen, rejected, i)
         elif stage == "answer":
-            completion, had = after_prefix(_text(row, "answer"), P.REASONING_CUE)
+            completion, had = after_prefix(_text(row, "answer"), P.reply_prefix(q.kind))
             if not had:
                 stats.note("answer_without_reply_prefix")
             if not completion.strip():
@@ -229,14 +242,15 @@ def build_examples(setting: Setting, stage: str, rows: Iterable[dict], instructi
                 stats.drop("empty_field")
                 continue
             if stage == "one_stage":
-                corrected, had = after_prefix(retry, P.REASONING_CUE)
+                corrected, had = after_prefix(retry, P.reply_prefix(q.kind))
                 if not had:
                     stats.note("retry_without_reply_prefix")
-                ex = SFTExample(P.one_stage_prompt(q, trial1, ins, WRONG), P.one_stage_target(reflection, corrected), i)
+                ex = SFTExample(P.one_stage_prompt(q, trial1, ins, WRONG, feedback),
+                                P.one_stage_target(reflection, corrected), i)
             elif stage == "reflection":
-                ex = SFTExample(P.reflection_prompt(q, trial1, ins, WRONG), reflection, i)
+                ex = SFTExample(P.reflection_prompt(q, trial1, ins, WRONG, feedback), reflection, i)
             elif stage == "retry":
-                p = P.retry_prompt(q, trial1, reflection, WRONG)
+                p = P.retry_prompt(q, trial1, reflection, WRONG, feedback_text=feedback)
                 completion, had = after_prefix(retry, p.reply_prefix)
                 if not had:
                     stats.note("retry_without_reply_prefix")

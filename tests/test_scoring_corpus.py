@@ -59,7 +59,8 @@ def test_corpus_size_and_coverage():
     pool = [r for r in REAL if r.get("spec_from") == "record"]
     assert {r["kind"] for r in pool} == {"choice", "integer", "yes_no", "true_false"}  # the pool's kinds
     assert {r["turn"] for r in pool} == {"trial1", "retry"}
-    assert {r["kind"] for r in WRITTEN} == set(A.KINDS) - {A.MATH}  # math has its own corpus, tests/data/math_corpus
+    # math has its own corpus (tests/data/math_corpus), code its sandbox tests (tests/test_code_sandbox.py)
+    assert {r["kind"] for r in WRITTEN} == set(A.KINDS) - {A.MATH, A.CODE}
     assert set(corpus_rows.RULE_IDS) <= {r["rule"] for r in ROWS}
     # the flexible level's non-answers (issue 32) are pinned by real replies, not only written ones
     assert {"F6", "F7", "F8"} <= {r["rule"] for r in REAL if r["id"].startswith("real/resume:")}
