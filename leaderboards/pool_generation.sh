@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Issue #32, item 2: reflection data at scale from BBH's generation pool (never its test split), the
+# training data of the test-split leaderboard. The exact command, resumable across sessions:
+#
+#   REFLECTEVO_BBH_DIR=$PWD/../shared/data/bbh nohup setsid nice -n 19 leaderboards/pool_generation.sh > runs/pool-gen.log 2>&1 &
+#
+# Stop it by ending its process group (`kill -- -PGID`): vLLM's engine process outlives a killed parent.
+# Never edit this file while it runs: bash reads a script as it goes.
+#
+# Why committed chunk by chunk: the whole pool is many hours of generation on a 2-core CPU, a session
+# ends its background jobs, and a fresh checkout must resume where the last one stopped. `gen run`
+# writes each finished chunk of $CHUNK questions atomically to $OUT/parts; this script copies every
+# finished chunk, gzipped (deterministically: -n), to $STORE, which the session commits. On start, the
+# committed chunks are unpacked into $OUT first, so `gen run` skips them (it resumes by chunk). The
+# chunks hold everything (prompts, raw replies, verdicts), so a scorer change re-scores them without a
+# rerun, and curation reads them as they are.
+#
+# Settings, and why:
+# - engine vLLM (the `.venv-vllm` environment, scripts/setup-env.sh --vllm): about 5x the hf pipeline's
+#   reflections per minute on this CPU (benchmarks/RESULTS.md); hf if that environment is missing.
+# - 2 sampled instructions x 2 reflections each = 4 reflections per failed question (issue: >= 4).
+# - 256-token turns: the first-reply cap study in issue #32 found accuracy still rising from 128 (14.2%)
+#   to 256 (16.4%) and 59.9% -> 46.6% of replies reaching the cap; 256 is the project's default for
+#   trials and retries, and reflections share it here so that a reflection is rarely cut off mid-way.
+# - 21 of BBH's 27 subtasks: the six left out (dyck_languages, multistep_arithmetic_two,
+#   object_counting, penguins_in_a_table, tracking_shuffled_objects_seven_objects, word_sorting) had
+#   no answer fixed by any reflective row of the 540-item leaderboard (leaderboards/bbh.md, per
+#   subtask): at this model's size they cost generation and yield no D+ rows. The pool is interleaved
+#   across subtasks, so the early chunks already measure the yield of every subtask kept.
+# - seed 0, float32 (no native bf16 on this CPU family), greedy trials and retries, sampled reflections
+#   (temperature 0.8, seeded per chunk: a resumed run samples what an uninterrupted one would).
+set -euo pipefail
+
+PY=${PY:-.venv/bin}
+OUT=${OUT:-runs/pool-gen}
+STORE=${STORE:-leaderboards/measured/pool-gen}
+CHUNK=${CHUNK:-16}
+TOKENS=${TOKENS:-256}
+SUBTASKS=boolean_expressions,causal_judgement,date_understanding,disambiguation_qa,formal_fallacies,geometric_shapes,hyperbaton,logical_deduction_five_objects,logical_deduction_seven_objects,logical_deduction_three_objects,movie_recommendation,navigate,reasoning_about_colored_objects,ruin_names,salient_translation_error_detection,snarks,sports_understanding,temporal_sequences,tracking_shuffled_objects_five_objects,tracking_shuffled_objects_three_objects,web_of_lies
+export HF_HUB_OFFLINE=1
+# vLLM ends its engine when one model step takes longer than this (300 s by default). At nice 19 on a
+# busy 2-core machine, or while the job is paused (SIGSTOP) for a benchmark, a step can wait longer
+# than that: the first run of this script died that way, 40 minutes into its first chunk.
+export VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS=${VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS:-604800}
+ATTEMPTS=${ATTEMPTS:-3}  # gen run restarted after a crash (it resumes after the last finished chunk)
+
+if [ -z "${ENGINE:-}" ]; then
+    if [ -x .venv-vllm/bin/reflectevo ]; then ENGINE=vllm; else ENGINE=hf; fi
+fi
+if [ "$ENGINE" = vllm ]; then
+    GEN_PY=${GEN_PY:-.venv-vllm/bin}
+    ENGINE_ARGS=(--engine vllm --model_args enforce_eager=True --batch_size 128)
+else
+    GEN_PY=${GEN_PY:-$PY}
+    ENGINE_ARGS=(--engine hf --batch_size 32)
+fi
+if [ -f "$STORE/run_config.json" ] && ! grep -q "\"engine\": \"$ENGINE\"" "$STORE/run_config.json"; then
+    echo "[pool-gen] $STORE was begun on another engine; ENGINE=$ENGINE would not resume it" >&2
+    exit 2
+fi
+
+mkdir -p "$OUT/parts" "$STORE/parts"
+# committed chunks first: gen run resumes after them
+if [ -f "$STORE/run_config.json" ] && [ ! -f "$OUT/run_config.json" ]; then cp "$STORE/run_config.json" "$OUT/"; fi
+for packed in "$STORE"/parts/chunk-*.jsonl.gz; do
+    [ -e "$packed" ] || continue
+    plain="$OUT/parts/$(basename "$packed" .gz)"
+    if [ ! -f "$plain" ]; then gunzip -c "$packed" > "$plain.unpacking" && mv "$plain.unpacking" "$plain"; fi
+done
+
+pack_finished() {  # every finished chunk of $OUT into $STORE, once
+    local plain packed
+    [ -f "$OUT/run_config.json" ] && [ ! -f "$STORE/run_config.json" ] && cp "$OUT/run_config.json" "$STORE/"
+    for plain in "$OUT"/parts/chunk-*.jsonl; do
+        [ -e "$plain" ] || continue
+        packed="$STORE/parts/$(basename "$plain").gz"
+        if [ ! -f "$packed" ]; then gzip -n -c "$plain" > "$packed.packing" && mv "$packed.packing" "$packed"; fi
+    done
+    return 0
+}
+
+echo "[pool-gen] engine $ENGINE; $(ls "$STORE"/parts | wc -l) chunks committed so far ($(date -u +%FT%TZ))"
+rc=1
+for attempt in $(seq 1 "$ATTEMPTS"); do
+    "$GEN_PY/reflectevo" gen run --source "bbh-pool:$SUBTASKS" --output "$OUT" "${ENGINE_ARGS[@]}" --dtype float32 \
+        --instruction_ids sample:2 --reflections_per_instruction 2 \
+        --trial_max_new_tokens "$TOKENS" --reflection_max_new_tokens "$TOKENS" \
+        --chunk_size "$CHUNK" --seed 0 &
+    GEN=$!
+    while kill -0 "$GEN" 2> /dev/null; do
+        pack_finished
+        sleep 30
+    done
+    wait "$GEN" && rc=0 || rc=$?
+    pack_finished
+    [ "$rc" = 0 ] && break
+    echo "[pool-gen] gen run ended with rc=$rc (attempt $attempt of $ATTEMPTS; $(date -u +%FT%TZ))"
+done
+echo "[pool-gen] gen run ended with rc=$rc; $(ls "$STORE"/parts | wc -l) chunks committed ($(date -u +%FT%TZ))"
+exit "$rc"
