@@ -28,7 +28,7 @@ from reflectevo_tasks.questions import Question
 CORPUS = Path(__file__).with_name("data") / "math_corpus"
 sys.path.insert(0, str(CORPUS))
 
-import agreement  # noqa: E402
+import math_agreement as agreement  # noqa: E402  (a name of its own: the BBH corpus has an agreement.py)
 import math_rows  # noqa: E402
 
 ROWS = math_rows.load()
@@ -101,7 +101,7 @@ def test_real_replies_agree_with_their_labels(level):
 def test_agreement_report_is_current():
     text = agreement.generate()
     assert "unclassified" not in text
-    assert text == agreement.OUT.read_text(encoding="utf-8"), "agreement.md is stale: run tests/data/math_corpus/agreement.py"
+    assert text == agreement.OUT.read_text(encoding="utf-8"), "agreement.md is stale: run tests/data/math_corpus/math_agreement.py"
 
 
 def test_no_credit_without_one_committed_answer():
