@@ -41,6 +41,8 @@ from the command line are forwarded to it):
                              in mode or reflector share one trial 1 and skip that pass
   progress=true|false        a progress bar per pass on stderr (rank 0): pass, chunk, docs, ETA
                              (default true; hf and vllm report batch by batch, others per pass)
+  allow_unisolated_code=true code tasks (reflectevo_mbpp): where no isolated sandbox can be built, run the
+                             answers' programs unisolated, as this user (default: refuse); recorded
   config=FILE.yaml           a YAML file of these options (config=a.yaml:b.yaml: several, later
                              files win); the options given in --model_args override it
 The model id `smollm2-135m-instruct` names the embedded model (see reflectevo.embedded_model).
@@ -67,6 +69,7 @@ from reflectevo import launcher
 from reflectevo.errors import UserError
 from reflectevo.chunk_store import RecordStore, claim_folder, write_atomic
 from reflectevo_tasks import answers as A
+from reflectevo_tasks import code_scoring
 from reflectevo_tasks import prompts as P
 from reflectevo_tasks import protocol
 from reflectevo_tasks.engine import ENGINES, Engine, EngineConfig, Sampling, build_lm, resolve_adapter
@@ -126,6 +129,7 @@ class ModelArguments:
     resume: str | None = field(default=None, metadata={"help": "folder keeping finished chunks (needs chunk_size)"})
     trial1_from: str | None = field(default=None, metadata={"help": "another run's resume folder to take trial 1 from"})
     progress: bool = field(default=True, metadata={"help": "a progress bar per pass on stderr"})
+    allow_unisolated_code: bool = field(default=False, metadata={"help": "run code answers unisolated where no sandbox can be built"})
 
     def __post_init__(self):
         # spelling is not meaning: `mode=Oracle` is oracle
@@ -296,7 +300,7 @@ class ReflectEvoLM(LM):
         # on vLLM, an adapter on the base model is served by the base's own engine
         base_engine, reflector_engine = engine_pair(base_cfg, reflector_cfg, build=_build)
         _join_data_parallel(base_engine.lm)
-        self._setup(options, base_engine, reflector_engine, chunking, show_progress)
+        self._setup(options, base_engine, reflector_engine, chunking, show_progress, args.allow_unisolated_code)
 
     @classmethod
     def from_engines(cls, base: Engine, reflector: Engine | None = None, **options) -> "ReflectEvoLM":
@@ -310,7 +314,7 @@ class ReflectEvoLM(LM):
             raise UserError(f"reflectevo: unknown option(s) {', '.join(engine_options)}")
         chunking = Chunking.parse(args.chunk_size, args.resume, args.trial1_from)
         self._setup(Options.from_arguments(args, has_reflector=reflector is not None), base, reflector, chunking,
-                    args.progress)
+                    args.progress, args.allow_unisolated_code)
         return self
 
     # ---------------------------------------------------------------- construction helpers
@@ -340,8 +344,10 @@ class ReflectEvoLM(LM):
                             device=device, model_args=args)
 
     def _setup(self, options: Options, base: Engine, reflector: Engine | None, chunking: "Chunking",
-               show_progress: bool = False) -> None:
+               show_progress: bool = False, allow_unisolated_code: bool = False) -> None:
         self.options = options
+        self.allow_unisolated_code = bool(allow_unisolated_code)
+        self._code_sandbox: dict | None = None  # how code answers ran, once a code task was seen
         self.show_progress = show_progress
         self._where = ""  # the chunk being run, for the progress bar
         self.base = base
@@ -367,6 +373,8 @@ class ReflectEvoLM(LM):
             "retry_by": options.retry_by,
             "base": _identity(base),
             "reflector": _identity(reflector) if reflector is not None else "base",
+            # only where asked for: every other run's trajectories and resume settings stay as they were
+            **({code_scoring.FLAG: True} if allow_unisolated_code else {}),
         })
         self._next_chunk = 0
         self._reused = Counter()
@@ -430,7 +438,8 @@ class ReflectEvoLM(LM):
 
     # ---------------------------------------------------------------- requests lm-eval may send
     def loglikelihood(self, requests, disable_tqdm: bool = False):
-        raise UserError("the reflectevo model runs generation tasks only (reflectevo_bbh*); "
+        raise UserError("the reflectevo model runs generation tasks only (reflectevo_bbh*, reflectevo_math, "
+                        "reflectevo_mbpp); "
                         "use the base model directly for log-likelihood tasks")
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
@@ -438,6 +447,12 @@ class ReflectEvoLM(LM):
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         items = [self._item(r) for r in requests]  # refuses foreign tasks before any generation
+        with code_scoring.allowing_unisolated(self.allow_unisolated_code):
+            if any(it.q.kind == A.CODE for it in items):  # a machine that cannot run code refuses now
+                self._code_sandbox = code_scoring.check_sandbox("lm_eval --model reflectevo")
+            return self._generate(items)
+
+    def _generate(self, items: list["_Item"]) -> list[str]:
         size = self.chunking.size or max(len(items), 1)
         chunks = -(-len(items) // size)
         out: list[str] = []
@@ -482,7 +497,10 @@ class ReflectEvoLM(LM):
         runs = protocol.run(proto_items, self.base, self.reflector if self.has_reflector else None,
                             self.options.settings(), trial1=[t["output"] for t in first] if first else None,
                             run_pass=self._pass)
-        # score everything for the record (process_results re-scores the same texts)
+        # score everything for the record (process_results re-scores the same texts); code items'
+        # second attempts all at once, in parallel (trial 1 was scored so in the gated modes)
+        A.score_many((a.retry, r.item.question.answer, r.item.question.spec) for r in runs for a in r.attempts
+                     if r.item.question.kind == A.CODE)
         out = []
         for i, (it, r) in enumerate(zip(items, runs)):
             t1 = r.trial1.output
@@ -494,6 +512,8 @@ class ReflectEvoLM(LM):
                 "schema": task_utils.TRAJECTORY_SCHEMA, "id": it.q.id, "task": it.task, "run": self.run_summary,
                 "turns": turns, "trial1": {"reply": t1, **_verdicts(t1, it.q)},
                 "feedback": None if not r.selected else ("incorrect" if r.feedback else "none"),
+                # code items: the first failing test the second attempt was shown
+                **({"feedback_text": r.feedback_text} if r.feedback_text is not None else {}),
                 "reflection": attempt.reflection if attempt is not None else None,
                 "trial2": None,
             }
@@ -512,7 +532,8 @@ class ReflectEvoLM(LM):
         doc = getattr(request, "doc", None)
         task = getattr(request, "task_name", None) or "?"
         if not task_utils.is_task_doc(doc):
-            raise UserError(f"the reflectevo model runs reflectevo_bbh* tasks only; task {task!r} gives docs "
+            raise UserError(f"the reflectevo model runs reflectevo_bbh*, reflectevo_math and reflectevo_mbpp tasks "
+                            f"only; task {task!r} gives docs "
                             "without the fields it needs (subtask, index, input, target)")
         gen_kwargs = request.args[1] if len(request.args) > 1 else {}
         q = task_utils.question(doc)
@@ -711,6 +732,7 @@ class ReflectEvoLM(LM):
             "scoring": {"headline": A.HEADLINE, "levels": list(A.LEVELS), "version": A.SCORING_VERSION,
                         "codes": {"1": "correct", "0": "wrong (a readable answer)", "n": "no answer"}},
             "pooled": self.pooled(),
+            **({"code_sandbox": self._code_sandbox} if self._code_sandbox else {}),
             # task -> doc id -> one code per attempt (trial 1, then trial 2 when there is one), at the
             # headline level and at the flexible one
             "outcomes": self._outcomes(A.HEADLINE),

@@ -1,6 +1,9 @@
 """Build `leaderboards/bbh.md`, `bbh.json`, `bbh_comparisons.json` and PNG plots from lm-eval results files.
 
-Each results file written by `lm_eval --model reflectevo … --tasks reflectevo_bbh` is one row. Every
+Each results file written by `lm_eval --model reflectevo … --tasks reflectevo_bbh` is one row. Results
+of the `reflectevo_math` and `reflectevo_mbpp` groups make rows of their own tables, `math.*` and
+`mbpp.*` beside `bbh.*`, built the same way (their "subtasks" are MATH's subjects, and MBPP's one
+task); a results file holds the tasks of one of these benchmarks. Every
 number is recomputed from the file: from the per-item outcomes the plugin records in its provenance
 block where it has them, else from the per-subtask values and sample counts (both are checked
 against each other when both are there). Provenance (base model and revision, reflector / adapter
@@ -39,14 +42,22 @@ from pathlib import Path, PurePosixPath
 from reflectevo.errors import UserError
 from reflectevo_tasks import bbh_split
 from reflectevo_tasks.bbh import SUBTASKS, TWO_ANSWER_SUBTASKS
-from reflectevo_tasks.lm_eval_tasks.utils import GROUPS
+from reflectevo_tasks.lm_eval_tasks.utils import BENCHMARK_GROUPS, GROUPS
+from reflectevo_tasks.lm_eval_tasks.utils import SUBTASKS as GROUP_SUBTASKS
 # modes where only items wrong at trial 1 get a second attempt: nothing right can break, Δ >= 0
 from reflectevo_tasks.protocol import GATED
 from reflectevo_tasks.stats import items_needed, min_detectable_difference, paired_difference, wilson_interval
 
-# task-name prefix -> the group that runs all 27 (longest prefix first: every name starts with the last)
-FAMILIES = {f"{g}_": g for g in sorted(GROUPS.values(), key=len, reverse=True)}
+# task-name prefix -> the group that runs all its tasks (longest prefix first: "reflectevo_bbh_test_navigate"
+# is read with "reflectevo_bbh_test_", never as subtask "test_navigate" of "reflectevo_bbh_")
+FAMILIES = {f"{g}_": g for g in sorted((g for gs in BENCHMARK_GROUPS.values() for g in gs), key=len, reverse=True)}
 PREFIXES = tuple(FAMILIES)
+FAMILY_SUBTASKS = {**{g: SUBTASKS for g in GROUPS.values()}, **GROUP_SUBTASKS}
+BENCHMARK_OF = {g: bench for bench, gs in BENCHMARK_GROUPS.items() for g in gs}
+TITLES = {"bbh": "BIG-Bench Hard", "math": "MATH", "mbpp": "MBPP"}
+# the local data a reproducing command names, relative to the repository (as the README has it)
+DATA_ENV = {"bbh": "REFLECTEVO_BBH_DIR=../shared/data/bbh", "math": "REFLECTEVO_DATA_DIR=../shared/data",
+            "mbpp": "REFLECTEVO_DATA_DIR=../shared/data"}
 MODES = ("single", "retry_only", "oracle", "intrinsic")
 REFLECTION_VS_RETRY = "reflection against retry-only"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -63,9 +74,25 @@ def _subtask(task: str) -> tuple[str, bool] | None:
     """(subtask, few-shot?) of one of our per-subtask task names; None for anything else, a group
     included (`reflectevo_bbh_test` starts with the prefix `reflectevo_bbh_`)."""
     for p in PREFIXES:
-        if task.startswith(p) and task[len(p):] in SUBTASKS:
-            return task[len(p):], p == PREFIXES[0]
+        if task.startswith(p) and task[len(p):] in FAMILY_SUBTASKS[FAMILIES[p]]:
+            return task[len(p):], FAMILIES[p] == GROUPS[(True, "all")]
     return None
+
+
+def benchmark_of_task(task: str) -> str | None:
+    """bbh, math or mbpp for one of our per-subtask task names; None for anything else."""
+    if _subtask(task) is None:
+        return None
+    return BENCHMARK_OF[next(FAMILIES[p] for p in PREFIXES if task.startswith(p))]
+
+
+def benchmark(path, data: dict) -> str:
+    """The benchmark whose tasks a results file holds (its rows go to that benchmark's table)."""
+    found = sorted({b for b in map(benchmark_of_task, data.get("results", {})) if b})
+    if len(found) > 1:
+        raise UserError(f"{path}: holds the tasks of several benchmarks ({', '.join(found)}); a row is one "
+                        "benchmark's: run them separately")
+    return found[0] if found else "bbh"  # none at all: subtask_counts says so
 
 
 def read_results(path: str | Path) -> dict:
@@ -286,7 +313,7 @@ def subtask_counts(path: Path, data: dict) -> tuple[dict[str, Counts], dict[str,
                 flex = items
         flexible[name] = flex
     if not headline:
-        raise UserError(f"{path}: no reflectevo_bbh subtask results")
+        raise UserError(f"{path}: no reflectevo_bbh subtask results (nor reflectevo_math or reflectevo_mbpp ones)")
     if any(v is None for v in flexible.values()) or not flexible:
         flexible = None
     return headline, flexible
@@ -853,8 +880,8 @@ def evaluated_items(prov: dict, where: str) -> set[str] | None:
     items = set()
     for task, docs in codes.items():
         parsed = _subtask(task)
-        if parsed is not None:
-            items.update(d if str(d).startswith("bbh/") else f"bbh/{parsed[0]}/{d}" for d in docs)
+        if parsed is not None:  # keys are question ids (bbh/…, math/…, mbpp/…); bare numbers are BBH doc ids
+            items.update(str(d) if "/" in str(d) else f"bbh/{parsed[0]}/{d}" for d in docs)
     return items
 
 
@@ -929,11 +956,11 @@ def _command(cfg: dict, data: dict) -> str:
     args = ",".join(f"{k}={v}" for k, v in (args or {}).items() if k not in ("resume", "trial1_from"))
     tasks = sorted(t for t in data.get("results", {}) if _subtask(t))  # groups are rebuilt below
 
-    groups = []
+    groups, bench = [], benchmark("results file", data)
     for prefix, group in FAMILIES.items():
         mine = [t for t in tasks if t.startswith(prefix) and t not in groups]
         tasks = [t for t in tasks if t not in mine]
-        if len(mine) == len(SUBTASKS):
+        if len(mine) == len(FAMILY_SUBTASKS[group]):
             groups.append(group)
         else:
             groups += mine
@@ -945,7 +972,7 @@ def _command(cfg: dict, data: dict) -> str:
     for key in ("batch_size", "device"):
         if cfg.get(key) not in (None, ""):
             parts += [f"--{key}", str(cfg[key])]
-    return "REFLECTEVO_BBH_DIR=../shared/data/bbh " + " ".join(shlex.quote(p) for p in parts)
+    return f"{DATA_ENV[bench]} " + " ".join(shlex.quote(p) for p in parts)
 
 
 def _pct(x, ci=None) -> str:
@@ -993,8 +1020,11 @@ def _pools(r: dict) -> list[tuple[str, dict]]:
     return out
 
 
-def _notes(rows: list[dict]) -> list[str]:
+def _notes(rows: list[dict], bench: str = "bbh") -> list[str]:
     two = ", ".join(TWO_ANSWER_SUBTASKS)
+    two_answer = [
+        f"- Two-answer subtasks ({two}): the oracle verdict 'incorrect' on a readable answer names the gold. They "
+        "are flagged in the per-subtask table, and every pooled line is repeated without them."] if bench == "bbh" else []
     return [
         "- Scoring: **strict** is the headline (only the final answer statement after the last answer marker "
         "counts, and it must commit to exactly one answer); **flexible** is beside it (without a marker, the last "
@@ -1013,8 +1043,8 @@ def _notes(rows: list[dict]) -> list[str]:
         "- Fix rate: right at trial 2, of the items wrong at trial 1; split into fixes of readable wrong answers (of "
         "the items wrong with a readable answer at trial 1) and fixes of no answer (of the items with none): "
         "recovering a readable answer is not reasoning. Break rate: wrong at trial 2, of the items right at trial 1.",
-        f"- Two-answer subtasks ({two}): the oracle verdict 'incorrect' on a readable answer names the gold. They "
-        "are flagged in the per-subtask table, and every pooled line is repeated without them.",
+        *two_answer,
+        *_benchmark_notes(bench),
         "- Detectable: the smallest difference the exact test finds 80% of the time at this N, given the observed "
         "number of items that differ (– when fewer than 6 differ: no split of so few reaches p < 0.05). A "
         "difference smaller than that is no evidence of no difference.",
@@ -1022,6 +1052,19 @@ def _notes(rows: list[dict]) -> list[str]:
         *_trial1_notes(rows),
         *_overlap_notes(rows),
     ]
+
+
+def _benchmark_notes(bench: str) -> list[str]:
+    if bench == "math":
+        return ["- MATH: the answer is the reply's final one (a box, else an answer statement), compared with the last "
+                "box of the reference solution by value (reflectevo_tasks.math_answers, strict and flexible as above). "
+                "Subtasks are MATH's seven subjects; items are the first N problems of each, in the file's order."]
+    if bench == "mbpp":
+        return ["- MBPP: the answer is the reply's last Python code block, run in the code sandbox against the task's "
+                "three assert tests (reflectevo_tasks.code_answers); right means every test passed, no answer means no "
+                "code block. Both levels read the same block. The oracle verdict and the retry are shown the first "
+                "failing test with its error. Items are the first N tasks, in the file's order (task ids from 11)."]
+    return []
 
 
 def _numbers(ns: list[int]) -> str:
@@ -1076,8 +1119,8 @@ def _trial1_notes(rows: list[dict]) -> list[str]:
     return out
 
 
-def markdown(rows: list[dict], compared: list[dict] = (), skipped: list[str] = ()) -> str:
-    out = ["# BIG-Bench Hard: reflect-then-retry", "", *_notes(rows), "", "## Rows", "",
+def markdown(rows: list[dict], compared: list[dict] = (), skipped: list[str] = (), bench: str = "bbh") -> str:
+    out = [f"# {TITLES[bench]}: reflect-then-retry", "", *_notes(rows, bench), "", "## Rows", "",
            "| # | base (revision) | reflector / adapter (revision) | setting | trained on (revision) | mode | instruction "
            "| scorer | N | Acc@t1 | Acc@t2 | trial 1 |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rows, 1):
@@ -1109,7 +1152,7 @@ def markdown(rows: list[dict], compared: list[dict] = (), skipped: list[str] = (
                        f"{_pct_of(s['fix_readable_rate'], s['fix_readable_ci'], s['fixed_readable'], s['readable_wrong_t1'])} | "
                        f"{_pct_of(s['fix_no_answer_rate'], s['fix_no_answer_ci'], s['fixed_no_answer'], s['no_answer_t1_count'])} | "
                        f"{_pct_of(s['break_rate'], s['break_ci'], s['right_to_wrong'], s['right_t1'])} |")
-    out += _subtask_lines(rows)
+    out += _subtask_lines(rows, bench)
     out += _comparison_lines(rows, compared, skipped)
     out += ["", "## Reproduce", ""]
     for i, r in enumerate(rows, 1):
@@ -1192,15 +1235,16 @@ def _budget_lines(rows: list[dict]) -> list[str]:
     return out
 
 
-def _subtask_lines(rows: list[dict]) -> list[str]:
+def _subtask_lines(rows: list[dict], bench: str = "bbh") -> list[str]:
     names = sorted({s for r in rows for s in r["subtasks"]})
     out = ["", "## Per subtask", "",
            "Acc@t1 → Acc@t2 in % at the headline level for each row (columns numbered as above). The 95% Wilson "
-           "interval of every cell is in `bbh.json`; at the per-subtask N below, it is wide (the last column gives "
-           "its half-width for a score of 50%), so per-subtask differences are mostly within noise. Two-answer "
-           "subtasks are marked yes (see the notes above).", "",
-           "| subtask | two-answer | " + " | ".join(f"#{i}" for i in range(1, len(rows) + 1)) + " | N | ±95% at 50% |",
-           "|---|---|" + "---|" * (len(rows) + 2)]
+           f"interval of every cell is in `{bench}.json`; at the per-subtask N below, it is wide (the last column gives "
+           "its half-width for a score of 50%), so per-subtask differences are mostly within noise."
+           + (" Two-answer subtasks are marked yes (see the notes above)." if bench == "bbh" else ""), "",
+           "| subtask | " + ("two-answer | " if bench == "bbh" else "")
+           + " | ".join(f"#{i}" for i in range(1, len(rows) + 1)) + " | N | ±95% at 50% |",
+           "|---|" + ("---|" if bench == "bbh" else "") + "---|" * (len(rows) + 2)]
     for name in names:
         cells, ns = [], set()
         for r in rows:
@@ -1214,7 +1258,8 @@ def _subtask_lines(rows: list[dict]) -> list[str]:
         n = min(ns) if ns else 0
         lo, hi = wilson_interval(n // 2, n) if n else (0.5, 0.5)
         half = 50 * (hi - lo)
-        out.append(f"| {name} | {'yes' if _two_answer(name) else 'no'} | " + " | ".join(cells)
+        two = f"{'yes' if _two_answer(name) else 'no'} | " if bench == "bbh" else ""
+        out.append(f"| {name} | {two}" + " | ".join(cells)
                    + f" | {'/'.join(str(x) for x in sorted(ns))} | {half:.0f} |")
     return out
 
@@ -1289,7 +1334,7 @@ def _model(r: dict) -> tuple:
     return r["base_model"], r["base_revision"], r["reflector_label"], r["setting"]
 
 
-def plots(rows: list[dict], folder: Path) -> list[Path]:
+def plots(rows: list[dict], folder: Path, bench: str = "bbh") -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1318,7 +1363,7 @@ def plots(rows: list[dict], folder: Path) -> list[Path]:
     ax.legend(handles=[Line2D([], [], marker="o", color="C0", label="Acc@t1"),
                        Line2D([], [], marker="|", color="C1", markersize=12, label="Acc@t2")], fontsize=8, loc="best")
     fig.tight_layout()
-    path = folder / "bbh_t1_t2.png"
+    path = folder / f"{bench}_t1_t2.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
     made.append(path)
@@ -1337,7 +1382,7 @@ def plots(rows: list[dict], folder: Path) -> list[Path]:
     ax.set_xlabel("Δ per subtask (points, 95% interval; † two-answer subtask)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path = folder / "bbh_subtask_delta.png"
+    path = folder / f"{bench}_subtask_delta.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
     made.append(path)
@@ -1374,24 +1419,33 @@ def build(results: list[str], output_dir: str = "leaderboards", compare: str | N
           cap_hits_file: str | Path | None = None) -> list[dict]:
     """Rows from results files (in the order given), the comparisons between rows (`compare`: 'B:A,…'
     with row numbers or results file names; by default those of `default_pairs`), written as
-    bbh.md, bbh.json (rows), bbh_comparisons.json and PNG plots. `cap_hits_file`: cap hits counted
-    after the fact (default CAP_HITS_FILE), for files whose passes did not count them."""
+    bbh.md, bbh.json (rows), bbh_comparisons.json and PNG plots; rows of MATH and MBPP results as
+    math.* and mbpp.*, one table per benchmark. `cap_hits_file`: cap hits counted after the fact
+    (default CAP_HITS_FILE), for files whose passes did not count them."""
     files = _find_files(results)
     loaded = [read_results(f) for f in files]
+    benches = [benchmark(f, data) for f, data in zip(files, loaded)]
+    if compare and len(set(benches)) > 1:
+        raise UserError(f"--compare numbers the rows of one table, and these files make {len(set(benches))} "
+                        f"({', '.join(sorted(set(benches)))}): build each benchmark's table on its own")
     cap_hits = read_cap_hits(CAP_HITS_FILE if cap_hits_file is None else cap_hits_file)
-    rows = [row_from_results(f, data, cap_hits) for f, data in zip(files, loaded)]
-    link_trial1(rows, [trial1_codes(data) for data in loaded])
-    compared, skipped = comparisons(rows, [item_outcomes(data) for data in loaded], compare,
-                                    [item_outcomes(data, trial1=True) for data in loaded])
-    compared, skipped = portable(compared), portable(skipped)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bbh.json").write_text(json.dumps(rows, indent=1))
-    (out / "bbh_comparisons.json").write_text(json.dumps({"compare": compare, "comparisons": compared,
-                                                           "not_compared": skipped}, indent=1))
-    (out / "bbh.md").write_text(markdown(rows, compared, skipped))
-    plots(rows, out)
-    return rows
+    all_rows = []
+    for bench in dict.fromkeys(benches):
+        mine = [(f, data) for f, data, b in zip(files, loaded, benches) if b == bench]
+        rows = [row_from_results(f, data, cap_hits) for f, data in mine]
+        link_trial1(rows, [trial1_codes(data) for _, data in mine])
+        compared, skipped = comparisons(rows, [item_outcomes(data) for _, data in mine], compare,
+                                        [item_outcomes(data, trial1=True) for _, data in mine])
+        compared, skipped = portable(compared), portable(skipped)
+        (out / f"{bench}.json").write_text(json.dumps(rows, indent=1))
+        (out / f"{bench}_comparisons.json").write_text(json.dumps({"compare": compare, "comparisons": compared,
+                                                                   "not_compared": skipped}, indent=1))
+        (out / f"{bench}.md").write_text(markdown(rows, compared, skipped, bench))
+        plots(rows, out, bench)
+        all_rows += rows
+    return all_rows
 
 
 def push(output_dir: str, repo_id: str, tag: str | None = None) -> str:
@@ -1399,7 +1453,8 @@ def push(output_dir: str, repo_id: str, tag: str | None = None) -> str:
     from reflectevo.hub.client import publish_folder
 
     # the project's license (pyproject.toml)
+    tables = [Path(output_dir, f"{b}.md") for b in TITLES if Path(output_dir, f"{b}.md").is_file()]
     card = ("---\nlicense: apache-2.0\ntags: [reflectevo, leaderboard, bbh]\n---\n\n"
-            + Path(output_dir, "bbh.md").read_text(encoding="utf-8"))
+            + "\n".join(t.read_text(encoding="utf-8") for t in tables))
     return publish_folder(output_dir, repo_id, repo_type="dataset", tag=tag, card_text=card,
                           message="reflectevo leaderboard", token=os.environ.get("HF_TOKEN"))

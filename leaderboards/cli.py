@@ -4,7 +4,7 @@
 def register(sub) -> None:
     p = sub.add_parser("leaderboard", help="build leaderboard tables and plots from lm-eval results files", description=__doc__)
     lsub = p.add_subparsers(dest="leaderboard_command", metavar="ACTION")
-    b = lsub.add_parser("build", help="read results files (or folders of them) and write bbh.md, bbh.json, PNGs")
+    b = lsub.add_parser("build", help="read results files (or folders of them) and write bbh.md, bbh.json, PNGs (math.*, mbpp.* for those tasks)")
     b.add_argument("results", nargs="+", help="results_*.json files or folders holding them")
     b.add_argument("--output", default="leaderboards", help="folder the tables and plots are written to")
     b.add_argument("--compare", default=None, metavar="ROW:AGAINST,…",
@@ -22,7 +22,9 @@ def _build(args) -> int:
     from leaderboards.build import build, push
 
     rows = build(args.results, args.output, args.compare)
-    print(f"{len(rows)} rows → {args.output}/bbh.md, bbh.json, bbh_comparisons.json, bbh_t1_t2.png, bbh_subtask_delta.png")
+    # one table per benchmark: BBH rows in bbh.*, MATH rows in math.*, MBPP rows in mbpp.*
+    print(f"{len(rows)} rows → {args.output}/<benchmark>.md, .json, _comparisons.json, _t1_t2.png, _subtask_delta.png "
+          "(bbh, math, mbpp)")
     if args.push_to_repo:
         sha = push(args.output, args.push_to_repo, args.push_tag)
         print(f"published {args.push_to_repo}@{args.push_tag or 'main'} = {sha}")

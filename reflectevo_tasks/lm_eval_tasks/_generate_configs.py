@@ -1,4 +1,5 @@
-"""Write the per-subtask YAML files and the group files of the reflectevo_bbh task families.
+"""Write the per-subtask YAML files and the group files of the reflectevo_bbh task families, and
+those of reflectevo_math (one task per MATH subject) and reflectevo_mbpp (one task).
 
     python reflectevo_tasks/lm_eval_tasks/_generate_configs.py          # rewrite the files
     python reflectevo_tasks/lm_eval_tasks/_generate_configs.py --check  # exit 1 if any differs
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from reflectevo_tasks.bbh import SUBTASKS
 from reflectevo_tasks.bbh_split import TEST_PER_SUBTASK
+from reflectevo_tasks.math_mbpp import SUBJECTS
 
 HERE = Path(__file__).resolve().parent
 FAMILIES = {  # folder/group name -> (few-shot?, split, one-line description)
@@ -38,17 +40,56 @@ def subtask_yaml(family: str, fewshot: bool, split: str, subtask: str) -> str:
             + (f"  bbh_split: {split}\n" if split != "all" else ""))
 
 
-def group_yaml(family: str, description: str) -> str:
-    lines = [HEADER.rstrip("\n"), f"# BIG-Bench Hard, reflect-then-retry: {description}.",
+def group_yaml(family: str, description: str, subtasks=SUBTASKS, benchmark: str = "BIG-Bench Hard",
+               version: str = "2.0") -> str:
+    lines = [HEADER.rstrip("\n"), f"# {benchmark}, reflect-then-retry: {description}.",
              "# fix_rate and break_rate are left out of the group: see utils.py for the pooled values.",
              f"group: {family}", "task:"]
-    lines += [f"  - {family}_{s}" for s in SUBTASKS]
+    lines += [f"  - {family}_{s}" for s in subtasks]
     lines.append("aggregate_metric_list:")
     for metric in GROUP_METRICS:
         lines += [f"  - metric: {metric}", "    aggregation: mean", "    weight_by_size: true",
                   "    filter_list: none"]
-    lines += ["metadata:", "  version: 2.0"]  # 2.0: answers must commit; strict and flexible levels
+    lines += ["metadata:", f"  version: {version}"]  # BBH 2.0: answers must commit; strict and flexible levels
     return "\n".join(lines) + "\n"
+
+
+# MATH and MBPP keep BBH's template (prompt text, metrics, trial-1 settings) and replace its data.
+MATH_TEMPLATE = HEADER + """\
+# Settings shared by every reflectevo_math_<subject> task: the MATH problems of one subject.
+# Docs come from utils.load_math: the local copy named by REFLECTEVO_MATH_DIR or REFLECTEVO_DATA_DIR,
+# or --metadata '{"math_source": "PATH or ORG/NAME"}' (docs/math-and-code.md); each doc records the
+# data's revision. Answers are compared by value (reflectevo_tasks.math_answers).
+include: ../_template_yaml
+dataset_path: math_test.jsonl
+custom_dataset: !function reflectevo_tasks.lm_eval_tasks.utils.load_math
+metadata:
+  version: 1.0
+"""
+MBPP_TASK_YAML = HEADER + """\
+# MBPP's test split (task ids 11-510). Docs come from utils.load_mbpp: the local copy named by
+# REFLECTEVO_MBPP_DIR or REFLECTEVO_DATA_DIR, or --metadata '{"mbpp_source": "PATH or ORG/NAME"}'
+# (docs/math-and-code.md). An answer's program runs against the task's tests in the code sandbox.
+include: ../_template_yaml
+task: reflectevo_mbpp_test
+dataset_path: mbpp_test.jsonl
+custom_dataset: !function reflectevo_tasks.lm_eval_tasks.utils.load_mbpp
+# no "Q:" stop: it may stand in a program
+generation_kwargs:
+  until:
+    - "</s>"
+    - "<|im_end|>"
+  do_sample: false
+  temperature: 0.0
+  max_gen_toks: 256
+metadata:
+  version: 1.0
+"""
+
+
+def math_subject_yaml(subject: str) -> str:
+    return (HEADER + "include: _template_yaml\n" + f"task: reflectevo_math_{subject}\n"
+            + "dataset_kwargs:\n" + f"  math_subject: {subject}\n")
 
 
 def expected_files() -> dict[Path, str]:
@@ -58,6 +99,18 @@ def expected_files() -> dict[Path, str]:
         files[folder / f"_{family}.yaml"] = group_yaml(family, description)
         for subtask in SUBTASKS:
             files[folder / f"{subtask}.yaml"] = subtask_yaml(family, fewshot, split, subtask)
+    subjects = tuple(SUBJECTS.values())
+    folder = HERE / "reflectevo_math"
+    files[folder / "_reflectevo_math.yaml"] = group_yaml(
+        "reflectevo_math", "zero-shot chain of thought at trial 1, the final answer in \\boxed{}, one task per subject",
+        subjects, "MATH", "1.0")
+    files[folder / "_template_yaml"] = MATH_TEMPLATE
+    for subject in subjects:
+        files[folder / f"{subject}.yaml"] = math_subject_yaml(subject)
+    folder = HERE / "reflectevo_mbpp"
+    files[folder / "_reflectevo_mbpp.yaml"] = group_yaml(
+        "reflectevo_mbpp", "one Python code block at trial 1, run against the task's tests", ("test",), "MBPP", "1.0")
+    files[folder / "test.yaml"] = MBPP_TASK_YAML
     return files
 
 

@@ -1,4 +1,5 @@
-"""Data, plain-model prompt text and metrics of the `reflectevo_bbh*` lm-eval tasks.
+"""Data, plain-model prompt text and metrics of the `reflectevo_bbh*`, `reflectevo_math` and
+`reflectevo_mbpp` lm-eval tasks.
 
 Data (`load_bbh`, the tasks' `custom_dataset`): with REFLECTEVO_BBH_DIR set (or `bbh_dir` given
 through `--metadata`), the local BBH release is read through `reflectevo_tasks.bbh`; otherwise
@@ -13,6 +14,14 @@ The `reflectevo` model answers each request with one JSON trajectory (see TRAJEC
 `process_results` re-scores the trial-1 and trial-2 replies it contains with
 `reflectevo_tasks.answers.score`. A reply that is not such a trajectory came from a plain lm-eval
 model: it is scored as trial 1 and no trial-2 metric is reported.
+
+MATH and MBPP (`load_math`, `load_mbpp`) come from the local copy or Hub dataset that the `math`
+and `mbpp` question sources read (reflectevo_tasks.math_mbpp: REFLECTEVO_MATH_DIR /
+REFLECTEVO_MBPP_DIR / REFLECTEVO_DATA_DIR, or `math_source` / `mbpp_source` given through
+--metadata as a path or ORG/NAME); their docs carry the answer kind and, for MBPP, the tests and
+setup code the answers are run against. MBPP answers run in the code sandbox: where no isolated
+one can be built, only with allow_unisolated_code=true (in the reflectevo model's model_args, or in
+--metadata for a plain model), which the docs and trajectories record.
 
 Metrics, per doc and then per subtask, at the headline scoring level (strict: see answers.py):
   acc_t1, acc_t2, delta (= acc_t2 - acc_t1), no_answer_t1, no_answer_t2: means of 0/1 (delta -1/0/1)
@@ -39,12 +48,17 @@ import re
 from pathlib import Path
 
 from reflectevo.errors import UserError
-from reflectevo_tasks import bbh
+from reflectevo_tasks import bbh, code_scoring, math_mbpp
 from reflectevo_tasks import bbh_split as split_side
-from reflectevo_tasks.answers import FLEXIBLE, HEADLINE, NO_ANSWER, Verdict, score
+from reflectevo_tasks.answers import CODE, FLEXIBLE, HEADLINE, MATH, NO_ANSWER, Verdict, score
 from reflectevo_tasks.questions import Question
 
 GROUPS = {(False, "all"): "reflectevo_bbh", (True, "all"): "reflectevo_bbh_fewshot", (False, "test"): "reflectevo_bbh_test"}
+MATH_GROUP, MBPP_GROUP = "reflectevo_math", "reflectevo_mbpp"
+MBPP_TASK = "test"  # MBPP's one task is its test split (task ids 11-510): reflectevo_mbpp_test
+# every benchmark's groups, and the subtasks (task name = "<group>_<subtask>") of the non-BBH ones
+BENCHMARK_GROUPS = {"bbh": tuple(GROUPS.values()), "math": (MATH_GROUP,), "mbpp": (MBPP_GROUP,)}
+SUBTASKS = {MATH_GROUP: tuple(math_mbpp.SUBJECTS.values()), MBPP_GROUP: (MBPP_TASK,)}
 TRAJECTORY_SCHEMA = "reflectevo.trajectory/1"
 LOCAL_DATASET = "BBH release (local folder)"
 PLAIN_TRIAL_CUE = "Let's think step by step."
@@ -113,7 +127,47 @@ def load_bbh(bbh_subtask: str, bbh_fewshot: bool = False, bbh_dir: str | None = 
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
 
 
+def _flag(value) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _docs(questions: list[Question], subtask: str, group: str, origin, **extra) -> "datasets.DatasetDict":
+    import datasets
+
+    rows = [{
+        "id": q.id, "subtask": subtask, "index": q.index, "input": q.question, "target": q.answer, "kind": q.kind,
+        "source": q.source, **({"tests": list(q.tests), "setup": q.setup} if q.kind == CODE else {}),
+        "fewshot": False, "exemplars": [], "group": group, "dataset": origin.dataset,
+        "dataset_revision": origin.revision, "dataset_location": origin.location, **extra,
+    } for q in questions]
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
+
+
+def load_math(math_subject: str, math_source: str | None = None, **_metadata):
+    """`custom_dataset` of the reflectevo_math tasks: the problems of one MATH subject, in file order
+    (doc ids are their lines in the file)."""
+    if math_subject not in SUBTASKS[MATH_GROUP]:
+        raise UserError(f"math_subject: expected one of {', '.join(SUBTASKS[MATH_GROUP])}, got {math_subject!r}")
+    questions, origin = math_mbpp.load("math", math_source or None)
+    mine = [q for q in questions if q.source == f"math/{math_subject}"]
+    if not mine:  # lm-eval cannot build a task without docs
+        raise UserError(f"{origin.location}: no {math_subject} problems; run the tasks of the subjects it has "
+                        f"(reflectevo_math_<subject>) rather than the reflectevo_math group")
+    return _docs(mine, math_subject, MATH_GROUP, origin)
+
+
+def load_mbpp(mbpp_source: str | None = None, allow_unisolated_code=False, **_metadata):
+    """`custom_dataset` of reflectevo_mbpp_test: MBPP's tasks in file order, with their tests."""
+    questions, origin = math_mbpp.load("mbpp", mbpp_source or None)
+    extra = {"allow_unisolated_code": True} if _flag(allow_unisolated_code) else {}
+    return _docs(questions, MBPP_TASK, MBPP_GROUP, origin, **extra)
+
+
 def question(doc: dict) -> Question:
+    if doc.get("kind") in (MATH, CODE):
+        return Question(id=doc["id"], source=doc["source"], index=int(doc["index"]), question=doc["input"],
+                        answer=doc["target"], kind=doc["kind"], tests=tuple(doc.get("tests") or ()),
+                        setup=doc.get("setup") or "")
     return bbh.make_question(doc["subtask"], int(doc["index"]), doc["input"], doc["target"])
 
 
@@ -126,8 +180,13 @@ def is_task_doc(doc) -> bool:
 
 
 def doc_to_text(doc: dict) -> str:
-    """BBH's own chain-of-thought prompt text. Only plain lm-eval models read it: the `reflectevo`
+    """BBH's own chain-of-thought prompt text (for MATH the same form, for MBPP the task with its
+    tests and our request for one code block). Only plain lm-eval models read it: the `reflectevo`
     model builds its prompts from the doc with `reflectevo_tasks.prompts` and the chat template."""
+    if doc.get("kind") == CODE:
+        from reflectevo_tasks.prompts import CODE_REQUEST
+
+        return f"{doc['input']}\n\n{CODE_REQUEST}\n"
     turns = [f"Q: {q}\nA: {PLAIN_TRIAL_CUE}\n{a}" for q, a in exemplars(doc)]
     turns.append(f"Q: {doc['input']}\nA: {PLAIN_TRIAL_CUE}")
     return "\n\n".join(turns)
@@ -146,8 +205,22 @@ def parse_trajectory(reply) -> dict | None:
     return data if isinstance(data, dict) and data.get("schema") == TRAJECTORY_SCHEMA else None
 
 
+def unisolated_code_allowed(doc: dict, reply) -> bool:
+    """Whether the run that made `reply` allowed code to run unisolated: said by its docs (the plain
+    model's --metadata) or by the reflectevo model's trajectory."""
+    traj = parse_trajectory(reply)
+    return bool(doc.get("allow_unisolated_code")) or bool(((traj or {}).get("run") or {}).get("allow_unisolated_code"))
+
+
 def trial_verdicts(doc: dict, reply: str, level: str = HEADLINE) -> tuple[Verdict, Verdict | None]:
     """Score trial 1 and (when there is one) trial 2 of a reply at `level`, from the texts alone."""
+    if doc.get("kind") == CODE:
+        with code_scoring.allowing_unisolated(unisolated_code_allowed(doc, reply)):
+            return _trial_verdicts(doc, reply, level)
+    return _trial_verdicts(doc, reply, level)
+
+
+def _trial_verdicts(doc: dict, reply: str, level: str) -> tuple[Verdict, Verdict | None]:
     q = question(doc)
     traj = parse_trajectory(reply)
     if traj is None:
@@ -218,12 +291,12 @@ def pooled_rates(row: dict, filter_key: str = "none") -> dict:
 # ---------------------------------------------------------------- log hygiene
 
 class _QuietCustomDataset(logging.Filter):
-    """lm-eval warns once per task that uses `custom_dataset` about --metadata; for our 54 tasks
-    that is noise (the docs explain the one metadata key we read, bbh_dir)."""
+    """lm-eval warns once per task that uses `custom_dataset` about --metadata; for our 60-odd tasks
+    that is noise (the docs explain the metadata keys we read: bbh_dir, math_source, mbpp_source)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
-        return not (msg.startswith("reflectevo_bbh") and "Custom kwargs can be passed" in msg)
+        return not (msg.startswith("reflectevo_") and "Custom kwargs can be passed" in msg)
 
 
 _task_logger = logging.getLogger("lm_eval.api.task")
