@@ -45,7 +45,8 @@ from the command line are forwarded to it):
                              answers' programs unisolated, as this user (default: refuse); recorded
   config=FILE.yaml           a YAML file of these options (config=a.yaml:b.yaml: several, later
                              files win); the options given in --model_args override it
-The model id `smollm2-135m-instruct` names the embedded model (see reflectevo.embedded_model).
+The model id `smollm2-135m-instruct` names the embedded model (see reflectevo.embedded_model); with
+base hf or vllm it is the base model when pretrained= is not given.
 Prompts are built from the doc with reflectevo_tasks.prompts and the base model's chat template;
 lm-eval's rendered prompt (and --apply_chat_template / --system_instruction) is not used, while
 --gen_kwargs reaches trial 1 and the retry. Do not combine with --use_cache (cached answers are
@@ -66,6 +67,7 @@ from pathlib import Path
 from lm_eval.api.model import LM
 
 from reflectevo import launcher
+from reflectevo.embedded_model import EMBEDDED_SHORT_NAME
 from reflectevo.errors import UserError
 from reflectevo.chunk_store import RecordStore, claim_folder, write_atomic
 from reflectevo_tasks import answers as A
@@ -322,7 +324,8 @@ class ReflectEvoLM(LM):
     def _base_config(base, device, batch_size, max_batch_size, model_args) -> EngineConfig:
         args = dict(model_args)
         if base in ("hf", "vllm") or base not in ENGINES:
-            model = args.pop("pretrained", None)
+            # hf and vllm answer with the embedded model unless told otherwise, as every reflectevo command does
+            model = args.pop("pretrained", None) or (EMBEDDED_SHORT_NAME if base in ("hf", "vllm") else None)
             if not model:
                 raise UserError(f"reflectevo: name the base model with pretrained=... in --model_args (base={base})")
         else:  # local-chat-completions names its model with model=

@@ -475,7 +475,7 @@ def no_model_loading(monkeypatch):
     ({"max_gen_toks": "many"}, "reflectevo: max_gen_toks: invalid int value: 'many'"),
     ({"mdoe": "oracle"}, "unknown option 'mdoe' \\(did you mean mode\\?\\)"),
     ({"chunk_size": "0"}, "chunk_size must be at least 1"),
-    ({"pretrained": None}, "name the base model with pretrained="),
+    ({"base": "dummy", "pretrained": None}, "name the base model with pretrained="),  # hf, vllm: the embedded one
     ({"merge_adapter": "true"}, "merge_adapter=true needs an adapter to merge"),
 ])
 def test_bad_options_fail_before_any_model_loads(options, message, no_model_loading, fake_bbh):

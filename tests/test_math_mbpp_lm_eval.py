@@ -194,3 +194,19 @@ def test_a_results_file_of_two_benchmarks_is_refused(data_dir, tmp_path):
     path = _results_file(tmp_path, "mixed", res)
     with pytest.raises(UserError, match="holds the tasks of several benchmarks \\(math, mbpp\\)"):
         build([str(path)], str(tmp_path / "out"))
+
+
+def test_the_embedded_model_answers_when_no_model_is_named(monkeypatch):
+    """`lm_eval --model reflectevo --tasks reflectevo_math` with no model_args runs the embedded model."""
+    import harness_plugins.reflect_model as rm
+
+    built = []
+
+    def refuse(cfg):
+        built.append(cfg)
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(rm, "_build", refuse)
+    with pytest.raises(AssertionError, match="a model was loaded"):
+        ReflectEvoLM()
+    assert (built[0].model, built[0].engine) == ("smollm2-135m-instruct", "hf")
