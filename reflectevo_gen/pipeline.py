@@ -17,6 +17,7 @@ from pathlib import Path
 from reflectevo.errors import UserError
 from reflectevo_gen.config import GenConfig
 from reflectevo.chunk_store import FolderLock, RecordStore, claim_folder, write_atomic
+from reflectevo.portable import portable_paths
 from reflectevo_tasks import bbh_split, code_scoring, protocol
 from reflectevo_tasks.answers import CODE, CORRECT, score_many
 from reflectevo_tasks.engine import Engine, EngineConfig, Sampling, engine_pair, parse_model_args
@@ -205,7 +206,8 @@ def run(cfg: GenConfig, engines: Engines | None = None, show_progress: bool = Tr
         raise UserError(f"{cfg.source}: no questions for shard {cfg.shard}")
     # how the source's data and (for code) the sandbox are recorded in every record; BBH records
     # keep the fields they always had
-    extra = {"data": origin} if origin else {}
+    # (a local file by a path relative to the working folder: records are committed and published)
+    extra = {"data": portable_paths(origin)} if origin else {}
     with code_scoring.allowing_unisolated(cfg.allow_unisolated_code):
         if any(q.kind == CODE for q in questions):  # refused here, before any model loads, if code cannot run
             extra["code_sandbox"] = code_scoring.check_sandbox(f"gen run --source {cfg.source}")

@@ -59,7 +59,8 @@ def register(sub) -> None:
 
     ans = tsub.add_parser("answer", help="greedy-answer questions with chain of thought and score them",
                           description="Greedy-answer questions with chain of thought (trial 1 only) and score them.")
-    ans.add_argument("--source", default="bbh", help="bbh[:subtask,…], bigbench[:task,…] or a dataset spec .yaml")
+    ans.add_argument("--source", default="bbh", help="bbh[:subtask,…], bigbench[:task,…], math[:PATH|:ORG/NAME], "
+                                                     "mbpp[:PATH|:ORG/NAME] or a dataset spec .yaml")
     ans.add_argument("--limit", type=int, default=None,
                      help="questions per BBH subtask (bbh) or in all (other sources) (default: every question)")
     ans.add_argument("--bbh_dir", default=None, help="local BBH folder (default: $REFLECTEVO_BBH_DIR, else the Hub)")
@@ -73,7 +74,7 @@ def register(sub) -> None:
 def _list(args) -> int:
     from reflectevo_tasks import bbh
 
-    print("sources: bbh[:subtask,…]  bigbench[:task,…]  <dataset spec>.yaml")
+    print("sources: bbh[:subtask,…]  bigbench[:task,…]  math[:PATH|:ORG/NAME]  mbpp[:PATH|:ORG/NAME]  <dataset spec>.yaml")
     print("BBH subtasks (answer kind):")
     for s in bbh.SUBTASKS:
         print(f"  {s:42s} {bbh.ANSWER_KIND[s]}")

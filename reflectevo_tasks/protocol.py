@@ -11,6 +11,9 @@ are told:
   intrinsic   reflect on and retry every item, shown no verdict
   one_stage   (with oracle or intrinsic) one reply holds the reflection and the corrected solution
 
+Where the verdict is shown, a code item's comes with what running its program said (the first failing
+test and its error, `Verdict.feedback`): an environment's feedback, as the paper's MBPP setting gives it.
+
 An item is reflected on once per instruction and sample (generation asks for several to build
 preference pairs; evaluation for one); every reflection gets its own retry, built on trial 1.
 The callers keep what is theirs: how a pass is timed, seeded and reported (`run_pass`), and what
