@@ -14,8 +14,9 @@ Fast (no model is loaded):
 * the results table of the README agrees with leaderboards/bbh.md.
 
 Slow: the README's three workflows run as written against the local Hub server, with options
-appended that shrink them to minutes (a slice of the demo's questions, 128-token turns, one item
-per BBH subtask).
+appended (and lm_eval's task group narrowed to two of its subtasks) that shrink them to minutes:
+the demo's fixable questions, 128-token turns, two items per subtask. 23 minutes on 2 cores with a
+load of 12 (2026-12-06); much less on an idle machine.
 """
 
 from __future__ import annotations
@@ -463,12 +464,14 @@ def test_the_readme_results_agree_with_the_leaderboard():
         for column in ("Acc@t1", "Acc@t2"):
             ours = row[rhead.index(column)]
             theirs = body[row[0]][head.index(column)].split(" [")[0]
-            assert ours == theirs, f"row #{row[0]} {column}: README {ours}, leaderboards/bbh.md {theirs}"
+            if ours:  # a line of one comparison may leave a column empty
+                assert ours == theirs, f"row #{row[0]} {column}: README {ours}, leaderboards/bbh.md {theirs}"
 
 
 # ------------------------------------------------------------------ slow: the workflows, end to end
 
 DEMO_FIXABLE = 8  # the demo slice ends with the 8 questions on which reflection fixed most answers
+EVAL_TASKS = "reflectevo_bbh_test_boolean_expressions,reflectevo_bbh_test_navigate"
 
 
 def _free_port() -> int:
@@ -482,12 +485,13 @@ def _shrink(line: str, question_ids: str, port: int) -> str:
     line = line.replace("8765", str(port))
     if line.startswith("reflectevo gen run"):
         line += (f" --question_ids {question_ids} --trial_max_new_tokens 128 --reflection_max_new_tokens 128"
-                 " --dtype float32 --reflections_per_instruction 4 --seed 0")
+                 " --dtype float32 --reflections_per_instruction 2 --seed 0")
     elif line.startswith("reflectevo train"):
         line += " --config demo --max_length 768"
-    elif line.startswith("lm_eval"):
+    elif line.startswith("lm_eval"):  # two subtasks of the README's task group (lm_eval adds up repeated --tasks)
         line = re.sub(r"(--model_args )(\S+)", r"\1\2,dtype=float32,max_gen_toks=128,reflection_max_gen_toks=128",
-                      line) + " --limit 1 --device cpu"
+                      line) + " --limit 2 --device cpu"
+        line = re.sub(r"--tasks reflectevo_bbh_test(?=\s)", f"--tasks {EVAL_TASKS}", line)
     return line
 
 
@@ -511,8 +515,18 @@ def test_the_readme_workflows_run_as_written(tmp_path, embedded_model_dir):
             script += (f"for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; "
                        "sleep 0.2; done\n")
     work = _workspace(tmp_path)
-    proc = subprocess.run(["bash", "-c", script], cwd=work, env=_env(), capture_output=True, text=True, timeout=2300)
-    assert proc.returncode == 0, f"{script}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-6000:]}"
+    # its own process group, so that a timeout also ends the Hub server and whatever step was running
+    proc = subprocess.Popen(["bash", "-c", script], cwd=work, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=2300)
+    finally:
+        try:
+            os.killpg(proc.pid, 9)  # the script's trap ends the server too; this covers a timeout
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    assert proc.returncode == 0, f"{script}\n--- stdout\n{out[-4000:]}\n--- stderr\n{err[-6000:]}"
     board = (work / "runs" / "leaderboard" / "bbh.md").read_text()
     rows = _table(_section(work / "runs" / "leaderboard" / "bbh.md", "Rows"))
     assert len(rows) == 3, board  # header, the trained reflector, the retry_only baseline
