@@ -216,8 +216,8 @@ TRAIN_ARGS=${TRAIN_ARGS---gradient_accumulation_steps 1 --max_steps 12}
 
 # Adapters are served merged into the weights (merge_adapter=true, recorded in each row): vLLM's CPU
 # build runs LoRA about 4x slower per doc (benchmarks/RESULTS.md), the merged model is the same function
-# up to float rounding, and its replies were compared with the LoRA ones (README, "The measured
-# leaderboard").
+# up to float rounding, and its replies were compared with the LoRA ones (docs/results.md, "The
+# measured leaderboard").
 MERGED="merge_adapter=true"
 declare -A EVAL_ARGS=(
     [one_stage]="mode=oracle,$SHARED,reflector_peft=$OUT/train/one_stage,one_stage=true,$MERGED"
