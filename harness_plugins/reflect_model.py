@@ -466,6 +466,7 @@ class ReflectEvoLM(LM):
             keys = [_key(it) for it in chunk]
             stored = self.chunking.load(number, keys)
             if stored is not None:
+                _run_code_at_once(chunk, stored)
                 for it, text in zip(chunk, stored):
                     self._count_stored(it, text)
                 self._reused.update(chunks=1, docs=len(chunk))
@@ -876,6 +877,18 @@ def _verdicts(reply: str, q: Question) -> dict:
         if level != A.HEADLINE:
             out[level] = _verdict(A.score(reply, q.answer, q.spec, level))
     return out
+
+
+def _run_code_at_once(items: list[_Item], texts: list[str]) -> None:
+    """The programs of stored code trajectories, run together before they are counted one by one."""
+    replies = []
+    for it, text in zip(items, texts):
+        if it.q.kind == A.CODE:
+            t = json.loads(text)
+            replies += [(t["trial1"]["reply"], it.q.answer, it.q.spec)]
+            if (t.get("trial2") or {}).get("reply") is not None:
+                replies.append((t["trial2"]["reply"], it.q.answer, it.q.spec))
+    A.score_many(replies)
 
 
 def _code(v) -> str:

@@ -210,3 +210,25 @@ def test_the_embedded_model_answers_when_no_model_is_named(monkeypatch):
     with pytest.raises(AssertionError, match="a model was loaded"):
         ReflectEvoLM()
     assert (built[0].model, built[0].engine) == ("smollm2-135m-instruct", "hf")
+
+
+def test_a_resumed_run_runs_the_stored_programs_of_a_chunk_together(data_dir, tmp_path, monkeypatch):
+    from reflectevo_tasks import code_scoring
+
+    options = {"mode": "oracle", "chunk_size": 2, "resume": str(tmp_path / "resume")}
+    first = _evaluate(scripted(**options), ["reflectevo_mbpp"])
+    calls = []
+    real = code_sandbox.run_many
+
+    def counted(jobs, **kwargs):
+        calls.append(len(jobs))
+        return real(jobs, **kwargs)
+
+    monkeypatch.setattr(code_sandbox, "run_many", counted)
+    monkeypatch.setattr(code_scoring, "_cache", type(code_scoring._cache)())  # as a new process starts
+    again = _evaluate(scripted(**options), ["reflectevo_mbpp"])
+    assert again["config"]["reflectevo"]["chunking"]["reused_chunks"] == 2
+    assert again["results"]["reflectevo_mbpp"] == first["results"]["reflectevo_mbpp"]
+    # the first stored chunk's 3 programs in one sandbox call (the second's task 13 wrote no code at either
+    # attempt); lm-eval's own scoring of the same replies runs nothing again
+    assert calls == [3]
