@@ -30,6 +30,11 @@
 # - seed 0, float32 (no native bf16 on this CPU family), greedy trials and retries, sampled reflections
 #   (temperature 0.8, seeded per chunk: a resumed run samples what an uninterrupted one would).
 set -euo pipefail
+# `nice` alone does not yield the CPU here: with autogroup scheduling (Linux's default for desktops and
+# many VMs) each session started by setsid is its own group, and groups share the CPU equally whatever
+# their nice values. Measured: a niced vLLM job took ~70% of the 2 cores beside a pytest run until its
+# group was niced as well. Lowering our own group is allowed without privileges.
+if [ -w /proc/self/autogroup ]; then echo 19 > /proc/self/autogroup 2> /dev/null || true; fi
 
 PY=${PY:-.venv/bin}
 OUT=${OUT:-runs/pool-gen}
