@@ -4,13 +4,22 @@
     scripts/test_inventory.py write OUT.json      collect the suite (pytest --collect-only) and read,
                                                   by AST, every assert and pytest.raises/warns/fail
                                                   of every function in tests/*.py
-    scripts/test_inventory.py compare OLD NEW     Markdown report of what OLD has and NEW lacks
+    scripts/test_inventory.py files JUNIT.xml [JUNIT.xml]
+                                                  seconds per test file from pytest --junitxml
+                                                  reports (two: before and after, side by side)
+    scripts/test_inventory.py compare OLD NEW [NOTES.json]
+                                                  Markdown report of what OLD has and NEW lacks
 
 An assertion is keyed by its function and its normalised source text (so line moves and reflowing
 do not count as changes). The comparison names, for each test id or assertion that is gone, the
 places in NEW that carry it: a test whose docstring names the old test, and functions holding the
 same assertion text. Anything left without a carrier is listed under "Not carried" and makes the
 command exit 1, so a restructuring that loses a check cannot pass for one that moved it.
+
+A check that was rewritten rather than moved (its text changed) has no automatic carrier; NOTES.json
+names it: a list of {"from": "tests/f.py::func", "check": "start of its old text", "to": "where it
+is now", "why": "..."}; "from" may be a whole file and "check" empty, for a file that others changed
+for their own reasons between the two inventories. A note that matches nothing is reported as stale.
 
 Helpers and fixtures are inventoried too: tests share checks through them, and a check moved from a
 test into a fixture is still a check.
@@ -24,7 +33,7 @@ import os
 import re
 import subprocess
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,9 +143,21 @@ def _short(key: str) -> str:
     return key.split("::", 1)[1].split("::")[-1]
 
 
-def compare(old_path: Path, new_path: Path) -> int:
+def compare(old_path: Path, new_path: Path, notes_path: Path | None = None) -> int:
     old = json.loads(old_path.read_text(encoding="utf-8"))
     new = json.loads(new_path.read_text(encoding="utf-8"))
+    notes = json.loads(notes_path.read_text(encoding="utf-8")) if notes_path else []
+    used_notes: set[int] = set()
+
+    def note_for(key: str, text: str) -> dict | None:
+        for n, note in enumerate(notes):
+            # a note may name a whole file ("tests/f.py"): every check gone from it, for one reason
+            mine = note["from"] == key or key.startswith(note["from"] + "::")
+            if mine and _norm(text).startswith(_norm(note["check"])):
+                used_notes.add(n)
+                return note
+        return None
+
     of, nf = old["functions"], new["functions"]
     new_ids = {i for f in nf.values() for i in f["ids"]}
     by_text: dict[str, set[str]] = defaultdict(set)
@@ -178,14 +199,19 @@ def compare(old_path: Path, new_path: Path) -> int:
               "Each with where the same check stands now (same source text).", ""]
     moved = 0
     for key, f in sorted(of.items()):
-        now = {c["text"] for c in nf.get(key, {}).get("checks", [])}
+        # counted, not a set: a check written twice in a function and now once has lost one
+        now = Counter(c["text"] for c in nf.get(key, {}).get("checks", []))
         for c in f["checks"]:
-            if c["text"] in now:
+            if now[c["text"]] > 0:
+                now[c["text"]] -= 1
                 continue
             moved += 1
-            where = sorted(by_text.get(c["text"], ()))
+            where = sorted(by_text.get(c["text"], set()) - {key})
             carriers = named_by(key) if key not in nf or not nf[key]["ids"] else []
-            if where:
+            note = note_for(key, c["text"])
+            if note:
+                lines.append(f"- `{key}`: `{c['text'][:160]}` -> rewritten in `{note['to']}`: {note['why']}")
+            elif where:
                 lines.append(f"- `{key}`: `{c['text'][:160]}` -> " + ", ".join(f"`{w}`" for w in where))
             elif carriers:
                 lines.append(f"- `{key}`: `{c['text'][:160]}` -> rewritten in " +
@@ -196,18 +222,52 @@ def compare(old_path: Path, new_path: Path) -> int:
                 uncarried.append(f"{key}: {c['text'][:100]}")
     if not moved:
         lines.append("None.")
+    for n, note in enumerate(notes):
+        if n not in used_notes:
+            uncarried.append(f"note without a missing check (stale?): {note['from']}: {note['check'][:80]}")
     lines += ["", "## Not carried", ""]
     lines += [f"- {u}" for u in uncarried] or ["None."]
     print("\n".join(lines))
     return 1 if uncarried else 0
 
 
+def _file_seconds(junit: Path) -> tuple[dict[str, float], dict[str, int]]:
+    """Per test file: the seconds pytest recorded (setup + call + teardown of each test; a shared
+    fixture counts where it is first set up) and the number of tests."""
+    import xml.etree.ElementTree as ET
+
+    seconds: dict[str, float] = defaultdict(float)
+    count: dict[str, int] = defaultdict(int)
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        parts = case.get("classname", "").split(".")  # tests.test_x or tests.test_x.Class
+        module = next((x for x in parts if x.startswith("test_")), parts[0])
+        seconds[module] += float(case.get("time") or 0)
+        count[module] += 1
+    return seconds, count
+
+
+def files(reports: list[Path]) -> None:
+    tables = [_file_seconds(r) for r in reports]
+    modules = sorted(set().union(*(t[0] for t in tables)), key=lambda m: -tables[-1][0].get(m, 0))
+    head = " | ".join(f"{r.name}: s (tests)" for r in reports)
+    print(f"| file | {head} |")
+    print("|---|" + "---|" * len(reports))
+    for m in modules:
+        cells = " | ".join(f"{t[0].get(m, 0):.0f} ({t[1].get(m, 0)})" for t in tables)
+        print(f"| {m}.py | {cells} |")
+    totals = " | ".join(f"{sum(t[0].values()):.0f} ({sum(t[1].values())})" for t in tables)
+    print(f"| all | {totals} |")
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) in (2, 3) and argv[0] == "files":
+        files([Path(a) for a in argv[1:]])
+        return 0
     if len(argv) == 2 and argv[0] == "write":
         write(Path(argv[1]))
         return 0
-    if len(argv) == 3 and argv[0] == "compare":
-        return compare(Path(argv[1]), Path(argv[2]))
+    if len(argv) in (3, 4) and argv[0] == "compare":
+        return compare(Path(argv[1]), Path(argv[2]), Path(argv[3]) if len(argv) == 4 else None)
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -51,3 +51,97 @@ def engine(embedded_model_dir):
     from reflectevo_tasks.engine import Engine, EngineConfig
 
     return Engine(EngineConfig(batch_size=16))
+
+
+# ------------------------------------------------------------------------------------------------
+# Model runs shared by several test files. Each is minutes of CPU; made once per session and only
+# when a test asks for it, so `pytest -m "not slow"` and single-file runs pay for what they use.
+
+DEMO_LOOP = REPO / "reflectevo_evolve" / "loops" / "demo.yaml"
+
+
+@pytest.fixture(scope="session")
+def demo_generation(tmp_path_factory, embedded_model_dir):
+    """The README demo's generation step: 30 questions of BBH's generation pool on which the embedded
+    model can fix some answers, with the demo loop's whole gen section (2 instructions x 4
+    reflections per wrong answer, 128-token turns, float32, seed 0). Returns (GenConfig, summary);
+    the records are in cfg.output.
+
+    This model fixes a few percent of its failures, so a test-sized run taken blindly would leave
+    D+, D± and Dpref empty. The slice (the demo loop's gen.question_ids, reflectevo_evolve/loops/demo.yaml,
+    which says how it was picked) is 22 questions it answers right at trial 1 and 8 on which a real run
+    at these settings saw reflections fix the answer; the fixes here are sampled afresh, so they can
+    still fail to come.
+
+    Shared because it is the suite's longest model run: tests/test_gen_pipeline.py checks the records
+    and their curation, and the evolve end-to-end test (tests/test_evolve.py) gives a copy to the
+    loop's gen step, which must find it to be its own run (same settings) and resume it."""
+    import yaml
+
+    from reflectevo_gen.config import GenConfig
+    from reflectevo_gen.pipeline import Engines, run
+    from reflectevo_tasks.engine import Engine, EngineConfig
+
+    out = tmp_path_factory.mktemp("demo-gen") / "gen"
+    demo = yaml.safe_load(DEMO_LOOP.read_text(encoding="utf-8"))["gen"]
+    cfg = GenConfig(output=str(out), **demo)
+    lm = Engine(EngineConfig(dtype=cfg.dtype, batch_size=cfg.batch_size))  # what `gen run` builds from cfg
+    summary = run(cfg, engines=Engines(lm, lm), show_progress=False)
+    return cfg, summary
+
+
+# 12 questions in chunks of 2, greedy everywhere (reflections at temperature 0): a run's records are
+# a function of its settings, so runs made in other ways (killed and resumed, sharded) must equal it
+GREEDY_ARGS = ["--limit", "12", "--chunk_size", "2", "--trial_max_new_tokens", "24", "--reflection_max_new_tokens", "24",
+               "--reflection_temperature", "0", "--reflections_per_instruction", "1", "--batch_size", "8"]
+
+
+@pytest.fixture(scope="session")
+def greedy_reference(tmp_path_factory, bbh_dir, embedded_model_dir) -> Path:
+    """`reflectevo gen run GREEDY_ARGS`, uninterrupted, in one process: what the SIGKILLed and resumed
+    run of tests/test_gen_pipeline.py must equal and, restricted to its first 8 questions, what the
+    merged concurrent shards of tests/test_multiprocess.py must equal."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("greedy") / "ref"
+    p = subprocess.run([sys.executable, "-m", "reflectevo", "gen", "run", "--output", str(out), *GREEDY_ARGS],
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return out
+
+
+# One oracle-mode evaluation of two subtasks through the real `lm_eval` command. One thread: the
+# two-process runs of tests/test_multiprocess.py (one thread per rank) are compared with it item by item.
+ORACLE_SUBTASKS = ("boolean_expressions", "date_understanding")
+ORACLE_LIMIT = 4  # per subtask; even, so that two ranks split every subtask without padding
+# float32: bf16 prefill is ~5x slower on a CPU without native bf16
+ORACLE_MODEL_ARGS = "base=hf,pretrained=smollm2-135m-instruct,dtype=float32,max_gen_toks=64,reflection_max_gen_toks=48"
+ORACLE_BATCH = 16
+
+
+def oracle_command(out: Path, model_args: str = ORACLE_MODEL_ARGS) -> list[str]:
+    """`lm_eval` arguments (after the program) of the shared oracle evaluation, with other model_args if given."""
+    return ["--model", "reflectevo", "--model_args", model_args,
+            "--tasks", ",".join(f"reflectevo_bbh_{s}" for s in ORACLE_SUBTASKS), "--limit", str(ORACLE_LIMIT),
+            "--device", "cpu", "--batch_size", str(ORACLE_BATCH), "--log_samples", "--output_path", str(out)]
+
+
+def eval_env() -> dict:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="session")
+def oracle_eval(tmp_path_factory, bbh_dir, embedded_model_dir) -> dict:
+    """`lm_eval --model reflectevo` in oracle mode, one process, on ORACLE_LIMIT items of each of
+    ORACLE_SUBTASKS: its output folder and stderr. tests/test_lm_eval_cli.py checks its metrics,
+    trajectories and provenance; tests/test_multiprocess.py checks that two processes give the same."""
+    import subprocess
+    import sys
+
+    tmp = tmp_path_factory.mktemp("oracle-eval")
+    lm_eval = str(Path(sys.executable).with_name("lm_eval"))
+    proc = subprocess.run([lm_eval, *oracle_command(tmp / "out")], cwd=tmp, env=eval_env(), capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return {"out": tmp / "out", "stderr": proc.stderr}

@@ -166,9 +166,15 @@ TINY_LOOP = ["name=tiny", "baseline=true", "eval.tasks=reflectevo_bbh_test_navig
 
 
 @pytest.mark.slow
-def test_evolve_runs_one_round_end_to_end_and_a_rerun_redoes_nothing(tmp_path, isolated_hub_client):
+def test_evolve_runs_one_round_end_to_end_and_a_rerun_redoes_nothing(tmp_path, isolated_hub_client, demo_generation):
+    """The loop's gen step starts from a copy of the session's demo generation (conftest; the records
+    tests/test_gen_pipeline.py checks), as from a run killed after its last chunk: the same records
+    made again would be ~7 minutes of the same work. The step must take the copy for its own run
+    (the loop's gen settings are the demo's, or resuming refuses) and generate nothing more; every
+    later step runs as in a fresh workdir."""
     import json
     import os
+    import shutil
     import subprocess
     import sys
 
@@ -176,6 +182,8 @@ def test_evolve_runs_one_round_end_to_end_and_a_rerun_redoes_nothing(tmp_path, i
     from reflectevo.hub.server import serve_in_thread
 
     workdir = tmp_path / "evo"
+    gen_cfg, gen_summary = demo_generation
+    shutil.copytree(gen_cfg.output, workdir / "round-1" / "gen")
     cmd = [str(Path(sys.executable).with_name("reflectevo")), "evolve", "--config", "demo", "--workdir", str(workdir)]
     cmd += [a for s in TINY_LOOP for a in ("--set", s)]
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_ENDPOINT")}
@@ -185,6 +193,10 @@ def test_evolve_runs_one_round_end_to_end_and_a_rerun_redoes_nothing(tmp_path, i
     out = first.stdout
     report = json.loads((workdir / "report.json").read_text())
     rd = report["rounds"][0]
+    summary = rd["gen"]["summary"]
+    assert summary["resumed_chunks"] == summary["chunks"] == gen_summary["chunks"]  # resumed, nothing generated
+    assert summary["records"] == gen_summary["records"] and summary["questions"] == 30
+    assert "round-1 gen: running" in first.stderr  # the step itself ran (and wrote its marker below)
     assert rd["curate"]["counts"]["d_plus"] > 0
     assert f"dataset   local/tiny-data@round-1 = {rd['data']['sha']}" in out
     assert f"adapter   local/tiny-one_stage@round-1 = {rd['adapter']['sha']}" in out

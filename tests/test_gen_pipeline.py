@@ -25,37 +25,18 @@ from reflectevo_tasks.answers import CORRECT, score
 from reflectevo_tasks.instructions import find_instruction
 from reflectevo_tasks.questions import Question
 
+from conftest import GREEDY_ARGS  # test_multiprocess.py imports it from here
+
 pytestmark = pytest.mark.slow
 
 SMALL = dict(trial_max_new_tokens=40, reflection_max_new_tokens=40, chunk_size=16, batch_size=16)
 
 
-# the demo loop's 30 pool questions (reflectevo_evolve/loops/demo.yaml says how they were picked)
-DEMO_LOOP = Path(__file__).resolve().parents[1] / "reflectevo_evolve" / "loops" / "demo.yaml"
-
-
 @pytest.fixture(scope="module")
-def gen_run(tmp_path_factory):
-    """30 questions of BBH's generation pool on which the embedded model can fix some answers, with the
-    demo loop's generation settings (its whole gen section: 2 instructions x 4 reflections per wrong
-    answer, 128-token turns, float32, seed 0), so that this run is the README demo's generation step.
-
-    This model fixes a few percent of its failures, so a test-sized run taken blindly would leave
-    D+, D± and Dpref empty. The slice (the demo loop's gen.question_ids, reflectevo_evolve/loops/demo.yaml,
-    which says how it was picked) is 22 questions it answers right at trial 1 and 8 on which a real run
-    at these settings saw reflections fix the answer; the fixes here are sampled afresh, so they can
-    still fail to come."""
-    import yaml
-
-    from reflectevo_gen.pipeline import Engines
-    from reflectevo_tasks.engine import Engine, EngineConfig
-
-    out = tmp_path_factory.mktemp("gen") / "run"
-    demo = yaml.safe_load(DEMO_LOOP.read_text(encoding="utf-8"))["gen"]
-    cfg = GenConfig(output=str(out), **demo)
-    lm = Engine(EngineConfig(dtype=cfg.dtype, batch_size=cfg.batch_size))  # what `gen run` builds from cfg
-    summary = run(cfg, engines=Engines(lm, lm), show_progress=False)
-    return cfg, summary, read_records(out)
+def gen_run(demo_generation):
+    """The README demo's generation step (conftest's demo_generation, shared with tests/test_evolve.py)."""
+    cfg, summary = demo_generation
+    return cfg, summary, read_records(cfg.output)
 
 
 @pytest.fixture(scope="module")
@@ -230,18 +211,14 @@ def _cli(args, env=None, **kw):
                             text=True, env={**os.environ, **(env or {})}, **kw)
 
 
-GREEDY_ARGS = ["--limit", "12", "--chunk_size", "2", "--trial_max_new_tokens", "24", "--reflection_max_new_tokens", "24",
-               "--reflection_temperature", "0", "--reflections_per_instruction", "1", "--batch_size", "8"]
-
-
 def _record_set(folder):
     return sorted((r["record_id"], r["content_hash"]) for r in read_records(folder))
 
 
-def test_sigkill_at_three_points_then_resume_equals_uninterrupted_run(tmp_path):
-    ref, killed = tmp_path / "ref", tmp_path / "killed"
-    p = _cli(["gen", "run", "--output", str(ref), *GREEDY_ARGS])
-    assert p.wait(timeout=900) == 0, p.stderr.read()[-2000:]
+def test_sigkill_at_three_points_then_resume_equals_uninterrupted_run(tmp_path, greedy_reference):
+    """The uninterrupted run is the session's greedy reference (conftest), shared with the sharding test
+    of tests/test_multiprocess.py."""
+    ref, killed = greedy_reference, tmp_path / "killed"
     rng = random.Random(7)
     parts = killed / "parts"
     for n in range(3):

@@ -20,12 +20,13 @@ from reflectevo_tasks import answers as A
 from reflectevo_tasks import bbh
 from reflectevo_tasks.lm_eval_tasks import utils as U
 
+from conftest import ORACLE_LIMIT, ORACLE_MODEL_ARGS, ORACLE_SUBTASKS, eval_env, oracle_command
+
 pytestmark = pytest.mark.slow
 
 LM_EVAL = str(Path(sys.executable).with_name("lm_eval"))
-SUBTASKS = ("boolean_expressions", "date_understanding")
-LIMIT = 3
-CAPS = "dtype=float32,max_gen_toks=64,reflection_max_gen_toks=48"  # (bf16 prefill is ~5x slower on this CPU)
+SUBTASKS = ORACLE_SUBTASKS
+LIMIT = ORACLE_LIMIT
 T2_KEYS = ("acc_t2", "delta", "fix_rate", "break_rate", "no_answer_t2", "wrong_to_right", "right_to_wrong")
 
 
@@ -37,31 +38,36 @@ def run_lm_eval(args: list[str], cwd: Path, env: dict | None = None, check: bool
     return proc
 
 
-def evaluate(tmp: Path, tasks: str, model_args: str, limit: int, batch_size: int = 16) -> dict:
-    out = tmp / "out"
-    proc = run_lm_eval(["--model", "reflectevo", "--model_args", model_args, "--tasks", tasks, "--limit", str(limit),
-                 "--device", "cpu", "--batch_size", str(batch_size), "--log_samples", "--output_path", str(out)],
-                cwd=tmp)
+def read_run(out: Path, stderr: str) -> dict:
     (results,) = glob.glob(str(out / "*" / "results_*.json"))
     samples = {}
     for path in glob.glob(str(out / "*" / "samples_*.jsonl")):
         rows = [json.loads(line) for line in open(path)]
         samples[Path(path).name.split("_20")[0].removeprefix("samples_")] = rows
-    return {"results": json.load(open(results)), "samples": samples, "stderr": proc.stderr}
+    return {"results": json.load(open(results)), "samples": samples, "stderr": stderr}
+
+
+def evaluate(tmp: Path, tasks: str, model_args: str, limit: int, batch_size: int = 16) -> dict:
+    out = tmp / "out"
+    proc = run_lm_eval(["--model", "reflectevo", "--model_args", model_args, "--tasks", tasks, "--limit", str(limit),
+                 "--device", "cpu", "--batch_size", str(batch_size), "--log_samples", "--output_path", str(out)],
+                cwd=tmp)
+    return read_run(out, proc.stderr)
 
 
 @pytest.fixture(scope="module")
-def oracle_run(tmp_path_factory, bbh_dir, embedded_model_dir):
-    tasks = ",".join(f"reflectevo_bbh_{s}" for s in SUBTASKS)
-    return evaluate(tmp_path_factory.mktemp("oracle"), tasks,
-                    f"base=hf,pretrained=smollm2-135m-instruct,{CAPS}", LIMIT)
+def oracle_run(oracle_eval):
+    """The session's oracle evaluation of SUBTASKS (conftest; tests/test_multiprocess.py compares its
+    two-process runs with the same one)."""
+    return read_run(oracle_eval["out"], oracle_eval["stderr"])
 
 
 @pytest.fixture(scope="module")
 def single_run(tmp_path_factory, bbh_dir, embedded_model_dir):
-    tasks = ",".join(f"reflectevo_bbh_{s}" for s in SUBTASKS)
-    return evaluate(tmp_path_factory.mktemp("single"), tasks,
-                    f"base=hf,pretrained=smollm2-135m-instruct,mode=single,{CAPS}", LIMIT)
+    """The oracle run's command in single mode, and in one thread as it is (trial 1 is compared reply by reply)."""
+    tmp = tmp_path_factory.mktemp("single")
+    args = oracle_command(tmp / "out", f"{ORACLE_MODEL_ARGS},mode=single")
+    return read_run(tmp / "out", run_lm_eval(args, cwd=tmp, env=eval_env()).stderr)
 
 
 def trajectory(sample: dict) -> dict:

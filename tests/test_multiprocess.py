@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from conftest import ORACLE_LIMIT, ORACLE_MODEL_ARGS, ORACLE_SUBTASKS, eval_env, oracle_command  # noqa: E402
 from hub_fixtures import hub, hub_server  # noqa: E402,F401
 
 REPO = Path(__file__).resolve().parents[1]
@@ -246,27 +247,30 @@ def _generated_hash(record: dict) -> str:
 
 
 @pytest.mark.slow
-def test_two_concurrent_shards_merge_to_the_one_process_run(tmp_path, bbh_dir):
+def test_two_concurrent_shards_merge_to_the_one_process_run(tmp_path, bbh_dir, greedy_reference):
     """8 questions, greedy everywhere (the generation tests' settings): the shards (two processes at
-    once) merged and one process give the same records, id by id, with the same generated content."""
+    once) merged and one process give the same records, id by id, with the same generated content.
+    The one-process run is the session's greedy reference (conftest: 12 questions in chunks of 2,
+    shared with test_gen_pipeline.py's SIGKILL test), of which the first 4 chunks are these 8
+    questions; --limit is a run setting, so only the generated content is compared, as for the shards."""
     from reflectevo.chunk_store import read_records
     from test_gen_pipeline import GREEDY_ARGS
 
     args = [*GREEDY_ARGS, "--limit", "8"]  # the last --limit wins
-    _finish(_gen(["run", "--output", "one", *args], tmp_path))
     shards = [_gen(["run", "--output", f"s{i}", "--shard", f"{i}/2", *args], tmp_path) for i in range(2)]
     for proc in shards:
         _finish(proc)
     _finish(_gen(["merge", "--inputs", "s0", "s1", "--output", "merged"], tmp_path))
 
-    def by_id(folder: str) -> dict[str, dict]:
-        records = read_records(tmp_path / folder)
+    def by_id(folder: Path) -> dict[str, dict]:
+        records = read_records(folder)
         ids = [r["record_id"] for r in records]
         assert len(ids) == len(set(ids)), f"{folder}: a record twice"
         return {r["record_id"]: r for r in records}
 
-    one, merged = by_id("one"), by_id("merged")
-    shard_records = [by_id(f"s{i}") for i in range(2)]
+    one = {k: r for k, r in by_id(greedy_reference).items() if r["chunk"] < 4}
+    merged = by_id(tmp_path / "merged")
+    shard_records = [by_id(tmp_path / f"s{i}") for i in range(2)]
     questions = [{r["question_id"] for r in recs.values()} for recs in shard_records]
     assert questions[0] and questions[1] and not questions[0] & questions[1]  # both shards had work
     assert questions[0] | questions[1] == {r["question_id"] for r in one.values()}
@@ -280,9 +284,12 @@ def test_two_concurrent_shards_merge_to_the_one_process_run(tmp_path, bbh_dir):
 
 
 # ------------------------------------------------------------------------------------- evaluation
-EVAL_TASKS = ("boolean_expressions", "date_understanding")
-EVAL_LIMIT = 8  # per task: 4 docs per rank, so lm-eval pads no rank with a repeated request
-EVAL_ARGS = "base=hf,pretrained=smollm2-135m-instruct,dtype=float32,max_gen_toks=48,reflection_max_gen_toks=48"
+# the session's oracle evaluation (conftest) is the one-process run: 2 subtasks x 4 docs, so 2 docs of
+# each per rank and lm-eval pads no rank with a repeated request
+EVAL_TASKS = ORACLE_SUBTASKS
+EVAL_LIMIT = ORACLE_LIMIT
+EVAL_ARGS = ORACLE_MODEL_ARGS
+CHUNK_SIZE = 1  # 4 chunks per rank
 HEADLINE_METRICS = ("acc_t1", "acc_t2", "delta", "wrong_to_right", "right_to_wrong", "no_answer_t1", "no_answer_t2")
 # lm-eval's HFLM splits the docs over `accelerate launch` processes only when it counts GPUs: on CPU
 # every process would call itself rank 0 of 1, evaluate every doc and claim the same resume folder
@@ -290,13 +297,11 @@ HEADLINE_METRICS = ("acc_t1", "acc_t2", "delta", "wrong_to_right", "right_to_wro
 
 
 def _lm_eval_args(out: Path, model_args: str) -> list[str]:
-    return ["lm_eval", "--model", "reflectevo", "--model_args", model_args,
-            "--tasks", ",".join(f"reflectevo_bbh_{t}" for t in EVAL_TASKS), "--limit", str(EVAL_LIMIT),
-            "--device", "cpu", "--batch_size", "16", "--log_samples", "--output_path", str(out)]
+    return ["lm_eval", *oracle_command(out, model_args)]
 
 
 def _eval_env() -> dict:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return eval_env()
 
 
 def _read_eval(out: Path) -> dict:
@@ -320,14 +325,12 @@ def _read_eval(out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def one_process_eval(tmp_path_factory, bbh_dir, embedded_model_dir):
-    tmp = tmp_path_factory.mktemp("eval-one")
-    proc = _run([str(BIN / "lm_eval"), *_lm_eval_args(tmp / "out", EVAL_ARGS)[1:]], _eval_env(), tmp)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return _read_eval(tmp / "out")
+def one_process_eval(oracle_eval):
+    """The session's one-process oracle evaluation (conftest; tests/test_lm_eval_cli.py checks it)."""
+    return _read_eval(oracle_eval["out"])
 
 
-def _eval_two(tmp: Path, resume: Path, chunk_size: int = 2) -> subprocess.Popen:
+def _eval_two(tmp: Path, resume: Path, chunk_size: int = CHUNK_SIZE) -> subprocess.Popen:
     args = _lm_eval_args(tmp / "out", f"{EVAL_ARGS},chunk_size={chunk_size},resume={resume}")
     cmd = _launch_two(args)
     return _start(cmd, tmp, _eval_env())
@@ -347,15 +350,34 @@ def _assert_same_outcomes(two: dict, one: dict) -> None:
 
 @pytest.fixture(scope="module")
 def two_process_eval(tmp_path_factory, bbh_dir, embedded_model_dir) -> dict:
-    """One two-process run (chunks of 2 docs kept per rank); its failure is the tests' to report."""
+    """One two-process run (one chunk of 1 doc kept per rank at a time), SIGKILLed to the launcher and
+    both ranks once each rank has stored a chunk (of 4), then run again to the end. What it saw is
+    kept and its failures are the tests' to report.
+
+    One run serves both questions asked of two processes: does the result equal one process's (the
+    run's second half computes the chunks the kill lost, on both ranks, and gathers every rank's), and
+    does a killed run resume from each rank's chunks. They were two runs of the same evaluation."""
     tmp = tmp_path_factory.mktemp("eval-two")
-    proc = _eval_two(tmp, tmp / "resume")
-    if _watch_for_unsplit_run(proc, tmp / "resume"):
-        return {"returncode": "killed", "stderr": "every process ran as rank 0 of 1: the resume folder itself "
-                                                  "was claimed, not one per rank", "out": tmp / "out",
-                "resume": tmp / "resume"}
-    returncode, err = _wait(proc)
-    return {"returncode": returncode, "stderr": err, "out": tmp / "out", "resume": tmp / "resume"}
+    resume = tmp / "resume"
+    run = {"out": tmp / "out", "resume": resume, "ended_before_kill": None, "before": {}, "results_before": []}
+    proc = _eval_two(tmp, resume)
+    if _watch_for_unsplit_run(proc, resume):
+        return {**run, "returncode": "killed", "stderr": "every process ran as rank 0 of 1: the resume folder itself "
+                                                         "was claimed, not one per rank"}
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        done = [len(list(resume.glob(f"rank-{r}-of-2/parts/chunk-*.jsonl"))) for r in range(2)]
+        if min(done) >= 1:
+            break
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        returncode, err = _wait(proc)
+        return {**run, "ended_before_kill": err[-3000:], "returncode": returncode, "stderr": err}
+    _kill_run(proc)
+    run["before"] = _chunks(resume)
+    run["results_before"] = list(run["out"].glob("*/results_*.json"))
+    returncode, err = _wait(_eval_two(tmp, resume))
+    return {**run, "returncode": returncode, "stderr": err, "after": _chunks(resume)}
 
 
 def _kill_run(proc: subprocess.Popen) -> None:
@@ -396,10 +418,11 @@ def _two(run: dict) -> dict:
 
 @pytest.mark.slow
 def test_two_process_evaluation_equals_one_process_item_by_item(two_process_eval, request):
+    """On the killed and resumed run (two_process_eval): it must end where an uninterrupted one would."""
     two = _two(two_process_eval)
     # the one-process run only once the two-process run has worked (it is the expensive part)
     _assert_same_outcomes(two, request.getfixturevalue("one_process_eval"))
-    # each rank kept its own share of the chunks: 2 tasks x 4 docs per rank, 2 docs per chunk
+    # each rank kept its own share of the chunks: 2 tasks x 2 docs per rank, 1 doc per chunk
     resume = two_process_eval["resume"]
     for rank in range(2):
         folder = resume / f"rank-{rank}-of-2"
@@ -423,29 +446,21 @@ def _chunks(resume: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_killed_two_process_evaluation_resumes_from_each_ranks_chunks(tmp_path, request, bbh_dir, embedded_model_dir):
+def test_killed_two_process_evaluation_resumes_from_each_ranks_chunks(two_process_eval, request):
     """SIGKILL to the launcher and both ranks once each rank has stored a chunk (of 4); the rerun
-    keeps those chunks as they are, runs the rest and ends where an uninterrupted run would."""
-    resume = tmp_path / "resume"
-    proc = _eval_two(tmp_path, resume)
-    deadline = time.monotonic() + 600
-    assert not _watch_for_unsplit_run(proc, resume), "every process ran as rank 0 of 1"
-    while proc.poll() is None and time.monotonic() < deadline:
-        done = [len(list(resume.glob(f"rank-{r}-of-2/parts/chunk-*.jsonl"))) for r in range(2)]
-        if min(done) >= 1:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed: " + proc.log.read_text()[-3000:]
-    _kill_run(proc)
-    before = _chunks(resume)
-    assert before and len(before) < 8 and not list((tmp_path / "out").glob("*/results_*.json"))
+    keeps those chunks as they are, runs the rest and ends where an uninterrupted run would.
+    (two_process_eval does the kill and the rerun; the tests above check the same run's result.)"""
+    assert two_process_eval["returncode"] != "killed", two_process_eval["stderr"]
+    assert two_process_eval["ended_before_kill"] is None, \
+        "the run ended before it could be killed: " + two_process_eval["ended_before_kill"]
+    before = two_process_eval["before"]
+    assert before and len(before) < 8 and not two_process_eval["results_before"]
 
-    proc = _eval_two(tmp_path, resume)
-    returncode, err = _wait(proc)
+    returncode, err = two_process_eval["returncode"], two_process_eval["stderr"]
     assert returncode == 0, err[-4000:]
-    after = _chunks(resume)
+    after = two_process_eval["after"]
     assert len(after) == 8 and all(after[name] == data for name, data in before.items())
-    two = _read_eval(tmp_path / "out")
+    two = _read_eval(two_process_eval["out"])
     _assert_same_outcomes(two, request.getfixturevalue("one_process_eval"))
     # the results block counts what every rank reused (gathered on rank 0)
     assert two["results"]["config"]["reflectevo"]["chunking"]["reused_chunks"] == len(before)

@@ -45,6 +45,20 @@ def _publish(hub, sample) -> tuple[str, str]:
     return repo, publish_dataset(configs, repo, "# hand-built test data\n", tag="data-v1", token=hub.token)
 
 
+@pytest.fixture(scope="module")
+def _published_data() -> dict:
+    return {}
+
+
+@pytest.fixture
+def published(hub, sample, _published_data) -> tuple[str, str]:
+    """The sample published to the session's loopback Hub at tag data-v1, by the first test that asks:
+    four settings train on it, and the repo outlives each test's client (the server is the session's)."""
+    if "repo" not in _published_data:
+        _published_data["repo"] = _publish(hub, sample)
+    return _published_data["repo"]
+
+
 def _base(model_dir):
     import torch
     from transformers import AutoModelForCausalLM
@@ -179,11 +193,11 @@ def _check_card_and_provenance(hub, result, repo, data_repo=None, data_sha=None,
 
 
 # ------------------------------------------------------------------------------------- settings
-def test_one_stage(hub, sample, embedded_model_dir, tmp_path, capsys):
+def test_one_stage(hub, sample, published, embedded_model_dir, tmp_path, capsys):
     """Setting I through the `reflectevo` CLI, data pulled from the Hub by repo@tag."""
     from reflectevo.cli import main
 
-    data_repo, data_sha = _publish(hub, sample)
+    data_repo, data_sha = published
     repo = hub.repo("one-stage")
     out = tmp_path / "out"
     # once through the CLI (parse + train + push), then again in-process to inspect the trainer
@@ -205,12 +219,12 @@ def test_one_stage(hub, sample, embedded_model_dir, tmp_path, capsys):
     assert f"{stage['examples']} examples give {stage['global_step']} optimizer step(s)" in capsys.readouterr().err
 
 
-def test_two_stage_one_adapter(hub, sample, embedded_model_dir, tmp_path):
+def test_two_stage_one_adapter(hub, sample, published, embedded_model_dir, tmp_path):
     """Setting II: stage 1 (reflection) then stage 2 (retry) on one adapter; only the final one is published."""
     import torch
     from safetensors.torch import load_file
 
-    data_repo, data_sha = _publish(hub, sample)
+    data_repo, data_sha = published
     repo = hub.repo("two-stage")
     result = _train("two_stage", _common(f"{data_repo}@data-v1", tmp_path / "out", repo))
     _check_steps_and_loss(result, ["reflection", "retry"])
@@ -234,8 +248,8 @@ def test_sft_qa_from_local_folder(hub, sample, embedded_model_dir, tmp_path):
     _check_reload(hub, result, repo, embedded_model_dir, result.stage_data[0].examples[0].completion)
 
 
-def test_dpo_pref(hub, sample, embedded_model_dir, tmp_path):
-    data_repo, data_sha = _publish(hub, sample)
+def test_dpo_pref(hub, sample, published, embedded_model_dir, tmp_path):
+    data_repo, data_sha = published
     repo = hub.repo("dpo-pref")
     result = _train("dpo_pref", _common(f"{data_repo}@data-v1", tmp_path / "out", repo))
     _check_steps_and_loss(result, ["preference"])
@@ -246,7 +260,7 @@ def test_dpo_pref(hub, sample, embedded_model_dir, tmp_path):
     _check_reload(hub, result, repo, embedded_model_dir, result.stage_data[0].examples[0].chosen)
 
 
-def test_dpo_pm_on_top_of_an_sft_adapter(hub, sample, embedded_model_dir, tmp_path):
+def test_dpo_pm_on_top_of_an_sft_adapter(hub, sample, published, embedded_model_dir, tmp_path):
     """Setting III starting from an adapter (`--init_adapter`, pulled from the Hub at a tag): the
     reference is the model WITH that adapter, and training continues the same adapter."""
     import torch
@@ -268,7 +282,7 @@ def test_dpo_pm_on_top_of_an_sft_adapter(hub, sample, embedded_model_dir, tmp_pa
     sft_repo = hub.repo("sft-adapter")
     publish_folder(str(sft_dir), sft_repo, "model", tag="sft-v1", token=hub.token)
 
-    data_repo, data_sha = _publish(hub, sample)
+    data_repo, data_sha = published
     repo = hub.repo("dpo-pm")
     argv = _common(f"{data_repo}@data-v1", tmp_path / "out", repo) + ["--init_adapter", f"{sft_repo}@sft-v1"]
     result = _train("dpo_pm", argv)
