@@ -42,6 +42,8 @@
 # At this model's size most answers are wrong before and after the retry: the tables show the machinery
 # working, with intervals that say how little a few fixes mean.
 set -euo pipefail
+# nice our whole autogroup, or a setsid job still takes half the CPU (leaderboards/pool_generation.sh says why)
+if [ -w /proc/self/autogroup ]; then echo 19 > /proc/self/autogroup 2> /dev/null || true; fi
 
 PY=${PY:-.venv/bin}
 OUT=${OUT:-runs/math-code}

@@ -38,6 +38,8 @@
 # about ten hours; the log says where it is. Commit leaderboards/measured and leaderboards/bbh.* as
 # rows finish (and the resume folders before a session ends).
 set -euo pipefail
+# nice our whole autogroup, or a setsid job still takes half the CPU (leaderboards/pool_generation.sh says why)
+if [ -w /proc/self/autogroup ]; then echo 19 > /proc/self/autogroup 2> /dev/null || true; fi
 
 PY=${PY:-.venv/bin}
 OUT=${OUT:-runs/measured}
