@@ -66,7 +66,16 @@ def embedded_model_dir(convert: bool = True) -> Path:
         return folder
     if not convert:
         raise UserError(f"{folder}: embedded model not converted yet; run `reflectevo model path {EMBEDDED_SHORT_NAME}`")
-    convert_gguf(gguf_path(), folder)
+    # Processes that start together (the ranks of a launch, parallel test workers) convert once: the
+    # others wait here and then find the folder. Without the lock a late converter would replace the
+    # folder while an early one is already loading from it.
+    import fcntl
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _read_marker(folder) is None:
+            convert_gguf(gguf_path(), folder)
     return folder
 
 
