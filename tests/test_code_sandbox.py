@@ -49,8 +49,25 @@ def _program(source: str) -> str:
     return textwrap.dedent(source).strip() + "\n"
 
 
+# the uids of the sandbox runs started by this process's tests: other test processes (parallel
+# workers) run sandboxes of their own at the same time, each under its own uid
+_OUR_UIDS: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _record_run_uids(monkeypatch):
+    real = code_sandbox._job_payload
+
+    def recording(*args, **kwargs):
+        payload = real(*args, **kwargs)
+        _OUR_UIDS.add(payload["uid"])
+        return payload
+
+    monkeypatch.setattr(code_sandbox, "_job_payload", recording)
+
+
 def _sandbox_processes() -> list[int]:
-    """Pids of processes on this machine that run as a sandbox uid."""
+    """Pids of processes on this machine that run as the uid of a sandbox run of these tests."""
     found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -60,7 +77,7 @@ def _sandbox_processes() -> list[int]:
         except OSError:
             continue
         match = re.search(r"^Uid:\s+(\d+)", status, re.MULTILINE)
-        if match and int(match.group(1)) in code_sandbox.SANDBOX_UIDS:
+        if match and int(match.group(1)) in _OUR_UIDS:
             found.append(int(entry.name))
     return found
 
