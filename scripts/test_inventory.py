@@ -188,7 +188,10 @@ def compare(old_path: Path, new_path: Path, notes_path: Path | None = None) -> i
         lines += ["None.", ""]
     for i, key in gone_ids:
         carriers = named_by(key)
-        if carriers:
+        params = sorted(n for n in new_ids if n.startswith(i + "["))
+        if params:  # the same test, now parametrized (a fast and a slow variant, say)
+            lines.append(f"- `{i}` -> parametrized: " + ", ".join(f"`{p}`" for p in params))
+        elif carriers:
             lines.append(f"- `{i}` -> carried by " + ", ".join(f"`{c}`" for c in carriers))
         else:
             lines.append(f"- `{i}` -> **no test names it in its docstring**")

@@ -14,6 +14,13 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# Under pytest-xdist (`-n`, on by default in pyproject.toml) each worker, and every process a test
+# starts, gets its share of the cores: two workers each running torch on every core are slower
+# together than one. The worker count is in the environment before this file is imported.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _share = max(1, len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
+
 _SHARED_BBH = Path(__file__).resolve().parents[2] / "shared" / "data" / "bbh"
 if "REFLECTEVO_BBH_DIR" not in os.environ and _SHARED_BBH.is_dir():
     os.environ["REFLECTEVO_BBH_DIR"] = str(_SHARED_BBH)
@@ -28,6 +35,40 @@ from network_guard import install as _guard_network  # noqa: E402
 _guard_network()
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Model runs asserted on by two files (the fixtures below): under xdist the tests that use one share
+# a worker, so it is made once. oracle_eval is made once per worker that needs it (about a minute):
+# joining its files too would put most of the slow tier on one worker.
+JOINING_RUNS = ("demo_generation", "greedy_reference")
+MAX_WORKERS = 4  # each worker of the slow tier holds models and lm_eval (1-3 GB); past 4 memory, not cores, limits
+# slow groups in the order workers should take them, longest first (from `--durations`; the rest
+# follow in file order, then the fast tests fill the gaps): a long group started last would run alone
+LONGEST_FIRST = ("demo_generation", "greedy_reference", "test_readme_commands", "test_lm_eval_cli",
+                 "test_math_mbpp_cli", "test_train_settings")
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker per core this process may use, at most MAX_WORKERS."""
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Give each slow test an xdist group (`--dist loadgroup` runs a group on one worker): its file,
+    so that a file's fixtures are made once, or the run of JOINING_RUNS it uses. Fast tests stay
+    ungrouped and are spread one by one. Under xdist, slow groups go first, longest first."""
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    group = {}
+    for item in slow:
+        group[item.nodeid] = next((r for r in JOINING_RUNS if r in item.fixturenames), item.module.__name__)
+    joined = {item.module.__name__: group[item.nodeid] for item in slow if group[item.nodeid] in JOINING_RUNS}
+    for item in slow:  # a file with one test on a joining run goes with it whole (its module fixtures once)
+        group[item.nodeid] = joined.get(item.module.__name__, group[item.nodeid])
+        item.add_marker(pytest.mark.xdist_group(group[item.nodeid]))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+        slow_ids = set(group)
+        ordered = sorted(slow, key=lambda item: rank.get(group[item.nodeid], len(rank)))  # stable
+        items[:] = ordered + [item for item in items if item.nodeid not in slow_ids]
 
 
 @pytest.fixture(scope="session")

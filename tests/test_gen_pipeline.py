@@ -1,14 +1,8 @@
-"""reflectevo_gen end to end on the embedded model: records, curation, resume after SIGKILL,
-sharding and merge, publishing to the loopback Hub, and bad input rows."""
+"""reflectevo_gen end to end on the embedded model: records, curation, sharding and merge, publishing
+to the loopback Hub, and bad input rows (resume after SIGKILL: tests/test_multiprocess.py)."""
 
 import hashlib
 import json
-import os
-import random
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,8 +18,6 @@ from reflectevo_tasks import prompts
 from reflectevo_tasks.answers import CORRECT, score
 from reflectevo_tasks.instructions import find_instruction
 from reflectevo_tasks.questions import Question
-
-from conftest import GREEDY_ARGS  # test_multiprocess.py imports it from here
 
 pytestmark = pytest.mark.slow
 
@@ -206,37 +198,8 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _cli(args, env=None, **kw):
-    return subprocess.Popen([sys.executable, "-m", "reflectevo", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, **(env or {})}, **kw)
-
-
 def _record_set(folder):
     return sorted((r["record_id"], r["content_hash"]) for r in read_records(folder))
-
-
-def test_sigkill_at_three_points_then_resume_equals_uninterrupted_run(tmp_path, greedy_reference):
-    """The uninterrupted run is the session's greedy reference (conftest), shared with the sharding test
-    of tests/test_multiprocess.py."""
-    ref, killed = greedy_reference, tmp_path / "killed"
-    rng = random.Random(7)
-    parts = killed / "parts"
-    for n in range(3):
-        p = _cli(["gen", "run", "--output", str(killed), *GREEDY_ARGS])
-        target = n + 1 + len(list(parts.glob("chunk-*.jsonl")) if parts.exists() else [])
-        deadline = time.time() + 600
-        while time.time() < deadline and p.poll() is None:
-            if parts.exists() and len(list(parts.glob("chunk-*.jsonl"))) >= target:
-                break
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0, 1.5))  # somewhere inside the next chunk
-        if p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-        p.wait()
-    p = _cli(["gen", "run", "--output", str(killed), *GREEDY_ARGS])
-    assert p.wait(timeout=900) == 0, p.stderr.read()[-2000:]
-    assert _record_set(killed) == _record_set(ref)
-    assert not list(parts.glob(".*tmp*"))
 
 
 def test_shards_merge_and_refuse_overlap(tmp_path, engine):

@@ -47,6 +47,7 @@ def _merge(adapter: str) -> str:
                                               pinned.revision, "float32")
 
 
+@pytest.mark.slow  # loads the embedded model
 def test_merged_weights_compute_what_base_plus_adapter_computes(lora, merge_cache, embedded_model_dir):
     import torch
     from peft import PeftModel
@@ -65,6 +66,7 @@ def test_merged_weights_compute_what_base_plus_adapter_computes(lora, merge_cach
     assert torch.allclose(merged, with_adapter, atol=2e-4)  # ...and the merged weights change it the same way
 
 
+@pytest.mark.slow  # loads the embedded model
 def test_merge_is_made_once_and_a_retrained_adapter_gets_its_own(lora, merge_cache, embedded_model_dir, tmp_path,
                                                                   monkeypatch):
     import transformers
@@ -121,6 +123,7 @@ def test_processes_asking_at_once_merge_once_and_share_it(lora, tmp_path):
     assert sorted(p.name for p in (cache / "merged").iterdir() if not p.name.endswith(".lock")) == [Path(folder).name]
 
 
+@pytest.mark.slow  # loads the embedded model
 def test_engine_serves_the_merged_adapter_with_the_same_greedy_replies(lora, merge_cache):
     from reflectevo_tasks.prompts import Prompt
 

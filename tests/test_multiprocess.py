@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import ORACLE_LIMIT, ORACLE_MODEL_ARGS, ORACLE_SUBTASKS, eval_env, oracle_command  # noqa: E402
+from conftest import GREEDY_ARGS, ORACLE_LIMIT, ORACLE_MODEL_ARGS, ORACLE_SUBTASKS, eval_env, oracle_command  # noqa: E402
 from hub_fixtures import hub, hub_server  # noqa: E402,F401
 
 REPO = Path(__file__).resolve().parents[1]
@@ -247,6 +247,40 @@ def _generated_hash(record: dict) -> str:
 
 
 @pytest.mark.slow
+def test_sigkill_at_three_points_then_resume_equals_uninterrupted_run(tmp_path, greedy_reference):
+    """`gen run` SIGKILLed somewhere inside a chunk three times, then run to the end: its records equal
+    the uninterrupted run's (the session's greedy reference, conftest, shared with the sharding test
+    below). Moved from tests/test_gen_pipeline.py (test_sigkill_at_three_points_then_resume_equals_uninterrupted_run),
+    whose tests run on another worker, to share that reference run."""
+    import random
+    import signal
+
+    from reflectevo.chunk_store import read_records
+
+    def record_set(folder):
+        return sorted((r["record_id"], r["content_hash"]) for r in read_records(folder))
+
+    ref, killed = greedy_reference, tmp_path / "killed"
+    rng = random.Random(7)
+    parts = killed / "parts"
+    for n in range(3):
+        p = _gen(["run", "--output", str(killed), *GREEDY_ARGS], tmp_path)
+        target = n + 1 + len(list(parts.glob("chunk-*.jsonl")) if parts.exists() else [])
+        deadline = time.time() + 600
+        while time.time() < deadline and p.poll() is None:
+            if parts.exists() and len(list(parts.glob("chunk-*.jsonl"))) >= target:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0, 1.5))  # somewhere inside the next chunk
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+        p.wait()
+    _finish(_gen(["run", "--output", str(killed), *GREEDY_ARGS], tmp_path), timeout=900)
+    assert record_set(killed) == record_set(ref)
+    assert not list(parts.glob(".*tmp*"))
+
+
+@pytest.mark.slow
 def test_two_concurrent_shards_merge_to_the_one_process_run(tmp_path, bbh_dir, greedy_reference):
     """8 questions, greedy everywhere (the generation tests' settings): the shards (two processes at
     once) merged and one process give the same records, id by id, with the same generated content.
@@ -254,7 +288,6 @@ def test_two_concurrent_shards_merge_to_the_one_process_run(tmp_path, bbh_dir, g
     shared with test_gen_pipeline.py's SIGKILL test), of which the first 4 chunks are these 8
     questions; --limit is a run setting, so only the generated content is compared, as for the shards."""
     from reflectevo.chunk_store import read_records
-    from test_gen_pipeline import GREEDY_ARGS
 
     args = [*GREEDY_ARGS, "--limit", "8"]  # the last --limit wins
     shards = [_gen(["run", "--output", f"s{i}", "--shard", f"{i}/2", *args], tmp_path) for i in range(2)]

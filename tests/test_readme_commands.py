@@ -33,6 +33,9 @@ from pathlib import Path
 
 import pytest
 
+# one test worker runs this file: its tests share the --help texts they read (help_text is cached)
+pytestmark = pytest.mark.xdist_group("readme_commands")
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
@@ -153,6 +156,22 @@ def _env() -> dict:
 
 @functools.lru_cache(maxsize=None)
 def help_text(argv: tuple[str, ...]) -> tuple[int, str]:
+    """`argv --help`: its exit code and text. `reflectevo`'s is asked in this process, from the function
+    its console script calls (a process each would import TRL again: seconds per subcommand); the
+    README's quick `--help` commands still run as processes (test_the_readme_quick_commands_run_as_written)."""
+    if Path(argv[0]) == BIN / "reflectevo":
+        import contextlib
+        import io
+
+        from reflectevo.cli import main
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            try:
+                code = main([*argv[1:], "--help"])
+            except SystemExit as stop:
+                code = stop.code
+        return int(code or 0), out.getvalue()
     proc = subprocess.run([*argv, "--help"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=QUICK_SECONDS)
     return proc.returncode, proc.stdout + proc.stderr
 
@@ -219,8 +238,7 @@ def hf_model_options() -> frozenset:
 
 
 def prefetch_helps(commands: list[list[str]]) -> None:
-    """Run the --help of every subcommand the commands name, several at a time (`reflectevo train
-    <setting> --help` imports TRL: seconds each)."""
+    """Ask for the --help of every subcommand the commands name, before the checks read them."""
     from concurrent.futures import ThreadPoolExecutor
 
     exe, wanted = str(BIN / "reflectevo"), set()
@@ -234,8 +252,12 @@ def prefetch_helps(commands: list[list[str]]) -> None:
             rc, text = help_text((exe, leading[0]))
             if rc == 0 and "positional arguments" in text:
                 wanted.add((exe, *leading))
+    # lm_eval's in processes, several at a time; reflectevo's one by one in this process (help_text
+    # swaps sys.stdout, which threads would share)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(help_text, sorted(wanted)))
+        list(pool.map(help_text, sorted(w for w in wanted if w[0] != exe)))
+    for argv in sorted(w for w in wanted if w[0] == exe):
+        help_text(argv)
 
 
 @functools.lru_cache(maxsize=1)

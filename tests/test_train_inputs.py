@@ -243,6 +243,7 @@ def test_training_prompts_render_and_tokenize_like_the_evaluator(engine, sample)
                 assert encode_prompt(tok, text) == engine.lm.tok_encode(text), (name, stage)
 
 
+@pytest.mark.slow  # a process that imports TRL and the trainers: 15 s of the fast tier otherwise
 def test_python_m_entry_point_for_accelerate(tmp_path):
     """`accelerate launch ... -m reflectevo_train` runs this entry point; the shipped configs load."""
     import subprocess
