@@ -52,6 +52,26 @@ def pytest_xdist_auto_num_workers(config):
     return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
 
 
+def _name_groups(items) -> None:
+    """Put each test's xdist group into its id as `id@group`, which is how `--dist loadgroup` reads it.
+    pytest-xdist 3.8 does this by setting `item._nodeid`, which pytest 9 no longer reads (its ids are
+    `item._id`): measured with pytest 9.2, tests of one group ran on both workers. Done here the
+    way each pytest reads it; if xdist adds its suffix too, the group after the last `@` is the same."""
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        if not names or "@" in item.nodeid.rpartition("::")[2]:
+            continue
+        grouped = f"{item.nodeid}@{'_'.join(names)}"
+        try:
+            from _pytest.nodeid import coerce_node_id  # pytest >= 9
+        except ImportError:
+            item._nodeid = grouped
+        else:
+            item._id = coerce_node_id(grouped)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Give each slow test an xdist group (`--dist loadgroup` runs a group on one worker): its file,
     so that a file's fixtures are made once, or the run of JOINING_RUNS it uses. Fast tests stay
@@ -66,9 +86,11 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.xdist_group(group[item.nodeid]))
     if os.environ.get("PYTEST_XDIST_WORKER"):
         rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-        slow_ids = set(group)
         ordered = sorted(slow, key=lambda item: rank.get(group[item.nodeid], len(rank)))  # stable
+        slow_ids = set(group)
         items[:] = ordered + [item for item in items if item.nodeid not in slow_ids]
+        if config.getvalue("loadgroup"):
+            _name_groups(items)
 
 
 @pytest.fixture(scope="session")
