@@ -4,8 +4,9 @@
 #
 #   REFLECTEVO_DATA_DIR=$PWD/../shared/data nohup setsid nice -n 19 leaderboards/math_code.sh > runs/math_code.log 2>&1 &
 #
-# Stop it by ending its process group (`kill -- -PGID`, PGID from `ps -o pgid= -p PID`): vLLM's engine
-# processes outlive a killed parent. Never edit this file while it runs: bash reads a script as it goes.
+# Stop it by ending its process group (`kill -- -PGID`, PGID from `ps -o pgid= -p PID`), then vLLM's
+# engine: it leaves that group and outlives a killed parent (`pkill -f VLLM::EngineCore`).
+# Never edit this file while it runs: bash reads a script as it goes (replace it whole: `mv`).
 #
 # What it makes, per source (mbpp, then math):
 # - rows single, retry_only and oracle of the `reflectevo` lm-eval model on the source's first items

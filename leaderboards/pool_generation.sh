@@ -4,7 +4,8 @@
 #
 #   REFLECTEVO_BBH_DIR=$PWD/../shared/data/bbh nohup setsid nice -n 19 leaderboards/pool_generation.sh > runs/pool-gen.log 2>&1 &
 #
-# Stop it by ending its process group (`kill -- -PGID`): vLLM's engine process outlives a killed parent.
+# Stop it by ending its process group (`kill -- -PGID`, PGID from `ps -o pgid= -p PID`), then vLLM's
+# engine: it leaves that group and outlives a killed parent (`pkill -f VLLM::EngineCore`).
 # Never edit this file while it runs: bash reads a script as it goes.
 #
 # Why committed chunk by chunk: the whole pool is many hours of generation on a 2-core CPU, a session
