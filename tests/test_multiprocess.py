@@ -333,10 +333,6 @@ def _lm_eval_args(out: Path, model_args: str) -> list[str]:
     return ["lm_eval", *oracle_command(out, model_args)]
 
 
-def _eval_env() -> dict:
-    return eval_env()
-
-
 def _read_eval(out: Path) -> dict:
     """The results file (there must be exactly one) and, per task, doc id -> what happened to it."""
     results = sorted(out.glob("*/results_*.json"))
@@ -366,7 +362,7 @@ def one_process_eval(oracle_eval):
 def _eval_two(tmp: Path, resume: Path, chunk_size: int = CHUNK_SIZE) -> subprocess.Popen:
     args = _lm_eval_args(tmp / "out", f"{EVAL_ARGS},chunk_size={chunk_size},resume={resume}")
     cmd = _launch_two(args)
-    return _start(cmd, tmp, _eval_env())
+    return _start(cmd, tmp, eval_env())
 
 
 def _assert_same_outcomes(two: dict, one: dict) -> None:
