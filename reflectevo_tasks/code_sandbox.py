@@ -50,7 +50,8 @@ leaves the code free to raise its own limits), a cleared environment and an empt
 working directory, but with the network, the user's files and the user's processes within reach.
 The supervisor is a child subreaper, so descendants that leave their session are still its to
 kill when the run ends (it kills until none is left). If the supervisor itself hangs, this module
-stops each process of the tree before listing its children, so none forks away, then kills them all.
+stops each process of the tree before listing its children, so none forks away, then kills them all
+and returns only once each is dead.
 """
 
 from __future__ import annotations
@@ -337,7 +338,8 @@ def _signal(pid: int, signum: int) -> None:
         pass
 
 
-def _wait_until_stopped(pid: int, seconds: float = 0.5) -> None:
+def _wait_for_state(pid: int, states: str, seconds: float) -> None:
+    """Return once the process is in one of `states`, or gone, or `seconds` have passed."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         try:
@@ -345,7 +347,7 @@ def _wait_until_stopped(pid: int, seconds: float = 0.5) -> None:
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
             return
-        if state in "tTZX":
+        if state in states:
             return
         time.sleep(0.002)
 
@@ -364,11 +366,15 @@ def _kill_sandbox(proc: subprocess.Popen, mode: str) -> None:
         while stack:
             pid = stack.pop()
             _signal(pid, signal.SIGSTOP)
-            _wait_until_stopped(pid)
+            _wait_for_state(pid, "tTZX", 0.5)
             tree.append(pid)
             stack += _children(pid)
         for pid in tree:
             _signal(pid, signal.SIGKILL)
+        # a killed process still runs until the scheduler lets it die; on a loaded machine that
+        # took longer than this function's return, so a caller could still see the code's processes
+        for pid in tree:
+            _wait_for_state(pid, "ZX", 5.0)
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
