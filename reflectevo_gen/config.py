@@ -77,6 +77,8 @@ class GenConfig:
             from reflectevo_tasks.sources import parse_ids
 
             d["question_ids"] = sorted(parse_ids(self.question_ids))
+            if self.limit is not None and self.limit >= len(d["question_ids"]):
+                d["limit"] = None  # keeps every listed question, as no limit does: the same records
         from reflectevo_tasks.answers import GATE_VERSION
 
         # the trial-1 verdict (strict) decides which questions are reflected on: records gated by

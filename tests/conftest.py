@@ -43,7 +43,7 @@ JOINING_RUNS = ("demo_generation", "greedy_reference")
 MAX_WORKERS = 4  # each worker of the slow tier holds models and lm_eval (1-3 GB); past 4 memory, not cores, limits
 # slow groups in the order workers should take them, longest first (from `--durations`; the rest
 # follow in file order, then the fast tests fill the gaps): a long group started last would run alone
-LONGEST_FIRST = ("demo_generation", "greedy_reference", "test_readme_commands", "test_lm_eval_cli",
+LONGEST_FIRST = ("demo_generation", "greedy_reference", "test_lm_eval_cli",
                  "test_math_mbpp_cli", "test_train_settings")
 
 
@@ -137,8 +137,9 @@ def demo_generation(tmp_path_factory, embedded_model_dir):
     still fail to come.
 
     Shared because it is the suite's longest model run: tests/test_gen_pipeline.py checks the records
-    and their curation, and the evolve end-to-end test (tests/test_evolve.py) gives a copy to the
-    loop's gen step, which must find it to be its own run (same settings) and resume it."""
+    and their curation; the evolve end-to-end test (tests/test_evolve.py) gives a copy to the loop's
+    gen step and the README workflows test (tests/test_readme_workflows.py) one to the README's
+    `gen run`, each of which must find it to be its own run (same settings) and resume it."""
     import yaml
 
     from reflectevo_gen.config import GenConfig
@@ -153,17 +154,16 @@ def demo_generation(tmp_path_factory, embedded_model_dir):
     return cfg, summary
 
 
-# 12 questions in chunks of 2, greedy everywhere (reflections at temperature 0): a run's records are
+# 8 questions in chunks of 2, greedy everywhere (reflections at temperature 0): a run's records are
 # a function of its settings, so runs made in other ways (killed and resumed, sharded) must equal it
-GREEDY_ARGS = ["--limit", "12", "--chunk_size", "2", "--trial_max_new_tokens", "24", "--reflection_max_new_tokens", "24",
+GREEDY_ARGS = ["--limit", "8", "--chunk_size", "2", "--trial_max_new_tokens", "24", "--reflection_max_new_tokens", "24",
                "--reflection_temperature", "0", "--reflections_per_instruction", "1", "--batch_size", "8"]
 
 
 @pytest.fixture(scope="session")
 def greedy_reference(tmp_path_factory, bbh_dir, embedded_model_dir) -> Path:
     """`reflectevo gen run GREEDY_ARGS`, uninterrupted, in one process: what the SIGKILLed and resumed
-    run of tests/test_gen_pipeline.py must equal and, restricted to its first 8 questions, what the
-    merged concurrent shards of tests/test_multiprocess.py must equal."""
+    run and the merged concurrent shards of tests/test_multiprocess.py must equal."""
     import subprocess
     import sys
 

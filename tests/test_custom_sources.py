@@ -91,6 +91,9 @@ def test_gen_identity_unchanged_unless_answer_kinds_or_ids_are_set(tmp_path):
     before = GenConfig(question_ids=f"@{listed}").identity_hash()
     listed.write_text("a/1\n")
     assert GenConfig(question_ids=f"@{listed}").identity_hash() != before
+    # a --limit that keeps every listed question makes the same records as none
+    assert GenConfig(question_ids="a/1,b/2", limit=2).identity() == GenConfig(question_ids="a/1,b/2").identity()
+    assert GenConfig(question_ids="a/1,b/2", limit=1).identity() != GenConfig(question_ids="a/1,b/2").identity()
 
 
 def test_question_ids_keep_those_questions_in_source_order(tmp_path, bbh_dir):

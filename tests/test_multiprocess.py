@@ -248,10 +248,12 @@ def _generated_hash(record: dict) -> str:
 
 @pytest.mark.slow
 def test_sigkill_at_three_points_then_resume_equals_uninterrupted_run(tmp_path, greedy_reference):
-    """`gen run` SIGKILLed somewhere inside a chunk three times, then run to the end: its records equal
-    the uninterrupted run's (the session's greedy reference, conftest, shared with the sharding test
+    """`gen run` SIGKILLed inside its second, third and fourth chunk (of four), each time by a new
+    process that resumed the last one's chunks, then run to the end: its records equal the
+    uninterrupted run's (the session's greedy reference, conftest, shared with the sharding test
     below). Moved from tests/test_gen_pipeline.py (test_sigkill_at_three_points_then_resume_equals_uninterrupted_run),
-    whose tests run on another worker, to share that reference run."""
+    whose tests run on another worker, to share that reference run; it used 12 questions and left a
+    finished chunk between kills, which only made the run longer."""
     import random
     import signal
 
@@ -263,9 +265,10 @@ def test_sigkill_at_three_points_then_resume_equals_uninterrupted_run(tmp_path, 
     ref, killed = greedy_reference, tmp_path / "killed"
     rng = random.Random(7)
     parts = killed / "parts"
-    for n in range(3):
+    endings = []
+    for _ in range(3):
         p = _gen(["run", "--output", str(killed), *GREEDY_ARGS], tmp_path)
-        target = n + 1 + len(list(parts.glob("chunk-*.jsonl")) if parts.exists() else [])
+        target = 1 + len(list(parts.glob("chunk-*.jsonl")) if parts.exists() else [])  # one more chunk
         deadline = time.time() + 600
         while time.time() < deadline and p.poll() is None:
             if parts.exists() and len(list(parts.glob("chunk-*.jsonl"))) >= target:
@@ -274,7 +277,8 @@ def test_sigkill_at_three_points_then_resume_equals_uninterrupted_run(tmp_path, 
         time.sleep(rng.uniform(0, 1.5))  # somewhere inside the next chunk
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
-        p.wait()
+        endings.append(p.wait())
+    assert endings == [-signal.SIGKILL] * 3  # each process was killed, none ran to the end
     _finish(_gen(["run", "--output", str(killed), *GREEDY_ARGS], tmp_path), timeout=900)
     assert record_set(killed) == record_set(ref)
     assert not list(parts.glob(".*tmp*"))
@@ -284,13 +288,11 @@ def test_sigkill_at_three_points_then_resume_equals_uninterrupted_run(tmp_path, 
 def test_two_concurrent_shards_merge_to_the_one_process_run(tmp_path, bbh_dir, greedy_reference):
     """8 questions, greedy everywhere (the generation tests' settings): the shards (two processes at
     once) merged and one process give the same records, id by id, with the same generated content.
-    The one-process run is the session's greedy reference (conftest: 12 questions in chunks of 2,
-    shared with test_gen_pipeline.py's SIGKILL test), of which the first 4 chunks are these 8
-    questions; --limit is a run setting, so only the generated content is compared, as for the shards."""
+    The one-process run is the session's greedy reference (conftest, shared with the SIGKILL test
+    above); a shard's settings name the shard, so only the generated content is compared."""
     from reflectevo.chunk_store import read_records
 
-    args = [*GREEDY_ARGS, "--limit", "8"]  # the last --limit wins
-    shards = [_gen(["run", "--output", f"s{i}", "--shard", f"{i}/2", *args], tmp_path) for i in range(2)]
+    shards = [_gen(["run", "--output", f"s{i}", "--shard", f"{i}/2", *GREEDY_ARGS], tmp_path) for i in range(2)]
     for proc in shards:
         _finish(proc)
     _finish(_gen(["merge", "--inputs", "s0", "s1", "--output", "merged"], tmp_path))
@@ -301,7 +303,7 @@ def test_two_concurrent_shards_merge_to_the_one_process_run(tmp_path, bbh_dir, g
         assert len(ids) == len(set(ids)), f"{folder}: a record twice"
         return {r["record_id"]: r for r in records}
 
-    one = {k: r for k, r in by_id(greedy_reference).items() if r["chunk"] < 4}
+    one = by_id(greedy_reference)
     merged = by_id(tmp_path / "merged")
     shard_records = [by_id(tmp_path / f"s{i}") for i in range(2)]
     questions = [{r["question_id"] for r in recs.values()} for recs in shard_records]

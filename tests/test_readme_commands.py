@@ -13,10 +13,7 @@ Fast (no model is loaded):
   run as written, in a folder of their own, and the rebuilt table is the committed one;
 * the results table of the README agrees with leaderboards/bbh.md.
 
-Slow: the README's three workflows run as written against the local Hub server, with options
-appended (and lm_eval's task group narrowed to two of its subtasks) that shrink them to minutes:
-the demo's fixable questions, 128-token turns, two items per subtask. 23 minutes on 2 cores with a
-load of 12 (2026-12-06); much less on an idle machine.
+The README's three workflows, end to end, are in tests/test_readme_workflows.py (slow).
 """
 
 from __future__ import annotations
@@ -25,7 +22,6 @@ import functools
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import unicodedata
@@ -488,68 +484,3 @@ def test_the_readme_results_agree_with_the_leaderboard():
             theirs = body[row[0]][head.index(column)].split(" [")[0]
             if ours:  # a line of one comparison may leave a column empty
                 assert ours == theirs, f"row #{row[0]} {column}: README {ours}, leaderboards/bbh.md {theirs}"
-
-
-# ------------------------------------------------------------------ slow: the workflows, end to end
-
-DEMO_FIXABLE = 8  # the demo slice ends with the 8 questions on which reflection fixed most answers
-EVAL_TASKS = "reflectevo_bbh_test_boolean_expressions,reflectevo_bbh_test_navigate"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _shrink(line: str, question_ids: str, port: int) -> str:
-    """The README's line with options appended that make it take minutes on a CPU."""
-    line = line.replace("8765", str(port))
-    if line.startswith("reflectevo gen run"):
-        line += (f" --question_ids {question_ids} --trial_max_new_tokens 128 --reflection_max_new_tokens 128"
-                 " --dtype float32 --reflections_per_instruction 2 --seed 0")
-    elif line.startswith("reflectevo train"):
-        line += " --config demo --max_length 768"
-    elif line.startswith("lm_eval"):  # two subtasks of the README's task group (lm_eval adds up repeated --tasks)
-        line = re.sub(r"(--model_args )(\S+)", r"\1\2,dtype=float32,max_gen_toks=128,reflection_max_gen_toks=128",
-                      line) + " --limit 2 --device cpu"
-        line = re.sub(r"--tasks reflectevo_bbh_test(?=\s)", f"--tasks {EVAL_TASKS}", line)
-    return line
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(2400)
-def test_the_readme_workflows_run_as_written(tmp_path, embedded_model_dir):
-    import yaml
-
-    text = README.read_text()
-    workflows = _section(README, "Workflows")
-    lines = [line for lang, body, _ in fenced_blocks(workflows) if lang in SHELL_LANGS for line in logical_lines(body)
-             if "--help" not in line]
-    assert any(line.startswith("reflectevo hub serve") for line in lines), text
-    demo = yaml.safe_load((ROOT / "reflectevo_evolve" / "loops" / "demo.yaml").read_text())
-    ids = ",".join([q.strip() for q in demo["gen"]["question_ids"].split(",") if q.strip()][-DEMO_FIXABLE:])
-    port = _free_port()
-    script = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"
-    for line in lines:
-        script += _shrink(line, ids, port) + "\n"
-        if line.startswith("reflectevo hub serve"):  # wait until it answers
-            script += (f"for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; "
-                       "sleep 0.2; done\n")
-    work = _workspace(tmp_path)
-    # its own process group, so that a timeout also ends the Hub server and whatever step was running
-    proc = subprocess.Popen(["bash", "-c", script], cwd=work, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=2300)
-    finally:
-        try:
-            os.killpg(proc.pid, 9)  # the script's trap ends the server too; this covers a timeout
-        except ProcessLookupError:
-            pass
-        proc.wait()
-    assert proc.returncode == 0, f"{script}\n--- stdout\n{out[-4000:]}\n--- stderr\n{err[-6000:]}"
-    board = (work / "runs" / "leaderboard" / "bbh.md").read_text()
-    rows = _table(_section(work / "runs" / "leaderboard" / "bbh.md", "Rows"))
-    assert len(rows) == 3, board  # header, the trained reflector, the retry_only baseline
-    assert "me/reflector" in board and "retry_only" in board
