@@ -36,14 +36,16 @@ _guard_network()
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Model runs asserted on by two files (the fixtures below): under xdist the tests that use one share
-# a worker, so it is made once. oracle_eval is made once per worker that needs it (about a minute):
-# joining its files too would put most of the slow tier on one worker.
-JOINING_RUNS = ("demo_generation", "greedy_reference")
+# Model runs asserted on by two files (the fixtures below), each with the xdist group of the files
+# that use it: a group runs on one worker, so the run is made once. The greedy reference and the
+# oracle evaluation share one group (tests/test_multiprocess.py uses both), which comes to about half
+# the slow tier beside the demo generation's.
+JOINING_RUNS = {"demo_generation": "demo_generation", "greedy_reference": "greedy_and_oracle",
+                "oracle_eval": "greedy_and_oracle"}
 MAX_WORKERS = 4  # each worker of the slow tier holds models and lm_eval (1-3 GB); past 4 memory, not cores, limits
 # slow groups in the order workers should take them, longest first (from `--durations`; the rest
 # follow in file order, then the fast tests fill the gaps): a long group started last would run alone
-LONGEST_FIRST = ("demo_generation", "greedy_reference", "test_lm_eval_cli",
+LONGEST_FIRST = ("demo_generation", "greedy_and_oracle",
                  "test_math_mbpp_cli", "test_train_settings")
 
 
@@ -79,8 +81,9 @@ def pytest_collection_modifyitems(config, items):
     slow = [item for item in items if item.get_closest_marker("slow")]
     group = {}
     for item in slow:
-        group[item.nodeid] = next((r for r in JOINING_RUNS if r in item.fixturenames), item.module.__name__)
-    joined = {item.module.__name__: group[item.nodeid] for item in slow if group[item.nodeid] in JOINING_RUNS}
+        group[item.nodeid] = next((g for r, g in JOINING_RUNS.items() if r in item.fixturenames), item.module.__name__)
+    joined = {item.module.__name__: group[item.nodeid] for item in slow
+              if group[item.nodeid] in JOINING_RUNS.values()}
     for item in slow:  # a file with one test on a joining run goes with it whole (its module fixtures once)
         group[item.nodeid] = joined.get(item.module.__name__, group[item.nodeid])
         item.add_marker(pytest.mark.xdist_group(group[item.nodeid]))
