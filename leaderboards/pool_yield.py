@@ -93,7 +93,58 @@ def _sum(rows) -> dict:
     return {k: sum(r[k] for r in rows) for k in keys}
 
 
-def report(rows: dict[str, dict], store: Path) -> str:
+TURNS = (("trial 1", "trial1", "trial"), ("reflection", "reflection", "reflection"), ("retry", "retry", "retry"))
+
+
+def reply_tokens(turn: dict, tokenizer) -> int:
+    """A stored reply's new tokens as the lm-eval plugin counts them: its text after the reply prefix,
+    retokenised."""
+    out, prefix = turn["output"], turn.get("reply_prefix") or ""
+    text = out[len(prefix):] if prefix and out.startswith(prefix) else out
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if text.strip() else 0
+
+
+def cap_hits(records: list[dict], tokenizer) -> list[dict]:
+    """Per turn: replies, the cap they were generated under and how many reached it (the plugin's rule,
+    harness_plugins.reflect_model.reaches_cap). Trial 1 counts once per question (each of a question's
+    records repeats it); reflections and retries once per record that has them."""
+    from harness_plugins.reflect_model import reaches_cap
+
+    seen, rows = set(), []
+    for name, field, sampling in TURNS:
+        caps, replies, reached = set(), 0, 0
+        for r in records:
+            turn = r.get(field)
+            if not turn or turn.get("output") is None:
+                continue
+            if field == "trial1":
+                if r["question_id"] in seen:
+                    continue
+                seen.add(r["question_id"])
+            cap = r["sampling"][sampling]["max_new_tokens"]
+            caps.add(cap)
+            replies += 1
+            reached += reaches_cap(reply_tokens(turn, tokenizer), cap)
+        rows.append({"turn": name, "caps": sorted(caps), "replies": replies, "reached": reached})
+    return rows
+
+
+def cap_report(rows: list[dict]) -> list[str]:
+    from reflectevo_tasks.stats import wilson_interval
+
+    lines = ["## Replies that reached their token cap", "",
+             "The plugin's rule (harness_plugins.reflect_model.reaches_cap): a reply whose text after its reply "
+             "prefix, retokenised with the model's tokenizer, is at least cap − 3 tokens. In % with 95% Wilson "
+             "intervals.", "", "| turn | cap (new tokens) | replies | reaching the cap |", "|---|---|---:|---|"]
+    for r in rows:
+        lo, hi = wilson_interval(r["reached"], r["replies"]) if r["replies"] else (None, None)
+        share = (f"{100 * r['reached'] / r['replies']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] ({r['reached']}/{r['replies']})"
+                 if r["replies"] else "–")
+        lines.append(f"| {r['turn']} | {', '.join(map(str, r['caps'])) or '–'} | {r['replies']} | {share} |")
+    return lines
+
+
+def report(rows: dict[str, dict], store: Path, caps: list[dict] | None = None) -> str:
     head = ("| subtask | answer kind | questions | wrong at t1 | reflections | leaked | fixes | fixes per clean "
             "reflection | D+ rows | questions for 250 D+ at this rate |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     lines = [f"# Pool generation yield ({len(list((store / 'parts').glob('chunk-*')))} chunks committed)", "",
@@ -118,7 +169,23 @@ def report(rows: dict[str, dict], store: Path) -> str:
     lines.append(_line("all", "–", _sum(rows.values())))
     lines.append(_line("two-answer subtasks", "–", _sum(two)))
     lines.append(_line("other subtasks", "–", _sum(rest)))
+    if caps is not None:
+        lines += [""] + cap_report(caps)
     return "\n".join(lines) + "\n"
+
+
+def _tokenizer(records: list[dict]):
+    """The embedded model's tokenizer, the one model the pool generation runs (refused for another)."""
+    from transformers import AutoTokenizer
+
+    from reflectevo.embedded_model import EMBEDDED_SHORT_NAME, embedded_model_dir
+    from reflectevo.errors import UserError
+
+    models = {r["models"][role]["model"] for r in records for role in ("generator", "reflector")}
+    if models - {EMBEDDED_SHORT_NAME}:
+        raise UserError(f"pool_yield: cap counts need the generating model's tokenizer; these records come from "
+                        f"{', '.join(sorted(models))}, and only {EMBEDDED_SHORT_NAME} is known here")
+    return AutoTokenizer.from_pretrained(embedded_model_dir())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -128,7 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", default=None, help="markdown file to write (default: STORE/yield.md)")
     args = parser.parse_args(argv)
     store = Path(args.store)
-    text = report(tally(stored_records(store)), store)
+    records = stored_records(store)
+    text = report(tally(records), store, cap_hits(records, _tokenizer(records)))
     out = Path(args.output) if args.output else store / "yield.md"
     out.write_text(text, encoding="utf-8")
     print(text)

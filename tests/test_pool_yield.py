@@ -13,7 +13,7 @@ def _numbers(line: str) -> list[int]:
     return [int(c.replace(",", "")) for c in cells[2:7]] + [int(cells[8])]
 
 
-def test_yield_table_of_two_committed_chunks_adds_up(tmp_path, bbh_dir):
+def test_yield_table_of_two_committed_chunks_adds_up(tmp_path, bbh_dir, embedded_model_dir):
     store = tmp_path / "store"
     (store / "parts").mkdir(parents=True)
     shutil.copy(STORE / "run_config.json", store)
@@ -36,3 +36,25 @@ def test_yield_table_of_two_committed_chunks_adds_up(tmp_path, bbh_dir):
     two_line = next(line for line in text.splitlines() if line.startswith("| two-answer subtasks |"))
     assert _numbers(two_line) == [sum(col) for col in zip(*two)]
     assert re.search(r"\| choice \| \d+ \|", text)  # the per-kind table names its kinds
+    # replies at their cap, per turn: trial 1 once per question, a reflection and a retry per record
+    caps = text.split("## Replies that reached their token cap")[1]
+    turns = {}
+    for line in caps.splitlines():
+        m = re.match(r"\| (trial 1|reflection|retry) \| 256 \| (\d+) \| [\d.]+ \[[\d.]+, [\d.]+\] \((\d+)/(\d+)\) \|$", line)
+        if m:
+            assert m.group(2) == m.group(4), line
+            turns[m.group(1)] = (int(m.group(3)), int(m.group(4)))
+    assert set(turns) == {"trial 1", "reflection", "retry"}, caps
+    stored = sum(c[2] for c in counts)  # the reflections column counts every stored reflection
+    assert turns["trial 1"][1] == 32 and turns["reflection"][1] == turns["retry"][1] >= stored
+    assert all(reached <= replies for reached, replies in turns.values())
+
+
+def test_reply_tokens_count_the_text_after_the_prefix_as_the_plugin_does():
+    class Words:  # one token per word, like a whitespace tokenizer
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": text.split()}
+
+    assert pool_yield.reply_tokens({"output": "Let's think. a b c", "reply_prefix": "Let's think."}, Words()) == 3
+    assert pool_yield.reply_tokens({"output": "a b", "reply_prefix": ""}, Words()) == 2
+    assert pool_yield.reply_tokens({"output": "Let's think.  ", "reply_prefix": "Let's think."}, Words()) == 0
