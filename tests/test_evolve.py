@@ -162,7 +162,8 @@ def test_round_r_reflects_and_trains_from_round_r_minus_1_and_a_rerun_resumes(tm
 # ---------------------------------------------------------------------------------- end to end
 # The README's demo loop itself (same generation and training settings, so this test also checks that
 # the demo's generation yields D+ rows to train on), evaluated on 2 items instead of 27, plus round 0.
-TINY_LOOP = ["name=tiny", "baseline=true", "eval.tasks=reflectevo_bbh_test_navigate,reflectevo_bbh_test_sports_understanding"]
+TINY_LOOP = ["name=tiny", "baseline=true", "eval.tasks=reflectevo_bbh_test_navigate,reflectevo_bbh_test_sports_understanding",
+             "eval.model_args=max_gen_toks=32,reflection_max_gen_toks=32"]  # short turns: the checks are of the loop
 
 
 @pytest.mark.slow

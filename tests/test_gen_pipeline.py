@@ -203,14 +203,19 @@ def _record_set(folder):
     return sorted((r["record_id"], r["content_hash"]) for r in read_records(folder))
 
 
-def test_shards_merge_and_refuse_overlap(tmp_path, engine):
-    from reflectevo_gen.pipeline import Engines
+def test_shards_merge_and_refuse_overlap(tmp_path):
+    """Merging, on shards made by the scripted generator: what the embedded model's shards give is
+    compared with one process's run in tests/test_multiprocess.py (two concurrent `gen run` shards)."""
+    from reflectevo_gen.pipeline import Engines, plan_questions
+    from reflectevo_tasks.engine import Engine, EngineConfig
 
+    settings = dict(limit=6, reflections_per_instruction=1, instruction_ids="sample:1", **SMALL)
+    questions = plan_questions(GenConfig(output=str(tmp_path / "whole"), **settings))[0]
+    scripted = Engine(EngineConfig(model="scripted"), lm=ScriptedGenerator(questions))
     outs = []
     for i in range(2):
-        cfg = GenConfig(output=str(tmp_path / f"s{i}"), limit=6, shard=f"{i}/2", reflections_per_instruction=1,
-                        instruction_ids="sample:1", **{**SMALL, "trial_max_new_tokens": 24, "reflection_max_new_tokens": 24})
-        run(cfg, engines=Engines(engine, engine), show_progress=False)
+        cfg = GenConfig(output=str(tmp_path / f"s{i}"), shard=f"{i}/2", **settings)
+        run(cfg, engines=Engines(scripted, scripted), show_progress=False)
         outs.append(str(tmp_path / f"s{i}"))
     ids = [{r["question_id"] for r in read_records(o)} for o in outs]
     assert not ids[0] & ids[1] and len(ids[0] | ids[1]) == 6

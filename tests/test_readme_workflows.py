@@ -1,8 +1,8 @@
 """The README's three workflows (generate and publish a dataset; train and publish an adapter;
 evaluate with lm_eval and build the leaderboard) run as written against the local Hub server, with
 options appended that shrink them to minutes on a CPU: the demo loop's generation settings,
-the embedded model's demo training recipe, and lm_eval on two items of two subtasks with 64-token
-turns.
+the embedded model's demo training recipe, and lm_eval on one item of each of two subtasks with
+64-token turns.
 
 The generation step starts from a copy of the session's demo generation (conftest's
 demo_generation, shared with tests/test_gen_pipeline.py and tests/test_evolve.py), as from a run
@@ -55,7 +55,7 @@ def _shrink(line: str, port: int) -> str:
         line += " --config demo --max_length 768"
     elif line.startswith("lm_eval"):  # two subtasks of the README's task group (lm_eval adds up repeated --tasks)
         line = re.sub(r"(--model_args )(\S+)", r"\1\2,dtype=float32,max_gen_toks=64,reflection_max_gen_toks=64",
-                      line) + " --limit 2 --device cpu"
+                      line) + " --limit 1 --device cpu"
         line = re.sub(r"--tasks reflectevo_bbh_test(?=\s)", f"--tasks {EVAL_TASKS}", line)
     return line
 
