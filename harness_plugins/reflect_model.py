@@ -96,6 +96,13 @@ def reaches_cap(tokens: int, cap: int) -> bool:
     return tokens >= cap - CAP_SLACK
 
 
+def generated_tokens(reply: str, reply_prefix: str, count_tokens) -> int:
+    """The new tokens of a reply as counted against its cap: the text after the prefix we opened the
+    reply with (not generated), retokenised by `count_tokens`; a blank reply is 0."""
+    text = reply[len(reply_prefix):] if reply_prefix and reply.startswith(reply_prefix) else reply
+    return count_tokens(text) if text.strip() else 0
+
+
 def _flag(value) -> bool:
     if isinstance(value, bool):
         return value
@@ -574,8 +581,7 @@ class ReflectEvoLM(LM):
         generated = prompt_tokens = cap_hits = 0
         caps = [sampling] * len(prompts) if isinstance(sampling, Sampling) else list(sampling)
         for p, out, s in zip(prompts, outs, caps):
-            text = out[len(p.reply_prefix):] if p.reply_prefix and out.startswith(p.reply_prefix) else out
-            n = engine.count_tokens(text) if text.strip() else 0
+            n = generated_tokens(out, p.reply_prefix, engine.count_tokens)
             generated += n
             cap_hits += reaches_cap(n, s.max_new_tokens)  # within CAP_SLACK: count_tokens retokenises
             prompt_tokens += engine.count_tokens(engine.render(p))

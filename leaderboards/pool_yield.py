@@ -97,11 +97,12 @@ TURNS = (("trial 1", "trial1", "trial"), ("reflection", "reflection", "reflectio
 
 
 def reply_tokens(turn: dict, tokenizer) -> int:
-    """A stored reply's new tokens as the lm-eval plugin counts them: its text after the reply prefix,
-    retokenised."""
-    out, prefix = turn["output"], turn.get("reply_prefix") or ""
-    text = out[len(prefix):] if prefix and out.startswith(prefix) else out
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if text.strip() else 0
+    """A stored reply's new tokens as the lm-eval plugin counts them (its text after the reply prefix,
+    retokenised)."""
+    from harness_plugins.reflect_model import generated_tokens
+
+    return generated_tokens(turn["output"], turn.get("reply_prefix") or "",
+                            lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]))
 
 
 def cap_hits(records: list[dict], tokenizer) -> list[dict]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
 import threading
 import time
@@ -15,6 +14,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hub_fixtures import TOKEN, hub, hub_at, hub_server, isolated_hub_client, read_all_files  # noqa: E402,F401
+from ports import free_port  # noqa: E402
 
 from reflectevo.errors import UserError  # noqa: E402
 from reflectevo.hub import client  # noqa: E402
@@ -31,12 +31,6 @@ from reflectevo.hub.server import serve_in_subprocess  # noqa: E402
 pytestmark = pytest.mark.usefixtures("isolated_hub_client")
 
 FAST = RetryPolicy(attempts=2, base_delay=0.05, max_delay=0.1)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _folder(root, name: str, files: dict[str, bytes]) -> str:
@@ -64,7 +58,7 @@ def fast_client_retries(monkeypatch):
 
 def test_server_down_is_one_clear_error(tmp_path, caplog, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     folder = _folder(tmp_path, "f", {"a.txt": b"a"})
     caplog.set_level(logging.DEBUG)
     started = time.monotonic()

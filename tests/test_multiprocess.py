@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conftest import GREEDY_ARGS, ORACLE_LIMIT, ORACLE_MODEL_ARGS, ORACLE_SUBTASKS, eval_env, oracle_command  # noqa: E402
 from hub_fixtures import hub, hub_server  # noqa: E402,F401
+from ports import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -38,17 +38,11 @@ ACCELERATE = str(BIN / "accelerate")
 CONFIGS = REPO / "reflectevo_train" / "accelerate"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch_two(module_args: list[str]) -> list[str]:
     """`accelerate launch` for two processes on this machine, every default given (so accelerate
     prints no advice), on a port of its own."""
     return [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
             "-m", *module_args]
 
 

@@ -19,22 +19,16 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 
 import pytest
+from ports import free_port
 from test_readme_commands import (README, ROOT, SHELL_LANGS, _env, _section, _table, _workspace, fenced_blocks,
                                   logical_lines)
 
 pytestmark = pytest.mark.slow
 
 EVAL_TASKS = "reflectevo_bbh_test_boolean_expressions,reflectevo_bbh_test_navigate"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _demo_gen_options() -> str:
@@ -75,7 +69,7 @@ def test_the_readme_workflows_run_as_written(tmp_path, demo_generation):
     assert any(line.startswith("reflectevo hub serve") for line in lines), text
     (gen_line,) = [line for line in lines if line.startswith("reflectevo gen run")]
     gen_output = re.search(r"--output (\S+)", gen_line).group(1)
-    port = _free_port()
+    port = free_port()
     script = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"
     for line in lines:
         script += _shrink(line, port) + "\n"
