@@ -128,14 +128,14 @@ DEMO_LOOP = REPO / "reflectevo_evolve" / "loops" / "demo.yaml"
 
 @pytest.fixture(scope="session")
 def demo_generation(tmp_path_factory, embedded_model_dir):
-    """The README demo's generation step: 30 questions of BBH's generation pool on which the embedded
+    """The README demo's generation step: 16 questions of BBH's generation pool on which the embedded
     model can fix some answers, with the demo loop's whole gen section (2 instructions x 4
     reflections per wrong answer, 128-token turns, float32, seed 0). Returns (GenConfig, summary);
     the records are in cfg.output.
 
     This model fixes a few percent of its failures, so a test-sized run taken blindly would leave
     D+, D± and Dpref empty. The slice (the demo loop's gen.question_ids, reflectevo_evolve/loops/demo.yaml,
-    which says how it was picked) is 22 questions it answers right at trial 1 and 8 on which a real run
+    which says how it was picked) is 12 questions it answers right at trial 1 and 4 on which a real run
     at these settings saw reflections fix the answer; the fixes here are sampled afresh, so they can
     still fail to come.
 

@@ -39,7 +39,7 @@ def curated(gen_run, engine, tmp_path_factory):
 
 def test_records_cover_every_question_with_provenance(gen_run):
     cfg, summary, records = gen_run
-    assert summary["questions"] == 30 and len({r["question_id"] for r in records}) == 30
+    assert summary["questions"] == 16 and len({r["question_id"] for r in records}) == 16
     assert len({r["record_id"] for r in records}) == len(records)
     for r in records:
         assert r["source"].startswith("bbh/") and isinstance(r["index"], int)
@@ -67,7 +67,7 @@ def test_records_cover_every_question_with_provenance(gen_run):
 def test_curated_configs_are_consistent(curated):
     """Carries test_curated_configs_are_consistent[embedded] (the [scripted] case is in tests/test_gen_scripted.py)."""
     result, folder = curated
-    check_curated_configs(result, folder, questions=30)
+    check_curated_configs(result, folder, questions=16)
 
 
 def test_resume_refuses_other_settings(tmp_path, gen_run):
