@@ -93,6 +93,7 @@ def scripted_curated(engine, tmp_path_factory):
 
 
 def test_progress_bar_says_which_pass_a_chunk_is_in(tmp_path, capsys):
+    """Moved from tests/test_gen_pipeline.py::test_progress_bar_says_which_pass_a_chunk_is_in."""
     from reflectevo_gen.pipeline import Engines, plan_questions
     from reflectevo_tasks.engine import Engine, EngineConfig
 
@@ -107,6 +108,7 @@ def test_progress_bar_says_which_pass_a_chunk_is_in(tmp_path, capsys):
 
 
 def test_every_config_gets_the_rows_the_script_implies(scripted_curated):
+    """Moved from tests/test_gen_pipeline.py::test_every_config_gets_the_rows_the_script_implies."""
     result, _ = scripted_curated
     questions = {r["question_id"] for r in result["raw"]}
     right = {r["question_id"] for r in result["raw"] if r["record_id"].endswith("#t1")}
@@ -132,7 +134,8 @@ def _record_set(folder):
 
 def test_shards_merge_and_refuse_overlap(tmp_path):
     """Merging, on shards made by the scripted generator: what the embedded model's shards give is
-    compared with one process's run in tests/test_multiprocess.py (two concurrent `gen run` shards)."""
+    compared with one process's run in tests/test_multiprocess.py (two concurrent `gen run` shards).
+    Moved from tests/test_gen_pipeline.py::test_shards_merge_and_refuse_overlap."""
     from reflectevo_gen.pipeline import Engines, plan_questions
     from reflectevo_tasks.engine import Engine, EngineConfig
 
@@ -159,6 +162,7 @@ def test_shards_merge_and_refuse_overlap(tmp_path):
 
 
 def test_bad_rows_rejected_rest_processed(tmp_path, engine):
+    """Moved from tests/test_gen_pipeline.py::test_bad_rows_rejected_rest_processed."""
     from reflectevo_gen.pipeline import Engines
 
     data = tmp_path / "mine.jsonl"
