@@ -32,22 +32,30 @@ def right_at_trial_one(question_text: str) -> bool:
     return int(hashlib.sha256(question_text.strip().encode()).hexdigest(), 16) % 3 == 0
 
 
-class ScriptedLM:
-    """An lm-eval model's interface (chat template, generate_until, loglikelihood) over the script."""
+class ScriptedChat:
+    """What the engines ask of an lm-eval model besides its replies: a chat template (each message
+    tagged with its role), a name, one process. Test files' scripted models build on it."""
 
     tokenizer = None
     tokenizer_name = "scripted"
     rank, world_size = 0, 1
-
-    def __init__(self, gold: dict[str, str]):
-        self.gold = gold  # question text -> gold answer
-        self.reflections = 0
 
     def apply_chat_template(self, messages, add_generation_prompt=True):
         return "".join(f"<{m['role']}>\n{m['content']}\n" for m in messages) + "<assistant>\n"
 
     def chat_template(self, chat_template=False):
         return "scripted template"
+
+    def get_model_info(self):
+        return {}
+
+
+class ScriptedLM(ScriptedChat):
+    """An lm-eval model's interface (chat template, generate_until, loglikelihood) over the script."""
+
+    def __init__(self, gold: dict[str, str]):
+        self.gold = gold  # question text -> gold answer
+        self.reflections = 0
 
     def get_model_info(self):
         return {"model_num_parameters": 0}

@@ -29,25 +29,15 @@ from reflectevo_gen.merge import merge
 from reflectevo_gen.pipeline import Engines, run
 from reflectevo.chunk_store import LOCK_NAME, MANIFEST, FolderLock, RecordStore, read_records
 from reflectevo_tasks.engine import Engine, EngineConfig
+from scripted_models import ScriptedChat
 from test_lm_eval_tasks import ScriptedLM, fake_bbh, requests_for, scripted_model  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-class ScriptedGenerator:
+class ScriptedGenerator(ScriptedChat):
     """Answers every question 'yes' and every reflection with one fixed line: with golds split
     between yes and no, half the questions are wrong at trial 1 and get reflections."""
-
-    tokenizer, tokenizer_name, rank, world_size = None, "scripted", 0, 1
-
-    def apply_chat_template(self, messages, add_generation_prompt=True):
-        return "".join(f"<{m['role']}>\n{m['content']}\n" for m in messages) + "<assistant>\n"
-
-    def chat_template(self, chat_template=False):
-        return "scripted template"
-
-    def get_model_info(self):
-        return {}
 
     def generate_until(self, requests, disable_tqdm=False):
         return ["Diagnosis: I guessed. Plan: read again. So the answer is yes." for _ in requests]

@@ -16,13 +16,14 @@ from reflectevo_gen.curate import CurateOptions, curate, write_curated
 from reflectevo_gen.merge import merge
 from reflectevo_gen.pipeline import run
 from reflectevo_tasks.questions import Question
+from scripted_models import ScriptedChat
 
 pytestmark = pytest.mark.slow
 
 SMALL = dict(trial_max_new_tokens=40, reflection_max_new_tokens=40, chunk_size=16, batch_size=16)
 
 
-class ScriptedGenerator:
+class ScriptedGenerator(ScriptedChat):
     """Stands in for the generator and reflector where exact counts are wanted.
 
     The embedded model's fixes are sampled, so its curated configs have rows but no predictable
@@ -41,15 +42,6 @@ class ScriptedGenerator:
     def __init__(self, questions: list[Question]):
         self.by_text = {q.question.strip(): (n, q.answer) for n, q in enumerate(questions)}
         self.reflections = 0
-
-    def apply_chat_template(self, messages, add_generation_prompt=True):
-        return "".join(f"<{m['role']}>\n{m['content']}\n" for m in messages) + "<assistant>\n"
-
-    def chat_template(self, chat_template=False):
-        return "scripted template"
-
-    def get_model_info(self):
-        return {}
 
     def _question(self, context: str) -> tuple[int, str]:
         hits = [v for text, v in self.by_text.items() if text in context]

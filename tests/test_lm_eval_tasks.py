@@ -25,6 +25,7 @@ from reflectevo_tasks import bbh
 from reflectevo_tasks.engine import Engine, EngineConfig
 from reflectevo_tasks.lm_eval_tasks import TASK_DIR, _generate_configs
 from reflectevo_tasks.lm_eval_tasks import utils as U
+from scripted_models import ScriptedChat
 
 # ---------------------------------------------------------------- a synthetic BBH release
 
@@ -75,23 +76,13 @@ def fake_bbh(tmp_path, monkeypatch) -> Path:
 
 # ---------------------------------------------------------------- a scripted inner model
 
-class ScriptedLM:
+class ScriptedLM(ScriptedChat):
     """Stands in for an lm-eval model. Trial 1: item #0 right, #1 wrong, #2 no answer. A retry
     turns a wrong trial right and a right one wrong (so intrinsic mode shows breaks)."""
-
-    tokenizer = None
-    tokenizer_name = "scripted"
-    rank, world_size = 0, 1
 
     def __init__(self, gold: dict[str, str]):
         self.gold = gold  # question text -> gold answer
         self.calls: list[list[tuple[str, dict]]] = []
-
-    def apply_chat_template(self, messages, add_generation_prompt=True):
-        return "".join(f"<{m['role']}>\n{m['content']}\n" for m in messages) + "<assistant>\n"
-
-    def chat_template(self, chat_template=False):
-        return "scripted template"
 
     def get_model_info(self):
         return {"model_num_parameters": 0}

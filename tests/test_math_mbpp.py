@@ -21,6 +21,7 @@ from reflectevo_tasks.engine import Engine, EngineConfig, Sampling
 from reflectevo_tasks.instructions import find_instruction
 from reflectevo_tasks.questions import Question
 from reflectevo_tasks.sources import load_questions
+from scripted_models import ScriptedChat
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -331,12 +332,10 @@ REFLECTIONS = (
 )
 
 
-class ScriptedLM:
+class ScriptedLM(ScriptedChat):
     """Trial 1: the first MATH item and MBPP task 11 right, the others wrong, task 13 no code at all.
     Reflections cycle through REFLECTIONS (a fifth kind per kind gives the answer away, see below);
     a retry after reflection 0 or 2 is right, else wrong; a one-stage reply is right."""
-
-    tokenizer, tokenizer_name, rank, world_size = None, "scripted", 0, 1
 
     def __init__(self, questions: list[Question], leak_every: int = 0):
         self.by_text = {q.question: q for q in questions}
@@ -344,15 +343,6 @@ class ScriptedLM:
         self.leak_every = leak_every  # every n-th reflection states the gold instead
         self.contexts: list[str] = []
         self.continuations: list[str] = []
-
-    def apply_chat_template(self, messages, add_generation_prompt=True):
-        return "".join(f"<{m['role']}>\n{m['content']}\n" for m in messages) + "<assistant>\n"
-
-    def chat_template(self, chat_template=False):
-        return "scripted template"
-
-    def get_model_info(self):
-        return {}
 
     def _answer(self, q: Question, right: bool) -> str:
         if q.kind == A.CODE:
