@@ -1,14 +1,14 @@
 """A persistent cache of lm-eval's task index, so that an `lm_eval` command starts in seconds.
 
 Every `TaskManager()` (each `lm_eval` run, each `lm_eval ls`) parses all ~14,000 task YAML files
-that lm-eval ships, and ours, before it looks at `--tasks`: 10-17 s of one core on a 2-core Zen 3,
-longer than many of our evaluations. The parse is a pure function of the files, so we keep its
+that lm-eval ships, and ours, before it looks at `--tasks`: 8.8 s on an idle 2-core Zen 3, 12-17 s
+under load, longer than many of our evaluations. The parse is a pure function of the files, so we keep its
 result per file between processes: `TaskIndex.build` runs unchanged, only its `load_yaml` calls
 (the index's own call, functions left unresolved) are answered from the cache when every file the
 answer was read from (the YAML and each file it includes) still has the size and modification time
 it had. Anything else (a new, changed or deleted file, another lm-eval version, an unreadable or
 foreign cache file or entry) is parsed as lm-eval would; a parse error is never cached. Measured on the
-machine above: an index of lm-eval's own tasks in ~1.5 s from the cache against ~12 s parsed.
+machine above (benchmarks/bench_task_index.py, RESULTS.md): TaskManager() in 0.94 s cached against 8.8 s.
 
 The cache is one file, `<reflectevo cache>/lm_eval_task_index.pickle` (REFLECTEVO_CACHE, else
 $XDG_CACHE_HOME/reflectevo, else ~/.cache/reflectevo), written whole and atomically after a build
