@@ -10,7 +10,7 @@ real finder:
 * after `lm_eval.tasks.manager` has executed, `TaskManager.__init__` is wrapped so that our task
   folder is indexed after lm-eval's own tasks and before any user `include_path` (later paths win
   in lm-eval, so a user's task of the same name keeps precedence), and the index it builds is
-  cached between processes (`harness_plugins.task_index_cache`: 10-17 s of YAML parsing per
+  cached between processes (`harness_plugins.task_index_cache`: 9-17 s of YAML parsing per
   command, saved);
 * an uncaught `reflectevo.errors.UserError` (bad option, missing data folder) prints as one line,
   `reflectevo: error: ...`, instead of a traceback;
