@@ -96,10 +96,15 @@ def reaches_cap(tokens: int, cap: int) -> bool:
     return tokens >= cap - CAP_SLACK
 
 
+def generated_part(reply: str, reply_prefix: str) -> str:
+    """What the model generated of a stored reply: the text after the prefix we opened it with."""
+    return reply[len(reply_prefix):] if reply_prefix and reply.startswith(reply_prefix) else reply
+
+
 def generated_tokens(reply: str, reply_prefix: str, count_tokens) -> int:
-    """The new tokens of a reply as counted against its cap: the text after the prefix we opened the
-    reply with (not generated), retokenised by `count_tokens`; a blank reply is 0."""
-    text = reply[len(reply_prefix):] if reply_prefix and reply.startswith(reply_prefix) else reply
+    """The new tokens of a reply as counted against its cap: its generated part, retokenised by
+    `count_tokens`; a blank reply is 0."""
+    text = generated_part(reply, reply_prefix)
     return count_tokens(text) if text.strip() else 0
 
 

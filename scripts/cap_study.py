@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness_plugins.reflect_model import CAP_SLACK, generated_tokens, reaches_cap  # noqa: E402
+from harness_plugins.reflect_model import CAP_SLACK, generated_part, generated_tokens, reaches_cap  # noqa: E402
 from reflectevo.chunk_store import FolderLock, RecordStore, claim_folder, write_atomic  # noqa: E402
 from reflectevo.errors import UserError  # noqa: E402
 from reflectevo_tasks import answers as A, bbh_split, prompts  # noqa: E402
@@ -133,8 +133,7 @@ class Cutter:
         return generated_tokens(reply, prefix, self.count)
 
     def cut(self, reply: str, prefix: str, cap: int) -> str:
-        text = reply[len(prefix):] if prefix and reply.startswith(prefix) else reply
-        ids = self.tok(text, add_special_tokens=False)["input_ids"]
+        ids = self.tok(generated_part(reply, prefix), add_special_tokens=False)["input_ids"]
         return reply if len(ids) <= cap else prefix + self.tok.decode(ids[:cap])
 
 
