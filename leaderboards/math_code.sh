@@ -43,6 +43,7 @@
 # At this model's size most answers are wrong before and after the retry: the tables show the machinery
 # working, with intervals that say how little a few fixes mean.
 set -euo pipefail
+source "$(dirname "$0")/chunk_mirror.sh"
 # nice our whole autogroup, or a setsid job still takes half the CPU (leaderboards/pool_generation.sh says why)
 if [ -w /proc/self/autogroup ]; then echo 19 > /proc/self/autogroup 2> /dev/null || true; fi
 
@@ -166,32 +167,14 @@ with open(path, "w") as f:
 PY
 }
 
-pack_finished() {  # every finished chunk of a run into the store, once
-    local run=$1 store=$2 plain packed
-    [ -f "$run/run_config.json" ] && [ ! -f "$store/run_config.json" ] && cp "$run/run_config.json" "$store/"
-    for plain in "$run"/parts/chunk-*.jsonl; do
-        [ -e "$plain" ] || continue
-        packed="$store/parts/$(basename "$plain").gz"
-        if [ ! -f "$packed" ]; then gzip -n -c "$plain" > "$packed.packing" && mv "$packed.packing" "$packed"; fi
-    done
-    return 0
-}
-
 generate() {  # generate SOURCE: gen run on items the rows do not measure, then its curation statistics
-    local source=$1 run="$OUT/gen-$1" store="$STORE/gen-$1" curated="$STORE/curated-$1" packed plain gen rc
+    local source=$1 run="$OUT/gen-$1" store="$STORE/gen-$1" curated="$STORE/curated-$1" gen rc
     if [ -f "$curated/stats.md" ]; then
         echo "[math-code] gen $source: curated ($curated/stats.md)"
         return
     fi
-    mkdir -p "$run/parts" "$store/parts"
     [ -f "$STORE/gen-$source.ids" ] || gen_ids "$source" "$STORE/gen-$source.ids"
-    # committed chunks first: gen run resumes after them
-    if [ -f "$store/run_config.json" ] && [ ! -f "$run/run_config.json" ]; then cp "$store/run_config.json" "$run/"; fi
-    for packed in "$store"/parts/chunk-*.jsonl.gz; do
-        [ -e "$packed" ] || continue
-        plain="$run/parts/$(basename "$packed" .gz)"
-        if [ ! -f "$plain" ]; then gunzip -c "$packed" > "$plain.unpacking" && mv "$plain.unpacking" "$plain"; fi
-    done
+    unpack_chunks "$store" "$run"  # committed chunks first: gen run resumes after them
     echo "[math-code] gen $source: gen run on $STORE/gen-$source.ids ($(date -u +%FT%TZ))"
     "$RUN_PY/reflectevo" gen run --source "$source" --question_ids "@$STORE/gen-$source.ids" --output "$run" \
         "${GEN_ENGINE[@]}" --dtype float32 --instruction_ids sample:2 --reflections_per_instruction 2 \
@@ -199,11 +182,11 @@ generate() {  # generate SOURCE: gen run on items the rows do not measure, then 
         "${UNISOLATED_FLAG[@]}" &
     gen=$!
     while kill -0 "$gen" 2> /dev/null; do
-        pack_finished "$run" "$store"
+        pack_chunks "$run" "$store"
         sleep 30
     done
     wait "$gen" && rc=0 || rc=$?
-    pack_finished "$run" "$store"
+    pack_chunks "$run" "$store"
     [ "$rc" = 0 ] || { echo "[math-code] gen $source: gen run ended with rc=$rc" >&2; return "$rc"; }
     rm -rf "$OUT/curated-$source"
     "$RUN_PY/reflectevo" gen curate --input "$run" --output "$OUT/curated-$source" "${UNISOLATED_FLAG[@]}"

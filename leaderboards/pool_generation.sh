@@ -31,6 +31,7 @@
 # - seed 0, float32 (no native bf16 on this CPU family), greedy trials and retries, sampled reflections
 #   (temperature 0.8, seeded per chunk: a resumed run samples what an uninterrupted one would).
 set -euo pipefail
+source "$(dirname "$0")/chunk_mirror.sh"
 # `nice` alone does not yield the CPU here: with autogroup scheduling (Linux's default for desktops and
 # many VMs) each session started by setsid is its own group, and groups share the CPU equally whatever
 # their nice values. Measured: a niced vLLM job took ~70% of the 2 cores beside a pytest run until its
@@ -65,25 +66,8 @@ if [ -f "$STORE/run_config.json" ] && ! grep -q "\"engine\": \"$ENGINE\"" "$STOR
     exit 2
 fi
 
-mkdir -p "$OUT/parts" "$STORE/parts"
 # committed chunks first: gen run resumes after them
-if [ -f "$STORE/run_config.json" ] && [ ! -f "$OUT/run_config.json" ]; then cp "$STORE/run_config.json" "$OUT/"; fi
-for packed in "$STORE"/parts/chunk-*.jsonl.gz; do
-    [ -e "$packed" ] || continue
-    plain="$OUT/parts/$(basename "$packed" .gz)"
-    if [ ! -f "$plain" ]; then gunzip -c "$packed" > "$plain.unpacking" && mv "$plain.unpacking" "$plain"; fi
-done
-
-pack_finished() {  # every finished chunk of $OUT into $STORE, once
-    local plain packed
-    [ -f "$OUT/run_config.json" ] && [ ! -f "$STORE/run_config.json" ] && cp "$OUT/run_config.json" "$STORE/"
-    for plain in "$OUT"/parts/chunk-*.jsonl; do
-        [ -e "$plain" ] || continue
-        packed="$STORE/parts/$(basename "$plain").gz"
-        if [ ! -f "$packed" ]; then gzip -n -c "$plain" > "$packed.packing" && mv "$packed.packing" "$packed"; fi
-    done
-    return 0
-}
+unpack_chunks "$STORE" "$OUT"
 
 echo "[pool-gen] engine $ENGINE; $(ls "$STORE"/parts | wc -l) chunks committed so far ($(date -u +%FT%TZ))"
 rc=1
@@ -94,11 +78,11 @@ for attempt in $(seq 1 "$ATTEMPTS"); do
         --chunk_size "$CHUNK" --seed 0 &
     GEN=$!
     while kill -0 "$GEN" 2> /dev/null; do
-        pack_finished
+        pack_chunks "$OUT" "$STORE"
         sleep 30
     done
     wait "$GEN" && rc=0 || rc=$?
-    pack_finished
+    pack_chunks "$OUT" "$STORE"
     [ "$rc" = 0 ] && break
     echo "[pool-gen] gen run ended with rc=$rc (attempt $attempt of $ATTEMPTS; $(date -u +%FT%TZ))"
 done
