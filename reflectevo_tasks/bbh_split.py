@@ -166,7 +166,7 @@ def _first_text(*values) -> str | None:
     return next((v for v in values if isinstance(v, str) and v.strip()), None)
 
 
-def _row_question(row: dict) -> tuple[str | None, str | None]:
+def row_question(row: dict) -> tuple[str | None, str | None]:
     """(id, text) of a training row's question. Curated rows carry both as columns and again in
     question_json; another dataset may carry either, or neither."""
     q = row.get("question_json")
@@ -186,7 +186,7 @@ def training_items(rows: list[dict]) -> dict:
     `count` is left out when some row names neither."""
     ids, hashes, questions, complete = set(), set(), set(), True
     for row in rows:
-        qid, text = _row_question(row)
+        qid, text = row_question(row)
         digest = text_hash(text) if text else None
         ids.update([qid] if qid else [])
         hashes.update([digest] if digest else [])

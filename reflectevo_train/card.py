@@ -95,8 +95,14 @@ def model_card(prov: dict, setting: Setting, artifact: str, revision: str | None
     if model_name == EMBEDDED_SHORT_NAME:
         base_line += (f"; the embedded model of the reflectevo toolkit, a de-quantized GGUF of {UPSTREAM_ID}; "
                       "the revision is the GGUF's sha256")
-    stages = "\n".join(f"| {s['stage']} | {s['examples']} | {s['global_step']} | {s['train_loss']:.4f} | "
-                       f"{s['train_runtime']:.1f} |" for s in prov["metrics"]["stages"])
+    stages = "\n".join(f"| {s['stage']} | {s['examples']} | {s['global_step']} ({s.get('steps_after_warmup', '?')}) | "
+                       f"{s['train_loss']:.4f} | {_last_eval(s)} | {s['train_runtime']:.1f} |"
+                       for s in prov["metrics"]["stages"])
+    validation = prov.get("validation") or {}
+    held = (f"{validation['rows']} rows of {validation['items'].get('count', '?')} questions held out "
+            f"(--validation_fraction {validation['fraction']}, seed {validation['seed']}), never trained on; "
+            f"curves in `{validation['loss_curves']}`" if validation.get("rows")
+            else f"none held out; training loss per step in `{validation.get('loss_curves', 'loss_curves.png')}`")
     body = f"""
 # ReflectEvo {setting.name}: {artifact}
 
@@ -125,9 +131,11 @@ Trial 1 comes from the base model; this model writes the reflections{' and the c
 
 ## Training
 
-| stage | examples | optimizer steps | train loss | seconds |
-|---|---|---|---|---|
+| stage | examples | optimizer steps (after warmup) | train loss | last validation loss | seconds |
+|---|---|---|---|---|---|
 {stages}
+
+Validation: {held}.
 
 Recipe (every option set by a recipe or on the command line):
 
@@ -153,3 +161,8 @@ def _processes_line(processes: dict) -> str:
 
 def command_line(setting: Setting, argv: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in ["reflectevo", "train", setting.name, *argv])
+
+
+def _last_eval(stage: dict) -> str:
+    points = stage.get("eval_loss_points") or []
+    return f"{points[-1][1]:.4f} (step {points[-1][0]})" if points else "-"

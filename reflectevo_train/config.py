@@ -79,6 +79,14 @@ class ScriptArguments:
                 "dpo_pm d_pm, dpo_pref d_pref, sft_qa sft_qa)"})
     dataset_split: str = field(default="train", metadata={"help": "split of the config"})
     max_rows: int | None = field(default=None, metadata={"help": "use only the first N rows, for smoke runs (default: every row)"})
+    validation_fraction: float = field(default=0.0, metadata={
+        "help": "share of the training set's questions held out (whole questions, chosen by a hash of the "
+                "question and --seed) for a validation loss measured during training and drawn with the "
+                "training loss in loss_curves.png (default 0: none held out)"})
+    min_steps_after_warmup: int = field(default=0, metadata={
+        "help": "raise --num_train_epochs to the fewest whole epochs that give each stage at least this many "
+                "optimizer steps after warmup; the epochs used are recorded (default 0: the recipe's epochs; "
+                "not used with --max_steps)"})
     instruction: str = field(default="default", metadata={
         "help": "reflection instruction written into training prompts; keep it equal to the evaluator's "
                 "`instruction=` option (default 'default') so training and evaluation prompts match"})
@@ -103,6 +111,10 @@ class ScriptArguments:
             raise UserError("--dataset is required: a Hub dataset 'namespace/name@revision' or a curated folder")
         if self.max_rows is not None and self.max_rows < 1:
             raise UserError("--max_rows: must be at least 1")
+        if not 0 <= self.validation_fraction < 1:
+            raise UserError(f"--validation_fraction: expected a share in [0, 1), got {self.validation_fraction}")
+        if self.min_steps_after_warmup < 0:
+            raise UserError(f"--min_steps_after_warmup: must be 0 or more, got {self.min_steps_after_warmup}")
         if self.init_adapter_mode not in INIT_ADAPTER_MODES:
             raise UserError(f"--init_adapter_mode: expected one of {', '.join(INIT_ADAPTER_MODES)}")
         if self.push_tag and not self.push_to_repo:

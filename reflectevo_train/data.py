@@ -42,6 +42,7 @@ class TrainingRows:
     rows: list[dict]
     columns: list[str]
     source: dict  # provenance of the data, safe to publish
+    held_out: list[dict] = field(default_factory=list)  # validation rows (--validation_fraction), never trained on
 
 
 def _looks_local(spec: str) -> bool:

@@ -16,6 +16,8 @@ from typing import Any
 from reflectevo.errors import UserError
 from reflectevo_tasks import bbh_split
 from reflectevo_train.config import SETTINGS, ParsedRun, Setting, build_parser, get_setting, parse_run
+from reflectevo_train.validation import (LOSS_CURVES_FILE, epochs_for_min_steps, loss_points, plot_loss_curves,
+                                         split_validation)
 
 PROVENANCE_FILE = "provenance.json"
 PUSH_RECORD = "push.json"
@@ -32,6 +34,7 @@ class StageData:
     dataset: Any  # tokenized datasets.Dataset
     build: dict
     tokens: dict
+    eval_dataset: Any = None  # the held-out rows' examples, tokenized (None without --validation_fraction)
 
 
 @dataclass
@@ -87,6 +90,32 @@ def optimizer_steps(n_examples: int, args) -> tuple[int, int]:
     return total, int(args.get_warmup_steps(total))
 
 
+# validation points per stage when the recipe does not set eval_steps: enough for a curve, few enough
+# that evaluating the held-out rows stays a small share of the run
+EVAL_POINTS = 20
+
+
+def apply_step_floor(args, n_examples: int, min_after_warmup: int) -> float | None:
+    """Raise `args.num_train_epochs` until the stage takes `min_after_warmup` optimizer steps after
+    warmup (--min_steps_after_warmup); returns the recipe's epochs when raised, else None."""
+    if min_after_warmup <= 0 or (args.max_steps and args.max_steps > 0):
+        return None
+    import copy
+
+    probe = copy.copy(args)
+
+    def steps_for(epochs):
+        probe.num_train_epochs = epochs
+        return optimizer_steps(n_examples, probe)
+
+    before = float(args.num_train_epochs)
+    after = epochs_for_min_steps(steps_for, before, min_after_warmup)
+    if after == before:
+        return None
+    args.num_train_epochs = after
+    return before
+
+
 def warn_if_few_steps(stage: str, n_examples: int, args, show: bool = True) -> int:
     """Warn when the run is too short to move the model (when `show`: rank 0 speaks for all ranks);
     returns its warmup steps (for provenance)."""
@@ -132,20 +161,28 @@ def prepare_data(run: ParsedRun, tokenizer=None) -> tuple[Any, list[StageData], 
     D.check_rows(rows, s, where)
     if sa.max_rows:
         rows.rows = rows.rows[: sa.max_rows]
+    train_idx, held_idx = split_validation(rows.rows, sa.validation_fraction, ta.seed)
+    rows.rows, rows.held_out = [rows.rows[i] for i in train_idx], [rows.rows[i] for i in held_idx]
     instruction = find_instruction(sa.instruction)
     tok = tokenizer if tokenizer is not None else load_tokenizer(run.model)
+    truncation = getattr(ta, "truncation_mode", "keep_start")
+    tokenize = D.tokenize_preferences if s.is_dpo else D.tokenize_sft
     stages = []
     for stage in s.stages:
         examples, built = D.build_examples(s, stage, rows.rows, instruction, where)
-        if s.is_dpo:
-            ds, st = D.tokenize_preferences(examples, tok, ta.max_length, getattr(ta, "truncation_mode", "keep_start"))
-        else:
-            ds, st = D.tokenize_sft(examples, tok, ta.max_length, getattr(ta, "truncation_mode", "keep_start"))
+        ds, st = tokenize(examples, tok, ta.max_length, truncation)
         if len(ds) == 0:
             raise UserError(f"{where}: no usable example for {s.name} stage '{stage}' "
                             f"(rows {built.rows}, dropped {built.dropped}, prompts over max_length "
                             f"{st.dropped_prompt_too_long})")
-        stages.append(StageData(stage, examples, ds, built.as_dict(), st.as_dict()))
+        eval_ds = None
+        if rows.held_out:
+            held, _ = D.build_examples(s, stage, rows.held_out, instruction, f"{where} (validation rows)")
+            eval_ds, _ = tokenize(held, tok, ta.max_length, truncation)
+            if len(eval_ds) == 0:
+                raise UserError(f"{where}: the {len(rows.held_out)} validation row(s) give stage '{stage}' no "
+                                f"usable example; raise --validation_fraction or set it to 0")
+        stages.append(StageData(stage, examples, ds, built.as_dict(), st.as_dict(), eval_ds))
     return rows, stages, tok
 
 
@@ -214,7 +251,9 @@ def train(run: ParsedRun, keep_trainers: bool = False, callbacks: list | None = 
         from reflectevo_train.launch import describe
 
         prov = provenance(run, rows.source, stage_metrics, artifact_kind, init, describe(trainer.args),
-                          bbh_split.training_items(trained_rows(rows.rows, stages)))
+                          bbh_split.training_items(trained_rows(rows.rows, stages)), rows.held_out)
+        plot_loss_curves(stage_metrics, os.path.join(out_dir, LOSS_CURVES_FILE),
+                         f"{run.setting.name}: training and validation loss")
         write_card_and_provenance(out_dir, run, prov)
         if sa.push_to_repo:
             push = publish(out_dir, run, prov)
@@ -229,11 +268,24 @@ def train_stage(run: ParsedRun, index: int, sd: StageData, tok, stage_dir: str, 
 
     set_seed(run.training.seed)  # LoRA initialisation and data order depend on it
     model = _starting_model(run, index, prev_dir, init)
-    trainer = build_trainer(run, model, sd, tok, _stage_args(run.training, stage_dir), callbacks)
+    args = _stage_args(run.training, stage_dir)
+    if sd.eval_dataset is not None and "eval_strategy" not in run.recipe:
+        from transformers.trainer_utils import IntervalStrategy
+
+        args.eval_strategy, args.do_eval = IntervalStrategy.STEPS, True
+    trainer = build_trainer(run, model, sd, tok, args, callbacks)
+    # the step count needs the world size, which the trainer's arguments know once it is built
+    epochs_from = apply_step_floor(trainer.args, len(sd.dataset), run.script.min_steps_after_warmup)
+    if sd.eval_dataset is not None and "eval_strategy" not in run.recipe and "eval_steps" not in run.recipe:
+        total, _ = optimizer_steps(len(sd.dataset), trainer.args)
+        trainer.args.eval_steps = max(1, total // EVAL_POINTS)
     warmup = warn_if_few_steps(sd.name, len(sd.dataset), trainer.args, show=trainer.is_world_process_zero())
     # a checkpoint belongs to one trainer: resuming is offered only when the setting has one stage
     result = trainer.train(resume_from_checkpoint=run.training.resume_from_checkpoint if resume else None)
     metrics = stage_metrics(sd, trainer, result, warmup)
+    metrics["num_train_epochs"] = float(trainer.args.num_train_epochs)
+    if epochs_from is not None:
+        metrics["num_train_epochs_raised_from"] = epochs_from
     artifact_kind = _save(trainer, stage_dir, run, final=final)
     # the next stage loads what rank 0 saved, and rank 0 reads back the adapter config it wrote
     trainer.accelerator.wait_for_everyone()
@@ -249,8 +301,8 @@ def build_trainer(run: ParsedRun, model, sd: StageData, tok, args, callbacks: li
     if not run.setting.is_dpo:
         from trl import SFTTrainer
 
-        return SFTTrainer(model=model, args=args, train_dataset=sd.dataset, processing_class=tok,
-                          peft_config=pconf, callbacks=callbacks)
+        return SFTTrainer(model=model, args=args, train_dataset=sd.dataset, eval_dataset=sd.eval_dataset,
+                          processing_class=tok, peft_config=pconf, callbacks=callbacks)
     ref_model = None
     if not ma.use_peft:  # full fine-tuning: the reference is a frozen copy of the starting model
         import copy
@@ -259,16 +311,20 @@ def build_trainer(run: ParsedRun, model, sd: StageData, tok, args, callbacks: li
         for p in ref_model.parameters():
             p.requires_grad_(False)
     return _dpo_trainer_class()(model=model, ref_model=ref_model, args=args, train_dataset=sd.dataset,
-                                processing_class=tok, peft_config=pconf, callbacks=callbacks)
+                                eval_dataset=sd.eval_dataset, processing_class=tok, peft_config=pconf,
+                                callbacks=callbacks)
 
 
 def stage_metrics(sd: StageData, trainer, result, warmup: int) -> dict:
     """What the card and provenance say about one trained stage."""
     losses = _loss_history(trainer)
+    train_points, eval_points = loss_points(trainer.state.log_history)
     return {
         "stage": sd.name, "examples": len(sd.dataset), "global_step": int(result.global_step),
         "epochs": float(trainer.state.epoch or 0.0),  # passes over the data, all processes together
-        "warmup_steps": warmup,
+        "warmup_steps": warmup, "steps_after_warmup": int(result.global_step) - warmup,
+        "validation_examples": 0 if sd.eval_dataset is None else len(sd.eval_dataset),
+        "loss_points": train_points, "eval_loss_points": eval_points,
         "train_loss": float(result.training_loss),
         "loss_finite": math.isfinite(float(result.training_loss)) and all(math.isfinite(x) for x in losses),
         "losses": losses, "train_runtime": float(result.metrics.get("train_runtime", 0.0)),
@@ -332,9 +388,9 @@ def trained_rows(rows: list[dict], stages: list[StageData]) -> list[dict]:
 
 
 def provenance(run: ParsedRun, source: dict, stage_metrics: list[dict], artifact_kind: str, init,
-               processes: dict | None = None, items: dict | None = None) -> dict:
+               processes: dict | None = None, items: dict | None = None, held_out: list[dict] | None = None) -> dict:
     """What the adapter card and the evaluator's record say about a run; `items`: `training_items` of
-    the rows it trained on (left out when not given)."""
+    the rows it trained on (left out when not given); `held_out`: its validation rows."""
     from reflectevo_tasks.instructions import find_instruction
     from reflectevo_tasks.provenance import package_versions, utc_now
     from reflectevo_train.card import card_base_model, command_line, eval_command
@@ -367,6 +423,9 @@ def provenance(run: ParsedRun, source: dict, stage_metrics: list[dict], artifact
                                                    "sha": init.sha, "mode": sa.init_adapter_mode},
         "dataset": source,
         **({"training_items": items} if items is not None else {}),
+        "validation": {"fraction": sa.validation_fraction, "seed": ta.seed, "rows": len(held_out or []),
+                       "items": bbh_split.training_items(held_out) if held_out else None,
+                       "loss_curves": LOSS_CURVES_FILE},
         "instruction": {"id": ins.id, "pool": ins.pool, "pool_version": ins.pool_version, "text": ins.text},
         "seed": ta.seed,
         "data_seed": ta.data_seed,
@@ -378,6 +437,9 @@ def provenance(run: ParsedRun, source: dict, stage_metrics: list[dict], artifact
         "artifact": {"kind": artifact_kind, "lora": lora if artifact_kind == "lora_adapter" else None},
         "metrics": {"stages": stage_metrics, "train_loss": stage_metrics[-1]["train_loss"],
                     "optimizer_steps": sum(m["global_step"] for m in stage_metrics),
+                    "min_steps_after_warmup": min(m["steps_after_warmup"] for m in stage_metrics),
+                    "final_eval_loss": [m["eval_loss_points"][-1][1] if m["eval_loss_points"] else None
+                                        for m in stage_metrics],
                     "loss_finite": all(m["loss_finite"] for m in stage_metrics)},
         "evaluation": {"command": eval_command(s, ma.model_name_or_path, out_dir, None, artifact_kind == "full_model")},
         "package_versions": package_versions(),
