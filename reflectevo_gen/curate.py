@@ -37,11 +37,12 @@ from pathlib import Path
 from reflectevo.errors import UserError
 from reflectevo.chunk_store import read_records, write_atomic
 from reflectevo_tasks import prompts
-from reflectevo_tasks import answers, bbh_split, code_scoring, leaks
+from reflectevo_tasks import answers, bbh, bbh_split, code_scoring, leaks
 from reflectevo_tasks.answers import CODE, CORRECT
 from reflectevo_tasks.questions import Question
 
 CONFIGS = ("raw", "d_plus", "d_pm", "d_pref", "sft_qa")
+TRAINING_CONFIGS = CONFIGS[1:]
 RANKINGS = ("loglik", "judge")
 
 
@@ -329,7 +330,9 @@ def _curate(records: list[dict], opts: CurateOptions, engine) -> dict:
         for config in ("d_plus", "d_pm", "d_pref", "sft_qa"):
             for row in out[config]:
                 row["trial1_feedback"] = feedback[row["question_id"]]
-    drops = {"leaks_by_kind": dict(sorted(counts["leaked_by_kind"].items())),
+    two = {qid for qid, recs in by_q.items() if bbh.has_two_answers(_question(recs[0]))}
+    drops = {"two_answer_rows": {c: sum(row["question_id"] in two for row in out[c]) for c in TRAINING_CONFIGS},
+             "leaks_by_kind": dict(sorted(counts["leaked_by_kind"].items())),
              "reflections_by_kind": dict(sorted(counts["reflections_by_kind"].items())),
              "d_plus_duplicates_dropped": counts["d_plus_duplicates"],
              "d_pm_distinct_chosen": len(counts["chosen"]), "d_pm_distinct_rejected": len(counts["rejected"]),
@@ -416,6 +419,13 @@ def stats_markdown(stats: dict, counts: dict[str, int]) -> str:
     lines.append("")
     lines.append("Rows per config: " + ", ".join(f"{c} {n}" for c, n in counts.items()) + ". "
                  f"Reflections fixed after retry: {100 * stats['share_fixed']:.1f}% of {stats['reflections']}.")
+    two = stats.get("two_answer_rows")
+    if two is not None:
+        lines.append("")
+        lines.append("Rows on questions with two possible answers, where the verdict \"incorrect\" names the gold "
+                     "(a retry can be right by elimination): "
+                     + ", ".join(f"{c} {n} of {counts.get(c, 0)} ({counts.get(c, 0) - n} without them)" for c, n in two.items())
+                     + ".")
     lines.append("")
     lines += ["| dropped or counted | n |", "|---|---|"]
     by_kind = stats.get("leaks_by_kind", {})

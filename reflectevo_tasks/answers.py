@@ -44,6 +44,8 @@ FREE_TEXT = "free_text"
 MATH = "math"  # competition-maths answers compared by value: reflectevo_tasks.math_answers
 CODE = "code"  # a program run against the item's tests in the sandbox: reflectevo_tasks.code_scoring
 KINDS = (CHOICE, TRUE_FALSE, YES_NO, VALID_INVALID, INTEGER, DYCK, WORD_SORT, FREE_TEXT, MATH, CODE)
+# answer kinds whose every question has exactly two possible answers
+BINARY_KINDS = (TRUE_FALSE, YES_NO, VALID_INVALID)
 
 CORRECT, WRONG, NO_ANSWER = "correct", "wrong", "no_answer"
 
@@ -108,6 +110,12 @@ class AnswerSpec:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"unknown answer kind {self.kind!r}; expected one of {', '.join(KINDS)}")
+
+    @property
+    def two_answers(self) -> bool:
+        """Exactly two possible answers: there the verdict "incorrect" on a readable answer names the
+        gold, and a retry can be right by elimination rather than by reflection."""
+        return self.kind in BINARY_KINDS or (self.kind == CHOICE and len(self.options) == 2)
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,13 @@ TWO_ANSWER_SUBTASKS = ("boolean_expressions", "causal_judgement", "formal_fallac
                        "snarks", "sports_understanding", "web_of_lies")
 
 
+def has_two_answers(q) -> bool:
+    """A question with exactly two possible answers: every item of a two-answer subtask (snarks/88 too,
+    whose second option BBH's data cuts off), and any other question offering two options or asking
+    a yes/no-like question (27 items of reasoning_about_colored_objects offer two options)."""
+    return (q.source.startswith("bbh/") and q.source[len("bbh/"):] in TWO_ANSWER_SUBTASKS) or q.spec.two_answers
+
+
 def check_subtask(subtask: str) -> str:
     if subtask not in ANSWER_KIND:
         close = [s for s in SUBTASKS if subtask.split("_")[0] in s]

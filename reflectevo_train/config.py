@@ -79,6 +79,10 @@ class ScriptArguments:
                 "dpo_pm d_pm, dpo_pref d_pref, sft_qa sft_qa)"})
     dataset_split: str = field(default="train", metadata={"help": "split of the config"})
     max_rows: int | None = field(default=None, metadata={"help": "use only the first N rows, for smoke runs (default: every row)"})
+    exclude_two_answer: bool = field(default=False, metadata={
+        "help": "leave out rows on questions with two possible answers (yes/no, true/false, valid/invalid, "
+                "two options), where the verdict \"incorrect\" names the gold and a fix can be elimination "
+                "(default: keep them); the count left out is recorded"})
     validation_fraction: float = field(default=0.0, metadata={
         "help": "share of the training set's questions held out (whole questions, chosen by a hash of the "
                 "question and --seed) for a validation loss measured during training and drawn with the "

@@ -43,6 +43,7 @@ class TrainingRows:
     columns: list[str]
     source: dict  # provenance of the data, safe to publish
     held_out: list[dict] = field(default_factory=list)  # validation rows (--validation_fraction), never trained on
+    two_answer_excluded: int = 0  # rows left out by --exclude_two_answer
 
 
 def _looks_local(spec: str) -> bool:
@@ -369,3 +370,15 @@ def tokenize_preferences(examples: list[PreferenceExample], tokenizer, max_lengt
         cols["chosen_ids"].append(ch)
         cols["rejected_ids"].append(rj)
     return Dataset.from_dict(cols), st
+
+
+def drop_two_answer_rows(data: TrainingRows, where: str) -> None:
+    """--exclude_two_answer: the rows whose question has two possible answers leave `data.rows`."""
+    from reflectevo_tasks.bbh import has_two_answers
+
+    kept = [r for i, r in enumerate(data.rows) if not has_two_answers(_question(r, i, where))]
+    data.two_answer_excluded = len(data.rows) - len(kept)
+    if not kept:
+        raise UserError(f"{where}: every one of its {len(data.rows)} rows is on a question with two possible "
+                        f"answers; nothing is left to train on without --exclude_two_answer")
+    data.rows = kept

@@ -159,6 +159,8 @@ def prepare_data(run: ParsedRun, tokenizer=None) -> tuple[Any, list[StageData], 
     rows = D.load_rows(sa.dataset, config, sa.dataset_split, token=token, endpoint=sa.hub_endpoint)
     where = f"dataset {D.describe_source(rows.source)}"
     D.check_rows(rows, s, where)
+    if sa.exclude_two_answer:
+        D.drop_two_answer_rows(rows, where)
     if sa.max_rows:
         rows.rows = rows.rows[: sa.max_rows]
     train_idx, held_idx = split_validation(rows.rows, sa.validation_fraction, ta.seed)
@@ -251,7 +253,8 @@ def train(run: ParsedRun, keep_trainers: bool = False, callbacks: list | None = 
         from reflectevo_train.launch import describe
 
         prov = provenance(run, rows.source, stage_metrics, artifact_kind, init, describe(trainer.args),
-                          bbh_split.training_items(trained_rows(rows.rows, stages)), rows.held_out)
+                          bbh_split.training_items(trained_rows(rows.rows, stages)), rows.held_out,
+                          rows.two_answer_excluded)
         plot_loss_curves(stage_metrics, os.path.join(out_dir, LOSS_CURVES_FILE),
                          f"{run.setting.name}: training and validation loss")
         write_card_and_provenance(out_dir, run, prov)
@@ -388,7 +391,8 @@ def trained_rows(rows: list[dict], stages: list[StageData]) -> list[dict]:
 
 
 def provenance(run: ParsedRun, source: dict, stage_metrics: list[dict], artifact_kind: str, init,
-               processes: dict | None = None, items: dict | None = None, held_out: list[dict] | None = None) -> dict:
+               processes: dict | None = None, items: dict | None = None, held_out: list[dict] | None = None,
+               rows_excluded: int = 0) -> dict:
     """What the adapter card and the evaluator's record say about a run; `items`: `training_items` of
     the rows it trained on (left out when not given); `held_out`: its validation rows."""
     from reflectevo_tasks.instructions import find_instruction
@@ -423,6 +427,7 @@ def provenance(run: ParsedRun, source: dict, stage_metrics: list[dict], artifact
                                                    "sha": init.sha, "mode": sa.init_adapter_mode},
         "dataset": source,
         **({"training_items": items} if items is not None else {}),
+        "two_answer_rows_excluded": rows_excluded if sa.exclude_two_answer else None,
         "validation": {"fraction": sa.validation_fraction, "seed": ta.seed, "rows": len(held_out or []),
                        "items": bbh_split.training_items(held_out) if held_out else None,
                        "loss_curves": LOSS_CURVES_FILE},

@@ -63,3 +63,8 @@ def test_two_answer_subtasks_are_those_with_two_possible_answers():
         pytest.skip("needs the BBH release folder (REFLECTEVO_BBH_DIR)")
     two = {s for s in bbh.SUBTASKS if len({q.answer for q in bbh.load_subtask(s, folder)}) == 2}
     assert two == set(bbh.TWO_ANSWER_SUBTASKS)
+    # the per-question rule curation counts by: every item of those subtasks, and elsewhere only the
+    # items that offer two options (27 of reasoning_about_colored_objects)
+    per_item = {s: [bbh.has_two_answers(q) for q in bbh.load_subtask(s, folder)] for s in bbh.SUBTASKS}
+    assert {s for s, v in per_item.items() if all(v)} == two
+    assert {s: sum(v) for s, v in per_item.items() if s not in two and any(v)} == {"reasoning_about_colored_objects": 27}

@@ -235,3 +235,22 @@ def test_ranking_engine_keeps_the_runs_engine_options(tmp_path, monkeypatch):
     (cfg,) = built
     assert (cfg.engine, cfg.revision, cfg.batch_size) == ("vllm", "r1", 4)
     assert cfg.model_args == {"enforce_eager": True, "max_model_len": 2048}
+
+
+def test_rows_on_two_answer_questions_are_counted_apart(tmp_path):
+    """A yes/no question's fix may be elimination (the verdict "incorrect" names the gold): the
+    statistics count each config's rows on such questions, and what is left without them."""
+    records = _records(1, [("Diagnosis: sizes were compared by name. Plan: compare lengths.", RIGHT),
+                           ("Diagnosis: I skipped the owl. Plan: read every option once.", WRONG)])
+    records += _records(2, [("There was no check of the definition. Plan: define fish first.", "So the answer is No."),
+                            ("Diagnosis: I trusted the word. Plan: check what a fish is.", "So the answer is Yes.")],
+                        kind="yes_no", t1="So the answer is Yes.")
+    records += _records(3, [("Diagnosis: I answered without looking. Plan: weigh each animal.", RIGHT)])
+    records[-1]["question"]["options"] = OPTIONS[:2]  # a choice between two: two answers as well
+    records[-1]["question"]["question"] = records[-1]["question"]["question"].split("\n(C)")[0]
+    result = _curate(records)
+    assert len(result["d_plus"]) == 3 and len(result["d_pm"]) == 2
+    assert result["stats"]["two_answer_rows"] == {"d_plus": 2, "d_pm": 1, "d_pref": 0, "sft_qa": 0}
+    C.write_curated(result, tmp_path, "test")
+    md = (tmp_path / "stats.md").read_text()
+    assert "d_plus 2 of 3 (1 without them), d_pm 1 of 2 (1 without them), d_pref 0 of 0 (0 without them)" in md

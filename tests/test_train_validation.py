@@ -129,3 +129,31 @@ def test_training_with_a_validation_slice_and_a_step_floor(setting, tiny_model, 
     assert "2 rows of 2 questions held out (--validation_fraction 0.3, seed 42)" in card
     assert f"| {stage['global_step']} ({stage['steps_after_warmup']}) |" in card
     assert result.provenance == prov
+
+
+def test_exclude_two_answer_leaves_out_those_questions_and_says_how_many(tmp_path, bbh_dir, embedded_model_dir):
+    from reflectevo_train.config import parse_run
+    from reflectevo_train.run import prepare_data, provenance
+    from reflectevo_train.sample import SUBTASKS, write_sample
+
+    from reflectevo_tasks.bbh import TWO_ANSWER_SUBTASKS
+
+    sample = write_sample(tmp_path / "sample", bbh_dir, per_subtask=2)
+    argv = ["--dataset", str(sample), "--model_name_or_path", embedded_model_dir, "--output_dir", str(tmp_path / "o")]
+    everything, _, _ = prepare_data(parse_run("one_stage", argv))
+    run = parse_run("one_stage", [*argv, "--exclude_two_answer", "true"])
+    rows, stages, _ = prepare_data(run)
+    kept = {r["question_id"].split("/")[1] for r in rows.rows}
+    assert kept == {s for s in SUBTASKS if s not in TWO_ANSWER_SUBTASKS} == {"date_understanding"}
+    assert rows.two_answer_excluded == len(everything.rows) - len(rows.rows) > 0
+    assert len(stages[0].dataset) == len(rows.rows)
+    metrics = [{"global_step": 1, "steps_after_warmup": 1, "eval_loss_points": [], "train_loss": 0.0, "loss_finite": True}]
+    prov = provenance(run, rows.source, metrics, "lora_adapter", None, rows_excluded=rows.two_answer_excluded)
+    assert prov["two_answer_rows_excluded"] == rows.two_answer_excluded
+    only_two = tmp_path / "two"
+    only_two.mkdir()
+    (only_two / "d_plus.jsonl").write_text("".join(line for line in (sample / "d_plus.jsonl").read_text().splitlines(True)
+                                                   if "date_understanding" not in line))
+    with pytest.raises(UserError, match="every one of its .* rows is on a question with two possible answers"):
+        prepare_data(parse_run("one_stage", ["--dataset", str(only_two), "--exclude_two_answer", "true",
+                                             "--model_name_or_path", embedded_model_dir]))
