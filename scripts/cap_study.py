@@ -63,6 +63,7 @@ class StudyConfig:
     batch_size: int = 32
     chunk_size: int = 27
     bbh_dir: str = ""
+    report_only: bool = False  # rebuild report.md / report.json from the finished chunks, generate nothing
 
     def cap_list(self) -> list[int]:
         return _ints(self.caps, "--caps")
@@ -83,7 +84,7 @@ class StudyConfig:
 
     def identity(self) -> dict:
         """What the stored replies depend on (not the output folder, batch size or chunking's speed)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("output", "bbh_dir")}
+        return {k: v for k, v in asdict(self).items() if k not in ("output", "bbh_dir", "report_only")}
 
 
 def _ints(text: str, flag: str) -> list[int]:
@@ -226,7 +227,23 @@ def write_report(store: RecordStore, cfg: StudyConfig) -> dict:
     return rep
 
 
+def report_only(cfg: StudyConfig) -> dict:
+    """The report of a study's finished chunks (while it runs, or after it stopped), with the settings
+    its folder was made with: nothing is generated, the running study is not disturbed (chunks are
+    written whole, reports replaced whole)."""
+    out = Path(cfg.output)
+    settings = out / "settings.json"
+    if not settings.is_file():
+        raise UserError(f"{out}: no cap study here (no settings.json)")
+    made = StudyConfig(output=cfg.output, bbh_dir=cfg.bbh_dir, **json.loads(settings.read_text(encoding="utf-8")))
+    store = RecordStore(out)
+    rep = write_report(store, made)
+    return {"chunks_finished": len(store.done_chunks()), **{k: rep[k] for k in ("questions", "subtasks")}}
+
+
 def run(cfg: StudyConfig, engine: Engine | None = None, tokenizer=None) -> dict:
+    if cfg.report_only:
+        return report_only(cfg)
     cfg.check()
     qs = questions(cfg)
     out = Path(cfg.output)
@@ -254,8 +271,17 @@ def parse_args(argv: list[str] | None = None) -> StudyConfig:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in fields(StudyConfig):
-        parser.add_argument(f"--{f.name}", type=type(f.default), default=f.default)
+        parser.add_argument(f"--{f.name}", type=_flag if isinstance(f.default, bool) else type(f.default),
+                            default=f.default)
     return StudyConfig(**vars(parser.parse_args(argv)))
+
+
+def _flag(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -116,3 +116,21 @@ def test_bad_settings_are_one_error_naming_the_option(tmp_path, over, message):
 
 def test_the_stops_are_the_bbh_tasks_own():
     assert cap_study.task_stops() == ("</s>", "Q:", "<|im_end|>")
+
+
+def test_report_only_reads_the_finished_chunks_with_the_folders_own_settings(tmp_path, bbh_dir):
+    """A report of a study still running (or stopped part way): from its folder's settings, whatever
+    the command line says besides --output, and generating nothing."""
+    cfg, _, engine = study(tmp_path, bbh_dir)
+    cap_study.run(cfg, engine, Words())
+    (tmp_path / "study" / "parts" / "chunk-000001.jsonl").unlink()  # one of two chunks finished
+    (tmp_path / "study" / "report.json").unlink()
+    args = cap_study.parse_args(["--output", str(tmp_path / "study"), "--report_only", "true", "--caps", "1,2"])
+    assert args.report_only is True
+    assert cap_study.run(args) == {"chunks_finished": 1, "questions": 3, "subtasks": 2}
+    rep = json.loads((tmp_path / "study" / "report.json").read_text())
+    assert set(rep["trial1"]) == {"4", "8", "16"} and rep["trial1"]["16"]["n"] == 3
+    assert not (tmp_path / "study" / "parts" / "chunk-000001.jsonl").exists()  # nothing generated
+    assert cap_study.parse_args(["--report_only", "false"]).report_only is False
+    with pytest.raises(UserError, match="no cap study here"):
+        cap_study.run(cap_study.parse_args(["--output", str(tmp_path / "none"), "--report_only", "true"]))
