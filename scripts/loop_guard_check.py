@@ -72,9 +72,8 @@ def turns_of_gen_chunks(folder: Path):
                     continue  # the chunk's manifest line
                 q = Question.from_dict(rec["question"])
                 where = f"{folder.parent.name}:{rec['record_id']}"
-                if rec["record_id"].endswith("#0") or rec.get("reflection") is None:
-                    t = rec["trial1"]
-                    yield f"{where}:trial1", "answer", q, t["reply_prefix"], t["output"]
+                t = rec["trial1"]  # one per question, whichever of its records comes first
+                yield f"{folder.parent.name}:{rec['question_id']}:trial1", "answer", q, t["reply_prefix"], t["output"]
                 if rec.get("reflection"):
                     yield f"{where}:reflection", "reflection", q, "", rec["reflection"]["output"]
                     r = rec["retry"]
@@ -94,7 +93,7 @@ def turns_of_trajectories(folder: Path):
             yield f"{folder.name}:{qid}:{turn['turn']}", kind, q, turn.get("reply_prefix") or "", turn["output"] or ""
 
 
-_QUESTIONS: dict[str, list] = {}
+_QUESTIONS: dict[str, dict] = {}
 
 
 def _bbh_question(subtask: str, index: int):
