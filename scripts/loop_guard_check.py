@@ -2,7 +2,7 @@
 stored replies, before any engine uses the rule.
 
     .venv/bin/python scripts/loop_guard_check.py --cap_study runs/cap-study \
-        --pool_chunks leaderboards/measured/pool-gen/parts --output leaderboards/measured/loop_guard.json
+        --pool_chunks leaderboards/measured/pool-gen/parts --output leaderboards/measured/cap-study/loop_guard.json
 
 For every stored answer turn (trial 1, retry) the generated part after the reply prefix is retokenised
 with the model's tokenizer (as the plugin counts a reply), the rule finds where a loop completes, and
