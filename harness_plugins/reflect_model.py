@@ -29,6 +29,9 @@ from the command line are forwarded to it):
                              build: about 4x); same function up to float rounding; recorded as such
   retry_by=base|reflector    who writes the retry (default base, the paper's Generator)
   max_gen_toks=N             trial 1 / retry token cap (default: the task's, 256)
+  retry_max_gen_toks=N       the retry's own cap (default: max_gen_toks); a one-stage reply gets the
+                             reflection cap plus this one. E.g. a retry_only row given the budget that a
+                             reflective row spends after trial 1 (reflection cap + retry cap)
   reflection_max_gen_toks=N  reflection token cap (default 512)
   reflection_temperature=T, reflection_top_p=P   reflection sampling (default greedy)
   seed=N                     seed set before every pass (sampled reflections)
@@ -135,6 +138,7 @@ class ModelArguments:
     merge_adapter: bool = field(default=False, metadata={"help": "serve adapters merged into the model's weights"})
     retry_by: str = field(default="base", metadata={"help": "who writes the retry: base or reflector"})
     max_gen_toks: int | None = field(default=None, metadata={"help": "trial 1 / retry token cap (default: the task's)"})
+    retry_max_gen_toks: int | None = field(default=None, metadata={"help": "retry token cap (default: max_gen_toks)"})
     reflection_max_gen_toks: int = field(default=512, metadata={"help": "reflection token cap"})
     reflection_temperature: float = field(default=0.0, metadata={"help": "reflection sampling temperature"})
     reflection_top_p: float = field(default=1.0, metadata={"help": "reflection top-p"})
@@ -149,7 +153,8 @@ class ModelArguments:
         # spelling is not meaning: `mode=Oracle` is oracle
         self.mode = self.mode.strip().lower()
         self.retry_by = self.retry_by.strip().lower()
-        for name, minimum in (("max_gen_toks", 1), ("reflection_max_gen_toks", 1), ("reflection_temperature", 0.0),
+        for name, minimum in (("max_gen_toks", 1), ("retry_max_gen_toks", 1), ("reflection_max_gen_toks", 1),
+                              ("reflection_temperature", 0.0),
                               ("reflection_top_p", 0.0), ("chunk_size", 1)):
             value = getattr(self, name)
             if value is not None and value < minimum:
@@ -197,6 +202,7 @@ class Options:
     max_gen_toks: int | None
     reflection: Sampling
     seed: int | None
+    retry_max_gen_toks: int | None = None
 
     @classmethod
     def from_arguments(cls, args: ModelArguments, has_reflector: bool) -> "Options":
@@ -204,7 +210,7 @@ class Options:
                               top_p=args.reflection_top_p, stop=())
         try:  # the protocol's own checks of mode, one_stage and retry_by
             protocol.Settings(mode=args.mode, one_stage=args.one_stage, retry_by=args.retry_by,
-                              reflection=reflection).check()
+                              reflection=reflection, retry_max_new_tokens=args.retry_max_gen_toks).check()
         except UserError as exc:
             raise UserError(f"reflectevo: {exc}") from None
         if args.retry_by == "reflector" and not has_reflector:
@@ -215,11 +221,11 @@ class Options:
             instruction = "default:check"
         return cls(mode=args.mode, instruction=find_instruction(instruction),  # UserError for an unknown id
                    one_stage=args.one_stage, retry_by=args.retry_by, max_gen_toks=args.max_gen_toks,
-                   reflection=reflection, seed=args.seed)
+                   reflection=reflection, seed=args.seed, retry_max_gen_toks=args.retry_max_gen_toks)
 
     def settings(self) -> protocol.Settings:
         return protocol.Settings(mode=self.mode, one_stage=self.one_stage, retry_by=self.retry_by,
-                                 reflection=self.reflection)
+                                 reflection=self.reflection, retry_max_new_tokens=self.retry_max_gen_toks)
 
     def describe(self) -> dict:
         ins = self.instruction
@@ -229,7 +235,9 @@ class Options:
                              "retry_only": "gold verdict gates the retry; no reflection",
                              "intrinsic": "none; every item is reflected on and retried",
                              "single": "none; trial 1 only"}[self.mode],
-                "seed": self.seed}
+                "seed": self.seed,
+                # only where set: the settings of earlier resume folders (compared whole) stay as they were
+                **({"retry_max_gen_toks": self.retry_max_gen_toks} if self.retry_max_gen_toks is not None else {})}
 
 
 def _identity(engine: Engine) -> dict:

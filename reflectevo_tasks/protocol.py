@@ -22,7 +22,7 @@ record or trajectory is written from the result.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 from reflectevo.errors import UserError
@@ -46,6 +46,9 @@ class Settings:
     retry_by: str = "base"  # who writes the retry: the base model (the paper's generator) or the reflector
     reflection: Sampling = Sampling(max_new_tokens=512)
     samples: int = 1  # reflections per instruction
+    # the retry's own token cap (None: the trial-1 cap); a one-stage reply gets the reflection cap plus
+    # this one. Lets a retry_only row be given the budget a reflective row spends after trial 1.
+    retry_max_new_tokens: int | None = None
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -56,6 +59,17 @@ class Settings:
             raise UserError(f"retry_by must be base or reflector, not {self.retry_by!r}")
         if self.samples < 1:
             raise UserError(f"samples (reflections per instruction) must be at least 1, got {self.samples}")
+        if self.retry_max_new_tokens is not None:
+            if self.retry_max_new_tokens < 1:
+                raise UserError(f"the retry token cap must be at least 1, got {self.retry_max_new_tokens}")
+            if self.mode == "single":
+                raise UserError("a retry token cap needs a mode that retries (mode single has no retry)")
+
+    def retry_sampling(self, trial: Sampling) -> Sampling:
+        """The retry's sampling: trial 1's (stop sequences, temperature) with the retry cap, if one is set."""
+        if self.retry_max_new_tokens is None:
+            return trial
+        return replace(trial, max_new_tokens=self.retry_max_new_tokens)
 
 
 @dataclass(frozen=True)
@@ -177,16 +191,18 @@ def _second_attempts(todo: list[Trajectory], base: Engine, reflector: Engine | N
     retry_engine, retry_who = (writer, who) if settings.retry_by == "reflector" else (base, "base")
     ps = [P.retry_prompt(t.item.question, t.trial1.output, r, t.feedback, t.item.shots, t.feedback_text)
           for (t, _, _), r in zip(jobs, reflections)]
-    outs = run_pass("retry", retry_engine, ps, [t.item.sampling for t, _, _ in jobs])
-    for (t, ins, k), r, rt, p, out in zip(jobs, reflections, reflection_turns, ps, outs):
-        turns = ([rt] if rt is not None else []) + [Turn("retry", retry_who, p, t.item.sampling, out)]
+    samplings = [settings.retry_sampling(t.item.sampling) for t, _, _ in jobs]
+    outs = run_pass("retry", retry_engine, ps, samplings)
+    for (t, ins, k), r, rt, p, s, out in zip(jobs, reflections, reflection_turns, ps, samplings, outs):
+        turns = ([rt] if rt is not None else []) + [Turn("retry", retry_who, p, s, out)]
         t.attempts.append(Attempt(instruction=ins, sample=k, reflection=r, retry=out, turns=turns))
 
 
 def _one_stage(jobs, writer: Engine, who: str, settings: Settings, run_pass: PassRunner) -> None:
     """Setting I: the reflection and the corrected solution in one reply, within the two caps."""
     refl = settings.reflection
-    s = Sampling(max_new_tokens=refl.max_new_tokens + max(t.item.sampling.max_new_tokens for t, _, _ in jobs),
+    answer_cap = max(settings.retry_sampling(t.item.sampling).max_new_tokens for t, _, _ in jobs)
+    s = Sampling(max_new_tokens=refl.max_new_tokens + answer_cap,
                  temperature=refl.temperature, top_p=refl.top_p, stop=())
     ps = [P.one_stage_prompt(t.item.question, t.trial1.output, ins, t.feedback, t.feedback_text)
           for t, ins, _ in jobs]

@@ -403,6 +403,24 @@ def test_one_stage_takes_the_answer_from_the_reflector_reply(fake_bbh):
     assert t["turns"][1]["sampling"]["stop"] == []
 
 
+def test_retry_cap_is_its_own_and_a_one_stage_reply_gets_reflection_plus_retry_cap(fake_bbh):
+    # a retry_only row given the second-attempt budget of a reflective one: trial 1 keeps its cap
+    model = scripted_model(fake_bbh, mode="retry_only", max_gen_toks=17, retry_max_gen_toks=40)
+    _run(model, requests_for("navigate"))
+    trial, retry = model.base.lm.calls
+    assert {kw["max_gen_toks"] for _, kw in trial} == {17} and {kw["max_gen_toks"] for _, kw in retry} == {40}
+    assert {tuple(kw["until"]) for _, kw in retry} == {tuple(kw["until"]) for _, kw in trial}  # same stops
+    info = model.get_model_info()["reflectevo"]
+    assert info["protocol"]["retry_max_gen_toks"] == 40
+    assert [s["max_new_tokens"] for s in info["generation"]["retry"]] == [40]
+    one_stage = scripted_model(fake_bbh, one_stage=True, reflection_max_gen_toks=100, max_gen_toks=50,
+                               retry_max_gen_toks=70)
+    trajs = _run(one_stage, requests_for("multistep_arithmetic_two"))
+    assert trajs[1]["turns"][1]["sampling"]["max_new_tokens"] == 170
+    # unset, the settings a resume folder compares are what they were before the option existed
+    assert "retry_max_gen_toks" not in scripted_model(fake_bbh).options.describe()
+
+
 def test_reflector_writes_reflections_and_base_the_trials(fake_bbh):
     model = scripted_model(fake_bbh, reflector=True)
     _run(model, requests_for("sports_understanding"))
@@ -466,6 +484,8 @@ def no_model_loading(monkeypatch):
     ({"max_gen_toks": "many"}, "reflectevo: max_gen_toks: invalid int value: 'many'"),
     ({"mdoe": "oracle"}, "unknown option 'mdoe' \\(did you mean mode\\?\\)"),
     ({"chunk_size": "0"}, "chunk_size must be at least 1"),
+    ({"retry_max_gen_toks": "0"}, "retry_max_gen_toks must be at least 1"),
+    ({"retry_max_gen_toks": "64", "mode": "single"}, "mode single has no retry"),
     ({"base": "dummy", "pretrained": None}, "name the base model with pretrained="),  # hf, vllm: the embedded one
     ({"merge_adapter": "true"}, "merge_adapter=true needs an adapter to merge"),
 ])
@@ -480,6 +500,8 @@ def test_bad_options_fail_before_any_model_loads(options, message, no_model_load
 @pytest.mark.parametrize("options,message", [
     ({"max_gen_toks": "many"}, "reflectevo: max_gen_toks: invalid int value: 'many'"),
     ({"chunk_size": "0"}, "chunk_size must be at least 1"),
+    ({"retry_max_gen_toks": "0"}, "retry_max_gen_toks must be at least 1"),
+    ({"retry_max_gen_toks": "64", "mode": "single"}, "mode single has no retry"),
     ({"progress": "maybe"}, "progress"),
     ({"mdoe": "oracle"}, "unknown option\\(s\\) mdoe"),
     ({"reflector_peft": "some/adapter"}, "unknown option\\(s\\) reflector_peft"),  # engines are built already
