@@ -52,45 +52,17 @@ CAPS="max_gen_toks=$TOKENS,reflection_max_gen_toks=$TOKENS"
 export HF_HUB_OFFLINE=1
 mkdir -p "$OUT/eval"
 
+TAG=measured
 RESULTS=leaderboards/measured  # committed: one lm-eval results file per finished row
 # committed too: every row's stored chunks (the trajectories: prompts, raw replies, verdicts), so a row
 # resumes in a later session on a fresh checkout, and a scorer change re-scores replies without a rerun
 RESUME=${RESUME:-leaderboards/measured/resume}
-# The engine: one per leaderboard, because its rows share trial 1 and are compared item by item. It is
-# the engine of a leaderboard already begun (its base-single row, or the ENGINE file its first run
-# wrote), else vLLM where its environment exists (`scripts/setup-env.sh --vllm`: the vLLM pipeline makes
-# about 5x the hf pipeline's reflections per minute here, benchmarks/RESULTS.md; greedy replies equal
-# transformers' in float32, tests/test_vllm.py), else hf. ENGINE=hf|vllm asks for one; a leaderboard
-# begun on the other is refused, not mixed.
-begun_engine() {
-    if [ -f "$RESULTS/base-single.json" ]; then
-        "$PY/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["config"]["model_args"].get("base", "hf"))' \
-            "$RESULTS/base-single.json"
-    elif [ -f "$RESUME/ENGINE" ]; then
-        cat "$RESUME/ENGINE"
-    fi
-}
-BEGUN=$(begun_engine)
-if [ -z "${ENGINE:-}" ]; then
-    if [ -n "$BEGUN" ]; then ENGINE=$BEGUN; elif [ -x .venv-vllm/bin/lm_eval ]; then ENGINE=vllm; else ENGINE=hf; fi
-fi
-case "$ENGINE" in hf | vllm) ;; *) echo "[measured] ENGINE must be hf or vllm, not '$ENGINE'" >&2; exit 2 ;; esac
-if [ -n "$BEGUN" ] && [ "$BEGUN" != "$ENGINE" ]; then
-    echo "[measured] ENGINE=$ENGINE, but this leaderboard was begun on $BEGUN: its rows would not be comparable;" \
-         "give it another RESULTS, RESUME and OUT" >&2
-    exit 2
-fi
-mkdir -p "$RESUME" && echo "$ENGINE" > "$RESUME/ENGINE"
-if [ "$ENGINE" = vllm ]; then
-    EVAL_PY=${EVAL_PY:-.venv-vllm/bin}
-    ENGINE_ARGS="base=vllm,enforce_eager=True"  # on CPU: no graph compilation at each engine start
-else
-    EVAL_PY=${EVAL_PY:-$PY}
-    ENGINE_ARGS="base=hf"
-fi
-echo "[measured] engine: $ENGINE (lm_eval from $EVAL_PY)"
-
+BOARD=leaderboards
+MODEL_ARGS_COMMON="dtype=float32,$CAPS,chunk_size=$CHUNK"
+TASK_ARGS="--tasks reflectevo_bbh --limit $LIMIT"
 ORDER=(base-single base-retry_only base-oracle base-intrinsic base-one_stage one_stage two_stage dpo_pm dpo_pref sft_qa)
+source "$(dirname "$0")/rows.sh"  # begun_engine, choose_engine, evaluate (one row)
+choose_engine
 
 # Rows are compared item by item with the leaderboard's default pairs (leaderboards/build.py), by the
 # exact McNemar test: did reflection help? each reflective row against retry_only (a second try with the
@@ -100,64 +72,6 @@ ORDER=(base-single base-retry_only base-oracle base-intrinsic base-one_stage one
 # way, the others against the base model's oracle row); intrinsic (no verdict) against single. sft_qa
 # answers with its own adapter, so it differs from the base model at trial 1 already: that pair is compared
 # on trial 1 as well. A pair whose token budgets differ is marked so (see Budgets in bbh.md).
-
-publish_rows() {  # leaderboards/bbh.md from every row finished so far, in a fixed order
-    local files=() n
-    for n in "${ORDER[@]}"; do [ -f "$RESULTS/$n.json" ] && files+=("$RESULTS/$n.json"); done
-    "$PY/reflectevo" leaderboard build "${files[@]}" --output leaderboards \
-        || echo "[measured] leaderboard not rebuilt (see the error above)"
-}
-
-# (none yet is not an error: under pipefail, a failing ls would end the script here)
-latest_results() { ls "$OUT/eval/$1"/*/results_*.json 2> /dev/null | tail -n 1 || true; }
-
-retire_stale_resume() {  # a resume folder whose docs were gated by another strict scorer is set aside, not reused
-    local folder=$1
-    [ -f "$folder/settings.json" ] || return 0
-    # the gate is the strict trial-1 verdict: its version (GATE_VERSION) is what the folder records
-    # under "scoring_version"; reused replies are scored again by the current scorer at both levels
-    "$PY/python" - "$folder/settings.json" <<'PY' && return 0
-import json, sys
-from reflectevo_tasks.answers import GATE_VERSION
-settings = json.load(open(sys.argv[1]))
-single = settings.get("protocol", {}).get("mode") == "single"
-sys.exit(0 if single or settings.get("scoring_version") == GATE_VERSION else 1)
-PY
-    echo "[measured] $folder: gated by another scorer version; moved to $folder.old-scorer"
-    rm -rf "$folder.old-scorer" && mv "$folder" "$folder.old-scorer"
-}
-
-run_row() {  # run_row NAME MODEL_ARGS: lm_eval for one row into $OUT/eval/NAME, unless done there
-    local name=$1 args=$2 last
-    last=$(latest_results "$name")
-    # a results file of an older plugin or scorer (no "scoring" block: scorer version 1) is redone;
-    # stored chunks are reused where the scorer cannot have changed which docs were retried (mode single,
-    # and every row's shared trial 1), and are otherwise refused and regenerated
-    if [ -n "$last" ] && grep -q '"scoring"' "$last"; then
-        echo "[measured] $name: done earlier"
-        return
-    fi
-    rm -rf "$OUT/eval/$name"
-    retire_stale_resume "$RESUME/$name"
-    echo "[measured] $name: lm_eval --model_args $args ($(date -u +%FT%TZ))"
-    "$EVAL_PY/lm_eval" --model reflectevo \
-        --model_args "$ENGINE_ARGS,pretrained=$MODEL,dtype=float32,$CAPS,chunk_size=$CHUNK,resume=$RESUME/$name,$args" \
-        --tasks reflectevo_bbh --limit "$LIMIT" --batch_size 32 --device cpu \
-        --output_path "$OUT/eval/$name" --log_samples
-}
-
-evaluate() {  # evaluate NAME MODEL_ARGS: one row, skipped once its results file is in $RESULTS
-    local name=$1 args=$2
-    if [ -f "$RESULTS/$name.json" ]; then
-        echo "[measured] $name: finished ($RESULTS/$name.json)"
-        return
-    fi
-    run_row "$name" "$args"
-    mkdir -p "$RESULTS"
-    # committed without the absolute paths of this machine (they become relative to the repo)
-    "$PY/python" -m reflectevo.portable "$(latest_results "$name")" "$RESULTS/$name.json"
-    publish_rows
-}
 
 SHARED="trial1_from=$RESUME/base-single"
 evaluate base-single "mode=single"
