@@ -60,6 +60,7 @@ DATA_ENV = {"bbh": "REFLECTEVO_BBH_DIR=../shared/data/bbh", "math": "REFLECTEVO_
             "mbpp": "REFLECTEVO_DATA_DIR=../shared/data"}
 MODES = ("single", "retry_only", "oracle", "intrinsic")
 REFLECTION_VS_RETRY = "reflection against retry-only"
+REFLECTION_VS_SAME_BUDGET = "reflection against retry-only of the same budget"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # top-level folders of a checkout: an absolute path through one of them is written from there on
 _ANCHORS = ("runs", "leaderboards", "results", "tests")
@@ -692,8 +693,15 @@ def default_pairs(rows: list[dict]) -> list[tuple[int, list[int], str, str]]:
         others = [(a, x) for a, x in enumerate(rows) if a != b]
         answering = _answering_model(r)
         if r["mode"] in ("oracle", "intrinsic"):
-            pairs.append((b, [a for a, x in others if x["mode"] == "retry_only" and _answering_model(x) == answering],
-                          REFLECTION_VS_RETRY, "retry_only row of the same answering model"))
+            retries = [a for a, x in others if x["mode"] == "retry_only" and _answering_model(x) == answering]
+            pairs.append((b, retries, REFLECTION_VS_RETRY, "retry_only row of the same answering model"))
+            # a reflective row spends more tokens after trial 1 than a plain retry does: against a retry_only
+            # row given the same second-attempt budget as well, a gain cannot be the extra tokens
+            budget = _budget_of(r)["second_attempt"]
+            matched = [a for a in retries if budget is not None and _budget_of(rows[a])["second_attempt"] == budget]
+            if matched and matched[0] != retries[0]:
+                pairs.append((b, matched, REFLECTION_VS_SAME_BUDGET,
+                              "retry_only row of the same answering model and second-attempt budget"))
         if _trained(r):
             same = [a for a, x in others if _is_base(x) and (x["base_model"], x["base_revision"]) == answering[:2]
                     and x["mode"] == r["mode"] and bool(x["one_stage"]) == bool(r["one_stage"])]
@@ -1292,7 +1300,8 @@ def _comparison_lines(rows: list[dict], compared: list[dict], skipped: list[str]
     for c in finals:
         row, against = rows[c["row"] - 1], rows[c["against"] - 1]
         # against retry-only, the protocol difference (a reflection or not) is what is measured
-        if c["why"] != REFLECTION_VS_RETRY and _mode(row) != _mode(against) and _model(row) != _model(against):
+        if c["why"] not in (REFLECTION_VS_RETRY, REFLECTION_VS_SAME_BUDGET) and _mode(row) != _mode(against) \
+                and _model(row) != _model(against):
             out.append(f"- #{c['row']} against #{c['against']}: the rows differ in protocol ({_mode(row)} vs "
                        f"{_mode(against)}) as well as in model, so the difference is not the model's alone.")
     for c in finals:

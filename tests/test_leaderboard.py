@@ -483,6 +483,35 @@ def test_default_comparisons_answer_against_retry_only_and_the_base_model_under_
            "no base-model row in mode oracle one-stage" in skipped
 
 
+def test_reflective_rows_are_also_compared_with_a_retry_of_the_same_budget(tmp_path):
+    """A reflective row spends reflection cap + retry cap after trial 1, a retry_only row its retry cap:
+    where a retry_only row was given the reflective row's budget, the default pairs include it, unmarked."""
+    sub = "date_understanding"
+    trial, stops = [_sampling(384, STOPS)], STOPS
+    gen = {"retry": {"trial1": trial, "retry": [_sampling(384, stops)]},
+           "retry_512": {"trial1": trial, "retry": [_sampling(512, stops)]},
+           "oracle": {"trial1": trial, "reflection": [_sampling(128)], "retry": [_sampling(384, stops)]},
+           "one": {"trial1": trial, "one_stage": [_sampling(512)]},
+           "oracle_256": {"trial1": trial, "reflection": [_sampling(128)], "retry": [_sampling(128, stops)]}}
+    codes = ["1", "01", "00", "00"]
+    files = [_budgeted(tmp_path, "retry", {sub: codes}, gen["retry"], [], mode="retry_only"),
+             _budgeted(tmp_path, "oracle", {sub: codes}, gen["oracle"], []),
+             _budgeted(tmp_path, "one", {sub: ["1", "01", "01", "00"]}, gen["one"], [], one_stage=True),
+             _budgeted(tmp_path, "retry_512", {sub: ["1", "01", "01", "01"]}, gen["retry_512"], [], mode="retry_only"),
+             _budgeted(tmp_path, "oracle_256", {sub: codes}, gen["oracle_256"], [])]
+    rows = build([str(f) for f in files], str(tmp_path / "b"))
+    assert [r["budgets"]["second_attempt"] for r in rows] == [384, 512, 512, 512, 256]
+    saved = _comparisons(tmp_path / "b")["comparisons"]
+    retry, same = "reflection against retry-only", "reflection against retry-only of the same budget"
+    assert [(c["row"], c["against"], c["why"]) for c in saved] == [
+        (2, 1, retry), (2, 4, same), (3, 1, retry), (3, 4, same), (5, 1, retry)]  # no 256-token retry_only row
+    marks = {(c["row"], c["against"]): c["budgets_differ"] for c in saved}
+    assert marks[(3, 1)] == "budgets differ: 512 vs 384" and marks[(3, 4)] is None and marks[(2, 4)] is None
+    md = (tmp_path / "b" / "bbh.md").read_text()
+    assert f"| #3 base, oracle one-stage | #4 base, retry_only | {same} | all |" in md
+    assert "#3 against #4: the rows differ in protocol" not in md
+
+
 def test_a_difference_of_model_and_protocol_together_is_flagged(tmp_path):
     """A trained one-stage reflector against the base model's two-turn reflection changes two things at
     once; against the base model asked the one-stage way, only the model."""
