@@ -2,7 +2,7 @@
 # Issue #32, item 2: reflection data at scale from BBH's generation pool (never its test split), the
 # training data of the test-split leaderboard. The exact command, resumable across sessions:
 #
-#   REFLECTEVO_BBH_DIR=$PWD/../shared/data/bbh nohup setsid nice -n 19 leaderboards/pool_generation.sh > runs/pool-gen.log 2>&1 &
+#   REFLECTEVO_BBH_DIR=$PWD/../shared/data/bbh nohup setsid nice -n 19 leaderboards/pool_generation.sh > runs/test-split-pool-gen.log 2>&1 &
 #
 # Stop it by ending its process group (`kill -- -PGID`, PGID from `ps -o pgid= -p PID`), then vLLM's
 # engine: it leaves that group and outlives a killed parent (`pkill -f VLLM::EngineCore`).
@@ -20,16 +20,28 @@
 # - engine vLLM (the `.venv-vllm` environment, scripts/setup-env.sh --vllm): about 5x the hf pipeline's
 #   reflections per minute on this CPU (benchmarks/RESULTS.md); hf if that environment is missing.
 # - 2 sampled instructions x 2 reflections each = 4 reflections per failed question (issue: >= 4).
-# - 256-token turns: the first-reply cap study in issue #32 found accuracy still rising from 128 (14.2%)
-#   to 256 (16.4%) and 59.9% -> 46.6% of replies reaching the cap; 256 is the project's default for
-#   trials and retries, and reflections share it here so that a reflection is rarely cut off mid-way.
-# - 21 of BBH's 27 subtasks: the six left out (dyck_languages, multistep_arithmetic_two,
-#   object_counting, penguins_in_a_table, tracking_shuffled_objects_seven_objects, word_sorting) had
-#   no answer fixed by any reflective row of the 540-item leaderboard (leaderboards/bbh.md, per
-#   subtask): at this model's size they cost generation and yield no D+ rows. The pool is interleaved
-#   across subtasks, so the early chunks already measure the yield of every subtask kept.
-# - seed 0, float32 (no native bf16 on this CPU family), greedy trials and retries, sampled reflections
-#   (temperature 0.8, seeded per chunk: a resumed run samples what an uninterrupted one would).
+# - the test-split leaderboard's token caps (leaderboards/test_split.sh): trial 1 and retry 384, the
+#   reflection 128, chosen by the cap study (leaderboards/measured/cap-study/report.md, docs/results.md
+#   "Token caps per turn"): trial-1 accuracy stops rising at 384; fixes do not rise with longer retries
+#   or reflections, and a reflection past 128 tokens is most often a loop. The data a reflector is
+#   trained on is then written under the caps it is evaluated with.
+# - 9 of BBH's 27 subtasks: those where a reflection fixed at least one answer in any earlier
+#   measurement (the BIG-bench-pool leaderboard's oracle row on 540 test items, this script's first
+#   run on 112 pool questions, the cap study's 270): boolean_expressions, disambiguation_qa,
+#   hyperbaton, logical_deduction_three_objects, movie_recommendation, ruin_names, snarks,
+#   sports_understanding, tracking_shuffled_objects_three_objects. At this model's fix rate (about 1
+#   in 100 clean reflections) the whole pool cannot give issue #32's 250 D+ rows
+#   (leaderboards/measured/pool-gen/yield.md), so the generation goes where fixes were seen; four of
+#   the nine are two-answer subtasks, counted apart by curation. 1,870 pool questions, interleaved
+#   across the subtasks, so the early chunks already measure each one's yield.
+# - seed 0, float32 (the figures of this project are float32 whatever the CPU), greedy trials and
+#   retries, sampled reflections (temperature 0.8, seeded per chunk: a resumed run samples what an
+#   uninterrupted one would).
+#
+# The first run (leaderboards/measured/pool-gen: 7 chunks, 112 questions) had 256-token caps on every
+# turn and 21 subtasks; its yield table is what chose the nine. It resumes with
+#   STORE=leaderboards/measured/pool-gen OUT=runs/pool-gen TRIAL_TOKENS=256 REFLECTION_TOKENS=256 \
+#   SUBTASKS=boolean_expressions,causal_judgement,date_understanding,disambiguation_qa,formal_fallacies,geometric_shapes,hyperbaton,logical_deduction_five_objects,logical_deduction_seven_objects,logical_deduction_three_objects,movie_recommendation,navigate,reasoning_about_colored_objects,ruin_names,salient_translation_error_detection,snarks,sports_understanding,temporal_sequences,tracking_shuffled_objects_five_objects,tracking_shuffled_objects_three_objects,web_of_lies
 set -euo pipefail
 source "$(dirname "$0")/chunk_mirror.sh"
 # `nice` alone does not yield the CPU here: with autogroup scheduling (Linux's default for desktops and
@@ -39,11 +51,12 @@ source "$(dirname "$0")/chunk_mirror.sh"
 if [ -w /proc/self/autogroup ]; then echo 19 > /proc/self/autogroup 2> /dev/null || true; fi
 
 PY=${PY:-.venv/bin}
-OUT=${OUT:-runs/pool-gen}
-STORE=${STORE:-leaderboards/measured/pool-gen}
+OUT=${OUT:-runs/test-split-pool-gen}
+STORE=${STORE:-leaderboards/test-split/pool-gen}
 CHUNK=${CHUNK:-16}
-TOKENS=${TOKENS:-256}
-SUBTASKS=boolean_expressions,causal_judgement,date_understanding,disambiguation_qa,formal_fallacies,geometric_shapes,hyperbaton,logical_deduction_five_objects,logical_deduction_seven_objects,logical_deduction_three_objects,movie_recommendation,navigate,reasoning_about_colored_objects,ruin_names,salient_translation_error_detection,snarks,sports_understanding,temporal_sequences,tracking_shuffled_objects_five_objects,tracking_shuffled_objects_three_objects,web_of_lies
+TRIAL_TOKENS=${TRIAL_TOKENS:-384}
+REFLECTION_TOKENS=${REFLECTION_TOKENS:-128}
+SUBTASKS=${SUBTASKS:-boolean_expressions,disambiguation_qa,hyperbaton,logical_deduction_three_objects,movie_recommendation,ruin_names,snarks,sports_understanding,tracking_shuffled_objects_three_objects}
 export HF_HUB_OFFLINE=1
 # vLLM ends its engine when one model step takes longer than this (300 s by default). At nice 19 on a
 # busy 2-core machine, or while the job is paused (SIGSTOP) for a benchmark, a step can wait longer
@@ -74,7 +87,7 @@ rc=1
 for attempt in $(seq 1 "$ATTEMPTS"); do
     "$GEN_PY/reflectevo" gen run --source "bbh-pool:$SUBTASKS" --output "$OUT" "${ENGINE_ARGS[@]}" --dtype float32 \
         --instruction_ids sample:2 --reflections_per_instruction 2 \
-        --trial_max_new_tokens "$TOKENS" --reflection_max_new_tokens "$TOKENS" \
+        --trial_max_new_tokens "$TRIAL_TOKENS" --reflection_max_new_tokens "$REFLECTION_TOKENS" \
         --chunk_size "$CHUNK" --seed 0 &
     GEN=$!
     while kill -0 "$GEN" 2> /dev/null; do

@@ -103,6 +103,10 @@ def model_card(prov: dict, setting: Setting, artifact: str, revision: str | None
             f"(--validation_fraction {validation['fraction']}, seed {validation['seed']}), never trained on; "
             f"curves in `{validation['loss_curves']}`" if validation.get("rows")
             else f"none held out; training loss per step in `{validation.get('loss_curves', 'loss_curves.png')}`")
+    share = prov.get("data_fraction")
+    if share:
+        held += (f"; trained on {share['questions']} of its {share['of_questions']} training questions "
+                 f"(--data_fraction {share['fraction']}, a data-scaling run)")
     body = f"""
 # ReflectEvo {setting.name}: {artifact}
 

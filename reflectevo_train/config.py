@@ -87,6 +87,11 @@ class ScriptArguments:
         "help": "share of the training set's questions held out (whole questions, chosen by a hash of the "
                 "question and --seed) for a validation loss measured during training and drawn with the "
                 "training loss in loss_curves.png (default 0: none held out)"})
+    data_fraction: float = field(default=1.0, metadata={
+        "help": "train on about this share of the training questions (whole questions, ranked by a hash of the "
+                "question and --seed, so a smaller share's questions are inside a larger one's; the validation "
+                "slice is held out first and is the same for every share), for data-scaling curves "
+                "(default 1: all)"})
     min_steps_after_warmup: int = field(default=0, metadata={
         "help": "raise --num_train_epochs to the fewest whole epochs that give each stage at least this many "
                 "optimizer steps after warmup; the epochs used are recorded (default 0: the recipe's epochs; "
@@ -117,6 +122,8 @@ class ScriptArguments:
             raise UserError("--max_rows: must be at least 1")
         if not 0 <= self.validation_fraction < 1:
             raise UserError(f"--validation_fraction: expected a share in [0, 1), got {self.validation_fraction}")
+        if not 0 < self.data_fraction <= 1:
+            raise UserError(f"--data_fraction: expected a share in (0, 1], got {self.data_fraction}")
         if self.min_steps_after_warmup < 0:
             raise UserError(f"--min_steps_after_warmup: must be 0 or more, got {self.min_steps_after_warmup}")
         if self.init_adapter_mode not in INIT_ADAPTER_MODES:

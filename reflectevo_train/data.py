@@ -44,6 +44,7 @@ class TrainingRows:
     source: dict  # provenance of the data, safe to publish
     held_out: list[dict] = field(default_factory=list)  # validation rows (--validation_fraction), never trained on
     two_answer_excluded: int = 0  # rows left out by --exclude_two_answer
+    fraction_of_questions: tuple[int, int] | None = None  # (questions kept, of) by --data_fraction
 
 
 def _looks_local(spec: str) -> bool:

@@ -16,8 +16,8 @@ from typing import Any
 from reflectevo.errors import UserError
 from reflectevo_tasks import bbh_split
 from reflectevo_train.config import SETTINGS, ParsedRun, Setting, build_parser, get_setting, parse_run
-from reflectevo_train.validation import (LOSS_CURVES_FILE, epochs_for_min_steps, loss_points, plot_loss_curves,
-                                         split_validation)
+from reflectevo_train.validation import (LOSS_CURVES_FILE, epochs_for_min_steps, keep_fraction, loss_points,
+                                         plot_loss_curves, question_key, split_validation)
 
 PROVENANCE_FILE = "provenance.json"
 PUSH_RECORD = "push.json"
@@ -164,6 +164,10 @@ def prepare_data(run: ParsedRun, tokenizer=None) -> tuple[Any, list[StageData], 
     if sa.max_rows:
         rows.rows = rows.rows[: sa.max_rows]
     train_idx, held_idx = split_validation(rows.rows, sa.validation_fraction, ta.seed)
+    before = len({question_key(rows.rows[i]) for i in train_idx})
+    train_idx = keep_fraction(rows.rows, train_idx, sa.data_fraction, ta.seed)
+    if sa.data_fraction < 1:
+        rows.fraction_of_questions = (len({question_key(rows.rows[i]) for i in train_idx}), before)
     rows.rows, rows.held_out = [rows.rows[i] for i in train_idx], [rows.rows[i] for i in held_idx]
     instruction = find_instruction(sa.instruction)
     tok = tokenizer if tokenizer is not None else load_tokenizer(run.model)
@@ -254,7 +258,7 @@ def train(run: ParsedRun, keep_trainers: bool = False, callbacks: list | None = 
 
         prov = provenance(run, rows.source, stage_metrics, artifact_kind, init, describe(trainer.args),
                           bbh_split.training_items(trained_rows(rows.rows, stages)), rows.held_out,
-                          rows.two_answer_excluded)
+                          rows.two_answer_excluded, rows.fraction_of_questions)
         plot_loss_curves(stage_metrics, os.path.join(out_dir, LOSS_CURVES_FILE),
                          f"{run.setting.name}: training and validation loss")
         write_card_and_provenance(out_dir, run, prov)
@@ -392,9 +396,10 @@ def trained_rows(rows: list[dict], stages: list[StageData]) -> list[dict]:
 
 def provenance(run: ParsedRun, source: dict, stage_metrics: list[dict], artifact_kind: str, init,
                processes: dict | None = None, items: dict | None = None, held_out: list[dict] | None = None,
-               rows_excluded: int = 0) -> dict:
+               rows_excluded: int = 0, fraction_of_questions: tuple[int, int] | None = None) -> dict:
     """What the adapter card and the evaluator's record say about a run; `items`: `training_items` of
-    the rows it trained on (left out when not given); `held_out`: its validation rows."""
+    the rows it trained on (left out when not given); `held_out`: its validation rows;
+    `fraction_of_questions`: (questions kept, of) under --data_fraction."""
     from reflectevo_tasks.instructions import find_instruction
     from reflectevo_tasks.provenance import package_versions, utc_now
     from reflectevo_train.card import card_base_model, command_line, eval_command
@@ -428,6 +433,9 @@ def provenance(run: ParsedRun, source: dict, stage_metrics: list[dict], artifact
         "dataset": source,
         **({"training_items": items} if items is not None else {}),
         "two_answer_rows_excluded": rows_excluded if sa.exclude_two_answer else None,
+        # only where a share was asked for: a run on the whole set records what it always did
+        **({"data_fraction": {"fraction": sa.data_fraction, "questions": fraction_of_questions[0],
+                              "of_questions": fraction_of_questions[1]}} if fraction_of_questions else {}),
         "validation": {"fraction": sa.validation_fraction, "seed": ta.seed, "rows": len(held_out or []),
                        "items": bbh_split.training_items(held_out) if held_out else None,
                        "loss_curves": LOSS_CURVES_FILE},

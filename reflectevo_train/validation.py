@@ -42,6 +42,23 @@ def split_validation(rows: list[dict], fraction: float, seed: int) -> tuple[list
     return [i for i, k in enumerate(keys) if k not in held], [i for i, k in enumerate(keys) if k in held]
 
 
+def keep_fraction(rows: list[dict], indices: list[int], fraction: float, seed: int) -> list[int]:
+    """The rows of about `fraction` of the distinct questions among `indices` (at least one), in their
+    order. The questions are ranked by a hash of the question and the seed alone, so the set kept at a
+    smaller fraction lies inside the set kept at a larger one: a data-scaling curve adds data, it does
+    not swap it. The ranking differs from the validation split's, which is made first, on every row."""
+    if fraction >= 1:
+        return list(indices)
+    keys = {i: question_key(rows[i]) for i in indices}
+    distinct = list(dict.fromkeys(keys.values()))
+    if not distinct:
+        return []
+    n_kept = max(1, round(fraction * len(distinct)))
+    order = sorted(distinct, key=lambda k: hashlib.sha256(f"fraction\0{seed}\0{k}".encode("utf-8")).hexdigest())
+    kept = set(order[:n_kept])
+    return [i for i in indices if keys[i] in kept]
+
+
 def epochs_for_min_steps(steps_for, epochs: float, min_after_warmup: int, limit: int = 10_000) -> float:
     """The recipe's epochs, or the fewest whole epochs above them whose run takes at least
     `min_after_warmup` optimizer steps after warmup. `steps_for(epochs)` -> (total steps, warmup steps)."""

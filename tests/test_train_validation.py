@@ -9,7 +9,7 @@ import os
 import pytest
 
 from reflectevo.errors import UserError
-from reflectevo_train.validation import epochs_for_min_steps, question_key, split_validation
+from reflectevo_train.validation import epochs_for_min_steps, keep_fraction, question_key, split_validation
 
 
 def _rows(questions: int, per_question: int = 3) -> list[dict]:
@@ -41,7 +41,49 @@ def test_validation_slice_bounds():
     assert {question_key(r) for r in no_ids} == {"text:same text", "text:other"}
 
 
+def test_data_fraction_keeps_whole_questions_and_a_smaller_share_lies_inside_a_larger_one():
+    rows = _rows(40)
+    train, held = split_validation(rows, 0.1, seed=42)
+    shares = {f: keep_fraction(rows, train, f, seed=42) for f in (0.25, 0.5, 1.0)}
+    questions = {f: {question_key(rows[i]) for i in kept} for f, kept in shares.items()}
+    assert shares[1.0] == train and [len(questions[f]) for f in (0.25, 0.5)] == [9, 18]  # of 36 questions
+    assert questions[0.25] < questions[0.5] < questions[1.0]  # nested: a scaling curve adds data
+    assert all(len(kept) == 3 * len(questions[f]) for f, kept in shares.items())  # every row of a question
+    assert all(kept == sorted(kept) for kept in shares.values()) and not set(shares[1.0]) & set(held)
+    assert keep_fraction(rows, train, 0.25, seed=42) == shares[0.25]
+    assert keep_fraction(rows, train, 0.25, seed=7) != shares[0.25]
+    assert len({question_key(rows[i]) for i in keep_fraction(rows, train, 0.001, 42)}) == 1  # at least one
+
+
+def test_data_fraction_is_recorded_and_named_on_the_card(tmp_path, bbh_dir, embedded_model_dir):
+    from reflectevo_train.card import model_card
+    from reflectevo_train.config import parse_run
+    from reflectevo_train.run import prepare_data, provenance
+    from reflectevo_train.sample import write_sample
+
+    sample = write_sample(tmp_path / "sample", bbh_dir, per_subtask=4)
+    argv = ["--dataset", str(sample), "--model_name_or_path", embedded_model_dir, "--output_dir", str(tmp_path / "o"),
+            "--validation_fraction", "0.2"]
+    whole, _, _ = prepare_data(parse_run("one_stage", argv))
+    run = parse_run("one_stage", [*argv, "--data_fraction", "0.5"])
+    half, stages, _ = prepare_data(run)
+    assert half.held_out == whole.held_out  # the same validation slice for every share
+    kept, of = half.fraction_of_questions
+    assert of == len({question_key(r) for r in whole.rows}) and kept == round(of / 2)
+    assert {question_key(r) for r in half.rows} < {question_key(r) for r in whole.rows}
+    assert whole.fraction_of_questions is None and len(stages[0].dataset) == len(half.rows)
+    metrics = [{"stage": "one_stage", "examples": 1, "global_step": 1, "steps_after_warmup": 1, "eval_loss_points": [],
+                "train_loss": 0.0, "loss_finite": True, "train_runtime": 1.0}]
+    prov = provenance(run, half.source, metrics, "lora_adapter", None, held_out=half.held_out,
+                      fraction_of_questions=half.fraction_of_questions)
+    assert prov["data_fraction"] == {"fraction": 0.5, "questions": kept, "of_questions": of}
+    assert f"trained on {kept} of its {of} training questions (--data_fraction 0.5" in model_card(prov, run.setting, "o", None)
+    assert "data_fraction" not in provenance(parse_run("one_stage", argv), whole.source, metrics, "lora_adapter", None)
+
+
 @pytest.mark.parametrize("argv, needle", [
+    (["--data_fraction", "0"], "--data_fraction: expected a share in (0, 1]"),
+    (["--data_fraction", "1.5"], "--data_fraction: expected a share in (0, 1]"),
     (["--validation_fraction", "1"], "--validation_fraction: expected a share in [0, 1)"),
     (["--validation_fraction", "-0.1"], "--validation_fraction: expected a share in [0, 1)"),
     (["--min_steps_after_warmup", "-1"], "--min_steps_after_warmup: must be 0 or more"),
