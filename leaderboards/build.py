@@ -566,6 +566,8 @@ def row_from_results(path: str | Path, data: dict | None = None, cap_hits: dict 
         "reflector": prov.get("reflector"), **trained_part(base, prov.get("reflector")),
         **train_eval_overlap(data["config"]["reflectevo"], where),
         "mode": mode, "one_stage": proto.get("one_stage"),
+        # a retry cap of its own (retry_max_gen_toks), e.g. a retry_only row given a reflective row's budget
+        **({"retry_cap": proto["retry_max_gen_toks"]} if proto.get("retry_max_gen_toks") else {}),
         "instruction": (proto.get("instruction") or {}).get("id"),
         "fewshot": any(_subtask(t)[1] for t in data.get("results", {}) if _subtask(t)),
         # which BBH items: the test split (reflectevo_bbh_test) or all of BBH
@@ -1013,7 +1015,9 @@ def _mode(r: dict) -> str:  # one_stage changes the protocol, so it is part of t
 
 def _label(r: dict) -> str:
     who = r["setting"] or ("base" if r["reflector_label"] == "same as base" else r["reflector_label"])
-    return f"{who}, {_mode(r)}"
+    # two retry_only rows of one model differ by their retry cap alone: the label tells them apart
+    own_cap = f" (retry cap {r['retry_cap']})" if r.get("retry_cap") else ""
+    return f"{who}, {_mode(r)}{own_cap}"
 
 
 def _subtasks(k: int) -> str:

@@ -499,8 +499,12 @@ def test_reflective_rows_are_also_compared_with_a_retry_of_the_same_budget(tmp_p
              _budgeted(tmp_path, "one", {sub: ["1", "01", "01", "00"]}, gen["one"], [], one_stage=True),
              _budgeted(tmp_path, "retry_512", {sub: ["1", "01", "01", "01"]}, gen["retry_512"], [], mode="retry_only"),
              _budgeted(tmp_path, "oracle_256", {sub: codes}, gen["oracle_256"], [])]
+    own = json.loads(files[3].read_text())  # the plugin records a retry cap of its own in the protocol block
+    own["config"]["reflectevo"]["protocol"]["retry_max_gen_toks"] = 512
+    files[3].write_text(json.dumps(own))
     rows = build([str(f) for f in files], str(tmp_path / "b"))
     assert [r["budgets"]["second_attempt"] for r in rows] == [384, 512, 512, 512, 256]
+    assert [r.get("retry_cap") for r in rows] == [None, None, None, 512, None]
     saved = _comparisons(tmp_path / "b")["comparisons"]
     retry, same = "reflection against retry-only", "reflection against retry-only of the same budget"
     assert [(c["row"], c["against"], c["why"]) for c in saved] == [
@@ -508,7 +512,7 @@ def test_reflective_rows_are_also_compared_with_a_retry_of_the_same_budget(tmp_p
     marks = {(c["row"], c["against"]): c["budgets_differ"] for c in saved}
     assert marks[(3, 1)] == "budgets differ: 512 vs 384" and marks[(3, 4)] is None and marks[(2, 4)] is None
     md = (tmp_path / "b" / "bbh.md").read_text()
-    assert f"| #3 base, oracle one-stage | #4 base, retry_only | {same} | all |" in md
+    assert f"| #3 base, oracle one-stage | #4 base, retry_only (retry cap 512) | {same} | all |" in md
     assert "#3 against #4: the rows differ in protocol" not in md
 
 
