@@ -77,6 +77,36 @@ if [ ! -f "$DATA/stats.md" ]; then
     rm -rf "$DATA.partial" && cp -r "$OUT/curated" "$DATA.partial" && mv "$DATA.partial" "$DATA"
 fi
 
+# Published to a loopback Hub server (hub-protocol: the project's Hub stand-in) with a tag; what the
+# push answered (repo, tag, commit) is committed beside the sets. The server's token lives only in this
+# process's environment.
+HUB_REPO=${HUB_REPO:-local/reflectevo-bbh-pool}
+HUB_TAG=${HUB_TAG:-test-split-v1}
+HUB_PORT=${HUB_PORT:-8767}
+publish_data() {
+    local record=$BOARD/training-data-hub.txt token server rc=0
+    [ -f "$record" ] && return 0
+    token=$("$PY/python" -c 'import secrets; print(secrets.token_hex(16))')
+    "$PY/reflectevo" hub serve --data "$OUT/hub" --port "$HUB_PORT" --token "$token" --quiet &
+    server=$!
+    for _ in $(seq 1 60); do
+        "$PY/python" - "http://127.0.0.1:$HUB_PORT/api/whoami-v2" 2> /dev/null <<'PY' && break
+import sys, urllib.error, urllib.request
+try:  # any HTTP answer (401 without a token) means the server is up
+    urllib.request.urlopen(sys.argv[1], timeout=1)
+except urllib.error.HTTPError:
+    pass
+PY
+        sleep 1
+    done
+    HF_TOKEN=$token HF_HUB_OFFLINE=0 "$PY/reflectevo" gen push --input "$DATA" --push_to_repo "$HUB_REPO" \
+        --push_tag "$HUB_TAG" --hub_endpoint "http://127.0.0.1:$HUB_PORT" > "$record.partial" || rc=$?
+    kill "$server" 2> /dev/null || true
+    wait "$server" 2> /dev/null || true
+    if [ "$rc" = 0 ]; then mv "$record.partial" "$record"; else echo "[$TAG] training data not published (rc=$rc)"; fi
+}
+publish_data
+
 # every setting gets 30 optimizer steps after warmup whatever its set's size (epochs raised to fit, both
 # recorded), a tenth of its questions held out for validation loss, and its loss curves kept
 TRAIN_ARGS=${TRAIN_ARGS---min_steps_after_warmup 30 --validation_fraction 0.1}
