@@ -837,7 +837,11 @@ def trained_part(base: dict, reflector) -> dict:
         data = f"{data}:{training['dataset_config']}"
     return {"reflector_label": label, "adapter": who.get("adapter"), "adapter_revision": who.get("adapter_revision"),
             "setting": training.get("setting"), "train_data": data, "train_data_revision": training.get("dataset_revision"),
-            "train_command": training.get("command")}
+            "train_command": training.get("command"),
+            # recorded by adapters trained since these existed; absent from older rows' records
+            **({"train_steps_after_warmup": training["min_steps_after_warmup"]}
+               if training.get("min_steps_after_warmup") is not None else {}),
+            **({"train_data_fraction": training["data_fraction"]} if training.get("data_fraction") else {})}
 
 
 # ---------------------------------------------------------------- trained on what it is evaluated on
@@ -1131,6 +1135,21 @@ def _trial1_notes(rows: list[dict]) -> list[str]:
     return out
 
 
+def _training_lines(rows: list[dict]) -> list[str]:
+    """How much optimization each trained row had, and on how much of its data, where its adapter
+    recorded it (adapters trained before these were recorded give no line)."""
+    out = []
+    for i, r in enumerate(rows, 1):
+        if r.get("train_steps_after_warmup") is None:
+            continue
+        share = r.get("train_data_fraction")
+        part = (f", on {share['questions']} of {share['of_questions']} training questions "
+                f"(data fraction {share['fraction']})" if share else "")
+        out.append(f"- #{i} {_label(r)}: {r['train_steps_after_warmup']} optimizer steps after warmup "
+                   f"(the fewest of its stages){part}.")
+    return ["", "Training of the trained rows (from their adapters' provenance):", "", *out] if out else []
+
+
 def markdown(rows: list[dict], compared: list[dict] = (), skipped: list[str] = (), bench: str = "bbh") -> str:
     out = [f"# {TITLES[bench]}: reflect-then-retry", "", *_notes(rows, bench), "", "## Rows", "",
            "| # | base (revision) | reflector / adapter (revision) | setting | trained on (revision) | mode | instruction "
@@ -1142,6 +1161,7 @@ def markdown(rows: list[dict], compared: list[dict] = (), skipped: list[str] = (
         out.append(f"| {i} | {r['base_model']} ({_short(r['base_revision'])}) | {r['reflector_label']} | {setting} | "
                    f"{data} | {_mode(r)} | {r['instruction']} | {scorer} | {r['n']} | {_pct(r['acc_t1'], r['acc_t1_ci'])} | "
                    f"{_pct(r['acc_t2'], r['acc_t2_ci'])} | {_trial1_cell(r)} |")
+    out += _training_lines(rows)
     out += _budget_lines(rows)
     out += ["", "## Accuracy", "",
             "In % with 95% intervals; Acc and no-answer rates at the headline level unless marked flexible.", "",

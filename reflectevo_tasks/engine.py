@@ -145,7 +145,11 @@ def adapter_training(folder: str) -> dict | None:
             "command": prov.get("command"),
             # the questions it was trained on (ids and text hashes), so that a leaderboard can flag a row
             # evaluated on them; None for an adapter trained before they were recorded
-            "training_items": prov.get("training_items")}
+            "training_items": prov.get("training_items"),
+            # how much optimization and how much of its data, where the run recorded them
+            **({"min_steps_after_warmup": (prov.get("metrics") or {})["min_steps_after_warmup"]}
+               if "min_steps_after_warmup" in (prov.get("metrics") or {}) else {}),
+            **({"data_fraction": prov["data_fraction"]} if prov.get("data_fraction") else {})}
 
 
 def build_lm(cfg: EngineConfig):

@@ -516,6 +516,25 @@ def test_reflective_rows_are_also_compared_with_a_retry_of_the_same_budget(tmp_p
     assert "#3 against #4: the rows differ in protocol" not in md
 
 
+def test_trained_rows_show_their_optimizer_steps_and_data_share_where_recorded(tmp_path):
+    sub = "date_understanding"
+    full, quarter, old = _adapter("one_stage"), _adapter("one_stage", "/w/quarter"), _adapter("two_stage")
+    full["adapter_training"]["min_steps_after_warmup"] = 31
+    quarter["adapter_training"].update(min_steps_after_warmup=30,
+                                       data_fraction={"fraction": 0.25, "questions": 10, "of_questions": 40})
+    files = [_one(tmp_path, n, sub, ["1", "01", "00", "00"], one_stage=True, reflector=r)
+             for n, r in (("full", full), ("quarter", quarter), ("old", old))]
+    rows = build([str(f) for f in files], str(tmp_path / "b"), compare="")
+    assert [r.get("train_steps_after_warmup") for r in rows] == [31, 30, None]
+    assert rows[1]["train_data_fraction"]["questions"] == 10 and "train_data_fraction" not in rows[0]
+    md = (tmp_path / "b" / "bbh.md").read_text()
+    assert "- #1 one_stage, oracle one-stage: 31 optimizer steps after warmup (the fewest of its stages)." in md
+    assert ("- #2 one_stage, oracle one-stage: 30 optimizer steps after warmup (the fewest of its stages), "
+            "on 10 of 40 training questions (data fraction 0.25).") in md
+    training = md.split("Training of the trained rows")[1].split("## Budgets")[0]
+    assert "- #3 " not in training  # an adapter that recorded neither gives no line
+
+
 def test_a_difference_of_model_and_protocol_together_is_flagged(tmp_path):
     """A trained one-stage reflector against the base model's two-turn reflection changes two things at
     once; against the base model asked the one-stage way, only the model."""
