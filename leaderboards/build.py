@@ -48,6 +48,8 @@ from reflectevo_tasks.lm_eval_tasks.utils import SUBTASKS as GROUP_SUBTASKS
 from reflectevo_tasks.protocol import GATED
 from reflectevo_tasks.stats import items_needed, min_detectable_difference, paired_difference, wilson_interval
 
+from leaderboards.scaling import plot_scaling, scaling_groups, scaling_lines
+
 # task-name prefix -> the group that runs all its tasks (longest prefix first: "reflectevo_bbh_test_navigate"
 # is read with "reflectevo_bbh_test_", never as subtask "test_navigate" of "reflectevo_bbh_")
 FAMILIES = {f"{g}_": g for g in sorted((g for gs in BENCHMARK_GROUPS.values() for g in gs), key=len, reverse=True)}
@@ -1186,6 +1188,7 @@ def markdown(rows: list[dict], compared: list[dict] = (), skipped: list[str] = (
                        f"{_pct_of(s['break_rate'], s['break_ci'], s['right_to_wrong'], s['right_t1'])} |")
     out += _subtask_lines(rows, bench)
     out += _comparison_lines(rows, compared, skipped)
+    out += scaling_lines(rows, scaling_groups(rows, _answering_model), _label, _pct, bench)
     out += ["", "## Reproduce", ""]
     for i, r in enumerate(rows, 1):
         extra = ""
@@ -1419,6 +1422,8 @@ def plots(rows: list[dict], folder: Path, bench: str = "bbh") -> list[Path]:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     made.append(path)
+    for group in scaling_groups(rows, _answering_model):
+        made.append(plot_scaling(rows, group, folder / f"{bench}_scaling_{group['setting']}.png", _label))
     return made
 
 

@@ -535,6 +535,35 @@ def test_trained_rows_show_their_optimizer_steps_and_data_share_where_recorded(t
     assert "- #3 " not in training  # an adapter that recorded neither gives no line
 
 
+def test_a_setting_trained_at_several_data_shares_gets_a_scaling_curve_against_retry_only(tmp_path):
+    sub = "date_understanding"
+    adapters = {}
+    for share, questions in ((0.25, 10), (0.5, 20), (None, None)):
+        a = _adapter("one_stage", f"/w/{share}")
+        if share:
+            a["adapter_training"]["data_fraction"] = {"fraction": share, "questions": questions, "of_questions": 40}
+        adapters[share] = a
+    files = [_one(tmp_path, "retry", sub, ["1", "01", "00", "00"], mode="retry_only"),
+             _one(tmp_path, "q", sub, ["1", "00", "00", "00"], reflector=adapters[0.25]),
+             _one(tmp_path, "h", sub, ["1", "01", "00", "00"], reflector=adapters[0.5]),
+             _one(tmp_path, "f", sub, ["1", "01", "01", "00"], reflector=adapters[None]),
+             _one(tmp_path, "other", sub, ["1", "01", "01", "01"], reflector=_adapter("two_stage"))]
+    build([str(f) for f in files], str(tmp_path / "b"), compare="")
+    md = (tmp_path / "b" / "bbh.md").read_text()
+    scaling = md.split("## Data scaling")[1].split("## Reproduce")[0]
+    lines = [line for line in scaling.splitlines() if line.startswith("| one_stage") or line.startswith("| (against)")]
+    assert [line.split(" | ")[:5] for line in lines] == [
+        ["| one_stage", "#2", "0.25", "10 of 40", "4"], ["| one_stage", "#3", "0.5", "20 of 40", "4"],
+        ["| one_stage", "#4", "1", "all", "4"], ["| (against)", "#1 base, retry_only", "–", "–", "4"]]
+    assert lines[0].endswith("| 25.0 [4.6, 69.9] |") and lines[2].endswith("| 75.0 [30.1, 95.4] |")
+    assert "two_stage" not in scaling  # trained at one share only: no curve
+    png = (tmp_path / "b" / "bbh_scaling_one_stage.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and not (tmp_path / "b" / "bbh_scaling_two_stage.png").exists()
+    build([str(files[0]), str(files[3])], str(tmp_path / "c"), compare="")  # one share: no section, no plot
+    assert "## Data scaling" not in (tmp_path / "c" / "bbh.md").read_text()
+    assert not list((tmp_path / "c").glob("*scaling*"))
+
+
 def test_a_difference_of_model_and_protocol_together_is_flagged(tmp_path):
     """A trained one-stage reflector against the base model's two-turn reflection changes two things at
     once; against the base model asked the one-stage way, only the model."""

@@ -292,6 +292,12 @@ def test_wheel_install_has_every_subcommand_task_and_leaderboard(installed_wheel
     # the subcommands this checkout declares (the wheel must register every one of them)
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["reflectevo.commands"]
     venv, py = installed_wheel, str(_venv_python(installed_wheel))
+    # leaderboards/ ships as code only: the measured rows, their chunks and the long-run scripts stay here
+    import zipfile
+
+    (wheel,) = (installed_wheel.parent / "dist").glob("reflectevo-*.whl")
+    shipped = [n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("leaderboards/")]
+    assert shipped and all(n.endswith(".py") for n in shipped), [n for n in shipped if not n.endswith(".py")][:5]
     where = json.loads(_run_installed(venv, [py, "-c", (
         "import json, importlib; print(json.dumps({m: importlib.import_module(m).__file__ for m in "
         "('reflectevo', 'reflectevo_tasks', 'reflectevo_gen', 'reflectevo_train', 'harness_plugins', 'reflectevo_evolve', "
