@@ -108,8 +108,9 @@ PY
 publish_data
 
 # every setting gets 30 optimizer steps after warmup whatever its set's size (epochs raised to fit, both
-# recorded), a tenth of its questions held out for validation loss, and its loss curves kept
-TRAIN_ARGS=${TRAIN_ARGS---min_steps_after_warmup 30 --validation_fraction 0.1}
+# recorded), a tenth of its questions held out for validation loss, and its loss curves kept (training
+# loss logged at every step: the recipes log every 5th, which draws a 30-step curve with 6 points)
+TRAIN_ARGS=${TRAIN_ARGS---min_steps_after_warmup 30 --validation_fraction 0.1 --logging_steps 1}
 CURVES=$BOARD/loss-curves
 # Adapters are served merged into the weights (merge_adapter=true, recorded in each row): vLLM's CPU
 # build runs LoRA about 4x slower per doc (benchmarks/RESULTS.md); docs/results.md compares the two.
