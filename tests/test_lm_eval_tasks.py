@@ -484,10 +484,10 @@ def no_model_loading(monkeypatch):
     ({"max_gen_toks": "many"}, "reflectevo: max_gen_toks: invalid int value: 'many'"),
     ({"mdoe": "oracle"}, "unknown option 'mdoe' \\(did you mean mode\\?\\)"),
     ({"chunk_size": "0"}, "chunk_size must be at least 1"),
-    ({"retry_max_gen_toks": "0"}, "retry_max_gen_toks must be at least 1"),
-    ({"retry_max_gen_toks": "64", "mode": "single"}, "mode single has no retry"),
     ({"base": "dummy", "pretrained": None}, "name the base model with pretrained="),  # hf, vllm: the embedded one
     ({"merge_adapter": "true"}, "merge_adapter=true needs an adapter to merge"),
+    ({"retry_max_gen_toks": "0"}, "retry_max_gen_toks must be at least 1"),
+    ({"retry_max_gen_toks": "64", "mode": "single"}, "mode single has no retry"),
 ])
 def test_bad_options_fail_before_any_model_loads(options, message, no_model_loading, fake_bbh):
     args = {"base": "hf", "pretrained": "smollm2-135m-instruct", **options}
@@ -500,12 +500,12 @@ def test_bad_options_fail_before_any_model_loads(options, message, no_model_load
 @pytest.mark.parametrize("options,message", [
     ({"max_gen_toks": "many"}, "reflectevo: max_gen_toks: invalid int value: 'many'"),
     ({"chunk_size": "0"}, "chunk_size must be at least 1"),
-    ({"retry_max_gen_toks": "0"}, "retry_max_gen_toks must be at least 1"),
-    ({"retry_max_gen_toks": "64", "mode": "single"}, "mode single has no retry"),
     ({"progress": "maybe"}, "progress"),
     ({"mdoe": "oracle"}, "unknown option\\(s\\) mdoe"),
     ({"reflector_peft": "some/adapter"}, "unknown option\\(s\\) reflector_peft"),  # engines are built already
     ({"merge_adapter": True}, "unknown option\\(s\\) merge_adapter"),
+    ({"retry_max_gen_toks": "0"}, "retry_max_gen_toks must be at least 1"),
+    ({"retry_max_gen_toks": "64", "mode": "single"}, "mode single has no retry"),
 ])
 def test_python_api_types_options_as_model_args_do(options, message, fake_bbh):
     with pytest.raises(UserError, match=message):
