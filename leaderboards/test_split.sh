@@ -111,6 +111,20 @@ publish_data
 # recorded), a tenth of its questions held out for validation loss, and its loss curves kept (training
 # loss logged at every step: the recipes log every 5th, which draws a 30-step curve with 6 points)
 TRAIN_ARGS=${TRAIN_ARGS---min_steps_after_warmup 30 --validation_fraction 0.1 --logging_steps 1}
+# Examples per optimizer step by the size of the set a setting trains on (its recipe per dataset size).
+# The recipes' 2 x 8 = 16 per step suit sets of thousands of rows. On a set of about a hundred they
+# give 6 steps an epoch, so the 30-step floor would take 5 epochs or more of 16-example steps: in the
+# trial run of this script a DPO step of 16 pairs took 14 minutes on this CPU (beside the pool
+# generation). Smaller steps reach the floor in fewer epochs and a fraction of the compute:
+#   under 200 rows 2 x 2 = 4 per step; under 800 rows 2 x 4 = 8; from 800 rows the recipe's 16.
+# The accumulation used is in each adapter's provenance (its command line and recipe).
+declare -A CONFIG_OF=([one_stage]=d_plus [two_stage]=d_plus [dpo_pm]=d_pm [dpo_pref]=d_pref [sft_qa]=sft_qa)
+accumulation_for() {  # accumulation_for SETTING: --gradient_accumulation_steps N, or nothing (the recipe's)
+    local file=$DATA/${CONFIG_OF[$1]}.jsonl rows=0
+    [ -f "$file" ] && rows=$(wc -l < "$file")  # no file: `reflectevo train` fails on it with one line
+    if [ "$rows" -lt 200 ]; then echo "--gradient_accumulation_steps 2"
+    elif [ "$rows" -lt 800 ]; then echo "--gradient_accumulation_steps 4"; fi
+}
 CURVES=$BOARD/loss-curves
 # Adapters are served merged into the weights (merge_adapter=true, recorded in each row): vLLM's CPU
 # build runs LoRA about 4x slower per doc (benchmarks/RESULTS.md); docs/results.md compares the two.
@@ -126,8 +140,9 @@ train() {  # train SETTING: an adapter in $OUT/train/SETTING (kept while its pro
     local setting=$1
     if [ ! -f "$OUT/train/$setting/provenance.json" ]; then
         rm -rf "$OUT/train/$setting"
-        # shellcheck disable=SC2086  # TRAIN_ARGS is a list of options
-        "$PY/reflectevo" train "$setting" --dataset "$DATA" --output_dir "$OUT/train/$setting" $TRAIN_ARGS \
+        # shellcheck disable=SC2086  # TRAIN_ARGS and the accumulation are lists of options
+        "$PY/reflectevo" train "$setting" --dataset "$DATA" --output_dir "$OUT/train/$setting" \
+            $(accumulation_for "$setting") $TRAIN_ARGS \
             || { echo "[$TAG] $setting: not trained (see the error above)"; return 1; }
     fi
     mkdir -p "$CURVES"
