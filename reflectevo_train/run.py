@@ -164,9 +164,9 @@ def prepare_data(run: ParsedRun, tokenizer=None) -> tuple[Any, list[StageData], 
     if sa.max_rows:
         rows.rows = rows.rows[: sa.max_rows]
     train_idx, held_idx = split_validation(rows.rows, sa.validation_fraction, ta.seed)
-    before = len({question_key(rows.rows[i]) for i in train_idx})
-    train_idx = keep_fraction(rows.rows, train_idx, sa.data_fraction, ta.seed)
     if sa.data_fraction < 1:
+        before = len({question_key(rows.rows[i]) for i in train_idx})
+        train_idx = keep_fraction(rows.rows, train_idx, sa.data_fraction, ta.seed)
         rows.fraction_of_questions = (len({question_key(rows.rows[i]) for i in train_idx}), before)
     rows.rows, rows.held_out = [rows.rows[i] for i in train_idx], [rows.rows[i] for i in held_idx]
     instruction = find_instruction(sa.instruction)
