@@ -26,6 +26,11 @@ def question_key(row: dict) -> str:
     return qid or (f"text:{text}" if text else "row:" + json.dumps(row, sort_keys=True, ensure_ascii=False))
 
 
+def _hash_order(keys: list[str], salt: str) -> list[str]:
+    """Question keys in an order fixed by a hash of salt and key alone (the same on every machine)."""
+    return sorted(keys, key=lambda k: hashlib.sha256(f"{salt}\0{k}".encode("utf-8")).hexdigest())
+
+
 def split_validation(rows: list[dict], fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """(training row indices, validation row indices): about `fraction` of the distinct questions, at
     least one, held out with every row they have; the rest keep their order."""
@@ -37,7 +42,7 @@ def split_validation(rows: list[dict], fraction: float, seed: int) -> tuple[list
         raise UserError(f"--validation_fraction {fraction}: the training set has {len(distinct)} distinct "
                         f"question(s); a validation slice needs at least 2 (one to hold out, one to train on)")
     n_held = min(len(distinct) - 1, max(1, round(fraction * len(distinct))))
-    order = sorted(distinct, key=lambda k: hashlib.sha256(f"{seed}\0{k}".encode("utf-8")).hexdigest())
+    order = _hash_order(distinct, f"{seed}")
     held = set(order[:n_held])
     return [i for i, k in enumerate(keys) if k not in held], [i for i, k in enumerate(keys) if k in held]
 
@@ -54,7 +59,7 @@ def keep_fraction(rows: list[dict], indices: list[int], fraction: float, seed: i
     if not distinct:
         return []
     n_kept = max(1, round(fraction * len(distinct)))
-    order = sorted(distinct, key=lambda k: hashlib.sha256(f"fraction\0{seed}\0{k}".encode("utf-8")).hexdigest())
+    order = _hash_order(distinct, f"fraction\0{seed}")
     kept = set(order[:n_kept])
     return [i for i in indices if keys[i] in kept]
 
