@@ -4,7 +4,8 @@
     reflectevo evolve --config loop.yaml --rounds 2 --workdir runs/evolve-2
     reflectevo evolve --config demo --set gen.limit=60 --set eval.limit=3
 
-Round r reflects with round r-1's adapter (round 1 with the base model), curates the records into
+Round r reflects with round r-1's adapter (round 1 with the base model) on trial-1 replies that round 1
+generated (the generator does not change between rounds, so they are read back, not generated again), curates the records into
 D+ / D± / Dpref / sft_qa, publishes them as dataset `<namespace>/<name>-data` tag `round-r`, trains
 the configured setting on exactly that revision, publishes the adapter as
 `<namespace>/<name>-<setting>` tag `round-r`, and evaluates it with `lm_eval --model reflectevo
@@ -47,7 +48,7 @@ LOOPS_DIR = Path(__file__).resolve().parent / "loops"
 SECTIONS = ("gen", "curate", "train", "eval")
 HUB_MODES = ("loopback", "endpoint")
 # set by the loop itself, per round; a loop file may not set them
-LOOP_OWNED = {"gen": {"output", "reflector_peft", "reflector_peft_revision"},
+LOOP_OWNED = {"gen": {"output", "reflector_peft", "reflector_peft_revision", "trial1_from"},
               "train": {"dataset", "output_dir", "push_to_repo", "push_tag", "hub_endpoint", "init_adapter"}}
 # engine: the lm-eval model's `base` (hf, or vllm where the vLLM environment exists)
 EVAL_DEFAULTS = {"engine": "hf", "mode": "oracle", "limit": 1, "batch_size": 16, "device": "cpu", "dtype": "float32",
@@ -246,6 +247,10 @@ def generate(cfg: LoopConfig, r: int, folder: Path, reflector: dict | None) -> d
     options = {"model": cfg.model, **cfg.gen, "output": str(folder / "gen")}
     if reflector:
         options.update(reflector_peft=reflector["repo"], reflector_peft_revision=reflector["sha"])
+    if r > 1:
+        # the generator and its trial settings are the loop's, the same every round: round r's trial 1
+        # is round r-1's, taken from its records rather than generated again (gen run checks it)
+        options["trial1_from"] = str(folder.parent / f"round-{r - 1}" / "gen")
     summary = run(section_values(GenConfig, "gen", options))
     return {"records": str(folder / "gen"), "summary": summary}
 

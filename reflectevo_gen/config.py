@@ -40,6 +40,7 @@ class GenConfig:
     seed: int = field(default=0, metadata={"help": "seed of reflection sampling (per chunk, so resumes repeat it)"})
     chunk_size: int = field(default=32, metadata={"help": "questions per atomically written chunk"})
     bbh_dir: str | None = field(default=None, metadata={"help": "local BBH folder (default: REFLECTEVO_BBH_DIR, else the Hub)"})
+    trial1_from: str | None = field(default=None, metadata={"help": "take trial 1 from an earlier `gen run` folder instead of generating it: the same generator and trial settings (checked), e.g. a second round whose reflector is a trained adapter; every question must have been answered there (default: generate it)"})
     allow_unisolated_code: bool = field(default=False, metadata={"help": "where no isolated sandbox can be built, run code answers (mbpp) unisolated, as this user with the network and this user's files in reach; recorded in every record's provenance (default: refuse)"})
 
     def shard_parts(self) -> tuple[int, int]:
@@ -67,7 +68,9 @@ class GenConfig:
         """The settings that determine the records; a resumed run must match them."""
         d = asdict(self)
         # allow_unisolated_code changes where code runs, not its verdicts: each record says how it ran
-        for volatile in ("output", "batch_size", "device", "allow_unisolated_code"):
+        # trial1_from changes where trial 1's text comes from, not the text (the settings it depends on
+        # are checked against that run's): each record says where it came from
+        for volatile in ("output", "batch_size", "device", "allow_unisolated_code", "trial1_from"):
             d.pop(volatile)
         # left out when unset, so earlier runs still resume
         for added_later in ("answer_kinds", "question_ids", "reflector_merge_adapter"):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from reflectevo.errors import UserError
 from reflectevo_gen.config import GenConfig
+from reflectevo_gen.trial1_source import Trial1Source
 from reflectevo.chunk_store import FolderLock, RecordStore, claim_folder, write_atomic
 from reflectevo.portable import portable_paths
 from reflectevo_tasks import bbh_split, code_scoring, protocol
@@ -111,9 +112,10 @@ def _turn(turn: protocol.Turn) -> dict:
 
 
 def process_chunk(chunk_id: int, questions: list[Question], engines: Engines, cfg: GenConfig,
-                  provenance: dict, progress=None) -> list[dict]:
+                  provenance: dict, progress=None, trial1: Trial1Source | None = None) -> list[dict]:
     """The protocol (oracle mode, several instructions and samples per wrong answer) over one chunk,
-    as records: one per right trial 1, one per reflection of a wrong one."""
+    as records: one per right trial 1, one per reflection of a wrong one. `trial1`: an earlier run
+    whose stored trial 1 is taken instead of the first pass."""
     s = samplings(cfg)
     stage = progress.stage if progress is not None else (lambda text: None)
 
@@ -127,7 +129,8 @@ def process_chunk(chunk_id: int, questions: list[Question], engines: Engines, cf
              for q in questions]
     settings = protocol.Settings(mode="oracle", reflection=s["reflection"], samples=cfg.reflections_per_instruction)
     same = engines.reflector is engines.generator
-    runs = protocol.run(items, engines.generator, None if same else engines.reflector, settings, run_pass=run_pass)
+    runs = protocol.run(items, engines.generator, None if same else engines.reflector, settings, run_pass=run_pass,
+                        trial1=trial1.replies(questions) if trial1 is not None else None)
 
     now = utc_now()
     common = {"chunk": chunk_id, "seed": cfg.seed, "config_hash": cfg.identity_hash(), **provenance}
@@ -229,6 +232,14 @@ def _generate(cfg: GenConfig, folder: Path, questions: list[Question], rejected:
     if done:
         store.read()  # finished chunks of other settings, damaged or with lost lines fail before any generation
     todo = [c for c in range(len(all_chunks)) if c not in done]
+    trial1 = None
+    if cfg.trial1_from and todo:
+        if Path(cfg.trial1_from).resolve() == folder.resolve():
+            raise UserError(f"--trial1_from {cfg.trial1_from}: the output folder itself; name the earlier run's folder")
+        trial1 = Trial1Source.load(cfg.trial1_from, cfg.identity())
+        for c in todo:  # every question checked before any model loads
+            trial1.replies(all_chunks[c])
+        extra_provenance = {**(extra_provenance or {}), "trial1_from": portable_paths(trial1.describe())}
     if todo and engines is None:
         engines = build_engines(cfg)
     provenance = {}
@@ -239,7 +250,7 @@ def _generate(cfg: GenConfig, folder: Path, questions: list[Question], rejected:
     progress = Progress(len(questions), sum(len(all_chunks[c]) for c in done), disable=not show_progress)
     try:
         for c in todo:
-            store.write_chunk(c, process_chunk(c, all_chunks[c], engines, cfg, provenance, progress))
+            store.write_chunk(c, process_chunk(c, all_chunks[c], engines, cfg, provenance, progress, trial1))
     finally:
         progress.close()
     write_atomic(folder / "rejected.txt", rejected) if rejected else None

@@ -111,6 +111,25 @@ def test_publish_once_reuses_only_its_own_interrupted_publish(hub, tmp_path):
         _publish_once(other, "train", repo, "model", "round-1", hub.url, publish)
 
 
+def test_round_r_generates_with_round_r_minus_1s_adapter_on_its_trial1(tmp_path, monkeypatch):
+    """What the loop's generate step asks `gen run` for: round 1 generates trial 1 with the base model
+    reflecting; round 2 reflects with round 1's adapter on round 1's stored trial 1."""
+    import reflectevo_gen.pipeline as pipeline
+    import reflectevo_evolve.loop as ev
+
+    seen = []
+    monkeypatch.setattr(pipeline, "run", lambda cfg: seen.append(cfg) or {"records": 0})
+    cfg = load_config(["--config", "demo", "--workdir", str(tmp_path / "w"), "--rounds", "2"])
+    ev.generate(cfg, 1, tmp_path / "w" / "round-1", None)
+    ev.generate(cfg, 2, tmp_path / "w" / "round-2", {"repo": "local/demo-one_stage", "sha": "a" * 40})
+    first, second = seen
+    assert first.trial1_from is None and first.reflector_peft is None
+    assert second.trial1_from == str(tmp_path / "w" / "round-1" / "gen")
+    assert (second.reflector_peft, second.reflector_peft_revision) == ("local/demo-one_stage", "a" * 40)
+    with pytest.raises(UserError, match="trial1_from"):  # the loop's to set, not a loop file's
+        load_config(["--config", "demo", "--set", "gen.trial1_from=runs/x"]).check()
+
+
 def test_round_r_reflects_and_trains_from_round_r_minus_1_and_a_rerun_resumes(tmp_path, monkeypatch):
     """The loop's wiring over two rounds, with each step replaced by a recorder (the real steps
     are covered by the end-to-end test below and by each package's own tests)."""
