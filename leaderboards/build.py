@@ -843,7 +843,9 @@ def trained_part(base: dict, reflector) -> dict:
             # recorded by adapters trained since these existed; absent from older rows' records
             **({"train_steps_after_warmup": training["min_steps_after_warmup"]}
                if training.get("min_steps_after_warmup") is not None else {}),
-            **({"train_data_fraction": training["data_fraction"]} if training.get("data_fraction") else {})}
+            **({"train_data_fraction": training["data_fraction"]} if training.get("data_fraction") else {}),
+            # an adapter whose training continued another adapter (a later self-evolution round)
+            **({"train_init_adapter": training["init_adapter"]} if training.get("init_adapter") else {})}
 
 
 # ---------------------------------------------------------------- trained on what it is evaluated on
@@ -1021,9 +1023,23 @@ def _mode(r: dict) -> str:  # one_stage changes the protocol, so it is part of t
 
 def _label(r: dict) -> str:
     who = r["setting"] or ("base" if r["reflector_label"] == "same as base" else r["reflector_label"])
+    # rows of one setting that differ in how it was trained: continued from another adapter (a
+    # later round), or on a share of its data (a scaling point)
+    trained = []
+    if r.get("train_init_adapter"):
+        trained.append(f"continues {_adapter_name(r['train_init_adapter'])}")
+    if r.get("train_data_fraction"):
+        trained.append(f"{r['train_data_fraction']['fraction']:.0%} of its data")
+    if trained:
+        who += f" ({'; '.join(trained)})"
     # two retry_only rows of one model differ by their retry cap alone: the label tells them apart
     own_cap = f" (retry cap {r['retry_cap']})" if r.get("retry_cap") else ""
     return f"{who}, {_mode(r)}{own_cap}"
+
+
+def _adapter_name(spec: str) -> str:
+    """An adapter as a reader names it: a Hub repo's id, or a folder's last part (revision dropped)."""
+    return spec.split("@", 1)[0].rstrip("/").rsplit("/", 1)[-1] or spec
 
 
 def _subtasks(k: int) -> str:

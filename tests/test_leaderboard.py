@@ -529,10 +529,27 @@ def test_trained_rows_show_their_optimizer_steps_and_data_share_where_recorded(t
     assert rows[1]["train_data_fraction"]["questions"] == 10 and "train_data_fraction" not in rows[0]
     md = (tmp_path / "b" / "bbh.md").read_text()
     assert "- #1 one_stage, oracle one-stage: 31 optimizer steps after warmup (the fewest of its stages)." in md
-    assert ("- #2 one_stage, oracle one-stage: 30 optimizer steps after warmup (the fewest of its stages), "
-            "on 10 of 40 training questions (data fraction 0.25).") in md
+    assert ("- #2 one_stage (25% of its data), oracle one-stage: 30 optimizer steps after warmup (the fewest of its "
+            "stages), on 10 of 40 training questions (data fraction 0.25).") in md
     training = md.split("Training of the trained rows")[1].split("## Budgets")[0]
     assert "- #3 " not in training  # an adapter that recorded neither gives no line
+
+
+def test_an_adapter_that_continued_another_is_labelled_so_and_kept_off_the_first_rounds_curve(tmp_path):
+    """A second self-evolution round trains on from round 1's adapter: its row must not read as round 1's."""
+    sub = "date_understanding"
+    first, second, quarter = (_adapter("two_stage", f"/w/{n}") for n in ("r1", "r2", "q"))
+    second["adapter_training"]["init_adapter"] = "leaderboards/test-split/adapters/two_stage"
+    quarter["adapter_training"]["data_fraction"] = {"fraction": 0.25, "questions": 10, "of_questions": 40}
+    files = [_one(tmp_path, n, sub, ["1", "01", "00", "00"], reflector=a)
+             for n, a in (("r1", first), ("r2", second), ("q", quarter))]
+    rows = build([str(f) for f in files], str(tmp_path / "b"), compare="")
+    assert rows[1]["train_init_adapter"] == "leaderboards/test-split/adapters/two_stage"
+    assert "train_init_adapter" not in rows[0]
+    md = (tmp_path / "b" / "bbh.md").read_text()
+    assert "#2 two_stage (continues two_stage), oracle" in md and "#3 two_stage (25% of its data), oracle" in md
+    scaling = md.split("## Data scaling")[1].split("## Reproduce")[0]
+    assert [line.split(" | ")[1] for line in scaling.splitlines() if line.startswith("| two_stage")] == ["#3", "#1"]
 
 
 def test_a_setting_trained_at_several_data_shares_gets_a_scaling_curve_against_retry_only(tmp_path):
