@@ -845,7 +845,9 @@ def trained_part(base: dict, reflector) -> dict:
                if training.get("min_steps_after_warmup") is not None else {}),
             **({"train_data_fraction": training["data_fraction"]} if training.get("data_fraction") else {}),
             # an adapter whose training continued another adapter (a later self-evolution round)
-            **({"train_init_adapter": training["init_adapter"]} if training.get("init_adapter") else {})}
+            **({"train_init_adapter": training["init_adapter"]} if training.get("init_adapter") else {}),
+            **({"train_two_answer_excluded": training["two_answer_rows_excluded"]}
+               if training.get("two_answer_rows_excluded") is not None else {})}
 
 
 # ---------------------------------------------------------------- trained on what it is evaluated on
@@ -1024,12 +1026,14 @@ def _mode(r: dict) -> str:  # one_stage changes the protocol, so it is part of t
 def _label(r: dict) -> str:
     who = r["setting"] or ("base" if r["reflector_label"] == "same as base" else r["reflector_label"])
     # rows of one setting that differ in how it was trained: continued from another adapter (a
-    # later round), or on a share of its data (a scaling point)
+    # later round), on a share of its data (a scaling point), or without the two-answer subtasks' rows
     trained = []
     if r.get("train_init_adapter"):
         trained.append(f"continues {_adapter_name(r['train_init_adapter'])}")
     if r.get("train_data_fraction"):
         trained.append(f"{r['train_data_fraction']['fraction']:.0%} of its data")
+    if r.get("train_two_answer_excluded") is not None:
+        trained.append("without two-answer rows")
     if trained:
         who += f" ({'; '.join(trained)})"
     # two retry_only rows of one model differ by their retry cap alone: the label tells them apart

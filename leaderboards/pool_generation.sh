@@ -38,6 +38,12 @@
 #   retries, sampled reflections (temperature 0.8, seeded per chunk: a resumed run samples what an
 #   uninterrupted one would).
 #
+# A second self-evolution round (leaderboards/test_split.sh) runs this script with REFLECTOR_PEFT=ADAPTER
+# (round 1's best reflector writes the reflections, served merged into the weights) and
+# TRIAL1_FROM=ROUND-1-RUN (trial 1 read back from round 1's records, `gen run --trial1_from`: the same
+# greedy generator, so the same replies, without a third of the compute), into its own OUT and STORE.
+# LIMIT=N keeps the first N pool questions (a trial run, into another OUT and STORE).
+#
 # The first run (leaderboards/measured/pool-gen: 7 chunks, 112 questions) had 256-token caps on every
 # turn and 21 subtasks; its yield table is what chose the nine. It resumes with
 #   STORE=leaderboards/measured/pool-gen OUT=runs/pool-gen TRIAL_TOKENS=256 REFLECTION_TOKENS=256 \
@@ -63,6 +69,10 @@ export HF_HUB_OFFLINE=1
 # than that: the first run of this script died that way, 40 minutes into its first chunk.
 export VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS=${VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS:-604800}
 ATTEMPTS=${ATTEMPTS:-3}  # gen run restarted after a crash (it resumes after the last finished chunk)
+ROUND_ARGS=()
+if [ -n "${REFLECTOR_PEFT:-}" ]; then ROUND_ARGS+=(--reflector_peft "$REFLECTOR_PEFT" --reflector_merge_adapter true); fi
+if [ -n "${TRIAL1_FROM:-}" ]; then ROUND_ARGS+=(--trial1_from "$TRIAL1_FROM"); fi
+if [ -n "${LIMIT:-}" ]; then ROUND_ARGS+=(--limit "$LIMIT"); fi
 
 if [ -z "${ENGINE:-}" ]; then
     if [ -x .venv-vllm/bin/reflectevo ]; then ENGINE=vllm; else ENGINE=hf; fi
@@ -88,7 +98,7 @@ for attempt in $(seq 1 "$ATTEMPTS"); do
     "$GEN_PY/reflectevo" gen run --source "bbh-pool:$SUBTASKS" --output "$OUT" "${ENGINE_ARGS[@]}" --dtype float32 \
         --instruction_ids sample:2 --reflections_per_instruction 2 \
         --trial_max_new_tokens "$TRIAL_TOKENS" --reflection_max_new_tokens "$REFLECTION_TOKENS" \
-        --chunk_size "$CHUNK" --seed 0 &
+        --chunk_size "$CHUNK" --seed 0 ${ROUND_ARGS[@]+"${ROUND_ARGS[@]}"} &
     GEN=$!
     while kill -0 "$GEN" 2> /dev/null; do
         pack_chunks "$OUT" "$STORE"

@@ -17,7 +17,8 @@ def data_share(r: dict) -> float:
 
 def _curve_key(r: dict) -> tuple:
     return (r["setting"], r["mode"], bool(r["one_stage"]), r["base_model"], r["base_revision"],
-            r.get("train_data"), r.get("train_data_revision"), r.get("train_init_adapter"))
+            r.get("train_data"), r.get("train_data_revision"), r.get("train_init_adapter"),
+            r.get("train_two_answer_excluded") is not None)
 
 
 def scaling_groups(rows: list[dict], answering: Callable[[dict], tuple]) -> list[dict]:

@@ -149,7 +149,10 @@ def adapter_training(folder: str) -> dict | None:
             # how much optimization and how much of its data, where the run recorded them
             **({"min_steps_after_warmup": (prov.get("metrics") or {})["min_steps_after_warmup"]}
                if "min_steps_after_warmup" in (prov.get("metrics") or {}) else {}),
-            **({"data_fraction": prov["data_fraction"]} if prov.get("data_fraction") else {})}
+            **({"data_fraction": prov["data_fraction"]} if prov.get("data_fraction") else {}),
+            # --exclude_two_answer: how many rows of two-answer subtasks were left out (0 is a fact too)
+            **({"two_answer_rows_excluded": prov["two_answer_rows_excluded"]}
+               if prov.get("two_answer_rows_excluded") is not None else {})}
 
 
 def build_lm(cfg: EngineConfig):

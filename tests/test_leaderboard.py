@@ -535,19 +535,22 @@ def test_trained_rows_show_their_optimizer_steps_and_data_share_where_recorded(t
     assert "- #3 " not in training  # an adapter that recorded neither gives no line
 
 
-def test_an_adapter_that_continued_another_is_labelled_so_and_kept_off_the_first_rounds_curve(tmp_path):
-    """A second self-evolution round trains on from round 1's adapter: its row must not read as round 1's."""
+def test_an_adapter_trained_otherwise_is_labelled_so_and_kept_off_the_scaling_curve(tmp_path):
+    """A second self-evolution round trains on from round 1's adapter, a narrow variant without the
+    two-answer rows: neither row may read as round 1's, nor join its data-share curve."""
     sub = "date_understanding"
-    first, second, quarter = (_adapter("two_stage", f"/w/{n}") for n in ("r1", "r2", "q"))
+    first, second, quarter, narrow = (_adapter("two_stage", f"/w/{n}") for n in ("r1", "r2", "q", "n"))
     second["adapter_training"]["init_adapter"] = "leaderboards/test-split/adapters/two_stage"
     quarter["adapter_training"]["data_fraction"] = {"fraction": 0.25, "questions": 10, "of_questions": 40}
+    narrow["adapter_training"]["two_answer_rows_excluded"] = 0  # asked for, though none was there: still said
     files = [_one(tmp_path, n, sub, ["1", "01", "00", "00"], reflector=a)
-             for n, a in (("r1", first), ("r2", second), ("q", quarter))]
+             for n, a in (("r1", first), ("r2", second), ("q", quarter), ("n", narrow))]
     rows = build([str(f) for f in files], str(tmp_path / "b"), compare="")
     assert rows[1]["train_init_adapter"] == "leaderboards/test-split/adapters/two_stage"
     assert "train_init_adapter" not in rows[0]
     md = (tmp_path / "b" / "bbh.md").read_text()
     assert "#2 two_stage (continues two_stage), oracle" in md and "#3 two_stage (25% of its data), oracle" in md
+    assert "#4 two_stage (without two-answer rows), oracle" in md and "#1 two_stage, oracle" in md
     scaling = md.split("## Data scaling")[1].split("## Reproduce")[0]
     assert [line.split(" | ")[1] for line in scaling.splitlines() if line.startswith("| two_stage")] == ["#3", "#1"]
 

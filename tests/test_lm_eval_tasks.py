@@ -690,13 +690,19 @@ def test_reflector_adapter_is_loaded_on_the_base_with_its_own_revision(adapter_a
         base = ReflectEvoLM(pretrained="smollm2-135m-instruct", peft=str(adapter)).get_model_info()["reflectevo"]["base"]
         assert base["adapter_training"]["dataset_revision"] == expected
     assert "min_steps_after_warmup" not in base["adapter_training"] and "data_fraction" not in base["adapter_training"]
-    # how much optimization, and on which share of its data, where the run recorded them
+    assert "two_answer_rows_excluded" not in base["adapter_training"]
+    # how much optimization, on which share of its data, and whether two-answer rows were left out,
+    # where the run recorded them (an older adapter's provenance says null for the last)
     share = {"fraction": 0.25, "questions": 10, "of_questions": 40}
-    (adapter / "provenance.json").write_text(json.dumps({"setting": "sft_qa", "data_fraction": share,
-                                                         "metrics": {"min_steps_after_warmup": 31}}))
-    built.clear()
-    base = ReflectEvoLM(pretrained="smollm2-135m-instruct", peft=str(adapter)).get_model_info()["reflectevo"]["base"]
-    assert base["adapter_training"]["min_steps_after_warmup"] == 31 and base["adapter_training"]["data_fraction"] == share
+    for excluded in (None, 0, 7):
+        (adapter / "provenance.json").write_text(json.dumps({"setting": "sft_qa", "data_fraction": share,
+                                                             "metrics": {"min_steps_after_warmup": 31},
+                                                             "two_answer_rows_excluded": excluded}))
+        built.clear()
+        base = ReflectEvoLM(pretrained="smollm2-135m-instruct", peft=str(adapter)).get_model_info()["reflectevo"]["base"]
+        assert base["adapter_training"]["min_steps_after_warmup"] == 31 and base["adapter_training"]["data_fraction"] == share
+        assert base["adapter_training"].get("two_answer_rows_excluded") == excluded
+        assert ("two_answer_rows_excluded" in base["adapter_training"]) == (excluded is not None)
 
 
 def test_merged_adapter_is_asked_for_and_recorded_as_merged(adapter_and_builds):
