@@ -42,7 +42,7 @@
 # (round 1's best reflector writes the reflections, served merged into the weights) and
 # TRIAL1_FROM=ROUND-1-RUN (trial 1 read back from round 1's records, `gen run --trial1_from`: the same
 # greedy generator, so the same replies, without a third of the compute), into its own OUT and STORE.
-# LIMIT=N keeps the first N pool questions (a trial run, into another OUT and STORE).
+# GEN_LIMIT=N keeps the first N pool questions (a trial run, into another OUT and STORE).
 #
 # The first run (leaderboards/measured/pool-gen: 7 chunks, 112 questions) had 256-token caps on every
 # turn and 21 subtasks; its yield table is what chose the nine. It resumes with
@@ -72,7 +72,7 @@ ATTEMPTS=${ATTEMPTS:-3}  # gen run restarted after a crash (it resumes after the
 ROUND_ARGS=()
 if [ -n "${REFLECTOR_PEFT:-}" ]; then ROUND_ARGS+=(--reflector_peft "$REFLECTOR_PEFT" --reflector_merge_adapter true); fi
 if [ -n "${TRIAL1_FROM:-}" ]; then ROUND_ARGS+=(--trial1_from "$TRIAL1_FROM"); fi
-if [ -n "${LIMIT:-}" ]; then ROUND_ARGS+=(--limit "$LIMIT"); fi
+if [ -n "${GEN_LIMIT:-}" ]; then ROUND_ARGS+=(--limit "$GEN_LIMIT"); fi
 
 if [ -z "${ENGINE:-}" ]; then
     if [ -x .venv-vllm/bin/reflectevo ]; then ENGINE=vllm; else ENGINE=hf; fi

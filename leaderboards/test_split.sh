@@ -27,7 +27,15 @@
 # Rows, in the issue's order, each committed as it finishes so that a partial table is honest:
 #   base-single, base-retry_only, base-oracle, base-one_stage (the base model asked the one-stage way),
 #   base-retry_only-512 (the budget-matched control), one_stage and two_stage trained; then
-#   base-intrinsic, dpo_pm, dpo_pref, sft_qa and sft_qa's own retry_only row.
+#   base-intrinsic, dpo_pm, dpo_pref, sft_qa and sft_qa's own retry_only row; then the second
+#   self-evolution round of the best reflector (BEST-round2: new reflections on the pool by round 1's
+#   adapter, trained on from it), its data-scaling points (BEST-data25, BEST-data50) and, for each
+#   reflector setting with enough rows left, a run without the two-answer subtasks (SETTING-narrow).
+# Every trained adapter is committed under leaderboards/test-split/adapters/.
+#
+# A trial run elsewhere (nothing of the board touched): BOARD=/tmp/b OUT=/tmp/o LIMIT=1 (items per
+# subtask), GEN_OUT/GEN_STORE and GEN2_OUT/GEN2_STORE (the two rounds' generation folders), GEN_LIMIT=N
+# (pool questions), TRAIN_ARGS (e.g. --max_steps 1), NARROW_MIN, HUB_PORT.
 # Every row of the base model takes trial 1 from base-single (trial1_from=): the same greedy replies,
 # one pass less, so their differences come from the second attempt alone. Rows resume chunk by chunk
 # from their committed resume folders (leaderboards/rows.sh).
@@ -57,6 +65,7 @@ TASK_ARGS="--tasks reflectevo_bbh_test${LIMIT:+ --limit $LIMIT}"
 ORDER=(base-single base-retry_only base-oracle base-one_stage base-retry_only-$MATCHED one_stage two_stage
        base-intrinsic dpo_pm dpo_pref sft_qa sft_qa-retry_only)
 source "$(dirname "$0")/rows.sh"  # choose_engine, evaluate (one row)
+source "$(dirname "$0")/chunk_mirror.sh"  # unpack_chunks: round 1's committed records for round 2
 choose_engine
 
 SHARED="trial1_from=$RESUME/base-single"
@@ -70,21 +79,28 @@ evaluate "base-retry_only-$MATCHED" "mode=retry_only,retry_max_gen_toks=$MATCHED
 # curated. The curated sets are committed with their statistics; a fresh checkout trains from them.
 DATA=$BOARD/training-data
 GEN_OUT=${GEN_OUT:-runs/test-split-pool-gen}
-if [ ! -f "$DATA/stats.md" ]; then
-    OUT="$GEN_OUT" leaderboards/pool_generation.sh
+GEN_STORE=${GEN_STORE:-leaderboards/test-split/pool-gen}
+curate_into() {  # curate_into RUN DATA: the curated sets of a generation run, committed whole or not at all
+    # Dpref pairs are ranked by the run's own generator on the run's own engine: a vLLM run is curated
+    # from the vLLM environment
+    local py=$PY
+    if grep -q '"engine": "vllm"' "$1/run_config.json"; then py=.venv-vllm/bin; fi
     rm -rf "$OUT/curated"
-    "$PY/reflectevo" gen curate --input "$GEN_OUT" --output "$OUT/curated"
-    rm -rf "$DATA.partial" && cp -r "$OUT/curated" "$DATA.partial" && mv "$DATA.partial" "$DATA"
+    "$py/reflectevo" gen curate --input "$1" --output "$OUT/curated"
+    rm -rf "$2.partial" && cp -r "$OUT/curated" "$2.partial" && mv "$2.partial" "$2"
+}
+if [ ! -f "$DATA/stats.md" ]; then
+    OUT="$GEN_OUT" STORE="$GEN_STORE" leaderboards/pool_generation.sh
+    curate_into "$GEN_OUT" "$DATA"
 fi
 
 # Published to a loopback Hub server (hub-protocol: the project's Hub stand-in) with a tag; what the
 # push answered (repo, tag, commit) is committed beside the sets. The server's token lives only in this
 # process's environment.
 HUB_REPO=${HUB_REPO:-local/reflectevo-bbh-pool}
-HUB_TAG=${HUB_TAG:-test-split-v1}
 HUB_PORT=${HUB_PORT:-8767}
-publish_data() {
-    local record=$BOARD/training-data-hub.txt token server rc=0
+publish_data() {  # publish_data DATA TAG: once; the push's answer in DATA-hub.txt
+    local data=$1 tag=$2 record=$1-hub.txt token server rc=0
     [ -f "$record" ] && return 0
     token=$("$PY/python" -c 'import secrets; print(secrets.token_hex(16))')
     "$PY/reflectevo" hub serve --data "$OUT/hub" --port "$HUB_PORT" --token "$token" --quiet &
@@ -99,13 +115,13 @@ except urllib.error.HTTPError:
 PY
         sleep 1
     done
-    HF_TOKEN=$token HF_HUB_OFFLINE=0 "$PY/reflectevo" gen push --input "$DATA" --push_to_repo "$HUB_REPO" \
-        --push_tag "$HUB_TAG" --hub_endpoint "http://127.0.0.1:$HUB_PORT" > "$record.partial" || rc=$?
+    HF_TOKEN=$token HF_HUB_OFFLINE=0 "$PY/reflectevo" gen push --input "$data" --push_to_repo "$HUB_REPO" \
+        --push_tag "$tag" --hub_endpoint "http://127.0.0.1:$HUB_PORT" > "$record.partial" || rc=$?
     kill "$server" 2> /dev/null || true
     wait "$server" 2> /dev/null || true
-    if [ "$rc" = 0 ]; then mv "$record.partial" "$record"; else echo "[$TAG] training data not published (rc=$rc)"; fi
+    if [ "$rc" = 0 ]; then mv "$record.partial" "$record"; else echo "[$TAG] $data not published (rc=$rc)"; fi
 }
-publish_data
+publish_data "$DATA" "${HUB_TAG:-test-split-v1}"
 
 # every setting gets 30 optimizer steps after warmup whatever its set's size (epochs raised to fit, both
 # recorded), a tenth of its questions held out for validation loss, and its loss curves kept (training
@@ -119,54 +135,143 @@ TRAIN_ARGS=${TRAIN_ARGS---min_steps_after_warmup 30 --validation_fraction 0.1 --
 #   under 200 rows 2 x 2 = 4 per step; under 800 rows 2 x 4 = 8; from 800 rows the recipe's 16.
 # The accumulation used is in each adapter's provenance (its command line and recipe).
 declare -A CONFIG_OF=([one_stage]=d_plus [two_stage]=d_plus [dpo_pm]=d_pm [dpo_pref]=d_pref [sft_qa]=sft_qa)
-accumulation_for() {  # accumulation_for SETTING: --gradient_accumulation_steps N, or nothing (the recipe's)
-    local file=$DATA/${CONFIG_OF[$1]}.jsonl rows=0
-    [ -f "$file" ] && rows=$(wc -l < "$file")  # no file: `reflectevo train` fails on it with one line
+rows_of() {  # rows_of SETTING DATA: the rows of the set SETTING trains on (0 where there is no file)
+    local file=$2/${CONFIG_OF[$1]}.jsonl
+    if [ -f "$file" ]; then wc -l < "$file"; else echo 0; fi
+}
+accumulation_for() {  # accumulation_for SETTING DATA: --gradient_accumulation_steps N, or nothing (the recipe's)
+    local rows
+    rows=$(rows_of "$1" "$2")  # no file: `reflectevo train` fails on it with one line
     if [ "$rows" -lt 200 ]; then echo "--gradient_accumulation_steps 2"
     elif [ "$rows" -lt 800 ]; then echo "--gradient_accumulation_steps 4"; fi
 }
 CURVES=$BOARD/loss-curves
+# Every trained adapter is committed (LoRA weights, provenance, card, loss curves; a few MB each, no
+# checkpoints or optimizer state): a fresh checkout evaluates, resumes and continues the very weights
+# the rows were measured with. Training on a CPU is not promised to repeat bit for bit across machines.
+ADAPTERS=$BOARD/adapters
+keep_adapter() {  # keep_adapter NAME: $OUT/train/NAME into $ADAPTERS/NAME, whole or not at all
+    local src=$OUT/train/$1 dst=$ADAPTERS/$1 f
+    rm -rf "$dst.partial" && mkdir -p "$dst.partial"
+    for f in "$src"/*; do
+        case $(basename "$f") in checkpoint-* | checkpoints | stage1 | runs | training_args.bin) continue ;; esac
+        cp -r "$f" "$dst.partial/"
+    done
+    rm -rf "$dst" && mv "$dst.partial" "$dst"
+}
+train() {  # train NAME SETTING DATA [OPTIONS...]: adapter NAME of SETTING trained on DATA, in $ADAPTERS/NAME
+    local name=$1 setting=$2 data=$3
+    shift 3
+    if [ ! -f "$ADAPTERS/$name/provenance.json" ]; then
+        if [ ! -f "$OUT/train/$name/provenance.json" ]; then
+            rm -rf "$OUT/train/$name"
+            # shellcheck disable=SC2086  # TRAIN_ARGS and the accumulation are lists of options
+            "$PY/reflectevo" train "$setting" --dataset "$data" --output_dir "$OUT/train/$name" \
+                $(accumulation_for "$setting" "$data") $TRAIN_ARGS "$@" \
+                || { echo "[$TAG] $name: not trained (see the error above)"; return 1; }
+        fi
+        keep_adapter "$name"
+    fi
+    mkdir -p "$CURVES"
+    cp "$ADAPTERS/$name/loss_curves.png" "$CURVES/$name.png.copying" && mv "$CURVES/$name.png.copying" "$CURVES/$name.png"
+}
 # Adapters are served merged into the weights (merge_adapter=true, recorded in each row): vLLM's CPU
 # build runs LoRA about 4x slower per doc (benchmarks/RESULTS.md); docs/results.md compares the two.
 MERGED="merge_adapter=true"
-declare -A EVAL_ARGS=(
-    [one_stage]="mode=oracle,$SHARED,reflector_peft=$OUT/train/one_stage,one_stage=true,$MERGED"
-    [two_stage]="mode=oracle,$SHARED,reflector_peft=$OUT/train/two_stage,$MERGED"
-    [dpo_pm]="mode=oracle,$SHARED,reflector_peft=$OUT/train/dpo_pm,$MERGED"
-    [dpo_pref]="mode=oracle,$SHARED,reflector_peft=$OUT/train/dpo_pref,$MERGED"
-    [sft_qa]="mode=oracle,peft=$OUT/train/sft_qa,$MERGED"   # the answering model itself
-)
-train() {  # train SETTING: an adapter in $OUT/train/SETTING (kept while its provenance is there)
-    local setting=$1
-    if [ ! -f "$OUT/train/$setting/provenance.json" ]; then
-        rm -rf "$OUT/train/$setting"
-        # shellcheck disable=SC2086  # TRAIN_ARGS and the accumulation are lists of options
-        "$PY/reflectevo" train "$setting" --dataset "$DATA" --output_dir "$OUT/train/$setting" \
-            $(accumulation_for "$setting") $TRAIN_ARGS \
-            || { echo "[$TAG] $setting: not trained (see the error above)"; return 1; }
-    fi
-    mkdir -p "$CURVES"
-    cp "$OUT/train/$setting/loss_curves.png" "$CURVES/$setting.png.copying" && mv "$CURVES/$setting.png.copying" "$CURVES/$setting.png"
+eval_args() {  # eval_args SETTING ADAPTER: a trained row's model_args
+    case $1 in
+        one_stage) echo "mode=oracle,$SHARED,reflector_peft=$2,one_stage=true,$MERGED" ;;
+        two_stage | dpo_pm | dpo_pref) echo "mode=oracle,$SHARED,reflector_peft=$2,$MERGED" ;;
+        sft_qa) echo "mode=oracle,peft=$2,$MERGED" ;;  # the answering model itself: its own trial 1
+    esac
 }
-trained_row() {  # trained_row SETTING: train (unless its row is done) and evaluate
-    local setting=$1
-    if [ -f "$RESULTS/$setting.json" ]; then
-        echo "[$TAG] $setting: finished ($RESULTS/$setting.json)"
+trained_row() {  # trained_row NAME SETTING DATA [OPTIONS...]: train (unless its row is done) and evaluate
+    local name=$1 setting=$2
+    if [ -f "$RESULTS/$name.json" ]; then
+        echo "[$TAG] $name: finished ($RESULTS/$name.json)"
         return
     fi
-    train "$setting" || return 0  # a setting whose curated set is empty fails with one line; the others go on
-    evaluate "$setting" "${EVAL_ARGS[$setting]}"
+    train "$@" || return 0  # a setting whose curated set is empty fails with one line; the others go on
+    evaluate "$name" "$(eval_args "$setting" "$ADAPTERS/$name")"
 }
 
-trained_row one_stage
-trained_row two_stage
+trained_row one_stage one_stage "$DATA"
+trained_row two_stage two_stage "$DATA"
 evaluate base-intrinsic "mode=intrinsic,$SHARED"
-trained_row dpo_pm
-trained_row dpo_pref
-trained_row sft_qa
+trained_row dpo_pm dpo_pm "$DATA"
+trained_row dpo_pref dpo_pref "$DATA"
+trained_row sft_qa sft_qa "$DATA"
 # sft_qa answers with its own adapter, so its trial 1 is its own: its retry_only row is its control
 if [ -f "$RESULTS/sft_qa.json" ]; then
-    [ -f "$RESULTS/sft_qa-retry_only.json" ] || train sft_qa
-    evaluate sft_qa-retry_only "mode=retry_only,peft=$OUT/train/sft_qa,$MERGED,trial1_from=$RESUME/sft_qa"
+    evaluate sft_qa-retry_only "mode=retry_only,peft=$ADAPTERS/sft_qa,$MERGED,trial1_from=$RESUME/sft_qa"
 fi
+
+# The second self-evolution round: round 1's best reflector (highest strict Acc@t2 of the four reflector
+# settings on the test split; the first in the issue's order among equals) writes four reflections per
+# failed pool question, on round 1's trial 1 (read back from its records: the generator is unchanged);
+# they are curated and published as round 2's sets, and that setting is trained on them, continuing
+# round 1's adapter (the evolve loop's default, train_from: previous). The choice is made on the test
+# split the rows are measured on (there is no other held-out split of this size to choose on), so round
+# 2's row is the better of four by construction: the leaderboard compares it with retry_only like any
+# row, and the findings say how it was chosen. The choice is written down once, with the accuracies it
+# was made from, so that a rerun cannot choose again.
+CHOICE=$BOARD/round2-reflector.txt
+if [ ! -f "$CHOICE" ]; then
+    candidates=()
+    for s in one_stage two_stage dpo_pm dpo_pref; do [ -f "$RESULTS/$s.json" ] && candidates+=("$RESULTS/$s.json"); done
+    if [ "${#candidates[@]}" -gt 0 ]; then
+        "$PY/python" - "${candidates[@]}" > "$CHOICE.partial" <<'PY'
+import json, os, sys
+acc = {}
+for path in sys.argv[1:]:
+    (group,) = json.load(open(path))["groups"].values()
+    acc[os.path.basename(path)[: -len(".json")]] = group["acc_t2,none"]
+best = max(acc, key=acc.get)  # max keeps the first of equals
+print(best)
+print("chosen by strict Acc@t2 on the test split: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in acc.items()))
+PY
+        mv "$CHOICE.partial" "$CHOICE"
+    fi
+fi
+BEST=$( [ -f "$CHOICE" ] && head -n 1 "$CHOICE" || true)
+# (its adapter is committed; trained again only where a checkout lacks it)
+if [ -n "$BEST" ] && train "$BEST" "$BEST" "$DATA"; then
+    ORDER+=("$BEST-round2" "$BEST-data25" "$BEST-data50")
+    DATA2=$BOARD/training-data-round2
+    if [ ! -f "$DATA2/stats.md" ]; then
+        unpack_chunks "$GEN_STORE" "$GEN_OUT"  # round 1's records, whose trial 1 round 2 reads
+        OUT="${GEN2_OUT:-runs/test-split-pool-gen-round2}" STORE="${GEN2_STORE:-$BOARD/pool-gen-round2}" \
+            REFLECTOR_PEFT="$ADAPTERS/$BEST" TRIAL1_FROM="$GEN_OUT" leaderboards/pool_generation.sh
+        curate_into "${GEN2_OUT:-runs/test-split-pool-gen-round2}" "$DATA2"
+    fi
+    publish_data "$DATA2" "${HUB_TAG2:-test-split-round2-v1}"
+    trained_row "$BEST-round2" "$BEST" "$DATA2" --init_adapter "$ADAPTERS/$BEST"
+
+    # The data-scaling curve of the same setting: round 1's data at 25% and 50% of its training
+    # questions (nested: a smaller share's questions are inside a larger one's; the validation slice is
+    # the same), beside its row at 100%; the leaderboard draws it against the retry_only rows.
+    trained_row "$BEST-data25" "$BEST" "$DATA" --data_fraction 0.25
+    trained_row "$BEST-data50" "$BEST" "$DATA" --data_fraction 0.5
+fi
+
+# Without the two-answer subtasks' rows (there the verdict "incorrect" names the gold, so a fix teaches
+# flipping rather than reflecting), for each reflector setting whose set keeps at least
+# $NARROW_MIN rows without them: the same training, `--exclude_two_answer`.
+NARROW_MIN=${NARROW_MIN:-100}
+for s in one_stage two_stage dpo_pm dpo_pref; do
+    # curation counts each set's rows on two-answer questions (stats.json: two_answer_rows)
+    kept=$("$PY/python" - "$DATA/stats.json" "${CONFIG_OF[$s]}" "$(rows_of "$s" "$DATA")" <<'PY'
+import json, sys
+two = json.load(open(sys.argv[1]))["two_answer_rows"][sys.argv[2]]
+print(int(sys.argv[3]) - two)
+PY
+)
+    if [ "$kept" -ge "$NARROW_MIN" ]; then
+        ORDER+=("$s-narrow")
+        trained_row "$s-narrow" "$s" "$DATA" --exclude_two_answer true
+    else
+        echo "[$TAG] $s without two-answer rows: $kept rows, under $NARROW_MIN; not trained"
+    fi
+done
+publish_rows
 echo "[$TAG] done ($(date -u +%FT%TZ))"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, NamedTuple, Sequence
 
@@ -186,6 +187,12 @@ def build_lm(cfg: EngineConfig):
         args.setdefault("device", cfg.device or "cpu")
         args["batch_size"] = cfg.batch_size
     elif cfg.engine == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:  # else lm-eval fails deep in its import with a bare trace
+            raise UserError(f"engine vllm ({cfg.model}): vLLM is not installed in this Python environment "
+                            f"({sys.prefix}); use the environment that has it (scripts/setup-env.sh --vllm makes "
+                            ".venv-vllm) or the hf engine")
         # before lm-eval's vllm module is imported: it looks up vLLM's version at import
         args = vllm_env.prepare(args)
         # vLLM chooses its device from the platform and has no such argument; the lm-eval plugin

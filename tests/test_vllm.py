@@ -663,3 +663,17 @@ def test_merged_adapter_on_vllm_gives_the_adapters_replies_without_lora(vllm_pai
     hf_lora = Engine(EngineConfig(engine="hf", dtype="float32", batch_size=16, peft=lora_adapter))
     compare_greedy(hf_lora, merged, parity_prompts[::4], Sampling(max_new_tokens=64))
     assert merged.loglikelihood([(parity_prompts[0], " True")])  # no LoRA: prompt scoring works on CPU
+
+
+def test_the_vllm_engine_where_vllm_is_not_installed_is_one_clear_error(monkeypatch, tmp_path):
+    """e.g. curating a vLLM run (its Dpref judge is the run's own engine) from the main .venv: one line
+    naming the engine and what to do, not lm-eval's import trace."""
+    import importlib.util
+
+    from reflectevo.errors import UserError
+    from reflectevo_tasks.engine import EngineConfig, build_lm
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    with pytest.raises(UserError, match=r"engine vllm \(smollm2-135m-instruct\): vLLM is not installed .*setup-env.sh --vllm"):
+        build_lm(EngineConfig(engine="vllm", dtype="float32"))
