@@ -128,22 +128,42 @@ publish_data "$DATA" "${HUB_TAG:-test-split-v1}"
 # loss logged at every step: the recipes log every 5th, which draws a 30-step curve with 6 points)
 TRAIN_ARGS=${TRAIN_ARGS---min_steps_after_warmup 30 --validation_fraction 0.1 --logging_steps 1}
 # Examples per optimizer step by the size of the set a setting trains on (its recipe per dataset size).
-# The recipes' 2 x 8 = 16 per step suit sets of thousands of rows. On a set of about a hundred they
-# give 6 steps an epoch, so the 30-step floor would take 5 epochs or more of 16-example steps: in the
-# trial run of this script a DPO step of 16 pairs took 14 minutes on this CPU (beside the pool
-# generation). Smaller steps reach the floor in fewer epochs and a fraction of the compute:
-#   under 200 rows 2 x 2 = 4 per step; under 800 rows 2 x 4 = 8; from 800 rows the recipe's 16.
-# The accumulation used is in each adapter's provenance (its command line and recipe).
+# The recipes' 16 per step (4 x 4 for SFT, 2 x 8 for DPO) over their 2 epochs suit sets of thousands of
+# rows. On a set of about a hundred they give 10 steps in 2 epochs, so the 30-step floor would be met
+# by more epochs of large steps: on this CPU one SFT step of 8 examples took 6 minutes beside the pool
+# generation, a DPO step of 16 pairs 14. The least compute that meets both the recipe's 2 epochs and
+# the floor is the largest step that still gives 30 steps in 2 epochs:
+#   examples per step = floor(2 x training rows / 30), at least 1, at most the recipe's 16,
+# made of the recipe's per-device batch (lowered where the step is smaller) times an accumulation.
+# Training rows: the set's rows less the tenth held out for validation, times --data_fraction, less
+# the two-answer rows under --exclude_two_answer. E.g. 90 D+ rows -> 81 -> 5 -> 4 x 1 (40 steps);
+# 225 D± pairs -> 202 -> 13 -> 2 x 6 (34 steps). The batch used is in each adapter's provenance.
 declare -A CONFIG_OF=([one_stage]=d_plus [two_stage]=d_plus [dpo_pm]=d_pm [dpo_pref]=d_pref [sft_qa]=sft_qa)
 rows_of() {  # rows_of SETTING DATA: the rows of the set SETTING trains on (0 where there is no file)
     local file=$2/${CONFIG_OF[$1]}.jsonl
     if [ -f "$file" ]; then wc -l < "$file"; else echo 0; fi
 }
-accumulation_for() {  # accumulation_for SETTING DATA: --gradient_accumulation_steps N, or nothing (the recipe's)
-    local rows
-    rows=$(rows_of "$1" "$2")  # no file: `reflectevo train` fails on it with one line
-    if [ "$rows" -lt 200 ]; then echo "--gradient_accumulation_steps 2"
-    elif [ "$rows" -lt 800 ]; then echo "--gradient_accumulation_steps 4"; fi
+batch_for() {  # batch_for SETTING DATA [TRAIN OPTIONS...]: the per-device batch and accumulation options
+    "$PY/python" - "$(rows_of "$1" "$2")" "$1" "${CONFIG_OF[$1]}" "$2" "${@:3}" <<'PY'
+import json, sys
+from pathlib import Path
+
+import yaml
+
+rows, setting, config, data = int(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4])
+options = sys.argv[5:]
+recipe = yaml.safe_load((Path("reflectevo_train/recipes") / f"{setting}.yaml").read_text())
+per_device, accumulation = recipe["per_device_train_batch_size"], recipe["gradient_accumulation_steps"]
+epochs = recipe["num_train_epochs"]
+train_rows = rows * 0.9  # --validation_fraction 0.1
+if "--data_fraction" in options:
+    train_rows *= float(options[options.index("--data_fraction") + 1])
+if "--exclude_two_answer" in options and (data / "stats.json").is_file():
+    train_rows -= json.loads((data / "stats.json").read_text())["two_answer_rows"][config] * 0.9
+step = max(1, min(per_device * accumulation, int(epochs * train_rows // 30)))
+per_device = min(per_device, step)
+print(f"--per_device_train_batch_size {per_device} --gradient_accumulation_steps {step // per_device}")
+PY
 }
 CURVES=$BOARD/loss-curves
 # Every trained adapter is committed (LoRA weights, provenance, card, loss curves; a few MB each, no
@@ -167,7 +187,7 @@ train() {  # train NAME SETTING DATA [OPTIONS...]: adapter NAME of SETTING train
             rm -rf "$OUT/train/$name"
             # shellcheck disable=SC2086  # TRAIN_ARGS and the accumulation are lists of options
             "$PY/reflectevo" train "$setting" --dataset "$data" --output_dir "$OUT/train/$name" \
-                $(accumulation_for "$setting" "$data") $TRAIN_ARGS "$@" \
+                $(batch_for "$setting" "$data" "$@") $TRAIN_ARGS "$@" \
                 || { echo "[$TAG] $name: not trained (see the error above)"; return 1; }
         fi
         keep_adapter "$name"
