@@ -166,7 +166,7 @@ print(f"--per_device_train_batch_size {per_device} --gradient_accumulation_steps
 PY
 }
 CURVES=$BOARD/loss-curves
-# Every trained adapter is committed (LoRA weights, provenance, card, loss curves; a few MB each, no
+# Every trained adapter is committed (LoRA weights, provenance, card, loss curves: 7.5 MB each, no
 # checkpoints or optimizer state): a fresh checkout evaluates, resumes and continues the very weights
 # the rows were measured with. Training on a CPU is not promised to repeat bit for bit across machines.
 ADAPTERS=$BOARD/adapters
@@ -174,7 +174,12 @@ keep_adapter() {  # keep_adapter NAME: $OUT/train/NAME into $ADAPTERS/NAME, whol
     local src=$OUT/train/$1 dst=$ADAPTERS/$1 f
     rm -rf "$dst.partial" && mkdir -p "$dst.partial"
     for f in "$src"/*; do
-        case $(basename "$f") in checkpoint-* | checkpoints | stage1 | runs | training_args.bin) continue ;; esac
+        # no checkpoints or trainer state, and no copy of the base model's tokenizer (3.5 MB; every
+        # engine loads the tokenizer of the base model named in the adapter's config)
+        case $(basename "$f") in
+            checkpoint-* | checkpoints | stage1 | runs | training_args.bin) continue ;;
+            tokenizer.json | tokenizer_config.json | special_tokens_map.json | chat_template.jinja) continue ;;
+        esac
         cp -r "$f" "$dst.partial/"
     done
     rm -rf "$dst" && mv "$dst.partial" "$dst"
