@@ -182,6 +182,20 @@ keep_adapter() {  # keep_adapter NAME: $OUT/train/NAME into $ADAPTERS/NAME, whol
         esac
         cp -r "$f" "$dst.partial/"
     done
+    # committed without the absolute paths of this machine (they become relative to the repo)
+    "$PY/python" - "$dst.partial" <<'PY'
+import json, sys
+from pathlib import Path
+
+from reflectevo.portable import portable_paths, portable_text
+
+folder = Path(sys.argv[1])
+prov = folder / "provenance.json"
+prov.write_text(json.dumps(portable_paths(json.loads(prov.read_text(encoding="utf-8"))), indent=1) + "\n", encoding="utf-8")
+card = folder / "README.md"
+if card.is_file():
+    card.write_text(portable_text(card.read_text(encoding="utf-8")), encoding="utf-8")
+PY
     rm -rf "$dst" && mv "$dst.partial" "$dst"
 }
 train() {  # train NAME SETTING DATA [OPTIONS...]: adapter NAME of SETTING trained on DATA, in $ADAPTERS/NAME
