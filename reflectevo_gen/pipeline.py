@@ -244,7 +244,9 @@ def _generate(cfg: GenConfig, folder: Path, questions: list[Question], rejected:
         engines = build_engines(cfg)
     provenance = {}
     if engines is not None:
-        provenance = {"models": {"generator": engines.generator.describe(), "reflector": engines.reflector.describe()},
+        # records are committed and published: an adapter folder is named relative to the working folder
+        provenance = {"models": portable_paths({"generator": engines.generator.describe(),
+                                                "reflector": engines.reflector.describe()}),
                       "sampling": {k: v.to_dict() for k, v in samplings(cfg).items()},
                       "versions": package_versions(), **(extra_provenance or {})}
     progress = Progress(len(questions), sum(len(all_chunks[c]) for c in done), disable=not show_progress)

@@ -112,3 +112,16 @@ def test_the_output_folder_itself_and_a_folder_that_is_no_run_are_refused(tmp_pa
     with pytest.raises(UserError, match="not a generation run"):
         run(cfg2, engines=_engines(lm2), show_progress=False)
     assert lm.trial_prompts == lm2.trial_prompts == 0
+
+
+def test_records_name_an_adapter_folder_relative_to_the_working_folder(tmp_path):
+    """A second round's reflector is an adapter folder: the committed records must not carry this
+    machine's absolute path to it."""
+    cfg, lm = _round(tmp_path, "round-2", limit=3)
+    engines = _engines(lm)
+    reflector = Engine(EngineConfig(model="scripted"), lm=lm)
+    folder = tmp_path / "adapters" / "two_stage"
+    reflector.describe = lambda: {"model": "scripted", "adapter": str(folder), "adapter_revision": "sha256:ab"}
+    run(cfg, engines=Engines(engines.generator, reflector), show_progress=False)
+    models = read_records(cfg.output)[0]["models"]
+    assert models["reflector"]["adapter"] == os.path.relpath(folder) and not os.path.isabs(models["reflector"]["adapter"])

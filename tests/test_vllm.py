@@ -611,7 +611,8 @@ def test_gen_run_with_a_lora_reflector_starts_one_vllm_engine(vllm_pair):
     assert summary["questions"] == summary["records"] == len(records) == 3
     models = records[0]["models"]
     assert models["generator"]["shared_engine"] == models["reflector"]["shared_engine"]
-    assert models["reflector"]["adapter"] == cfg.reflector_peft and models["generator"]["adapter"] is None
+    # named relative to the working folder (records are committed and published)
+    assert models["reflector"]["adapter"] == os.path.relpath(cfg.reflector_peft) and models["generator"]["adapter"] is None
     reflected = [r for r in records if r["reflection"] is not None]
     assert len(reflected) == summary["reflections"]
     assert all(r["reflection"]["output"].strip() and r["retry"]["output"].strip() for r in reflected)
