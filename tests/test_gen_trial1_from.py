@@ -67,27 +67,28 @@ def test_second_round_takes_trial1_and_writes_new_reflections(tmp_path):
         GenConfig(**{**vars(cfg2), "trial1_from": None}).identity_hash()
 
 
+def _refused_before_generation(tmp_path, match, limit=3, **change):
+    """Round 1 on 3 questions, then a round 2 that must stop with `match` before asking the model
+    anything or writing a chunk."""
+    cfg1, lm1 = _round(tmp_path, "round-1", limit=3)
+    run(cfg1, engines=_engines(lm1), show_progress=False)
+    cfg2, lm2 = _round(tmp_path, "round-2", limit=limit, trial1_from=cfg1.output, **change)
+    with pytest.raises(UserError, match=match(cfg1, cfg2)):
+        run(cfg2, engines=_engines(lm2), show_progress=False)
+    assert lm2.trial_prompts == 0 and not list((Path(cfg2.output) / "parts").glob("chunk-*"))
+
+
 @pytest.mark.parametrize("change, message", [
     ({"trial_max_new_tokens": 41}, "trial_max_new_tokens: 40 there, 41 here"),
     ({"model": "another-model"}, "model: 'smollm2-135m-instruct' there, 'another-model' here"),
 ])
 def test_other_trial_settings_are_refused(tmp_path, change, message):
-    cfg1, lm1 = _round(tmp_path, "round-1", limit=3)
-    run(cfg1, engines=_engines(lm1), show_progress=False)
-    cfg2, lm2 = _round(tmp_path, "round-2", limit=3, trial1_from=cfg1.output, **change)
-    with pytest.raises(UserError, match=f"--trial1_from {cfg1.output}: .*{message}"):
-        run(cfg2, engines=_engines(lm2), show_progress=False)
-    assert lm2.trial_prompts == 0 and not list((Path(cfg2.output) / "parts").glob("chunk-*"))
+    _refused_before_generation(tmp_path, lambda cfg1, cfg2: f"--trial1_from {cfg1.output}: .*{message}", **change)
 
 
 def test_a_question_the_first_round_lacks_is_refused_before_generation(tmp_path):
-    cfg1, lm1 = _round(tmp_path, "round-1", limit=3)
-    run(cfg1, engines=_engines(lm1), show_progress=False)
-    cfg2, lm2 = _round(tmp_path, "round-2", limit=6, trial1_from=cfg1.output)
-    fourth = plan_questions(cfg2)[0][3].id
-    with pytest.raises(UserError, match=f"no trial 1 for {fourth} there"):
-        run(cfg2, engines=_engines(lm2), show_progress=False)
-    assert lm2.trial_prompts == 0 and not list((Path(cfg2.output) / "parts").glob("chunk-*"))
+    _refused_before_generation(tmp_path, lambda cfg1, cfg2: f"no trial 1 for {plan_questions(cfg2)[0][3].id} there",
+                               limit=6)
 
 
 def test_another_trial_prompt_is_refused(tmp_path):
