@@ -1041,9 +1041,11 @@ def _label(r: dict) -> str:
     return f"{who}, {_mode(r)}{own_cap}"
 
 
-def _adapter_name(spec: str) -> str:
-    """An adapter as a reader names it: a Hub repo's id, or a folder's last part (revision dropped)."""
-    return spec.split("@", 1)[0].rstrip("/").rsplit("/", 1)[-1] or spec
+def _adapter_name(init) -> str:
+    """An adapter as a reader names it: a Hub repo's id, or a folder's last part (revision dropped).
+    `init`: what a training run recorded of the adapter it continued ({"ref": ..., "sha": ...})."""
+    ref = str(init.get("ref") or init.get("location") or "?") if isinstance(init, dict) else str(init)
+    return ref.split("@", 1)[0].rstrip("/").rsplit("/", 1)[-1] or ref
 
 
 def _subtasks(k: int) -> str:

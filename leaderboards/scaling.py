@@ -5,6 +5,7 @@ a curve only joins rows that differ in how much data they saw."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -17,7 +18,7 @@ def data_share(r: dict) -> float:
 
 def _curve_key(r: dict) -> tuple:
     return (r["setting"], r["mode"], bool(r["one_stage"]), r["base_model"], r["base_revision"],
-            r.get("train_data"), r.get("train_data_revision"), r.get("train_init_adapter"),
+            r.get("train_data"), r.get("train_data_revision"), json.dumps(r.get("train_init_adapter"), sort_keys=True),
             r.get("train_two_answer_excluded") is not None)
 
 

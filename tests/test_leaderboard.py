@@ -555,13 +555,16 @@ def test_an_adapter_trained_otherwise_is_labelled_so_and_kept_off_the_scaling_cu
     two-answer rows: neither row may read as round 1's, nor join its data-share curve."""
     sub = "date_understanding"
     first, second, quarter, narrow = (_adapter("two_stage", f"/w/{n}") for n in ("r1", "r2", "q", "n"))
-    second["adapter_training"]["init_adapter"] = "leaderboards/test-split/adapters/two_stage"
+    # as reflectevo train records it (reflectevo_train/run.py: provenance)
+    init = {"ref": "leaderboards/test-split/adapters/two_stage", "location": "leaderboards/test-split/adapters/two_stage",
+            "revision": None, "sha": "sha256:" + "31" * 32, "mode": "continue"}
+    second["adapter_training"]["init_adapter"] = init
     quarter["adapter_training"]["data_fraction"] = {"fraction": 0.25, "questions": 10, "of_questions": 40}
     narrow["adapter_training"]["two_answer_rows_excluded"] = 0  # asked for, though none was there: still said
     files = [_one(tmp_path, n, sub, ["1", "01", "00", "00"], reflector=a)
              for n, a in (("r1", first), ("r2", second), ("q", quarter), ("n", narrow))]
     rows = build([str(f) for f in files], str(tmp_path / "b"), compare="")
-    assert rows[1]["train_init_adapter"] == "leaderboards/test-split/adapters/two_stage"
+    assert rows[1]["train_init_adapter"] == init
     assert "train_init_adapter" not in rows[0]
     md = (tmp_path / "b" / "bbh.md").read_text()
     assert "#2 two_stage (continues two_stage), oracle" in md and "#3 two_stage (25% of its data), oracle" in md
