@@ -41,7 +41,8 @@
 # A second self-evolution round (leaderboards/test_split.sh) runs this script with REFLECTOR_PEFT=ADAPTER
 # (round 1's best reflector writes the reflections, served merged into the weights) and
 # TRIAL1_FROM=ROUND-1-RUN (trial 1 read back from round 1's records, `gen run --trial1_from`: the same
-# greedy generator, so the same replies, without a third of the compute), into its own OUT and STORE.
+# greedy generator, so the same replies, without the fifth of the compute trial 1 costs), into its own
+# OUT and STORE.
 # GEN_LIMIT=N keeps the first N pool questions (a trial run, into another OUT and STORE).
 #
 # The first run (leaderboards/measured/pool-gen: 7 chunks, 112 questions) had 256-token caps on every

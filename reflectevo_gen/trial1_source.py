@@ -2,7 +2,8 @@
 
 A second self-evolution round asks a trained reflector for new reflections on the same questions.
 Trial 1 is the generator's greedy reply: with the same generator, settings and prompt it is the reply
-the first round already stored, so generating it again spends a third of the run for the same text.
+the first round already stored, so generating it again spends about a fifth of the run (20% of the
+test-split pool generation's time, benchmarks/RESULTS.md) for the same text.
 This module reads those replies and refuses a run whose trial 1 could differ.
 """
 
