@@ -33,7 +33,7 @@
 #   reflector setting with enough rows left, a run without the two-answer subtasks (SETTING-narrow).
 # Every trained adapter is committed under leaderboards/test-split/adapters/.
 #
-# A trial run elsewhere (nothing of the board touched): BOARD=/tmp/b OUT=/tmp/o LIMIT=1 (items per
+# A trial run elsewhere (nothing of the board touched): BOARD=runs/trial-board OUT=runs/trial LIMIT=1 (items per
 # subtask), GEN_OUT/GEN_STORE and GEN2_OUT/GEN2_STORE (the two rounds' generation folders), GEN_LIMIT=N
 # (pool questions), TRAIN_ARGS (e.g. --max_steps 1), NARROW_MIN, HUB_PORT.
 # Every row of the base model takes trial 1 from base-single (trial1_from=): the same greedy replies,
