@@ -49,6 +49,7 @@ from reflectevo_tasks.protocol import GATED
 from reflectevo_tasks.stats import items_needed, min_detectable_difference, paired_difference, wilson_interval
 
 from leaderboards.scaling import plot_scaling, scaling_groups, scaling_lines
+from leaderboards.sources import difference_sources, kind_lines, source_lines, subtasks_by_kind
 
 # task-name prefix -> the group that runs all its tasks (longest prefix first: "reflectevo_bbh_test_navigate"
 # is read with "reflectevo_bbh_test_", never as subtask "test_navigate" of "reflectevo_bbh_")
@@ -587,6 +588,10 @@ def row_from_results(path: str | Path, data: dict | None = None, cap_hits: dict 
         "subtasks": {name: {"two_answer": _two_answer(name), **pool_stats(c, mode, f"{where}: {name}"),
                             **_flexible_accuracies(flexible, name, mode)}
                      for name, c in sorted(headline.items())},
+        # pooled per answer kind: where a row's gains come from (leaderboards/sources.py)
+        "answer_kinds": {kind: {"subtasks": len(names), **pool_stats(pool(headline[n] for n in names), mode,
+                                                                     f"{where}: {kind}")}
+                         for kind, names in subtasks_by_kind(headline, benchmark(path, data)).items()},
         "command": _command(cfg, data),
         # trial1_cap_from: the row whose replies a trial 1 taken by trial1_from are (set by `link_trial1`)
         "budgets": {"turns": turns, "trial1_cap": _turn_cap(turns, "trial1"), "trial1_cap_from": None,
@@ -774,6 +779,31 @@ def trial1_codes(data: dict) -> dict | None:
         return None
     revision = {task: d.get("dataset_revision") for task, d in (prov.get("datasets") or {}).items()}
     return {(task, revision.get(task), doc): str(code)[:1] for task, docs in codes.items() for doc, code in docs.items()}
+
+
+def item_codes(data: dict) -> dict | None:
+    """{(task, dataset revision, doc id): (trial-1 code, final code)} at the headline level, the final
+    code being the last attempt's (trial 1's in mode single); None for a file without outcomes."""
+    prov = data["config"]["reflectevo"]
+    codes = _codes(prov, "outcomes", "results file")
+    if codes is None:
+        return None
+    mode = (prov.get("protocol") or {}).get("mode")
+    revision = {task: d.get("dataset_revision") for task, d in (prov.get("datasets") or {}).items()}
+    out = {}
+    for task, docs in codes.items():
+        for doc, code in docs.items():
+            t1, t2 = _attempts(code, mode, f"outcome of {task} {doc}")
+            out[(task, revision.get(task), doc)] = (t1, t1 if t2 is None else t2)
+    return out
+
+
+def attach_sources(compared: list[dict], codes: list[dict | None], bench: str) -> None:
+    """Adds to each comparison of final answers where its difference comes from (leaderboards/sources.py)."""
+    for c in compared:
+        row, against = codes[c["row"] - 1], codes[c["against"] - 1]
+        if c["measure"] == "final" and row is not None and against is not None:
+            c["sources"] = difference_sources(row, against, lambda task: (_subtask(task) or (task, False))[0], bench)
 
 
 def link_trial1(rows: list[dict], codes: list[dict | None]) -> None:
@@ -1209,7 +1239,9 @@ def markdown(rows: list[dict], compared: list[dict] = (), skipped: list[str] = (
                        f"{_pct_of(s['fix_no_answer_rate'], s['fix_no_answer_ci'], s['fixed_no_answer'], s['no_answer_t1_count'])} | "
                        f"{_pct_of(s['break_rate'], s['break_ci'], s['right_to_wrong'], s['right_t1'])} |")
     out += _subtask_lines(rows, bench)
+    out += kind_lines(rows, lambda i: _label(rows[i - 1]))
     out += _comparison_lines(rows, compared, skipped)
+    out += source_lines(compared, lambda i: _label(rows[i - 1]))
     out += scaling_lines(rows, scaling_groups(rows, _answering_model), _label, _pct, bench)
     out += ["", "## Reproduce", ""]
     for i, r in enumerate(rows, 1):
@@ -1498,6 +1530,7 @@ def build(results: list[str], output_dir: str = "leaderboards", compare: str | N
         link_trial1(rows, [trial1_codes(data) for _, data in mine])
         compared, skipped = comparisons(rows, [item_outcomes(data) for _, data in mine], compare,
                                         [item_outcomes(data, trial1=True) for _, data in mine])
+        attach_sources(compared, [item_codes(data) for _, data in mine], bench)
         compared, skipped = portable(compared), portable(skipped)
         (out / f"{bench}.json").write_text(json.dumps(rows, indent=1))
         (out / f"{bench}_comparisons.json").write_text(json.dumps({"compare": compare, "comparisons": compared,

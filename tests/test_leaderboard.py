@@ -1111,3 +1111,57 @@ def test_committed_rows_have_every_turn_counted_for_cap_hits():
             assert t["cap_hits"] is not None and 0 <= t["cap_hits"] <= t["replies"], (f.name, t)
         if row["one_stage"]:
             assert row["one_stage_replies"]["without_heading"] is not None, f.name
+
+
+# ---------------------------------------------------------------- where the differences come from
+
+def test_a_comparison_says_which_items_make_its_difference(tmp_path):
+    """Each side's winning items, counted by the winner's trial 1 (no answer / wrong / right), answer kind,
+    subtask and the two-answer subtasks, add up to the comparison's only_row / only_against."""
+    # retry_only against oracle (shared trial 1): oracle recovers 2 no-answers and fixes 1 wrong answer on
+    # date_understanding (choice), fixes 1 on navigate (yes_no, two-answer); retry_only fixes 1 on navigate
+    retry = {"date_understanding": ["1", "n0", "n0", "00", "0n", "n1"], "navigate": ["00", "01", "1"]}
+    oracle = {"date_understanding": ["1", "n1", "n1", "01", "0n", "n1"], "navigate": ["01", "00", "1"]}
+    a = write(tmp_path, "retry", retry, mode="retry_only")
+    b = write(tmp_path, "oracle", oracle)
+    build([str(a), str(b)], str(tmp_path / "board"))
+    (c,) = _comparisons(tmp_path / "board")["comparisons"]
+    ahead, behind = c["sources"]["row_ahead"], c["sources"]["against_ahead"]
+    assert (c["only_row"], c["only_against"]) == (ahead["items"], behind["items"]) == (4, 1)
+    assert ahead["trial1"] == {"no_answer": 2, "wrong": 2, "right": 0} and ahead["two_answer"] == 1
+    assert ahead["answer_kinds"] == {"choice": 3, "yes_no": 1}
+    assert ahead["subtasks"] == {"date_understanding": 3, "navigate": 1}
+    assert behind == {"items": 1, "trial1": {"no_answer": 0, "wrong": 1, "right": 0}, "two_answer": 1,
+                      "answer_kinds": {"yes_no": 1}, "subtasks": {"navigate": 1}}
+    md = (tmp_path / "board" / "bbh.md").read_text()
+    assert ("| #2 base, oracle | #1 base, retry_only | row | 4 | 2 | 2 | 0 | 1 | choice 3, yes_no 1 | "
+            "date_understanding 3, navigate 1 |") in md
+    assert "| #2 base, oracle | #1 base, retry_only | against | 1 | 0 | 1 | 0 | 1 | yes_no 1 | navigate 1 |" in md
+
+
+def test_between_answering_models_an_answer_kept_counts_as_right_at_trial_one(tmp_path):
+    """sft_qa changes trial 1: the items it wins because its own trial 1 was right are counted so."""
+    base = _one(tmp_path, "base", "date_understanding", ["1", "1", "01", "00"])
+    trained = _one(tmp_path, "sft", "date_understanding", ["00", "1", "1", "n1"], base=_adapter("sft_qa"))
+    build([str(base), str(trained)], str(tmp_path / "board"), compare="2:1")
+    c, on_trial1 = _comparisons(tmp_path / "board")["comparisons"]
+    assert on_trial1["measure"] == "trial 1" and "sources" not in on_trial1  # the breakdown is of final answers
+    assert c["sources"]["row_ahead"]["trial1"] == {"no_answer": 1, "wrong": 0, "right": 0}  # item 3 only
+    assert c["sources"]["against_ahead"]["trial1"] == {"no_answer": 0, "wrong": 0, "right": 1}  # item 0
+    # item 2: both right (the base model fixed it, sft_qa had it at trial 1): no side wins it
+    assert (c["only_row"], c["only_against"]) == (1, 1)
+
+
+def test_rows_are_pooled_per_answer_kind_with_their_fixes_split(tmp_path):
+    codes = {"date_understanding": ["1", "n1", "01", "00"], "ruin_names": ["n1", "nn"],
+             "navigate": ["1", "01"], "web_of_lies": ["00", "00"]}
+    path = write(tmp_path, "oracle", codes)
+    (row,) = build([str(path)], str(tmp_path / "board"))
+    choice, yes_no = row["answer_kinds"]["choice"], row["answer_kinds"]["yes_no"]
+    assert (choice["subtasks"], choice["n"], choice["fixed_no_answer"], choice["fixed_readable"]) == (2, 6, 2, 1)
+    assert choice["acc_t1"] == pytest.approx(1 / 6) and choice["acc_t2"] == pytest.approx(4 / 6)
+    assert (yes_no["subtasks"], yes_no["n"], yes_no["fixed_no_answer"], yes_no["fixed_readable"]) == (2, 4, 0, 1)
+    assert choice["acc_t2_ci"][0] < choice["acc_t2"] < choice["acc_t2_ci"][1]
+    md = (tmp_path / "board" / "bbh.md").read_text()
+    assert "| # | row | choice | yes_no |" in md and "| | items (subtasks) | 6 (2) | 4 (2) |" in md
+    assert "| 1 | base, oracle | 16.7 → 66.7 (2 + 1) | 25.0 → 50.0 (0 + 1) |" in md
