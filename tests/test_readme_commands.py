@@ -19,6 +19,7 @@ The README's three workflows, end to end, are in tests/test_readme_workflows.py 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shlex
@@ -484,3 +485,40 @@ def test_the_readme_results_agree_with_the_leaderboard():
             theirs = body[row[0]][head.index(column)].split(" [")[0]
             if ours:  # a line of one comparison may leave a column empty
                 assert ours == theirs, f"row #{row[0]} {column}: README {ours}, leaderboards/bbh.md {theirs}"
+
+
+def _number(text: str) -> float:
+    return float(text.replace("−", "-"))
+
+
+def _same_p(readme: str, computed: float) -> bool:
+    """The README's p-value is the computed one rounded to the README's significant digits."""
+    digits = len(readme.lstrip("0.").rstrip()) or 1
+    return float(f"{computed:.{digits}g}") == float(readme)
+
+
+def test_every_readme_comparison_is_a_row_of_the_comparisons_file():
+    """Each difference the README states (difference, interval, p, within noise) is the leaderboard's own
+    comparison of those two rows, on final answers or on trial 1 where the line says (Acc@t1)."""
+    saved = json.loads((ROOT / "leaderboards" / "bbh_comparisons.json").read_text())["comparisons"]
+    readme = _table(_section(README, "Results at a glance"))
+    head, rows = readme[0], readme[1:]
+    checked = 0
+    for row in rows:
+        against = row[head.index("against")]
+        if not against:
+            continue
+        m = re.match(r"#(\d+)", against)
+        assert m, f"README row #{row[0]}: 'against' {against!r} names no row"
+        cell = row[head.index("difference [95%]")]
+        measure = "trial 1" if "(Acc@t1)" in cell else "final"
+        found = [c for c in saved if (c["row"], c["against"], c["measure"]) == (int(row[0]), int(m.group(1)), measure)]
+        assert found, f"README row #{row[0]} against #{m.group(1)} ({measure}) is not in bbh_comparisons.json"
+        c = found[0]
+        d, lo, hi = map(_number, re.match(r"(\S+) \[(\S+), (\S+)\]", cell).groups())
+        assert abs(d - 100 * c["difference"]) < 0.051, f"row #{row[0]}: difference {d} vs {100 * c['difference']:.2f}"
+        assert abs(lo - 100 * c["difference_ci"][0]) < 0.051 and abs(hi - 100 * c["difference_ci"][1]) < 0.051, row[0]
+        assert _same_p(row[head.index("p")], c["p_value"]), f"row #{row[0]}: p {row[head.index('p')]} vs {c['p_value']}"
+        assert row[head.index("within noise?")] == ("yes" if c["within_noise"] else "no"), row[0]
+        checked += 1
+    assert checked >= 5
