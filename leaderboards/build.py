@@ -1204,8 +1204,12 @@ def _training_lines(rows: list[dict]) -> list[str]:
     return ["", "Training of the trained rows (from their adapters' provenance):", "", *out] if out else []
 
 
-def markdown(rows: list[dict], compared: list[dict] = (), skipped: list[str] = (), bench: str = "bbh") -> str:
-    out = [f"# {TITLES[bench]}: reflect-then-retry", "", *_notes(rows, bench), "", "## Rows", "",
+def markdown(rows: list[dict], compared: list[dict] = (), skipped: list[str] = (), bench: str = "bbh",
+             findings: str | None = None) -> str:
+    out = [f"# {TITLES[bench]}: reflect-then-retry", "", *_notes(rows, bench), ""]
+    if findings:  # written by people from the tables below, so it comes first and says whose it is
+        out += ["## Findings", "", findings.strip(), ""]
+    out += ["## Rows", "",
            "| # | base (revision) | reflector / adapter (revision) | setting | trained on (revision) | mode | instruction "
            "| scorer | N | Acc@t1 | Acc@t2 | trial 1 |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rows, 1):
@@ -1507,16 +1511,35 @@ def _find_files(results: list[str]) -> list[str]:
     return files
 
 
+def read_findings(path: str | Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--findings {path}: cannot be read ({exc})") from None
+    if not text.strip():
+        raise UserError(f"--findings {path}: the file is empty")
+    if re.search(r"^#{1,2} ", text, flags=re.M):
+        raise UserError(f"--findings {path}: use ### or deeper headings (it becomes the table's Findings section)")
+    return text
+
+
 def build(results: list[str], output_dir: str = "leaderboards", compare: str | None = None,
-          cap_hits_file: str | Path | None = None) -> list[dict]:
+          cap_hits_file: str | Path | None = None, findings: str | Path | None = None) -> list[dict]:
     """Rows from results files (in the order given), the comparisons between rows (`compare`: 'B:A,…'
     with row numbers or results file names; by default those of `default_pairs`), written as
     bbh.md, bbh.json (rows), bbh_comparisons.json and PNG plots; rows of MATH and MBPP results as
     math.* and mbpp.*, one table per benchmark. `cap_hits_file`: cap hits counted after the fact
-    (default CAP_HITS_FILE), for files whose passes did not count them."""
+    (default CAP_HITS_FILE), for files whose passes did not count them; `findings`: a markdown file
+    written from the tables, put first in the table as its Findings section."""
     files = _find_files(results)
+    notes = read_findings(findings)
     loaded = [read_results(f) for f in files]
     benches = [benchmark(f, data) for f, data in zip(files, loaded)]
+    if notes and len(set(benches)) > 1:
+        raise UserError(f"--findings {findings}: one table's findings, and these files make {len(set(benches))}: "
+                        "build each benchmark's table on its own")
     if compare and len(set(benches)) > 1:
         raise UserError(f"--compare numbers the rows of one table, and these files make {len(set(benches))} "
                         f"({', '.join(sorted(set(benches)))}): build each benchmark's table on its own")
@@ -1535,7 +1558,7 @@ def build(results: list[str], output_dir: str = "leaderboards", compare: str | N
         (out / f"{bench}.json").write_text(json.dumps(rows, indent=1))
         (out / f"{bench}_comparisons.json").write_text(json.dumps({"compare": compare, "comparisons": compared,
                                                                    "not_compared": skipped}, indent=1))
-        (out / f"{bench}.md").write_text(markdown(rows, compared, skipped, bench))
+        (out / f"{bench}.md").write_text(markdown(rows, compared, skipped, bench, notes))
         plots(rows, out, bench)
         all_rows += rows
     return all_rows

@@ -12,6 +12,9 @@ def register(sub) -> None:
                         "('' for none) (default: each reflective row (oracle, intrinsic) against the retry_only row "
                         "of the same answering model, each trained row against the base model's row under the "
                         "same protocol (mode and one-stage), intrinsic against single)")
+    b.add_argument("--findings", default=None, metavar="FILE",
+                   help="a markdown file of findings written from these tables, put first in the table "
+                        "(headings ### or deeper; default: none)")
     b.add_argument("--push_to_repo", default=None,
                    help="also publish the folder as this Hub dataset repo, token from HF_TOKEN (default: not published)")
     b.add_argument("--push_tag", default=None, help="tag for that commit (default: no tag)")
@@ -21,7 +24,7 @@ def register(sub) -> None:
 def _build(args) -> int:
     from leaderboards.build import build, push
 
-    rows = build(args.results, args.output, args.compare)
+    rows = build(args.results, args.output, args.compare, findings=args.findings)
     # one table per benchmark: BBH rows in bbh.*, MATH rows in math.*, MBPP rows in mbpp.*
     print(f"{len(rows)} rows → {args.output}/<benchmark>.md, .json, _comparisons.json, _t1_t2.png, _subtask_delta.png "
           "(bbh, math, mbpp)")

@@ -58,7 +58,9 @@ publish_rows() {  # the tables in $BOARD from every row finished so far, in the 
     for n in "${ORDER[@]}"; do [ -f "$RESULTS/$n.json" ] && files+=("$RESULTS/$n.json"); done
     [ "${#files[@]}" -gt 0 ] || return 0
     mkdir -p "$BOARD"
-    "$PY/reflectevo" leaderboard build "${files[@]}" --output "$BOARD" ${COMPARE:+--compare "$COMPARE"} \
+    local findings=()  # written by people from the tables, beside them
+    [ -f "$BOARD/findings.md" ] && findings=(--findings "$BOARD/findings.md")
+    "$PY/reflectevo" leaderboard build "${files[@]}" --output "$BOARD" ${COMPARE:+--compare "$COMPARE"} "${findings[@]}" \
         || echo "[$TAG] leaderboard not rebuilt (see the error above)"
 }
 

@@ -151,7 +151,9 @@ def test_committed_measured_leaderboard_matches_its_results_files(tmp_path):
     committed = json.loads((root / "bbh.json").read_text())
     assert sorted(r["results_file"] for r in committed) == [f.name for f in files]
     spec = json.loads((root / "bbh_comparisons.json").read_text())["compare"]
-    build([str(root / "measured" / r["results_file"]) for r in committed], str(tmp_path), compare=spec)
+    findings = root / "findings.md"
+    build([str(root / "measured" / r["results_file"]) for r in committed], str(tmp_path), compare=spec,
+          findings=findings if findings.is_file() else None)
     for name in ("bbh.json", "bbh_comparisons.json", "bbh.md"):
         assert (tmp_path / name).read_text() == (root / name).read_text(), name
 
@@ -166,7 +168,9 @@ def test_committed_test_split_leaderboard_matches_its_results_files(tmp_path):
     committed = json.loads((board / "bbh.json").read_text())
     assert sorted(r["results_file"] for r in committed) == [f.name for f in files]
     spec = json.loads((board / "bbh_comparisons.json").read_text())["compare"]
-    build([str(board / "rows" / r["results_file"]) for r in committed], str(tmp_path), compare=spec)
+    findings = board / "findings.md"
+    build([str(board / "rows" / r["results_file"]) for r in committed], str(tmp_path), compare=spec,
+          findings=findings if findings.is_file() else None)
     for name in ("bbh.json", "bbh_comparisons.json", "bbh.md"):
         assert (tmp_path / name).read_text() == (board / name).read_text(), name
 
@@ -1165,3 +1169,25 @@ def test_rows_are_pooled_per_answer_kind_with_their_fixes_split(tmp_path):
     md = (tmp_path / "board" / "bbh.md").read_text()
     assert "| # | row | choice | yes_no |" in md and "| | items (subtasks) | 6 (2) | 4 (2) |" in md
     assert "| 1 | base, oracle | 16.7 → 66.7 (2 + 1) | 25.0 → 50.0 (0 + 1) |" in md
+
+
+def test_findings_come_first_and_bad_findings_files_are_one_clear_error(tmp_path):
+    path = _one(tmp_path, "oracle", "date_understanding", ["1", "01", "00"])
+    notes = tmp_path / "findings.md"
+    notes.write_text("Nothing beats a retry here.\n\n### Where\n\nNowhere.\n")
+    build([str(path)], str(tmp_path / "board"), findings=notes)
+    md = (tmp_path / "board" / "bbh.md").read_text()
+    assert "## Findings\n\nNothing beats a retry here.\n\n### Where\n\nNowhere.\n\n## Rows" in md
+    assert "## Findings" not in _build_md(tmp_path, path)  # none asked: no section
+    for text, message in (("", "the file is empty"), ("## Mine\n", "use ### or deeper headings")):
+        notes.write_text(text)
+        with pytest.raises(UserError, match=f"--findings {re.escape(str(notes))}: {message}"):
+            build([str(path)], str(tmp_path / "bad"), findings=notes)
+        assert not (tmp_path / "bad").exists()  # refused before anything is written
+    with pytest.raises(UserError, match="cannot be read"):
+        build([str(path)], str(tmp_path / "bad"), findings=tmp_path / "missing.md")
+
+
+def _build_md(tmp_path, path) -> str:
+    build([str(path)], str(tmp_path / "plain"))
+    return (tmp_path / "plain" / "bbh.md").read_text()
