@@ -191,6 +191,15 @@ def item_outcomes(data: dict, trial1: bool = False) -> dict | None:
     """{(task, dataset revision, doc id): right at the run's last attempt (at trial 1 with `trial1`), at the
     headline level} from a results file's per-item outcomes, or None for a file written before the plugin
     recorded them."""
+    codes = item_codes(data)
+    if codes is None:
+        return None
+    return {key: (t1 if trial1 else final) == "1" for key, (t1, final) in codes.items()}
+
+
+def item_codes(data: dict) -> dict | None:
+    """{(task, dataset revision, doc id): (trial-1 code, final code)} at the headline level, the final
+    code being the last attempt's (trial 1's in mode single); None for a file without outcomes."""
     prov = data["config"]["reflectevo"]
     codes = _codes(prov, "outcomes", "results file")
     if codes is None:
@@ -201,7 +210,7 @@ def item_outcomes(data: dict, trial1: bool = False) -> dict | None:
     for task, docs in codes.items():
         for doc, code in docs.items():
             t1, t2 = _attempts(code, mode, f"outcome of {task} {doc}")
-            out[(task, revision.get(task), doc)] = (t1 if t2 is None or trial1 else t2) == "1"
+            out[(task, revision.get(task), doc)] = (t1, t1 if t2 is None else t2)
     return out
 
 
@@ -773,29 +782,8 @@ def _comparison_marks(rows: list[dict], b: int, a: int, measure: str) -> dict:
 
 def trial1_codes(data: dict) -> dict | None:
     """{(task, dataset revision, doc id): trial-1 outcome code} of a results file, None without outcomes."""
-    prov = data["config"]["reflectevo"]
-    codes = _codes(prov, "outcomes", "results file")
-    if codes is None:
-        return None
-    revision = {task: d.get("dataset_revision") for task, d in (prov.get("datasets") or {}).items()}
-    return {(task, revision.get(task), doc): str(code)[:1] for task, docs in codes.items() for doc, code in docs.items()}
-
-
-def item_codes(data: dict) -> dict | None:
-    """{(task, dataset revision, doc id): (trial-1 code, final code)} at the headline level, the final
-    code being the last attempt's (trial 1's in mode single); None for a file without outcomes."""
-    prov = data["config"]["reflectevo"]
-    codes = _codes(prov, "outcomes", "results file")
-    if codes is None:
-        return None
-    mode = (prov.get("protocol") or {}).get("mode")
-    revision = {task: d.get("dataset_revision") for task, d in (prov.get("datasets") or {}).items()}
-    out = {}
-    for task, docs in codes.items():
-        for doc, code in docs.items():
-            t1, t2 = _attempts(code, mode, f"outcome of {task} {doc}")
-            out[(task, revision.get(task), doc)] = (t1, t1 if t2 is None else t2)
-    return out
+    codes = item_codes(data)
+    return None if codes is None else {key: t1 for key, (t1, _) in codes.items()}
 
 
 def attach_sources(compared: list[dict], codes: list[dict | None], bench: str) -> None:
