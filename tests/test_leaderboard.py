@@ -1191,3 +1191,40 @@ def test_findings_come_first_and_bad_findings_files_are_one_clear_error(tmp_path
 def _build_md(tmp_path, path) -> str:
     build([str(path)], str(tmp_path / "plain"))
     return (tmp_path / "plain" / "bbh.md").read_text()
+
+
+CITATION = re.compile(r"\(#(\d+) vs #(\d+)(, trial 1)?(, w/o two-answer)?: ([+−-]?[\d.]+) \[([−-]?[\d.]+), ([−-]?[\d.]+)\] points, "
+                      r"p = ([\d.e−-]+)\)")
+
+
+def _cited(text: str) -> list[tuple]:
+    return CITATION.findall(" ".join(text.split()))  # a citation may wrap across lines
+
+
+@pytest.mark.parametrize("board", ["leaderboards", "leaderboards/test-split"])
+def test_every_comparison_the_findings_cite_is_in_the_comparisons_file(board):
+    """Findings cite a comparison as '(#B vs #A[, trial 1][, w/o two-answer]: D [L, H] points, p = P)'; each
+    such citation is that comparison of bbh_comparisons.json, rounded as written."""
+    folder = ROOT / board
+    if not (folder / "findings.md").is_file():
+        pytest.skip(f"{board}: no findings.md")
+    text = (folder / "findings.md").read_text()
+    saved = json.loads((folder / "bbh_comparisons.json").read_text())["comparisons"]
+    cited = _cited(text)
+    assert cited, f"{board}/findings.md cites no comparison in the '(#B vs #A: D [L, H] points, p = P)' form"
+    # every '(#B vs #A' opens a citation in that form: none is left unchecked by a typo
+    assert len(re.findall(r"\(#\d+ vs #\d+", " ".join(text.split()))) == len(cited), f"{board}/findings.md: a citation is not in the form"
+    for b, a, trial1, narrow, d, lo, hi, p in cited:
+        where = f"{board}/findings.md (#{b} vs #{a})"
+        (c,) = [c for c in saved if (c["row"], c["against"], c["measure"]) == (int(b), int(a), "trial 1" if trial1 else "final")]
+        c = c["without_two_answer"] if narrow else c
+        for written, value in ((d, c["difference"]), (lo, c["difference_ci"][0]), (hi, c["difference_ci"][1])):
+            assert abs(float(written.replace("−", "-")) - 100 * value) < 0.051, f"{where}: {written} vs {100 * value:.2f}"
+        digits = len(p.replace("−", "-").split("e")[0].lstrip("0.").replace(".", "")) or 1
+        assert float(f"{c['p_value']:.{digits}g}") == float(p.replace("−", "-")), f"{where}: p {p} vs {c['p_value']}"
+
+
+def test_the_citation_form_is_read_as_written():
+    text = "beats it (#5 vs #2: +5.2 [1.9, 9.3] points, p = 0.00013) but (#4 vs #1, w/o two-answer: −1.8 [−5.2, 0.4] points, p = 0.09)"
+    assert _cited(text) == [("5", "2", "", "", "+5.2", "1.9", "9.3", "0.00013"),
+                            ("4", "1", "", ", w/o two-answer", "−1.8", "−5.2", "0.4", "0.09")]
