@@ -13,8 +13,8 @@ def register(sub) -> None:
                         "of the same answering model, each trained row against the base model's row under the "
                         "same protocol (mode and one-stage), intrinsic against single)")
     b.add_argument("--findings", default=None, metavar="FILE",
-                   help="a markdown file of findings written from these tables, put first in the table "
-                        "(headings ### or deeper; default: none)")
+                   help="a markdown file of findings written from these tables (headings ### or deeper), put "
+                        "first in the table (default: none, no Findings section)")
     b.add_argument("--push_to_repo", default=None,
                    help="also publish the folder as this Hub dataset repo, token from HF_TOKEN (default: not published)")
     b.add_argument("--push_tag", default=None, help="tag for that commit (default: no tag)")
