@@ -200,37 +200,19 @@ PY
 }
 # A DPO run takes hours on this CPU, longer than a working session: every optimizer step leaves a
 # checkpoint (LoRA weights, optimizer, scheduler, RNG and trainer state; the previous one is removed
-# once the new one is whole), and a run that was stopped resumes from its last complete one. Resuming
-# gives the weights of an uninterrupted run (tests/test_train_resume.py). Two-stage trains two
-# trainers in turn and does not resume: it starts again.
+# once the new one is whole), and a run that was stopped goes on with `--resume true`: its finished
+# stages are reused and the stage it was in continues from its newest complete checkpoint, to the
+# weights an uninterrupted run gives (tests/test_train_resume.py). A folder begun with other options
+# is refused, not continued.
 CHECKPOINT_ARGS=${CHECKPOINT_ARGS---save_strategy steps --save_steps 1 --save_total_limit 1}
-last_checkpoint() {  # last_checkpoint FOLDER: the newest checkpoint whose trainer state was written (none: "")
-    "$PY/python" - "$1" <<'PY'
-import json, sys
-from pathlib import Path
-
-whole = []
-for d in Path(sys.argv[1]).glob("checkpoint-*"):
-    try:  # written last, after the weights, optimizer and RNG state
-        json.loads((d / "trainer_state.json").read_text())
-        whole.append((int(d.name.split("-")[1]), str(d)))
-    except (OSError, ValueError):
-        pass
-print(max(whole)[1] if whole else "")
-PY
-}
 train() {  # train NAME SETTING DATA [OPTIONS...]: adapter NAME of SETTING trained on DATA, in $ADAPTERS/NAME
     local name=$1 setting=$2 data=$3 resume=()
     shift 3
     if [ ! -f "$ADAPTERS/$name/provenance.json" ]; then
         if [ ! -f "$OUT/train/$name/provenance.json" ]; then
-            local ckpt=""
-            [ "$setting" != two_stage ] && [ -d "$OUT/train/$name" ] && ckpt=$(last_checkpoint "$OUT/train/$name")
-            if [ -n "$ckpt" ]; then
-                echo "[$TAG] $name: resuming from $ckpt"
-                resume=(--resume_from_checkpoint "$ckpt")
-            else
-                rm -rf "$OUT/train/$name"
+            if [ -d "$OUT/train/$name" ]; then
+                echo "[$TAG] $name: going on with the stopped run in $OUT/train/$name"
+                resume=(--resume true)
             fi
             # shellcheck disable=SC2086  # TRAIN_ARGS and the accumulation are lists of options
             "$PY/reflectevo" train "$setting" --dataset "$data" --output_dir "$OUT/train/$name" \

@@ -34,8 +34,11 @@ adapter, typically an SFT adapter before DPO: mode `continue` (default) keeps tr
 reference is a frozen copy of it (so the reference is the SFT model); mode `merge` merges it into
 the base first, trains a fresh adapter on top (reference = the merged SFT model) and saves the merged
 full model. Seeds are fixed (`--seed`, default 42) and the data order follows from them.
-`--resume_from_checkpoint` works for the single-stage settings (with a `save_strategy` that writes
-checkpoints; the recipes save none).
+A stopped run goes on with `--resume true` in the same output folder (with a `save_strategy` that
+writes checkpoints; the recipes save none): stages it finished are reused, the stage it was in continues
+from its newest complete checkpoint, and a folder begun with other options or data is refused
+(`reflectevo_train/resume.py`). The Trainer's own `--resume_from_checkpoint PATH` works for the
+single-stage settings.
 
 Two-stage (setting II) is organised as ONE adapter trained in sequence: stage 1 creates a LoRA
 adapter and trains it on question + failed attempt -> reflection (saved to OUTPUT/stage1, kept

@@ -96,6 +96,11 @@ class ScriptArguments:
         "help": "raise --num_train_epochs to the fewest whole epochs that give each stage at least this many "
                 "optimizer steps after warmup; the epochs used are recorded (default 0: the recipe's epochs; "
                 "not used with --max_steps)"})
+    resume: bool = field(default=False, metadata={
+        "help": "go on with an interrupted run in --output_dir: the stages it finished are reused and the stage "
+                "it was in continues from its newest complete checkpoint (needs a --save_strategy that writes "
+                "checkpoints); refused where the folder was begun with other options or data; with nothing to "
+                "resume it starts afresh (default: false, start afresh)"})
     instruction: str = field(default="default", metadata={
         "help": "reflection instruction written into training prompts; keep it equal to the evaluator's "
                 "`instruction=` option (default 'default') so training and evaluation prompts match"})

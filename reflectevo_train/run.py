@@ -16,6 +16,7 @@ from typing import Any
 from reflectevo.errors import UserError
 from reflectevo_tasks import bbh_split
 from reflectevo_train.config import SETTINGS, ParsedRun, Setting, build_parser, get_setting, parse_run
+from reflectevo_train.resume import IDENTITY_FILE, begin, finished_stage, identity, last_checkpoint, mark_finished
 from reflectevo_train.validation import (LOSS_CURVES_FILE, epochs_for_min_steps, keep_fraction, loss_points,
                                          plot_loss_curves, question_key, split_validation)
 
@@ -24,7 +25,7 @@ PUSH_RECORD = "push.json"
 STAGE1_DIR = "stage1"
 # what is published from the output folder (checkpoints, stage folders and pickles stay local)
 _PUBLISH_SKIP_DIRS = {STAGE1_DIR, "runs", "checkpoints"}
-_PUBLISH_SKIP_FILES = {"training_args.bin", PUSH_RECORD}
+_PUBLISH_SKIP_FILES = {"training_args.bin", PUSH_RECORD, IDENTITY_FILE}
 
 
 @dataclass
@@ -232,6 +233,8 @@ def train(run: ParsedRun, keep_trainers: bool = False, callbacks: list | None = 
     out_dir = os.path.abspath(ta.output_dir)
     init = resolve_init_adapter(sa.init_adapter, run.token(), sa.hub_endpoint) if sa.init_adapter else None
     rows, stages, tok = prepare_data(run)
+    begin(out_dir, identity(run, rows.source, init), sa.resume, clear=not (sa.resume or ta.resume_from_checkpoint),
+          write=ta.process_index == 0)
     if ma.use_peft and ta.ddp_find_unused_parameters is None:
         # transformers searches a wrapped (PEFT) model for unused parameters on every step under
         # data parallelism, then warns on every rank that there were none: every LoRA weight is used
@@ -242,8 +245,21 @@ def train(run: ParsedRun, keep_trainers: bool = False, callbacks: list | None = 
     for i, sd in enumerate(stages):
         last = i == len(stages) - 1
         stage_dir = out_dir if last else os.path.join(out_dir, STAGE1_DIR if i == 0 else f"stage{i + 1}")
+        done = finished_stage(stage_dir) if sa.resume and not last else None
+        if done is not None:  # an interrupted run finished this stage: its saved adapter starts the next
+            print(f"reflectevo train: stage {sd.name} finished before; reusing {stage_dir}", file=sys.stderr)
+            stage_metrics.append(done)
+            prev_dir = stage_dir
+            continue
+        # a checkpoint belongs to one trainer: --resume finds the stage's own; the Trainer's option
+        # --resume_from_checkpoint is offered only where the setting has one stage
+        checkpoint = last_checkpoint(stage_dir) if sa.resume else None
+        if checkpoint is None and len(stages) == 1:
+            checkpoint = ta.resume_from_checkpoint
         trainer, metrics, artifact_kind = train_stage(run, i, sd, tok, stage_dir, prev_dir, init, callbacks,
-                                                      resume=len(stages) == 1, final=last)
+                                                      checkpoint=checkpoint, final=last)
+        if not last and trainer.is_world_process_zero():
+            mark_finished(stage_dir, metrics)
         stage_metrics.append(metrics)
         if keep_trainers:
             trainers.append(trainer)
@@ -269,7 +285,7 @@ def train(run: ParsedRun, keep_trainers: bool = False, callbacks: list | None = 
 
 
 def train_stage(run: ParsedRun, index: int, sd: StageData, tok, stage_dir: str, prev_dir: str | None, init,
-                callbacks: list | None, resume: bool, final: bool) -> tuple[Any, dict, str]:
+                callbacks: list | None, checkpoint: str | None, final: bool) -> tuple[Any, dict, str]:
     """Train one stage from its starting model and save it: (trainer, metrics, artifact kind)."""
     from transformers import set_seed
 
@@ -287,8 +303,9 @@ def train_stage(run: ParsedRun, index: int, sd: StageData, tok, stage_dir: str, 
         total, _ = optimizer_steps(len(sd.dataset), trainer.args)
         trainer.args.eval_steps = max(1, total // EVAL_POINTS)
     warmup = warn_if_few_steps(sd.name, len(sd.dataset), trainer.args, show=trainer.is_world_process_zero())
-    # a checkpoint belongs to one trainer: resuming is offered only when the setting has one stage
-    result = trainer.train(resume_from_checkpoint=run.training.resume_from_checkpoint if resume else None)
+    if checkpoint:
+        print(f"reflectevo train: stage {sd.name} resumes from {checkpoint}", file=sys.stderr)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = stage_metrics(sd, trainer, result, warmup)
     metrics["num_train_epochs"] = float(trainer.args.num_train_epochs)
     if epochs_from is not None:

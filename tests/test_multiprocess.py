@@ -103,7 +103,7 @@ def test_two_processes_train_one_adapter_published_once(hub, tmp_path, sample_di
     # one adapter, one card, one provenance; nothing a second writer would leave
     assert sorted(p.name for p in out.iterdir() if p.suffix in (".safetensors", ".json", ".md")) == \
         ["README.md", "adapter_config.json", "adapter_model.safetensors", "provenance.json", "push.json",
-         "tokenizer.json", "tokenizer_config.json"]
+         "run_identity.json", "tokenizer.json", "tokenizer_config.json"]
     assert "- processes: 2 (data parallel, MULTI_CPU; effective batch 2" in (out / "README.md").read_text()
 
     # published once: one commit of the training run, tagged v1, holding what rank 0 wrote
