@@ -49,7 +49,7 @@ SECTIONS = ("gen", "curate", "train", "eval")
 HUB_MODES = ("loopback", "endpoint")
 # set by the loop itself, per round; a loop file may not set them
 LOOP_OWNED = {"gen": {"output", "reflector_peft", "reflector_peft_revision", "trial1_from"},
-              "train": {"dataset", "output_dir", "push_to_repo", "push_tag", "hub_endpoint", "init_adapter"}}
+              "train": {"dataset", "output_dir", "push_to_repo", "push_tag", "hub_endpoint", "init_adapter", "resume"}}
 # engine: the lm-eval model's `base` (hf, or vllm where the vLLM environment exists)
 EVAL_DEFAULTS = {"engine": "hf", "mode": "oracle", "limit": 1, "batch_size": 16, "device": "cpu", "dtype": "float32",
                  "instruction": None, "tasks": "reflectevo_bbh_test", "model_args": "", "chunk_size": 64}
@@ -311,6 +311,8 @@ def train(cfg: LoopConfig, r: int, folder: Path, data: dict, counts: dict, previ
              "--push_to_repo", cfg.adapter_repo, "--push_tag", tag, "--hub_endpoint", endpoint]
     if previous and cfg.train_from == "previous":
         argv += ["--init_adapter", f"{previous['repo']}@{previous['sha']}"]
+    if (folder / "train").is_dir():  # a stopped attempt: it goes on from its checkpoints, if it saved any
+        argv += ["--resume", "true"]
     parsed = parse_run(cfg.setting, argv, prog="reflectevo evolve: train")
     from reflectevo_train.config import redact_argv
 

@@ -275,3 +275,23 @@ def test_the_vllm_layer_switches_engines_and_keeps_the_loop(tmp_path):
     assert both.eval == {**demo.eval, "engine": "vllm"}
     assert both.train == demo.train
     assert eval_model_args(both, None, tmp_path / "round-0").startswith("base=vllm,")
+
+
+def test_a_stopped_training_step_goes_on_with_resume(tmp_path, monkeypatch):
+    """A round whose training was stopped (its train folder exists) asks `reflectevo train` to go on
+    (--resume true: from the checkpoints, where the loop's train options save any); a first attempt does not."""
+    import reflectevo_evolve.loop as ev
+    import reflectevo_train.run as run
+
+    seen = []
+    monkeypatch.setattr(run, "train", lambda parsed: seen.append(parsed) or type("R", (), {"push": {"sha": "b" * 40}})())
+    monkeypatch.setattr(ev, "_publish_once", lambda folder, step, repo, kind, tag, endpoint, fn: fn())
+    cfg = load_config(["--config", "demo", "--workdir", str(tmp_path / "w")])
+    data = {"repo": "local/demo-data", "sha": "0" * 40}
+    folder = tmp_path / "w" / "round-1"
+    ev.train(cfg, 1, folder, data, {"d_plus": 3}, None, "http://127.0.0.1:9")
+    (folder / "train").mkdir(parents=True)  # what a stopped attempt leaves
+    made = ev.train(cfg, 1, folder, data, {"d_plus": 3}, None, "http://127.0.0.1:9")
+    assert [p.script.resume for p in seen] == [False, True] and "--resume true" in made["command"]
+    with pytest.raises(UserError, match="resume"):  # the loop's to set, not a loop file's
+        load_config(["--config", "demo", "--set", "train.resume=true"]).check()
