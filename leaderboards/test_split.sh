@@ -177,7 +177,7 @@ keep_adapter() {  # keep_adapter NAME: $OUT/train/NAME into $ADAPTERS/NAME, whol
         # no checkpoints or trainer state, and no copy of the base model's tokenizer (3.5 MB; every
         # engine loads the tokenizer of the base model named in the adapter's config)
         case $(basename "$f") in
-            checkpoint-* | checkpoints | stage1 | runs | training_args.bin) continue ;;
+            checkpoint-* | checkpoints | stage1 | runs | training_args.bin | run_identity.json) continue ;;
             tokenizer.json | tokenizer_config.json | special_tokens_map.json | chat_template.jinja) continue ;;
         esac
         cp -r "$f" "$dst.partial/"
