@@ -187,11 +187,9 @@ def _codes(prov: dict, key: str, where: str) -> dict | None:
     return codes
 
 
-def item_outcomes(data: dict, trial1: bool = False) -> dict | None:
-    """{(task, dataset revision, doc id): right at the run's last attempt (at trial 1 with `trial1`), at the
-    headline level} from a results file's per-item outcomes, or None for a file written before the plugin
-    recorded them."""
-    codes = item_codes(data)
+def item_outcomes(codes: dict | None, trial1: bool = False) -> dict | None:
+    """{item: right at the run's last attempt (at trial 1 with `trial1`), at the headline level} from
+    `item_codes`, or None for a file written before the plugin recorded per-item outcomes."""
     if codes is None:
         return None
     return {key: (t1 if trial1 else final) == "1" for key, (t1, final) in codes.items()}
@@ -780,9 +778,8 @@ def _comparison_marks(rows: list[dict], b: int, a: int, measure: str) -> dict:
             "answering_models_differ": _answering_model(rows[b]) != _answering_model(rows[a])}
 
 
-def trial1_codes(data: dict) -> dict | None:
-    """{(task, dataset revision, doc id): trial-1 outcome code} of a results file, None without outcomes."""
-    codes = item_codes(data)
+def trial1_codes(codes: dict | None) -> dict | None:
+    """{item: trial-1 outcome code} from `item_codes`, None without outcomes."""
     return None if codes is None else {key: t1 for key, (t1, _) in codes.items()}
 
 
@@ -1538,10 +1535,11 @@ def build(results: list[str], output_dir: str = "leaderboards", compare: str | N
     for bench in dict.fromkeys(benches):
         mine = [(f, data) for f, data, b in zip(files, loaded, benches) if b == bench]
         rows = [row_from_results(f, data, cap_hits) for f, data in mine]
-        link_trial1(rows, [trial1_codes(data) for _, data in mine])
-        compared, skipped = comparisons(rows, [item_outcomes(data) for _, data in mine], compare,
-                                        [item_outcomes(data, trial1=True) for _, data in mine])
-        attach_sources(compared, [item_codes(data) for _, data in mine], bench)
+        codes = [item_codes(data) for _, data in mine]  # each file's outcome codes, read once
+        link_trial1(rows, [trial1_codes(c) for c in codes])
+        compared, skipped = comparisons(rows, [item_outcomes(c) for c in codes], compare,
+                                        [item_outcomes(c, trial1=True) for c in codes])
+        attach_sources(compared, codes, bench)
         compared, skipped = portable(compared), portable(skipped)
         (out / f"{bench}.json").write_text(json.dumps(rows, indent=1))
         (out / f"{bench}_comparisons.json").write_text(json.dumps({"compare": compare, "comparisons": compared,
